@@ -1,0 +1,180 @@
+"""Turning inputs into located hits: whole buffers, streams, gzip and UTF-16.
+
+Two shapes of input reach the detector. A *buffer* (bytes or an mmap) is scanned in one
+call, and lines are counted afterwards and only up to the last hit, so a clean 1 GB log
+costs nothing beyond the literal search. A *stream* (stdin, gzip, UTF-16 decoded on the
+fly) is scanned chunk by chunk with an overlap, counting lines as it goes, in constant
+memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from scanner.engine.detect import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND, Detector, Hit
+from scanner.errors import SourceError
+
+CHUNK = 1 << 20
+SNIFF = 8192
+#: Decompressed bytes allowed per gzip input before it counts as a bomb.
+GZIP_LIMIT = 1 << 30
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+class Buffer(Protocol):
+    def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def rfind(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def count(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def __getitem__(self, key: slice) -> bytes: ...
+    def __len__(self) -> int: ...
+
+
+@dataclass(slots=True)
+class Located:
+    hit: Hit
+    offset: int  # absolute byte offset in the (decoded) input
+    line: int | None
+    column: int | None
+
+
+def code_points(data: bytes) -> int:
+    """Characters in UTF-8 text: every byte that is not a continuation byte."""
+    return len(data.translate(None, _CONTINUATION))
+
+
+def kind_of(head: bytes) -> str:
+    """``gzip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the first bytes."""
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:2] == b"\xff\xfe":
+        return "utf-16-le"
+    if head[:2] == b"\xfe\xff":
+        return "utf-16-be"
+    if b"\0" not in head:
+        return "text"
+    sample = head[: len(head) & ~1]
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    half = max(1, len(sample) // 2)
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return "binary"
+
+
+def scan_buffer(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None,
+                *, lines: bool = True) -> list[Located]:
+    """Scan ``buf[start:end]`` (needles starting there; context may lie outside) and
+    locate each hit, counting newlines only up to the last hit."""
+    end = len(buf) if end is None else end
+    hits: list[Hit] = []
+    if start < DEEP_LIMIT:
+        hits += detector.scan(buf, start, min(end, DEEP_LIMIT), deep=True)
+    if end > DEEP_LIMIT:
+        hits += detector.scan(buf, max(start, DEEP_LIMIT), end, deep=False)
+    hits.sort(key=lambda h: h.offset)
+    out: list[Located] = []
+    line, counted = 1, 0
+    for hit in hits:
+        if not lines:
+            out.append(Located(hit, hit.offset, None, None))
+            continue
+        line += buf.count(b"\n", counted, hit.offset)
+        counted = hit.offset
+        line_start = buf.rfind(b"\n", 0, hit.offset) + 1
+        column = code_points(buf[line_start : hit.offset]) + 1
+        out.append(Located(hit, hit.offset, line, column))
+    return out
+
+
+def scan_stream(detector: Detector, chunks: Iterable[bytes]) -> Iterator[Located]:
+    """Constant-memory scan: each region is scanned with LOOKBEHIND bytes kept before it
+    and LOOKAHEAD after, so a token across any chunk boundary is seen exactly once."""
+    window = b""  # bytes from absolute offset `base`
+    base = 0
+    scanned = 0  # absolute offset up to which needles have been searched
+    line = 1  # line number at absolute offset `counted`
+    counted = 0
+    carry = 0  # code points between the current line's start and `base`, if before it
+    for chunk in _rechunk(chunks):
+        window += chunk
+        limit = base + len(window) - LOOKAHEAD if chunk else base + len(window)
+        if limit <= scanned:
+            continue
+        for hit in detector.scan(window, scanned - base, limit - base,
+                                 deep=scanned < DEEP_LIMIT):
+            at = hit.offset  # relative to window
+            line += window.count(b"\n", counted - base, at)
+            counted = base + at
+            nl = window.rfind(b"\n", 0, at)
+            column = code_points(window[nl + 1 : at]) + 1 + (carry if nl == -1 else 0)
+            yield Located(hit, base + at, line, column)
+        scanned = limit
+        # Drop what no later region needs, keeping LOOKBEHIND bytes of context.
+        drop = max(0, scanned - base - LOOKBEHIND)
+        if drop:
+            gone = window[:drop]
+            line += gone.count(b"\n", max(0, counted - base))
+            counted = max(counted, base + drop)
+            nl = gone.rfind(b"\n")
+            carry = code_points(gone[nl + 1 :]) + (carry if nl == -1 else 0)
+            window = window[drop:]
+            base += drop
+
+
+def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the input in CHUNK-sized pieces, then one empty chunk as end-of-input."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+    yield b""
+
+
+def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
+    """Decompress (multi-member) gzip in bounded pieces; past ``limit`` it is a bomb."""
+    total = 0
+    d = zlib.decompressobj(wbits=47)
+    fed = False
+    for chunk in chunks:
+        data = chunk
+        while data:
+            fed = True
+            try:
+                out = d.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise SourceError(f"not valid gzip: {exc}") from None
+            total += len(out)
+            if total > limit:
+                raise SourceError(f"gzip expands beyond {limit >> 20} MiB; not scanned further")
+            yield out
+            if d.eof:
+                data = d.unused_data.lstrip(b"\0")
+                d, fed = zlib.decompressobj(wbits=47), False
+            else:
+                data = d.unconsumed_tail
+    if fed and not d.eof:
+        raise SourceError("not valid gzip: the stream is truncated")
+
+
+def utf16_to_utf8(chunks: Iterable[bytes], kind: str) -> Iterator[bytes]:
+    """Re-encode UTF-16 as UTF-8 so the detector and line counting see plain text."""
+    decoder = codecs.getincrementaldecoder(kind)(errors="replace")
+    first = True
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if first and text.startswith("\ufeff"):
+            text = text[1:]
+        first = first and not text
+        yield text.encode("utf-8", "surrogatepass")
+    yield decoder.decode(b"", final=True).encode("utf-8", "surrogatepass")

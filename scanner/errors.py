@@ -1,0 +1,42 @@
+"""A small error hierarchy: each error has a short ``reason`` and an exit status.
+
+The CLI turns any of these into one line on stderr and the status below, never a
+traceback. ``reason`` is short and machine-readable so that services can count it.
+"""
+
+from __future__ import annotations
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+class ScanError(Exception):
+    """Base class: something the user can fix, reported in one line."""
+
+    reason = "error"
+    exit_status = EXIT_ERROR
+
+
+class UsageError(ScanError):
+    reason = "usage"
+
+
+class ConfigError(ScanError):
+    reason = "config"
+
+
+class SourceError(ScanError):
+    """One input could not be read; the scan goes on without it and exits 2."""
+
+    reason = "source"
+
+
+class GitError(ScanError):
+    reason = "git"
+
+
+def short(text: str, limit: int = 120) -> str:
+    """Untrusted text in messages is cut short."""
+    text = text.replace("\n", " ").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,257 @@
+"""Files and directories: walk, sniff, read, and hand fragments to the detector.
+
+Every file is looked at, dotfiles and git-ignored ones included (``.env`` files are
+ignored by git precisely because they hold secrets), but never anything inside
+``.git/``. One unreadable file is an error for that file only: it is reported and the
+scan goes on.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from scanner.engine.detect import Detector
+from scanner.engine.inputs import (
+    CHUNK,
+    SNIFF,
+    Located,
+    gunzip,
+    kind_of,
+    scan_buffer,
+    scan_stream,
+    utf16_to_utf8,
+)
+from scanner.errors import ConfigError, SourceError
+from scanner.finding import Finding
+
+#: Files up to this size are read whole; larger ones are mapped.
+READ_WHOLE = 4 << 20
+
+
+@dataclass(slots=True)
+class Task:
+    """One file (or one byte range of a very large file) to scan."""
+
+    path: str  # as shown to people
+    fs_path: str
+    fingerprint_path: str
+    size: int
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    findings: list[Finding] = field(default_factory=list)
+    suppressed: int = 0
+    files: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Outcome) -> None:
+        self.findings += other.findings
+        self.suppressed += other.suppressed
+        self.files += other.files
+        self.bytes += other.bytes
+        self.errors += other.errors
+
+
+@lru_cache(maxsize=1024)
+def git_top(directory: str) -> str | None:
+    """The enclosing git work tree, found by looking for ``.git`` upwards (no subprocess)."""
+    here = Path(directory)
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return str(candidate)
+    return None
+
+
+def _display(path: str) -> str:
+    return path[2:] if path.startswith("./") else path
+
+
+def _fingerprint_root(root: str) -> str:
+    """Fingerprints name paths relative to the git work tree, so they stay the same
+    whichever folder a scan starts from; outside git, relative to the scan root."""
+    absolute = os.path.abspath(root)
+    base = absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
+    return git_top(base) or base
+
+
+def _matcher(patterns: list[str]) -> Any:
+    import pathspec
+
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except Exception as exc:  # pathspec raises several types for a bad pattern
+        raise ConfigError(f"bad --exclude pattern: {exc}") from None
+
+
+def walk(roots: list[str], excludes: list[str], respect_gitignore: bool,
+         errors: list[str]) -> Iterator[Task]:
+    """Tasks for every file under ``roots``; problems go to ``errors``."""
+    exclude = _matcher(excludes) if excludes else None
+    for root in roots:
+        fp_root = _fingerprint_root(root)
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            errors.append(f"{root}: {exc.strerror or exc}")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            rel = os.path.relpath(os.path.abspath(root), fp_root)
+            yield Task(_display(root), root, rel.replace(os.sep, "/"), st.st_size)
+            continue
+        ignores: dict[str, Any] = {}
+        for dirpath, dirnames, filenames in os.walk(root, onerror=None):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            if respect_gitignore:
+                _load_gitignore(dirpath, ignores)
+            keep = []
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                rel = os.path.relpath(full, root).replace(os.sep, "/")
+                if os.path.islink(full):
+                    continue  # directory links are not followed (loops, other trees)
+                if exclude is not None and exclude.match_file(rel + "/"):
+                    continue
+                if respect_gitignore and _ignored(full + "/", ignores):
+                    continue
+                keep.append(d)
+            dirnames[:] = keep
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, root).replace(os.sep, "/")
+                if exclude is not None and exclude.match_file(rel):
+                    continue
+                if respect_gitignore and _ignored(full, ignores):
+                    continue
+                try:
+                    st = os.stat(full)
+                except OSError as exc:
+                    reason = "broken symlink" if os.path.islink(full) else exc.strerror
+                    errors.append(f"{_display(full)}: {reason}")
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # sockets, fifos, devices: nothing to read safely
+                fp = os.path.relpath(os.path.abspath(full), fp_root).replace(os.sep, "/")
+                yield Task(_display(full), full, fp, st.st_size)
+
+
+def _load_gitignore(dirpath: str, ignores: dict[str, Any]) -> None:
+    path = os.path.join(dirpath, ".gitignore")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    import pathspec
+
+    ignores[dirpath] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _ignored(full: str, ignores: dict[str, Any]) -> bool:
+    return any(
+        full.startswith(base + os.sep)
+        and spec.match_file(full[len(base) + 1 :].replace(os.sep, "/"))
+        for base, spec in ignores.items()
+    )
+
+
+def to_findings(located: Iterable[Located], task: Task, encoding: str | None,
+                outcome: Outcome, binary: bool = False) -> None:
+    for loc in located:
+        hit = loc.hit
+        if hit.suppressed:
+            outcome.suppressed += 1
+            continue
+        enc = hit.encoding if encoding is None else (
+            encoding if hit.encoding == "plain" else f"{encoding}+{hit.encoding}")
+        outcome.findings.append(Finding(
+            rule_id=hit.rule_id, confidence=hit.confidence, path=task.path,
+            line=None if binary else loc.line, column=None if binary else loc.column,
+            offset=loc.offset, encoding=enc, redacted=hit.redacted,
+            secret_sha256=hit.secret_sha256, variable=hit.variable,
+            fingerprint_path=task.fingerprint_path,
+        ))
+
+
+def _chunks(f: Any, head: bytes) -> Iterator[bytes]:
+    yield head
+    while chunk := f.read(CHUNK):
+        yield chunk
+
+
+def scan_task(detector: Detector, task: Task) -> Outcome:
+    """Scan one file; any failure becomes an error line for this file alone."""
+    outcome = Outcome(files=1 if task.start == 0 else 0)
+    try:
+        with open(task.fs_path, "rb") as f:
+            if task.end is not None:  # a range of a large plain file, already sniffed
+                _scan_mapped(detector, f, task, outcome, binary=False)
+                return outcome
+            head = f.read(SNIFF)
+            kind = kind_of(head)
+            if kind == "gzip":
+                stream = gunzip(_chunks(f, head))
+                to_findings(scan_stream(detector, _count(stream, outcome)), task, "gzip",
+                            outcome)
+            elif kind.startswith("utf-16"):
+                outcome.bytes += task.size
+                to_findings(scan_stream(detector, utf16_to_utf8(_chunks(f, head), kind)),
+                            task, "utf-16", outcome)
+            elif task.size <= READ_WHOLE:
+                buf = head + f.read()
+                outcome.bytes += len(buf)
+                located = scan_buffer(detector, buf, lines=kind != "binary")
+                to_findings(located, task, None, outcome, binary=kind == "binary")
+            else:
+                _scan_mapped(detector, f, task, outcome, binary=kind == "binary")
+    except SourceError as exc:
+        outcome.errors.append(f"{task.path}: {exc}")
+    except OSError as exc:
+        outcome.errors.append(f"{task.path}: {exc.strerror or exc}")
+    return outcome
+
+
+def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
+    for piece in stream:
+        outcome.bytes += len(piece)
+        yield piece
+
+
+def _scan_mapped(detector: Detector, f: Any, task: Task, outcome: Outcome,
+                 binary: bool) -> None:
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        return
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        end = size if task.end is None else min(task.end, size)
+        outcome.bytes += end - task.start
+        located = scan_buffer(detector, mm, task.start, end, lines=not binary)
+        to_findings(located, task, None, outcome, binary=binary)
+
+
+def split_large(task: Task, parts: int, min_size: int) -> list[Task]:
+    """Cut a large plain-text file into byte ranges so both cores share it."""
+    if task.size < min_size or parts < 2:
+        return [task]
+    try:
+        with open(task.fs_path, "rb") as f:
+            if kind_of(f.read(SNIFF)) not in ("text",):
+                return [task]
+    except OSError:
+        return [task]
+    step = -(-task.size // parts)
+    return [
+        Task(task.path, task.fs_path, task.fingerprint_path, task.size, lo,
+             min(lo + step, task.size))
+        for lo in range(0, task.size, step)
+    ]
