@@ -91,7 +91,8 @@ def scan_buffer(detector: Detector, buf: Buffer, start: int = 0, end: int | None
     return out
 
 
-def scan_stream(detector: Detector, chunks: Iterable[bytes]) -> Iterator[Located]:
+def scan_stream(detector: Detector, chunks: Iterable[bytes],
+                chunk_size: int = CHUNK) -> Iterator[Located]:
     """Constant-memory scan: each region is scanned with LOOKBEHIND bytes kept before it
     and LOOKAHEAD after, so a token across any chunk boundary is seen exactly once."""
     window = b""  # bytes from absolute offset `base`
@@ -100,7 +101,7 @@ def scan_stream(detector: Detector, chunks: Iterable[bytes]) -> Iterator[Located
     line = 1  # line number at absolute offset `counted`
     counted = 0
     carry = 0  # code points between the current line's start and `base`, if before it
-    for chunk in _rechunk(chunks):
+    for chunk in _rechunk(chunks, chunk_size):
         window += chunk
         limit = base + len(window) - LOOKAHEAD if chunk else base + len(window)
         if limit <= scanned:
@@ -126,14 +127,14 @@ def scan_stream(detector: Detector, chunks: Iterable[bytes]) -> Iterator[Located
             base += drop
 
 
-def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield the input in CHUNK-sized pieces, then one empty chunk as end-of-input."""
+def _rechunk(chunks: Iterable[bytes], size_wanted: int) -> Iterator[bytes]:
+    """Yield the input in pieces of at least ``size_wanted``, then b"" as end-of-input."""
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
-        if size >= CHUNK:
+        if size >= size_wanted:
             yield b"".join(pending)
             pending, size = [], 0
     if pending:

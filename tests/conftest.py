@@ -1,0 +1,75 @@
+"""Shared fixtures: the installed CLI as a subprocess, fresh tokens, the spec's vectors.
+
+Tokens are generated at run time from the spec's format (``scanner.token.generate``);
+no whole token is ever written into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner.token import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT.parent / "shared" / "spec"
+CLI = shutil.which("cendis-scan") or str(Path(sys.executable).parent / "cendis-scan")
+
+
+def run(args: list[str], *, cwd: Path | str | None = None, input: bytes | str | None = None,
+        env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed ``cendis-scan`` and capture bytes (decoded for convenience)."""
+    data = input.encode() if isinstance(input, str) else input
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    proc = subprocess.run([CLI, *args], cwd=cwd, input=data, capture_output=True,
+                          env=full_env, timeout=timeout,
+                          stdin=None if data is not None else subprocess.DEVNULL)
+    proc.out = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    proc.err = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    return proc
+
+
+def run_json(args: list[str], **kw: Any) -> tuple[int, dict[str, Any]]:
+    proc = run([*args, "--format", "json"], **kw)
+    assert "Traceback" not in proc.err, proc.err
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    return run
+
+
+@pytest.fixture
+def cli_json() -> Callable[..., tuple[int, dict[str, Any]]]:
+    return run_json
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """Seeded per test, so a failure can be reproduced."""
+    return random.Random(request.node.nodeid)
+
+
+@pytest.fixture
+def make_token(rng: random.Random) -> Callable[[], str]:
+    return lambda: generate(rng)
+
+
+@pytest.fixture(scope="session")
+def vectors() -> dict[str, Any]:
+    return json.loads((SPEC / "token-vectors.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sarif_schema() -> dict[str, Any]:
+    return json.loads((SPEC / "sarif-schema-2.1.0.json").read_text())
