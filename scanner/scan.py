@@ -27,6 +27,7 @@ from scanner.sources.files import (
     Outcome,
     Task,
     _fingerprint_root,
+    renumber,
     scan_task,
     split_large,
     to_findings,
@@ -120,6 +121,7 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
                 if progress:
                     progress(outcome.files, outcome.bytes)
         _WORKER = None
+    renumber(outcome)
     errors += outcome.errors
     findings, ignored = _filter(outcome.findings, options, paths)
     _note_tracked_env_files(findings)

@@ -10,6 +10,7 @@ memory.
 from __future__ import annotations
 
 import codecs
+import mmap
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from scanner.engine.detect import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND, Detector, H
 from scanner.errors import SourceError
 
 CHUNK = 1 << 20
+#: Mapped files are searched this much at a time.
+REGION = 4 << 20
+PAGE = mmap.PAGESIZE
 SNIFF = 8192
 #: Decompressed bytes allowed per gzip input before it counts as a bomb.
 GZIP_LIMIT = 1 << 30
@@ -28,7 +32,6 @@ _CONTINUATION = bytes(range(0x80, 0xC0))
 class Buffer(Protocol):
     def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
     def rfind(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
-    def count(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
     def __getitem__(self, key: slice) -> bytes: ...
     def __len__(self) -> int: ...
 
@@ -68,27 +71,54 @@ def kind_of(head: bytes) -> str:
 
 def scan_buffer(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None,
                 *, lines: bool = True) -> list[Located]:
-    """Scan ``buf[start:end]`` (needles starting there; context may lie outside) and
-    locate each hit, counting newlines only up to the last hit."""
+    """Scan ``buf[start:end]``: hits whose needle starts there (context may lie outside).
+
+    Line numbers count from ``start``: the line holding ``start`` is line 1. Use
+    :func:`scan_region` to also learn how many lines the region spans.
+    """
+    return scan_region(detector, buf, start, end, lines=lines)[0]
+
+
+def scan_region(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None,
+                *, lines: bool = True) -> tuple[list[Located], int]:
+    """Scan a region a REGION-sized step at a time; return the hits and the newlines in it.
+
+    Each step is copied out of a mapped file once (one memcpy), searched and counted
+    while it is hot in cache, and the mapped pages behind it are given back, so a 1 GB
+    log is one pass and never 1 GB of resident memory.
+    """
     end = len(buf) if end is None else end
-    hits: list[Hit] = []
-    if start < DEEP_LIMIT:
-        hits += detector.scan(buf, start, min(end, DEEP_LIMIT), deep=True)
-    if end > DEEP_LIMIT:
-        hits += detector.scan(buf, max(start, DEEP_LIMIT), end, deep=False)
-    hits.sort(key=lambda h: h.offset)
+    release = getattr(buf, "madvise", None)
     out: list[Located] = []
-    line, counted = 1, 0
-    for hit in hits:
-        if not lines:
-            out.append(Located(hit, hit.offset, None, None))
-            continue
-        line += buf.count(b"\n", counted, hit.offset)
-        counted = hit.offset
-        line_start = buf.rfind(b"\n", 0, hit.offset) + 1
-        column = code_points(buf[line_start : hit.offset]) + 1
-        out.append(Located(hit, hit.offset, line, column))
-    return out
+    newlines = 0
+    for lo in range(start, end, REGION):
+        hi = min(end, lo + REGION)
+        if isinstance(buf, bytes) and len(buf) <= REGION + LOOKAHEAD:
+            base, view = 0, buf
+        else:
+            base = max(0, lo - LOOKBEHIND)
+            view = buf[base : hi + LOOKAHEAD]
+        counted = lo - base
+        line = newlines + 1
+        for hit in detector.scan(view, lo - base, hi - base, deep=lo < DEEP_LIMIT):
+            at = hit.offset
+            absolute = base + at
+            hit.offset, hit.end = absolute, base + hit.end
+            if not lines:
+                out.append(Located(hit, absolute, None, None))
+                continue
+            line += view.count(b"\n", counted, at)
+            counted = at
+            nl = view.rfind(b"\n", 0, at)
+            if nl == -1 and base > 0:  # a line longer than the context: look further back
+                nl = buf.rfind(b"\n", 0, absolute) - base
+            column = code_points(buf[base + nl + 1 : absolute]) + 1
+            out.append(Located(hit, absolute, line, column))
+        if lines:
+            newlines += view.count(b"\n", lo - base, hi - base)
+        if release is not None and base > PAGE:
+            release(mmap.MADV_DONTNEED, 0, base & ~(PAGE - 1))
+    return out, newlines
 
 
 def scan_stream(detector: Detector, chunks: Iterable[bytes],

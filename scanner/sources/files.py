@@ -25,6 +25,7 @@ from scanner.engine.inputs import (
     gunzip,
     kind_of,
     scan_buffer,
+    scan_region,
     scan_stream,
     utf16_to_utf8,
 )
@@ -54,6 +55,7 @@ class Outcome:
     files: int = 0
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)  # split files
 
     def merge(self, other: Outcome) -> None:
         self.findings += other.findings
@@ -61,6 +63,7 @@ class Outcome:
         self.files += other.files
         self.bytes += other.bytes
         self.errors += other.errors
+        self.ranges += other.ranges
 
 
 @lru_cache(maxsize=1024)
@@ -96,53 +99,72 @@ def _matcher(patterns: list[str]) -> Any:
 
 def walk(roots: list[str], excludes: list[str], respect_gitignore: bool,
          errors: list[str]) -> Iterator[Task]:
-    """Tasks for every file under ``roots``; problems go to ``errors``."""
+    """Tasks for every file under ``roots``, in path order; problems go to ``errors``."""
     exclude = _matcher(excludes) if excludes else None
     for root in roots:
-        fp_root = _fingerprint_root(root)
         try:
             st = os.stat(root)
         except OSError as exc:
             errors.append(f"{root}: {exc.strerror or exc}")
             continue
+        fp_root = _fingerprint_root(root)
         if not stat.S_ISDIR(st.st_mode):
             rel = os.path.relpath(os.path.abspath(root), fp_root)
             yield Task(_display(root), root, rel.replace(os.sep, "/"), st.st_size)
             continue
-        ignores: dict[str, Any] = {}
-        for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            if respect_gitignore:
-                _load_gitignore(dirpath, ignores)
-            keep = []
-            for d in dirnames:
-                full = os.path.join(dirpath, d)
-                rel = os.path.relpath(full, root).replace(os.sep, "/")
-                if os.path.islink(full):
-                    continue  # directory links are not followed (loops, other trees)
-                if exclude is not None and exclude.match_file(rel + "/"):
+        fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
+        fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
+        walker = _Walker(exclude, {} if respect_gitignore else None, errors)
+        for full, rel, size in walker.files(root, ""):
+            yield Task(_display(full), full, fp_prefix + rel, size)
+
+
+class _Walker:
+    """A sorted, depth-first walk with os.scandir: relative paths are built by string
+    concatenation (``os.path.relpath`` per file cost a third of a tree scan)."""
+
+    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[str]):
+        self.exclude = exclude
+        self.ignores = ignores
+        self.errors = errors
+
+    def files(self, directory: str, rel: str) -> Iterator[tuple[str, str, int]]:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.errors.append(f"{_display(directory)}: {exc.strerror or exc}")
+            return
+        if self.ignores is not None:
+            _load_gitignore(directory, self.ignores)
+        for entry in entries:
+            name = entry.name
+            full = entry.path
+            path = rel + name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if name == ".git" or self._skipped(path + "/", full + "/"):
                     continue
-                if respect_gitignore and _ignored(full + "/", ignores):
-                    continue
-                keep.append(d)
-            dirnames[:] = keep
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, root).replace(os.sep, "/")
-                if exclude is not None and exclude.match_file(rel):
-                    continue
-                if respect_gitignore and _ignored(full, ignores):
-                    continue
-                try:
-                    st = os.stat(full)
-                except OSError as exc:
-                    reason = "broken symlink" if os.path.islink(full) else exc.strerror
-                    errors.append(f"{_display(full)}: {reason}")
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # sockets, fifos, devices: nothing to read safely
-                fp = os.path.relpath(os.path.abspath(full), fp_root).replace(os.sep, "/")
-                yield Task(_display(full), full, fp, st.st_size)
+                yield from self.files(full, path + "/")
+                continue
+            if self._skipped(path, full):
+                continue
+            try:
+                st = entry.stat()
+            except OSError as exc:
+                reason = "broken symlink" if entry.is_symlink() else exc.strerror
+                self.errors.append(f"{_display(full)}: {reason}")
+                continue
+            if stat.S_ISREG(st.st_mode):  # not fifos, sockets, devices, linked directories
+                yield full, path, st.st_size
+
+    def _skipped(self, rel: str, full: str) -> bool:
+        if self.exclude is not None and self.exclude.match_file(rel):
+            return True
+        return self.ignores is not None and _ignored(full, self.ignores)
 
 
 def _load_gitignore(dirpath: str, ignores: dict[str, Any]) -> None:
@@ -218,6 +240,8 @@ def scan_task(detector: Detector, task: Task) -> Outcome:
         outcome.errors.append(f"{task.path}: {exc}")
     except OSError as exc:
         outcome.errors.append(f"{task.path}: {exc.strerror or exc}")
+    except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
+        outcome.errors.append(f"{task.path}: internal error: {type(exc).__name__}: {exc}")
     return outcome
 
 
@@ -235,8 +259,31 @@ def _scan_mapped(detector: Detector, f: Any, task: Task, outcome: Outcome,
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         end = size if task.end is None else min(task.end, size)
         outcome.bytes += end - task.start
-        located = scan_buffer(detector, mm, task.start, end, lines=not binary)
+        located, newlines = scan_region(detector, mm, task.start, end, lines=not binary)
         to_findings(located, task, None, outcome, binary=binary)
+        if task.end is not None:
+            outcome.ranges.append((task.path, task.start, newlines))
+
+
+def renumber(outcome: Outcome) -> None:
+    """Findings from the later ranges of a split file counted lines from their range's
+    start; add the lines of the ranges before them."""
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for path, start, newlines in outcome.ranges:
+        by_file.setdefault(path, []).append((start, newlines))
+    shifts: dict[str, list[tuple[int, int]]] = {}
+    for path, ranges in by_file.items():
+        before, table = 0, []
+        for start, newlines in sorted(ranges):
+            table.append((start, before))
+            before += newlines
+        shifts[path] = table
+    if not shifts:
+        return
+    for f in outcome.findings:
+        table = shifts.get(f.path or "")
+        if table and f.line is not None:
+            f.line += max(shift for start, shift in table if start <= f.offset)
 
 
 def split_large(task: Task, parts: int, min_size: int) -> list[Task]:
