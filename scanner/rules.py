@@ -9,16 +9,17 @@ or hang. Every rule carries true and false samples that ``validate_samples`` run
 
 from __future__ import annotations
 
-import random
+import os
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner import token as tk
 from scanner.engine._regex import PatternError, compile_rule
 from scanner.errors import ConfigError
+
+if TYPE_CHECKING:
+    import random
 
 CHECKSUMS = ("crc32-base62", "none")
 _KEYS = {
@@ -143,24 +144,28 @@ def parse(text: str, source: str) -> list[Rule]:
     return rules
 
 
-def load_file(path: str | Path) -> list[Rule]:
+def load_file(path: str) -> list[Rule]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read rules: {getattr(exc, 'strerror', exc)}") from None
     return parse(text, str(path))
 
 
-def builtin_dir() -> Path:
+def builtin_dir() -> str:
     """Installed wheels carry the rules as ``scanner/rules``; a source checkout has them
     at the top level (hatchling's force-include maps one onto the other)."""
-    packaged = Path(str(resources.files("scanner"))) / "rules"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "rules"
+    here = os.path.dirname(os.path.abspath(__file__))
+    packaged = os.path.join(here, "rules")
+    return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(here), "rules")
 
 
 def load(extra: list[str] | None = None) -> list[Rule]:
     """Built-in rules plus user rule files; user rules are checked against their samples."""
-    rules = [r for f in sorted(builtin_dir().glob("*.toml")) for r in load_file(f)]
+    folder = builtin_dir()
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".toml"))
+    rules = [r for name in names for r in load_file(os.path.join(folder, name))]
     for path in extra or []:
         user = load_file(path)
         for rule in user:
@@ -184,6 +189,8 @@ def expand_sample(sample: str, rule: Rule, rng: random.Random) -> str:
 
 def validate_samples(rules: list[Rule], seed: int = 0) -> list[str]:
     """Run every rule's samples through the real engine; return what went wrong."""
+    import random
+
     from scanner.engine.detect import Detector
 
     rng = random.Random(seed)

@@ -8,14 +8,10 @@ file answers in about the time Python takes to start.
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 from scanner.engine.detect import Detector
@@ -113,6 +109,8 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
                 progress(outcome.files, outcome.bytes)
     else:
         tasks = [part for t in tasks for part in split_large(t, jobs, SPLIT_BYTES)]
+        import multiprocessing
+
         _WORKER = detector
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(jobs) as pool:
@@ -147,10 +145,13 @@ def scan_stdin(stream: BinaryIO, rules: list[Rule], options: Options) -> Result:
                   time.perf_counter() - started, [], ignored)
 
 
-def load_fingerprints(path: str | Path, *, report: bool) -> set[str]:
+def load_fingerprints(path: str, *, report: bool) -> set[str]:
     """Fingerprints from a JSON report (``--baseline``) or an ignore file."""
+    import json
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
             from None
@@ -173,8 +174,8 @@ def _filter(findings: list[Finding], options: Options, roots: list[str]) -> tupl
         skip |= load_fingerprints(options.baseline, report=True)
     for base in {_fingerprint_root(r) for r in roots} | {
             os.path.abspath(r) for r in roots if os.path.isdir(r)}:
-        ignore = Path(base) / IGNORE_FILE
-        if ignore.is_file():
+        ignore = os.path.join(base, IGNORE_FILE)
+        if os.path.isfile(ignore):
             skip |= load_fingerprints(ignore, report=False)
     kept = [f for f in findings if CONFIDENCE_RANK[f.confidence] >= floor]
     out = [f for f in kept if f.fingerprint not in skip]
@@ -184,6 +185,8 @@ def _filter(findings: list[Finding], options: Options, roots: list[str]) -> tupl
 def _note_tracked_env_files(findings: list[Finding]) -> None:
     """Cendis's docs: keep ``.env``/``.envrc`` in ``.gitignore``. Say so when git would
     pick one up. Runs ``git check-ignore`` once per such file, only for findings."""
+    import subprocess
+
     from scanner.sources.files import git_top
 
     seen: dict[str, bool] = {}

@@ -14,7 +14,6 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from scanner.engine.detect import Detector
@@ -69,11 +68,14 @@ class Outcome:
 @lru_cache(maxsize=1024)
 def git_top(directory: str) -> str | None:
     """The enclosing git work tree, found by looking for ``.git`` upwards (no subprocess)."""
-    here = Path(directory)
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            return str(candidate)
-    return None
+    here = os.path.abspath(directory)
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
 
 
 def _display(path: str) -> str:
