@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from scanner.engine.detect import Detector
-from scanner.engine.inputs import CHUNK, scan_stream
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, SourceError
 from scanner.finding import CONFIDENCE_RANK, Finding
 from scanner.rules import Rule
 from scanner.sources.files import (
@@ -24,9 +23,9 @@ from scanner.sources.files import (
     Task,
     _fingerprint_root,
     renumber,
+    scan_file,
     scan_task,
     split_large,
-    to_findings,
     walk,
 )
 
@@ -129,20 +128,18 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
 
 
 def scan_stdin(stream: BinaryIO, rules: list[Rule], options: Options) -> Result:
-    """Constant memory whatever the size; lines are counted as the stream goes by."""
+    """Constant memory whatever the size; gzip and UTF-16 are recognised here too."""
     started = time.perf_counter()
     outcome = Outcome(files=1)
-
-    def chunks() -> Iterable[bytes]:
-        while chunk := stream.read(CHUNK):
-            outcome.bytes += len(chunk)
-            yield chunk
-
+    errors: list[str] = []
     task = Task("<stdin>", "-", "<stdin>", 0)
-    to_findings(scan_stream(Detector(rules), chunks()), task, None, outcome)
+    try:
+        scan_file(Detector(rules), stream, task, outcome, seekable=False)
+    except SourceError as exc:
+        errors.append(f"<stdin>: {exc}")
     findings, ignored = _filter(outcome.findings, options, [])
     return Result(findings, outcome.suppressed, outcome.files, outcome.bytes,
-                  time.perf_counter() - started, [], ignored)
+                  time.perf_counter() - started, errors, ignored)
 
 
 def load_fingerprints(path: str, *, report: bool) -> set[str]:

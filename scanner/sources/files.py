@@ -218,26 +218,7 @@ def scan_task(detector: Detector, task: Task) -> Outcome:
     outcome = Outcome(files=1 if task.start == 0 else 0)
     try:
         with open(task.fs_path, "rb") as f:
-            if task.end is not None:  # a range of a large plain file, already sniffed
-                _scan_mapped(detector, f, task, outcome, binary=False)
-                return outcome
-            head = f.read(SNIFF)
-            kind = kind_of(head)
-            if kind == "gzip":
-                stream = gunzip(_chunks(f, head))
-                to_findings(scan_stream(detector, _count(stream, outcome)), task, "gzip",
-                            outcome)
-            elif kind.startswith("utf-16"):
-                outcome.bytes += task.size
-                to_findings(scan_stream(detector, utf16_to_utf8(_chunks(f, head), kind)),
-                            task, "utf-16", outcome)
-            elif task.size <= READ_WHOLE:
-                buf = head + f.read()
-                outcome.bytes += len(buf)
-                located = scan_buffer(detector, buf, lines=kind != "binary")
-                to_findings(located, task, None, outcome, binary=kind == "binary")
-            else:
-                _scan_mapped(detector, f, task, outcome, binary=kind == "binary")
+            scan_file(detector, f, task, outcome, seekable=True)
     except SourceError as exc:
         outcome.errors.append(f"{task.path}: {exc}")
     except OSError as exc:
@@ -245,6 +226,37 @@ def scan_task(detector: Detector, task: Task) -> Outcome:
     except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
         outcome.errors.append(f"{task.path}: internal error: {type(exc).__name__}: {exc}")
     return outcome
+
+
+def scan_file(detector: Detector, f: Any, task: Task, outcome: Outcome, *,
+              seekable: bool) -> None:
+    """Sniff the first bytes, then pick the cheapest way to read what they say it is.
+
+    A pipe (stdin) is always streamed; a regular file is read whole when small and
+    mapped when large; gzip and UTF-16 are decoded as streams either way.
+    """
+    if task.end is not None:  # a range of a large plain file, already sniffed
+        _scan_mapped(detector, f, task, outcome, binary=False)
+        return
+    head = f.read(SNIFF)
+    kind = kind_of(head)
+    binary = kind == "binary"
+    if kind == "gzip":
+        stream = gunzip(_count(_chunks(f, head), outcome))
+        to_findings(scan_stream(detector, stream), task, "gzip", outcome)
+    elif kind.startswith("utf-16"):
+        stream = utf16_to_utf8(_count(_chunks(f, head), outcome), kind)
+        to_findings(scan_stream(detector, stream), task, "utf-16", outcome)
+    elif not seekable:
+        stream = _count(_chunks(f, head), outcome)
+        to_findings(scan_stream(detector, stream), task, None, outcome, binary=binary)
+    elif task.size <= READ_WHOLE:
+        buf = head + f.read()
+        outcome.bytes += len(buf)
+        located = scan_buffer(detector, buf, lines=not binary)
+        to_findings(located, task, None, outcome, binary=binary)
+    else:
+        _scan_mapped(detector, f, task, outcome, binary=binary)
 
 
 def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
