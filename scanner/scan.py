@@ -22,7 +22,9 @@ from scanner.sources.files import (
     Outcome,
     Task,
     _fingerprint_root,
-    renumber,
+    count_segment,
+    line_segments,
+    number_lines,
     scan_file,
     scan_task,
     split_large,
@@ -117,8 +119,10 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
                 outcome.merge(part)
                 if progress:
                     progress(outcome.files, outcome.bytes)
+            segments = line_segments(outcome, jobs)
+            if segments:
+                number_lines(outcome, segments, pool.map(count_segment, segments))
         _WORKER = None
-    renumber(outcome)
     errors += outcome.errors
     findings, ignored = _filter(outcome.findings, options, paths)
     _note_tracked_env_files(findings)

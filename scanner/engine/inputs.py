@@ -21,7 +21,7 @@ from scanner.errors import SourceError
 
 CHUNK = 1 << 20
 #: Mapped files are searched this much at a time.
-REGION = 4 << 20
+REGION = 32 << 20
 PAGE = mmap.PAGESIZE
 SNIFF = 8192
 #: Decompressed bytes allowed per gzip input before it counts as a bomb.
@@ -73,52 +73,61 @@ def scan_buffer(detector: Detector, buf: Buffer, start: int = 0, end: int | None
                 *, lines: bool = True) -> list[Located]:
     """Scan ``buf[start:end]``: hits whose needle starts there (context may lie outside).
 
-    Line numbers count from ``start``: the line holding ``start`` is line 1. Use
-    :func:`scan_region` to also learn how many lines the region spans.
+    Line numbers count from ``start`` (the line holding ``start`` is line 1).
     """
-    return scan_region(detector, buf, start, end, lines=lines)[0]
+    return locate(buf, search(detector, buf, start, end), start, lines=lines, columns=lines)
 
 
-def scan_region(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None,
-                *, lines: bool = True) -> tuple[list[Located], int]:
-    """Scan a region a REGION-sized step at a time; return the hits and the newlines in it.
+def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None
+           ) -> list[Hit]:
+    """Find the hits in ``buf[start:end]`` a REGION at a time, straight from the buffer.
 
-    Each step is copied out of a mapped file once (one memcpy), searched and counted
-    while it is hot in cache, and the mapped pages behind it are given back, so a 1 GB
-    log is one pass and never 1 GB of resident memory.
+    Lines are not counted here: most large inputs hold no token, and for them counting
+    would be a second full pass. A mapped file's pages are given back behind the search,
+    so a 1 GB log never becomes 1 GB of resident memory.
     """
     end = len(buf) if end is None else end
     release = getattr(buf, "madvise", None)
-    out: list[Located] = []
-    newlines = 0
+    hits: list[Hit] = []
     for lo in range(start, end, REGION):
-        hi = min(end, lo + REGION)
-        if isinstance(buf, bytes) and len(buf) <= REGION + LOOKAHEAD:
-            base, view = 0, buf
-        else:
-            base = max(0, lo - LOOKBEHIND)
-            view = buf[base : hi + LOOKAHEAD]
-        counted = lo - base
-        line = newlines + 1
-        for hit in detector.scan(view, lo - base, hi - base, deep=lo < DEEP_LIMIT):
-            at = hit.offset
-            absolute = base + at
-            hit.offset, hit.end = absolute, base + hit.end
-            if not lines:
-                out.append(Located(hit, absolute, None, None))
-                continue
-            line += view.count(b"\n", counted, at)
-            counted = at
-            nl = view.rfind(b"\n", 0, at)
-            if nl == -1 and base > 0:  # a line longer than the context: look further back
-                nl = buf.rfind(b"\n", 0, absolute) - base
-            column = code_points(buf[base + nl + 1 : absolute]) + 1
-            out.append(Located(hit, absolute, line, column))
+        hits += detector.scan(buf, lo, min(end, lo + REGION), deep=lo < DEEP_LIMIT)
+        if release is not None and lo - LOOKBEHIND > PAGE:
+            release(mmap.MADV_DONTNEED, 0, (lo - LOOKBEHIND) & ~(PAGE - 1))
+    hits.sort(key=lambda h: h.offset)
+    return hits
+
+
+def locate(buf: Buffer, hits: list[Hit], start: int = 0, *, lines: bool = True,
+           columns: bool = True) -> list[Located]:
+    """Line (counted from ``start``) and column of each hit, counting only up to the
+    last one. ``lines=False`` leaves the line to the caller (a split file, counted in
+    parallel later) or to nobody (binary files)."""
+    out: list[Located] = []
+    line, counted = 1, start
+    for hit in hits:
+        at = hit.offset
+        number = column = None
         if lines:
-            newlines += view.count(b"\n", lo - base, hi - base)
-        if release is not None and base > PAGE:
-            release(mmap.MADV_DONTNEED, 0, base & ~(PAGE - 1))
-    return out, newlines
+            line += count_newlines(buf, counted, at)
+            counted = at
+            number = line
+        if columns:
+            column = code_points(buf[buf.rfind(b"\n", 0, at) + 1 : at]) + 1
+        out.append(Located(hit, at, number, column))
+    return out
+
+
+def count_newlines(buf: Buffer, start: int, end: int) -> int:
+    """``bytes.count`` for any buffer: mapped files lack it, so a REGION at a time."""
+    if isinstance(buf, bytes):
+        return buf.count(b"\n", start, end)
+    release = getattr(buf, "madvise", None)
+    total = 0
+    for lo in range(start, end, REGION):
+        total += buf[lo : min(end, lo + REGION)].count(b"\n")
+        if release is not None and lo > PAGE:
+            release(mmap.MADV_DONTNEED, 0, lo & ~(PAGE - 1))
+    return total
 
 
 def scan_stream(detector: Detector, chunks: Iterable[bytes],

@@ -19,13 +19,15 @@ from typing import Any
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import (
     CHUNK,
+    REGION,
     SNIFF,
     Located,
     gunzip,
     kind_of,
+    locate,
     scan_buffer,
-    scan_region,
     scan_stream,
+    search,
     utf16_to_utf8,
 )
 from scanner.errors import ConfigError, SourceError
@@ -54,7 +56,7 @@ class Outcome:
     files: int = 0
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
-    ranges: list[tuple[str, int, int]] = field(default_factory=list)  # split files
+    split: dict[str, str] = field(default_factory=dict)  # display path -> fs path
 
     def merge(self, other: Outcome) -> None:
         self.findings += other.findings
@@ -62,7 +64,7 @@ class Outcome:
         self.files += other.files
         self.bytes += other.bytes
         self.errors += other.errors
-        self.ranges += other.ranges
+        self.split.update(other.split)
 
 
 @lru_cache(maxsize=1024)
@@ -271,33 +273,62 @@ def _scan_mapped(detector: Detector, f: Any, task: Task, outcome: Outcome,
     if size == 0:
         return
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        end = size if task.end is None else min(task.end, size)
+        if task.end is None:
+            outcome.bytes += size
+            to_findings(scan_buffer(detector, mm, lines=not binary), task, None, outcome,
+                        binary=binary)
+            return
+        # One range of a split file: lines are counted later, in parallel (split_lines).
+        end = min(task.end, size)
         outcome.bytes += end - task.start
-        located, newlines = scan_region(detector, mm, task.start, end, lines=not binary)
-        to_findings(located, task, None, outcome, binary=binary)
-        if task.end is not None:
-            outcome.ranges.append((task.path, task.start, newlines))
+        located = locate(mm, search(detector, mm, task.start, end), lines=False)
+        to_findings(located, task, None, outcome)
+        outcome.split[task.path] = task.fs_path
 
 
-def renumber(outcome: Outcome) -> None:
-    """Findings from the later ranges of a split file counted lines from their range's
-    start; add the lines of the ranges before them."""
-    by_file: dict[str, list[tuple[int, int]]] = {}
-    for path, start, newlines in outcome.ranges:
-        by_file.setdefault(path, []).append((start, newlines))
-    shifts: dict[str, list[tuple[int, int]]] = {}
-    for path, ranges in by_file.items():
-        before, table = 0, []
-        for start, newlines in sorted(ranges):
-            table.append((start, before))
-            before += newlines
-        shifts[path] = table
-    if not shifts:
-        return
+def count_segment(segment: tuple[str, int, int]) -> int:
+    """Newlines in one byte range of a file (a unit of parallel line counting)."""
+    fs_path, start, end = segment
+    buf = bytearray(min(REGION, max(0, end - start)))
+    view = memoryview(buf)
+    total = 0
+    with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
+        f.seek(start)
+        while start < end:
+            got = f.readinto(view[: min(len(buf), end - start)])
+            if not got:
+                break
+            total += buf.count(b"\n", 0, got)
+            start += got
+    return total
+
+
+def line_segments(outcome: Outcome, pieces: int) -> list[tuple[str, int, int]]:
+    """The byte ranges whose newlines number the findings of split files: from the
+    start of the file to its last finding, cut at each finding and into ``pieces``
+    roughly equal parts so every core counts."""
+    segments = []
+    for path, fs_path in outcome.split.items():
+        offsets = sorted({f.offset for f in outcome.findings if f.path == path})
+        if not offsets:
+            continue
+        step = max(1, -(-offsets[-1] // pieces))
+        cuts = sorted({0, *offsets, *range(0, offsets[-1], step)})
+        segments += [(fs_path, a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    return segments
+
+
+def number_lines(outcome: Outcome, segments: list[tuple[str, int, int]],
+                 counts: list[int]) -> None:
+    newlines_before: dict[tuple[str, int], int] = {}
+    running: dict[str, int] = {}
+    for (fs_path, _, end), count in zip(segments, counts, strict=True):
+        running[fs_path] = running.get(fs_path, 0) + count
+        newlines_before[(fs_path, end)] = running[fs_path]
     for f in outcome.findings:
-        table = shifts.get(f.path or "")
-        if table and f.line is not None:
-            f.line += max(shift for start, shift in table if start <= f.offset)
+        fs_path = outcome.split.get(f.path or "")
+        if fs_path is not None and f.line is None:
+            f.line = 1 + newlines_before.get((fs_path, f.offset), 0)
 
 
 def split_large(task: Task, parts: int, min_size: int) -> list[Task]:
