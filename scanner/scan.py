@@ -119,9 +119,16 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
                 outcome.merge(part)
                 if progress:
                     progress(outcome.files, outcome.bytes)
-            segments = line_segments(outcome, jobs)
+            segments = line_segments(outcome, jobs * 4)
             if segments:
-                number_lines(outcome, segments, pool.map(count_segment, segments))
+                # Longest first, one at a time: both cores stay busy to the end.
+                order = sorted(range(len(segments)), key=lambda i: segments[i][1] -
+                               segments[i][2])
+                counts = [0] * len(segments)
+                done = pool.map(count_segment, [segments[i] for i in order], chunksize=1)
+                for i, count in zip(order, done, strict=True):
+                    counts[i] = count
+                number_lines(outcome, segments, counts)
         _WORKER = None
     errors += outcome.errors
     findings, ignored = _filter(outcome.findings, options, paths)
