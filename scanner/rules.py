@@ -73,9 +73,9 @@ def _fail(source: str, where: str, problem: str) -> ConfigError:
 
 
 def _compile(raw: dict[str, Any], source: str, index: int) -> Rule:
-    where = f"rule {raw.get('id') or f'#{index + 1}'}"
     if not isinstance(raw, dict):
-        raise _fail(source, where, "must be a table")
+        raise _fail(source, f"rule #{index + 1}", "must be a table")
+    where = f"rule {raw.get('id') or f'#{index + 1}'}"
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise _fail(source, where, f"unknown key {unknown[0]!r}")
@@ -96,9 +96,12 @@ def _compile(raw: dict[str, Any], source: str, index: int) -> Rule:
     alphabet = bytes(b for b in range(256) if single.fullmatch(bytes([b])))
     if not alphabet or any(b in b"\n\r\t \"'" for b in alphabet):
         raise _fail(source, where, "'body' must match some characters, and no quotes or spaces")
-    ints = {"min_length": 8, "body_length": 0, "check_length": 0}
-    for key, low in ints.items():
-        value = raw.get(key, getattr(Rule, key))
+    # (lowest allowed, default); not getattr(Rule, key): a slots dataclass keeps no
+    # class-level defaults, so an omitted key used to be rejected.
+    ints = {"min_length": (8, tk.MIN_RUN), "body_length": (0, tk.BODY_LENGTH),
+            "check_length": (0, tk.CHECK_LENGTH)}
+    for key, (low, default) in ints.items():
+        value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 256:
             raise _fail(source, where, f"{key!r} must be a whole number from {low} to 256")
     if raw.get("checksum", "crc32-base62") not in CHECKSUMS:
