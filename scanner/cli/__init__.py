@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> None:
         from scanner.cli.commands import run
 
         sys.exit(run(args))
-    from scanner.cli.app import app
+    from scanner.cli.app import app, unknown
 
+    problem = unknown(args)
+    if problem:  # one line, like every other usage error (click's is four)
+        sys.stderr.write(f"cendis-scan: error: {problem} (see cendis-scan --help)\n")
+        sys.exit(2)
     app(args=args, prog_name="cendis-scan")

@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    epilog="\b\nExamples:\n  cendis-scan scan .\n  kubectl logs pod | cendis-scan scan -\n"
+           "  tail -f app.log | cendis-scan redact\n  cendis-scan scan --help",
 )
 
 _FORWARD = {"ignore_unknown_options": True, "allow_extra_args": True,
@@ -55,3 +57,16 @@ for _name in _SUMMARIES:
 def version() -> None:
     """Print the version.  Example: cendis-scan version"""
     typer.echo(f"cendis-scan {__version__}")
+
+
+def unknown(args: list[str]) -> str | None:
+    """What is wrong with a command line whose first word no command or option takes."""
+    if not args or args[0] == "--help":
+        return None
+    names = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    if args[0] in names:
+        return None
+    kind = "option" if args[0].startswith("-") else "command"
+    from scanner.errors import short
+
+    return f"no such {kind} {short(args[0], 40)!r}"
