@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,36 @@ def vectors() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sarif_schema() -> dict[str, Any]:
     return json.loads((SPEC / "sarif-schema-2.1.0.json").read_text())
+
+
+#: Anything token-shaped: the prefix and 20+ body characters. Redacted forms show at most
+#: four body characters before the ellipsis, so a match is a whole token that leaked.
+TOKEN_SHAPED = re.compile(rb"cendis_pat_[A-Za-z0-9]{20,}")
+
+
+def assert_no_leak(*outputs: bytes | str) -> None:
+    """No output (stdout, stderr, report file) may hold a whole token."""
+    for out in outputs:
+        data = out.encode() if isinstance(out, str) else out
+        leaked = TOKEN_SHAPED.search(data)
+        assert leaked is None, f"whole token in output at byte {leaked.start()}"
+
+
+@pytest.fixture
+def no_leak() -> Callable[..., None]:
+    return assert_no_leak
+
+
+@pytest.fixture
+def scan() -> Callable[..., tuple[int, dict[str, Any], subprocess.CompletedProcess]]:
+    """``cendis-scan scan ARGS --format json``: (status, report, process), after checking
+    that neither stdout nor stderr holds a whole token or a traceback."""
+
+    def _scan(args: list[str], **kw: Any) -> tuple[int, dict[str, Any],
+                                                     subprocess.CompletedProcess]:
+        proc = run(["scan", *args, "--format", "json"], **kw)
+        assert "Traceback" not in proc.err, proc.err
+        assert_no_leak(proc.stdout, proc.stderr)
+        return proc.returncode, json.loads(proc.stdout), proc
+
+    return _scan

@@ -1,0 +1,100 @@
+"""stdin: ``-``, no PATH with a pipe, no PATH without one, and chunk boundaries."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLI
+
+from scanner.engine.inputs import CHUNK
+
+
+def test_dash_scans_stdin(scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    (tmp_path / "on-disk.txt").write_text(make_token())
+    status, report, _ = scan(["-"], cwd=tmp_path, input=f"a\nb\nTOKEN={make_token()}\n")
+    assert status == 1
+    [finding] = report["findings"]
+    assert (finding["path"], finding["line"], finding["column"]) == ("<stdin>", 3, 7)
+    assert finding["variable"] == "TOKEN"
+
+
+def test_no_path_with_piped_stdin_scans_stdin(scan: Any, tmp_path: Path,
+                                              make_token: Callable[[], str]) -> None:
+    (tmp_path / "on-disk.txt").write_text(make_token())
+    status, report, _ = scan([], cwd=tmp_path, input=f"log line {make_token()}\n")
+    assert status == 1
+    assert [f["path"] for f in report["findings"]] == ["<stdin>"]
+    status, report, _ = scan([], cwd=tmp_path, input="nothing to see\n")
+    assert (status, report["findings"], report["summary"]["files"]) == (0, [], 1)
+
+
+def test_no_path_on_a_terminal_scans_cwd(tmp_path: Path, no_leak: Any,
+                                         make_token: Callable[[], str]) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "on-disk.txt").write_text(make_token())
+    main, terminal = os.openpty()  # stdin a terminal, as when a person types the command
+    try:
+        proc = subprocess.run([CLI, "scan", "--format", "json"], cwd=tmp_path,
+                              stdin=terminal, capture_output=True, timeout=60)
+    finally:
+        os.close(main)
+        os.close(terminal)
+    no_leak(proc.stdout, proc.stderr)
+    assert proc.returncode == 1, proc.stderr
+    assert [f["path"] for f in json.loads(proc.stdout)["findings"]] == ["sub/on-disk.txt"]
+
+
+def test_dash_with_other_paths_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
+    proc = cli(["scan", "-", str(tmp_path)], input="x")
+    assert proc.returncode == 2
+    assert proc.err.splitlines() == [
+        "cendis-scan: error: '-' (stdin) cannot be combined with other paths"]
+
+
+@pytest.mark.parametrize("where", [-47, -46, -30, -12, -11, -1, 0, 1, CHUNK - 20])
+def test_token_across_chunk_boundary_found_once(where: int, scan: Any,
+                                                make_token: Callable[[], str]) -> None:
+    at = CHUNK + where
+    lines = b"\n" * 1000
+    data = lines + b"." * (at - len(lines)) + make_token().encode() + b"." * CHUNK
+    status, report, _ = scan(["-"], input=data)
+    assert status == 1
+    [finding] = report["findings"]
+    assert (finding["line"], finding["column"], finding["offset"]) == (
+        1001, at - len(lines) + 1, at)
+
+
+def test_base64_across_chunk_boundary_found_once(scan: Any,
+                                                 make_token: Callable[[], str]) -> None:
+    blob = base64.b64encode(b"user:" + make_token().encode())
+    data = b"." * (CHUNK - 30) + b" " + blob + b" " + b"." * 100
+    status, report, _ = scan(["-"], input=data)
+    assert status == 1
+    [finding] = report["findings"]
+    assert (finding["encoding"], finding["column"]) == ("base64", CHUNK - 28)
+
+
+def test_gzip_and_utf16_through_stdin(scan: Any, make_token: Callable[[], str]) -> None:
+    text = f"one\ntwo {make_token()}\n"
+    for data, encoding in ((gzip.compress(text.encode()), "gzip"),
+                           (text.encode("utf-16"), "utf-16")):
+        status, report, _ = scan(["-"], input=data)
+        assert status == 1
+        [finding] = report["findings"]
+        assert (finding["encoding"], finding["line"], finding["column"]) == (encoding, 2, 5)
+
+
+def test_binary_stdin_has_offset_and_no_line(scan: Any, make_token: Callable[[], str]) -> None:
+    data = bytes(range(256)) * 4 + make_token().encode() + b"\0" * 10
+    status, report, _ = scan(["-"], input=data)
+    assert status == 1
+    [finding] = report["findings"]
+    assert (finding["line"], finding["column"], finding["offset"]) == (None, None, 1024)
