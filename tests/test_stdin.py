@@ -52,6 +52,22 @@ def test_no_path_on_a_terminal_scans_cwd(tmp_path: Path, no_leak: Any,
     assert [f["path"] for f in json.loads(proc.stdout)["findings"]] == ["sub/on-disk.txt"]
 
 
+def test_no_path_with_stdin_from_a_file_scans_cwd(tmp_path: Path, no_leak: Any,
+                                                  make_token: Callable[[], str]) -> None:
+    """Only a pipe means "scan stdin": a redirected file (or a /dev/null that is a regular
+    file, as on some CI runners) leaves the default, the current directory."""
+    (tmp_path / "on-disk.txt").write_text(make_token())
+    redirected = tmp_path / "stdin.txt"
+    redirected.write_text(f"from stdin {make_token()}\n")
+    with open(redirected, "rb") as stdin:
+        proc = subprocess.run([CLI, "scan", "--format", "json"], cwd=tmp_path, stdin=stdin,
+                              capture_output=True, timeout=60)
+    no_leak(proc.stdout, proc.stderr)
+    assert proc.returncode == 1, proc.stderr
+    paths = [f["path"] for f in json.loads(proc.stdout)["findings"]]
+    assert paths == ["on-disk.txt", "stdin.txt"]
+
+
 def test_dash_with_other_paths_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
     proc = cli(["scan", "-", str(tmp_path)], input="x")
     assert proc.returncode == 2

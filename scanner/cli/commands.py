@@ -202,7 +202,9 @@ def _stdin_is_pipe() -> bool:
         mode = os.fstat(sys.stdin.fileno()).st_mode
     except (OSError, ValueError):
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+    # Only a pipe: a redirected file, /dev/null or a closed stdin (some CI runners make
+    # /dev/null a regular file) must not turn `cendis-scan scan` into a scan of nothing.
+    return stat.S_ISFIFO(mode)
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
