@@ -1,0 +1,133 @@
+"""The ``git`` and ``install-hook`` commands: argparse only, the work is in
+:mod:`scanner.gitscan` and :mod:`scanner.hooks`.
+
+``git --staged`` runs in every pre-commit hook, so this module imports nothing at load
+time beyond argparse; each command imports what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+GIT_EXAMPLES = """modes (one at a time; the default is --all):
+  --all              every commit reachable from any ref, commit messages included
+  --staged           what the next commit would add (the index against HEAD)
+  --pre-push         what a push sends (git's pre-push lines on stdin, or the
+                     pre-commit framework's PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF)
+  --range A..B       the commits of a rev-list range
+  --since-commit SHA the commits after SHA (SHA..HEAD)
+
+A token is reported once, at the commit that introduced it; later copies, renames,
+merges and modifications are counted in its "occurrences".
+
+examples:
+  cendis-scan git                          whole history of the current repository
+  cendis-scan git ~/src/app --format sarif -o leaks.sarif
+  cendis-scan git --staged                 (what the pre-commit hook runs)
+  cendis-scan git --since-commit origin/main
+  cendis-scan git --range v1.0..v1.1 --format json
+
+"""
+HOOK_EXAMPLES = """The hook runs `cendis-scan git --staged` (or `git --pre-push`) and blocks when
+a change adds a token. It is written where git looks for hooks (core.hooksPath is
+followed); a hook that cendis-scan did not write is left alone unless --force.
+With the pre-commit framework, use the hooks in .pre-commit-hooks.yaml instead.
+
+examples:
+  cendis-scan install-hook
+  cendis-scan install-hook --pre-push
+  cendis-scan install-hook ~/src/app --force
+
+exit status: 0 installed, 2 refused or failed
+"""
+
+
+ReportOptions = Callable[[argparse.ArgumentParser], None]
+
+
+def add(sub: argparse._SubParsersAction, report_options: ReportOptions,  # type: ignore[type-arg]
+        exit_status: str) -> None:
+    scan = sub.add_parser(
+        "git", help="scan git history, staged changes or a push",
+        description="Scan a git repository for Cendis tokens that commits added: the whole "
+                    "history, the staged changes, a push, or a range of commits.",
+        epilog=GIT_EXAMPLES + exit_status, formatter_class=argparse.RawDescriptionHelpFormatter)
+    scan.add_argument("repo", nargs="?", default=".", metavar="REPO",
+                      help="repository: a work tree, a bare repository or a worktree "
+                           "(default: the current directory)")
+    mode = scan.add_mutually_exclusive_group()
+    mode.add_argument("--all", action="store_true",
+                      help="every commit reachable from any ref (the default)")
+    mode.add_argument("--staged", action="store_true",
+                      help="the staged changes (for a pre-commit hook)")
+    mode.add_argument("--pre-push", action="store_true",
+                      help="the commits a push sends (for a pre-push hook)")
+    mode.add_argument("--range", metavar="A..B", help="the commits of this range")
+    mode.add_argument("--since-commit", metavar="SHA", help="the commits after SHA")
+    scan.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
+                      help="worker processes for --all (default: one per core)")
+    report_options(scan)
+    scan.set_defaults(func=cmd_git)
+
+    hook = sub.add_parser(
+        "install-hook", help="install a plain git pre-commit (or pre-push) hook",
+        description="Install a git hook that blocks commits (or pushes) that add a Cendis "
+                    "token.",
+        epilog=HOOK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    hook.add_argument("repo", nargs="?", default=".", metavar="REPO",
+                      help="repository (default: the current directory)")
+    hook.add_argument("--pre-push", action="store_true",
+                      help="install the pre-push hook instead of pre-commit")
+    hook.add_argument("--force", action="store_true",
+                      help="replace a hook that cendis-scan did not write")
+    hook.set_defaults(func=cmd_install_hook)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"cendis-scan: {message}\n")
+
+
+def cmd_git(args: argparse.Namespace) -> int:
+    from scanner import gitscan
+    from scanner.cli.commands import finish, load_rules
+    from scanner.errors import UsageError
+    from scanner.scan import Options
+
+    if args.jobs < 0:
+        raise UsageError("--jobs must be 0 or more")
+    rules = load_rules(args.rules)
+    options = Options(min_confidence=args.min_confidence, baseline=args.baseline,
+                      jobs=args.jobs)
+    repo = args.repo
+    if args.staged:
+        result = gitscan.scan_staged(repo, rules, options, _say)
+    elif args.pre_push:
+        lines = [] if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read().splitlines()
+        rev_sets = gitscan.push_revs(repo, lines, os.environ)
+        if not rev_sets:
+            _say("no commits to scan in this push")
+        result = gitscan.scan_revs(repo, rev_sets, rules, options, _say)
+    elif args.range or args.since_commit:
+        if args.range and ".." not in args.range:
+            raise UsageError(f"--range wants A..B, got {args.range!r}")
+        rev = args.range or f"{args.since_commit}..HEAD"
+        result = gitscan.scan_revs(repo, [[rev]], rules, options, _say)
+    else:
+        result = gitscan.scan_history(repo, rules, options, _say)
+    status = finish(result, args)
+    if result.findings and (args.staged or args.pre_push):
+        from scanner.hooks import blocked_message
+
+        sys.stderr.write(blocked_message(result.findings, push=args.pre_push))
+    return status
+
+
+def cmd_install_hook(args: argparse.Namespace) -> int:
+    from scanner.hooks import install_hook
+
+    path = install_hook(args.repo, pre_push=args.pre_push, force=args.force)
+    _say(f"installed {path}")
+    return 0

@@ -1,0 +1,289 @@
+"""The git entry points: staged changes, pushes, commit ranges and whole histories.
+
+Only what a change adds is a leak. For each path a commit changed, the tokens it
+introduced are those of the new blob less those of the version(s) it replaced; a
+token is then reported once per scan, at the earliest commit that introduced it (the
+last one in ``--topo-order``, so an ancestor always wins over its descendants), and
+every other place that wrote it is counted in ``occurrences``. So a token that stays
+in a file for 1,000 commits, a branch merged later, a renamed file or a later commit
+that deletes the token never make a second finding.
+
+A whole history is scanned blob-first: every unique blob is read and searched once
+(:mod:`scanner.sources.git_objects`), and only when some blob or commit message holds
+a token is the history walked (raw tree diffs, no patches) to find where it came in.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from scanner.engine.detect import Detector
+from scanner.errors import UsageError
+from scanner.finding import Finding
+from scanner.rules import Rule
+from scanner.scan import Options, Result, _filter
+from scanner.sources import git
+from scanner.sources.git_objects import Batch, CatFile, Scanned, scan_objects
+
+Say = Callable[[str], None]
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(slots=True)
+class _Place:
+    """A path (or a commit message) that a change wrote, holding at least one token."""
+
+    order: int  # position in the walk: larger is earlier in history
+    commit: git.Commit | None
+    path: bytes | None  # None: the commit message
+    scanned: Scanned
+    introduced: set[str]
+
+
+@dataclass(slots=True)
+class _Objects:
+    """Scan results by object id, filled on demand through one cat-file process.
+
+    In a whole-history scan every object was scanned up front (``complete``), so an id
+    without hits is simply clean.
+    """
+
+    repo: str
+    detector: Detector
+    batch: Batch = field(default_factory=Batch)
+    seen: set[str] = field(default_factory=set)
+    complete: bool = False
+    reader: CatFile | None = None
+
+    def ensure(self, oids: Iterable[str]) -> None:
+        if self.complete:
+            return
+        todo = list(dict.fromkeys(o for o in oids if o not in self.seen))
+        if not todo:
+            return
+        if self.reader is None:
+            self.reader = CatFile(self.repo)
+        self.batch.merge(self.reader.scan(self.detector, todo))
+        self.seen.update(todo)
+
+    def get(self, oid: str | None) -> Scanned | None:
+        return None if oid is None else self.batch.hits.get(oid)
+
+    def secrets(self, oid: str | None) -> set[str]:
+        found = self.get(oid)
+        return found.secrets if found else set()
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _blob_change(change: git.Change) -> bool:
+    return change.new_mode != git.GITLINK and not git.is_zero(change.new_oid)
+
+
+def _places(objects: _Objects, walked: Sequence[tuple[int, git.Commit | None,
+            list[git.Change]]], say: Say) -> tuple[list[_Place], int]:
+    """Every change whose new side holds a token, with what it introduced; and the
+    count of inline-suppressed hits the changes added."""
+    submodules = sorted({git.display(c.path) for _, _, changes in walked for c in changes
+                         if git.GITLINK in (c.new_mode, c.old_mode)})
+    if submodules:
+        say(f"skipped submodule{'s' if len(submodules) > 1 else ''} (scan "
+            f"{'them' if len(submodules) > 1 else 'it'} in its own repository): "
+            + ", ".join(submodules[:5]) + (" ..." if len(submodules) > 5 else ""))
+    objects.ensure([c.new_oid for _, _, changes in walked for c in changes
+                    if _blob_change(c)] + [commit.oid for _, commit, _ in walked if commit])
+    hit = [(order, commit, c) for order, commit, changes in walked for c in changes
+           if _blob_change(c) and objects.get(c.new_oid)]
+    others = _other_parents(objects.repo, hit)
+    objects.ensure([c.old_oid for _, _, c in hit if not git.is_zero(c.old_oid)
+                    and c.old_mode != git.GITLINK] + [o for ids in others for o in ids if o])
+    places: list[_Place] = []
+    suppressed: dict[str, int] = {}
+    for (order, commit, change), parents in zip(hit, others, strict=True):
+        new = objects.get(change.new_oid)
+        assert new is not None
+        old_ids = [change.old_oid, *parents]
+        before = set().union(*(objects.secrets(o) for o in old_ids))
+        places.append(_Place(order, commit, change.path, new, new.secrets - before))
+        olds = [objects.get(o) for o in old_ids]
+        added = new.suppressed - max((o.suppressed for o in olds if o), default=0)
+        suppressed[change.new_oid] = max(added, suppressed.get(change.new_oid, 0))
+    for order, commit, _ in walked:
+        message = objects.get(commit.oid) if commit else None
+        if message is not None:
+            places.append(_Place(order, commit, None, message, message.secrets))
+            suppressed[commit.oid if commit else ""] = message.suppressed
+    return places, sum(suppressed.values())
+
+
+def _other_parents(repo: str, hit: Sequence[tuple[int, git.Commit | None, git.Change]]
+                   ) -> list[list[str | None]]:
+    """For a merge, the blobs at the same path in its other parents: a token that one
+    of them already had is merged, not introduced."""
+    names = [f"{p}:".encode() + change.path
+             for _, commit, change in hit if commit for p in commit.parents[1:]]
+    ids = iter(git.lookup(repo, names))
+    return [[next(ids) for _ in commit.parents[1:]] if commit else []
+            for _, commit, _ in hit]
+
+
+def _findings(places: list[_Place]) -> list[Finding]:
+    """One finding per secret, at its earliest introduction; ``occurrences`` counts
+    every place (commit and path, or commit message) that wrote it."""
+    count: dict[str, set[tuple[str, bytes | None]]] = {}
+    best: dict[str, tuple[tuple, _Place]] = {}  # type: ignore[type-arg]
+    for place in places:
+        where = (place.commit.oid if place.commit else "", place.path)
+        for secret in place.scanned.secrets:
+            count.setdefault(secret, set()).add(where)
+        for secret in place.introduced:
+            key = (place.order, place.path is not None, _neg(place.path or b""))
+            if secret not in best or key > best[secret][0]:
+                best[secret] = (key, place)
+    out = []
+    for secret, (_, place) in best.items():
+        first = min((f for f in place.scanned.findings if f.secret_sha256 == secret),
+                    key=lambda f: f.offset)
+        path = git.display(place.path) if place.path is not None else None
+        c = place.commit
+        out.append(replace(
+            first, path=path, fingerprint_path=path, occurrences=len(count[secret]),
+            location="file" if path is not None else "commit-message",
+            commit=c.oid if c else None, author_name=c.author_name if c else None,
+            author_email=c.author_email if c else None, date=c.date if c else None))
+    return out
+
+
+def _neg(path: bytes) -> tuple[int, ...]:
+    """Sorts paths descending, so that under ``max`` the first path in order wins."""
+    return tuple(-b for b in path) + (1,)
+
+
+def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
+            options: Options, started: float) -> Result:
+    findings = _findings(places)
+    findings, ignored = _filter(findings, options, [] if repo.bare else [repo.path])
+    findings.sort(key=lambda f: (f.date or "", f.path or "", f.line or 0, f.commit or ""))
+    return Result(findings, suppressed, batch.objects, batch.bytes,
+                  time.perf_counter() - started, batch.errors, ignored)
+
+
+def _walked(repo: str, rev_sets: Sequence[Sequence[str]], keep: set[str] | None = None
+            ) -> list[tuple[int, git.Commit | None, list[git.Change]]]:
+    """Commits of several walks, each once, numbered so that larger is older. With
+    ``keep`` (object ids that hold a token), only commits that wrote one of them or
+    whose message is one of them are kept."""
+    walked: list[tuple[int, git.Commit | None, list[git.Change]]] = []
+    seen: set[str] = set()
+    order = 0
+    for revs in rev_sets:
+        for commit, changes in git.walk(repo, revs, keep=keep):
+            order += 1
+            if commit.oid in seen:
+                continue
+            seen.add(commit.oid)
+            if keep is None or changes or commit.oid in keep:
+                walked.append((order, commit, changes))
+    return walked
+
+
+def _start(path: str, say: Say) -> git.Repo:
+    repo = git.open_repo(path)
+    if repo.shallow:
+        say("shallow clone: scanned the commits present; history older than the clone's "
+            "depth is not here (git fetch --unshallow, then scan again)")
+    return repo
+
+
+def scan_staged(path: str, rules: list[Rule], options: Options, say: Say) -> Result:
+    """What the next commit would add: the index against HEAD, or against the empty
+    tree in a repository with no commit yet."""
+    started = time.perf_counter()
+    repo = _start(path, say)
+    if repo.bare:
+        raise UsageError(f"{path}: --staged needs a work tree (this is a bare repository)")
+    objects = _Objects(repo.path, Detector(rules))
+    try:
+        places, suppressed = _places(objects, [(0, None, git.staged(repo))], say)
+    finally:
+        objects.close()
+    return _result(repo, places, suppressed, objects.batch, options, started)
+
+
+def scan_revs(path: str, rev_sets: Sequence[Sequence[str]], rules: list[Rule],
+              options: Options, say: Say) -> Result:
+    """The commits of one or more rev-list expressions (``A..B``, ``X --not --remotes``),
+    their changes and their messages."""
+    started = time.perf_counter()
+    repo = _start(path, say)
+    for revs in rev_sets:
+        for rev in revs:
+            if rev.startswith("-") and rev not in ("--not", "--remotes", "--all"):
+                raise UsageError(f"not a revision: {rev}")
+    objects = _Objects(repo.path, Detector(rules))
+    try:
+        places, suppressed = _places(objects, _walked(repo.path, rev_sets), say)
+    finally:
+        objects.close()
+    return _result(repo, places, suppressed, objects.batch, options, started)
+
+
+def scan_history(path: str, rules: list[Rule], options: Options, say: Say) -> Result:
+    """Every commit reachable from any ref (``--all``): blobs first, the walk only for
+    the blobs and messages that hold a token."""
+    started = time.perf_counter()
+    repo = _start(path, say)
+    detector = Detector(rules)
+    batch = scan_objects(repo.path, detector, git.all_objects(repo.path), options.jobs)
+    if repo.head is None and not batch.objects:
+        say("the repository has no commits yet: nothing to scan")
+    elif repo.head is not None:
+        subs = git.gitlinks(repo.path, repo.head)
+        if subs:
+            say(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its own "
+                "repository): " + ", ".join(subs[:5]) + (" ..." if len(subs) > 5 else ""))
+    objects = _Objects(repo.path, detector, batch, complete=True)
+    places: list[_Place] = []
+    suppressed = 0
+    if batch.hits:
+        walked = _walked(repo.path, [["--all"]], keep=set(batch.hits))
+        places, suppressed = _places(objects, walked, lambda _: None)
+    return _result(repo, places, suppressed, batch, options, started)
+
+
+def push_revs(path: str, lines: Iterable[str], env: Mapping[str, str]) -> list[list[str]]:
+    """What a push sends, as rev-list expressions.
+
+    From the pre-commit framework: its from/to refs (a new branch whose root is being
+    pushed comes with the local branch only). From git's pre-push hook: one line per
+    ref, ``<local ref> <local sha> <remote ref> <remote sha>``; a deletion sends
+    nothing; a new branch (remote sha all zeros), or one whose remote tip is unknown
+    here, sends the commits that no remote-tracking ref has.
+    """
+    to = env.get("PRE_COMMIT_TO_REF") or env.get("PRE_COMMIT_SOURCE")
+    if to:
+        start = env.get("PRE_COMMIT_FROM_REF") or env.get("PRE_COMMIT_ORIGIN")
+        return [[f"{start}..{to}"]] if start else [[to, "--not", "--remotes"]]
+    if env.get("PRE_COMMIT_LOCAL_BRANCH") and env.get("PRE_COMMIT_REMOTE_NAME"):
+        return [[env["PRE_COMMIT_LOCAL_BRANCH"], "--not", "--remotes"]]
+    sets = []
+    for line in lines:
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=3)
+        if len(parts) != 4 or not all(_OID.fullmatch(p) for p in parts[1::2]):
+            raise UsageError("pre-push: expected lines of '<local ref> <local sha> "
+                             f"<remote ref> <remote sha>', got: {line.strip()[:80]}")
+        _, local, _, remote = parts
+        if git.is_zero(local):
+            continue  # a deletion sends no commits
+        if not git.is_zero(remote) and git.has_commit(path, remote):
+            sets.append([f"{remote}..{local}"])
+        else:
+            sets.append([local, "--not", "--remotes"])
+    return sets

@@ -1,0 +1,94 @@
+"""Plain git hooks (for people without the pre-commit framework) and what a hook says
+when it blocks.
+
+A blocked commit or push is a moment to teach: the message names each place and the
+redacted token, then the three ways out, in the order they matter.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+
+from scanner.errors import UsageError
+from scanner.finding import Finding
+from scanner.report.text import ROTATE, where
+from scanner.sources import git
+
+#: Every hook this tool writes carries this line; a hook without it is someone else's.
+MARKER = "# cendis-scan hook: installed by `cendis-scan install-hook`"
+_HOOK = """#!/bin/sh
+{marker}
+# {what} Delete this file to remove the hook.
+CENDIS_SCAN={exe}
+command -v "$CENDIS_SCAN" >/dev/null 2>&1 || CENDIS_SCAN=cendis-scan
+exec "$CENDIS_SCAN" git {mode}
+"""
+
+
+def _executable() -> str:
+    """The cendis-scan running now, so the hook works outside this virtualenv too."""
+    me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me).startswith("cendis-scan") and os.access(me, os.X_OK):
+        return me
+    return shutil.which("cendis-scan") or "cendis-scan"
+
+
+def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> str:
+    """Write ``pre-commit`` (or ``pre-push``) where git looks for hooks: ``--git-path
+    hooks`` follows ``core.hooksPath`` and, in a worktree, the common directory."""
+    name = "pre-push" if pre_push else "pre-commit"
+    _, out = git.run(repo, ["rev-parse", "--git-path", "hooks"])
+    hooks = os.path.join(repo, out.decode("utf-8", "surrogateescape").strip())
+    path = os.path.normpath(os.path.join(hooks, name))
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            theirs = MARKER not in f.read()
+    except FileNotFoundError:
+        theirs = False
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if theirs and not force:
+        raise UsageError(f"{path} exists and was not written by cendis-scan; call it from "
+                         "that hook, or replace it with --force")
+    what = ("Blocks pushes of commits that add a Cendis token." if pre_push else
+            "Blocks commits that add a Cendis token.")
+    text = _HOOK.format(marker=MARKER, what=what, exe=shlex.quote(_executable()),
+                        mode="--pre-push" if pre_push else "--staged")
+    try:
+        os.makedirs(hooks, exist_ok=True)
+        tmp = path + ".cendis-scan-tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+def blocked_message(findings: Sequence[Finding], *, push: bool) -> str:
+    """Where, what, and what to do: for stderr when a hook stops a commit or a push."""
+    n = len(findings)
+    what = "push" if push else "commit"
+    lines = [f"cendis-scan: {what} blocked: {n} Cendis token{'s' if n != 1 else ''} "
+             f"{'in the commits being pushed' if push else 'in the staged changes'}:"]
+    lines += [f"  {where(f)}  {f.redacted}" for f in findings]
+    if push:
+        remove = ("Remove it from the commits (git rebase -i, or git commit --amend for the "
+                  "last one): a later commit that deletes it still pushes the one that "
+                  "added it")
+    else:
+        remove = "Remove it from the change (edit the file, then git add it again)"
+    lines += [
+        "What to do:",
+        f"  1. {remove}; read the token from the environment (CENDIS_TOKEN) instead.",
+        "  2. If it was ever pushed or shared anywhere, treat it as leaked and rotate it: "
+        f"{ROTATE}.",
+        "  3. If it is a deliberate test fixture, put the marker cendis-scan:allow on the "
+        "same line.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,329 @@
+"""Reading git objects with ``git cat-file --batch`` and scanning each one once.
+
+Scanning a history means scanning its unique blobs, not its patches: a blob that stays
+the same for 1,000 commits is read once. Objects are read in pack order, several
+cat-file processes side by side for a large set (one per worker process), and searched
+a region of many objects at a time with the detector's fixed strings, so the per-object
+cost is a header parse. Only objects where a string matched (and gzip or UTF-16 ones,
+whose text the raw bytes hide) get the full, located scan of :func:`scan_file`, the
+same as a file on disk. Objects too large to hold are streamed in constant memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from scanner.engine.detect import Detector
+from scanner.engine.inputs import SNIFF, kind_of
+from scanner.errors import GitError
+from scanner.finding import Finding
+from scanner.sources import git
+from scanner.sources.files import READ_WHOLE, Outcome, Task, scan_file
+
+#: Objects up to this size are held whole; larger ones are streamed.
+HOLD = 16 << 20
+#: Objects are searched in regions of about this many bytes.
+REGION = 4 << 20
+#: Below this much, a set of objects is read in this process.
+PARALLEL_BYTES = 8 << 20
+_MAGIC = (0x1F, 0xFE, 0xFF)  # first bytes of gzip and of UTF-16 byte-order marks
+
+
+@dataclass(slots=True)
+class Scanned:
+    """What one object holds: findings without a path yet, and suppressed hits."""
+
+    findings: list[Finding]
+    suppressed: int = 0
+
+    @property
+    def secrets(self) -> set[str]:
+        return {f.secret_sha256 for f in self.findings}
+
+
+@dataclass(slots=True)
+class Batch:
+    """Results for a set of objects: only objects with hits are listed."""
+
+    hits: dict[str, Scanned] = field(default_factory=dict)
+    objects: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Batch) -> None:
+        self.hits.update(other.hits)
+        self.objects += other.objects
+        self.bytes += other.bytes
+        self.errors += other.errors
+
+
+def scan_content(detector: Detector, content: bytes | IO[bytes], size: int,
+                 kind: str) -> Scanned:
+    """The full scan of one object, as :func:`scan_file` scans a file. For a commit only
+    the message is scanned, its lines counted from the subject line."""
+    if kind == "commit":
+        raw = content if isinstance(content, bytes) else content.read()
+        cut = raw.find(b"\n\n")
+        content = raw[cut + 2:] if cut != -1 else b""
+        size = len(content)
+    f = io.BytesIO(content) if isinstance(content, bytes) else content
+    outcome = Outcome()
+    task = Task("", "", "", size)
+    scan_file(detector, f, task, outcome, seekable=isinstance(content, bytes) and
+              size <= READ_WHOLE)
+    return Scanned(outcome.findings, outcome.suppressed)
+
+
+class _Reader:
+    """Parses ``cat-file --batch`` output: ``<oid> <type> <size>\n<content>\n``.
+
+    Reads go straight into one buffer that is reused (``readinto`` on the raw pipe, no
+    copy per read); the caller says from where on it still needs the bytes, and only
+    that tail is moved to the front. A read never asks for more than the pipe holds, so
+    the same cat-file process can be asked again afterwards.
+    """
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream = stream
+        self.buf = bytearray(2 * REGION)
+        self.end = 0  # bytes of buf that hold data
+
+    def fill(self, keep: int) -> int:
+        """Read more; bytes before ``keep`` may go. Returns how far offsets moved."""
+        shift = 0
+        if keep and (keep > len(self.buf) // 2 or self.end == len(self.buf)):
+            self.buf[: self.end - keep] = self.buf[keep : self.end]
+            self.end -= keep
+            shift = keep
+        if self.end == len(self.buf):
+            self.buf.extend(bytes(len(self.buf)))
+        with memoryview(self.buf)[self.end :] as free:
+            got = self.stream.readinto(free)  # type: ignore[attr-defined]
+        if not got:
+            raise GitError("git cat-file stopped early")
+        self.end += got
+        return shift
+
+
+class _Piece:
+    """A file-like view of one large object as it comes out of the pipe."""
+
+    def __init__(self, reader: _Reader, pos: int, size: int):
+        self.reader = reader
+        self.pos = pos
+        self.left = size
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or what is left of the object."""
+        want = min(n, self.left)
+        self.left -= want
+        parts = []
+        while want:
+            r = self.reader
+            if self.pos == r.end:
+                self.pos -= r.fill(self.pos)
+            got = min(want, r.end - self.pos)
+            parts.append(bytes(r.buf[self.pos : self.pos + got]))
+            self.pos += got
+            want -= got
+        return b"".join(parts)
+
+    def skip(self) -> None:
+        while self.left:
+            self.read(min(self.left, REGION))
+
+
+def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
+    """Scan ``count`` objects from a cat-file stream (in the order they were asked).
+
+    Whole objects are collected into a region of about REGION bytes, searched at once,
+    and the buffer is then reused; an object larger than HOLD is streamed through.
+    """
+    batch = Batch()
+    reader = _Reader(stream)
+    needles = [n.text for n in detector.always + detector.deep]
+    pos = 0  # next header
+    spans: list[tuple[str, str, int, int]] = []
+    while count:
+        buf, end = reader.buf, reader.end
+        nl = buf.find(b"\n", pos, end)
+        if nl != -1:
+            parts = bytes(buf[pos:nl]).split(b" ")
+            if len(parts) != 3:
+                batch.errors.append(f"object {git.display(parts[0])}: "
+                                    f"{git.display(parts[-1])}")
+                pos, count = nl + 1, count - 1
+                continue
+            oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
+            if size <= HOLD and nl + size + 2 <= end:
+                spans.append((oid, kind, nl + 1, nl + 1 + size))
+                pos, count = nl + size + 2, count - 1
+                if pos - spans[0][2] < REGION and count:
+                    continue
+        if spans:  # a full region, the end, or an object that is not all here yet
+            _scan_region(detector, needles, buf, spans, batch)
+            spans = []
+        if nl != -1 and size > HOLD and count:
+            pos = _stream_object(detector, reader, oid, kind, nl + 1, size, batch)
+            count -= 1
+        elif count:
+            pos -= reader.fill(pos)
+    return batch
+
+
+def _stream_object(detector: Detector, reader: _Reader, oid: str, kind: str, at: int,
+                   size: int, batch: Batch) -> int:
+    """Scan an object too large to hold, in constant memory; returns where the next
+    header starts."""
+    piece = _Piece(reader, at, size)
+    batch.objects += 1
+    batch.bytes += size
+    found = scan_content(detector, piece, size, kind)
+    piece.skip()  # whatever the scan left unread
+    if piece.pos == reader.end:
+        piece.pos -= reader.fill(piece.pos)
+    if found.findings or found.suppressed:
+        batch.hits[oid] = found
+    return piece.pos + 1  # the newline after the content
+
+
+def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
+                 spans: list[tuple[str, str, int, int]], batch: Batch) -> None:
+    """Find which objects of a region hold a needle; fully scan only those."""
+    starts = [s for _, _, s, _ in spans]
+    marked: set[int] = set()
+    for i, (_, kind, s, e) in enumerate(spans):
+        batch.objects += 1
+        batch.bytes += e - s
+        if kind == "commit":
+            continue  # the needle search below covers commits too
+        if e > s and (buf[s] in _MAGIC or buf.find(b"\0", s, min(e, s + SNIFF)) != -1):
+            head = bytes(buf[s : min(e, s + SNIFF)])
+            if kind_of(head) not in ("text", "binary"):
+                marked.add(i)
+    lo, hi = spans[0][2], spans[-1][3]
+    for needle in needles:
+        p = buf.find(needle, lo, hi)
+        while p != -1:
+            i = bisect_right(starts, p) - 1
+            marked.add(i)
+            p = buf.find(needle, spans[i][3], hi)
+    for i in sorted(marked):
+        oid, kind, s, e = spans[i]
+        found = scan_content(detector, bytes(buf[s:e]), e - s, kind)
+        if found.findings or found.suppressed:
+            batch.hits[oid] = found
+
+
+class CatFile:
+    """One ``git cat-file --batch`` kept open, so that a scan can ask twice (the new
+    blobs of a change, then the old ones where the new held a token) without starting
+    git again."""
+
+    def __init__(self, repo: str):
+        import subprocess
+
+        self.repo = repo
+        self.proc = git.spawn(repo, [*git.PACK_LIMITS, "cat-file", "--batch"],
+                              stdin=subprocess.PIPE)
+
+    def scan(self, detector: Detector, oids: Sequence[str]) -> Batch:
+        if not oids:
+            return Batch()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        data = "".join(f"{oid}\n" for oid in oids).encode()
+        writer = threading.Thread(target=_write, args=(self.proc.stdin, data, False))
+        writer.start()
+        try:
+            return read_scan(detector, self.proc.stdout.raw, len(oids))  # type: ignore[attr-defined]
+        except GitError:
+            self.close()
+            git.finish(self.proc, "cat-file")
+            raise
+        finally:
+            writer.join()
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _write(stdin: IO[bytes], data: bytes, close: bool) -> None:
+    try:
+        stdin.write(data)
+        stdin.flush()
+        if close:
+            stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass  # git stopped: its message is read by the other side
+
+
+_DETECTOR: Detector | None = None  # set before forking so workers inherit it
+_REPO = ""
+
+
+def _scan_share(oids: bytes) -> Batch:
+    """A worker's share: its own cat-file over a contiguous run of the pack order."""
+    import subprocess
+
+    assert _DETECTOR is not None
+    proc = git.spawn(_REPO, [*git.PACK_LIMITS, "cat-file", "--batch"], stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    writer = threading.Thread(target=_write, args=(proc.stdin, oids, True))
+    writer.start()
+    try:
+        batch = read_scan(_DETECTOR, proc.stdout.raw, oids.count(b"\n"))  # type: ignore[attr-defined]
+    except GitError as exc:
+        batch = Batch(errors=[str(exc)])
+    writer.join()
+    proc.stdout.close()
+    try:
+        git.finish(proc, "cat-file")
+    except GitError as exc:
+        batch.errors.append(str(exc))
+    return batch
+
+
+def _shares(objs: git.Objects, parts: int) -> Iterator[bytes]:
+    """Contiguous runs of about equal bytes: pack order keeps delta chains together."""
+    step = sum(objs.sizes) / parts + 1
+    lo, size = 0, 0
+    for i, n in enumerate(objs.sizes):
+        size += n
+        if size >= step:
+            yield objs.lines(lo, i + 1)
+            lo, size = i + 1, 0
+    if lo < len(objs):
+        yield objs.lines(lo, len(objs))
+
+
+def scan_objects(repo: str, detector: Detector, objs: git.Objects, jobs: int = 0) -> Batch:
+    """Scan every object in ``objs`` once, in worker processes when there is enough."""
+    global _DETECTOR, _REPO
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 2 or sum(objs.sizes) < PARALLEL_BYTES:
+        reader = CatFile(repo)
+        try:
+            return reader.scan(detector, objs.ids.decode().split())
+        finally:
+            reader.close()
+    import multiprocessing
+
+    _DETECTOR, _REPO = detector, repo
+    batch = Batch()
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            for part in pool.imap_unordered(_scan_share, _shares(objs, jobs * 4)):
+                batch.merge(part)
+    finally:
+        _DETECTOR, _REPO = None, ""
+    return batch

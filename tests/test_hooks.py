@@ -1,0 +1,170 @@
+"""Hooks: ``install-hook`` for plain git, and the pre-commit framework's hooks from
+``.pre-commit-hooks.yaml`` run for real with ``pre-commit try-repo``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from gitrepo import Repo, isolated_env
+
+from scanner.hooks import MARKER
+
+
+def redacted(token: str) -> str:
+    return f"{token[:15]}…{token[-2:]}"
+
+
+def test_install_hook_writes_an_executable_marked_hook(tmp_path: Path) -> None:
+    repo = Repo.make(tmp_path)
+    proc = repo.scan("install-hook")
+    assert proc.returncode == 0, proc.err
+    hook = repo.path / ".git" / "hooks" / "pre-commit"
+    assert os.access(hook, os.X_OK)
+    text = hook.read_text()
+    assert MARKER in text and "git --staged" in text
+    assert repo.scan("install-hook").returncode == 0  # its own hook: replaced quietly
+    assert repo.scan("install-hook", "--pre-push").returncode == 0
+    assert "git --pre-push" in (hook.parent / "pre-push").read_text()
+
+
+def test_install_hook_refuses_someone_elses_hook_unless_forced(tmp_path: Path) -> None:
+    repo = Repo.make(tmp_path)
+    hook = repo.path / ".git" / "hooks" / "pre-commit"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\necho theirs\n")
+    proc = repo.scan("install-hook")
+    assert proc.returncode == 2
+    assert "not written by cendis-scan" in proc.err and "--force" in proc.err
+    assert hook.read_text() == "#!/bin/sh\necho theirs\n"
+    assert repo.scan("install-hook", "--force").returncode == 0
+    assert MARKER in hook.read_text()
+
+
+def test_install_hook_follows_core_hooks_path_and_worktrees(tmp_path: Path) -> None:
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.git("worktree", "add", "-q", "-b", "wt", str(tmp_path / "wt"))
+    assert repo.scan("install-hook", str(tmp_path / "wt"), cwd=tmp_path).returncode == 0
+    assert MARKER in (repo.path / ".git" / "hooks" / "pre-commit").read_text()
+    repo.git("config", "core.hooksPath", ".githooks")
+    assert repo.scan("install-hook").returncode == 0
+    assert MARKER in (repo.path / ".githooks" / "pre-commit").read_text()
+
+
+def test_installed_hook_blocks_a_real_commit(tmp_path: Path, make_token: Callable[[], str]
+                                             ) -> None:
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    assert repo.scan("install-hook").returncode == 0
+    before = repo.head()
+    token = make_token()
+    repo.write("deploy.env", f"CENDIS_TOKEN={token}\n")
+    repo.git("add", "deploy.env")
+    proc = subprocess.run(["git", "commit", "-q", "-m", "deploy"], cwd=repo.path,
+                          env={**os.environ, **repo.env, "NO_COLOR": "1"},
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert repo.head() == before
+    out = proc.stdout + proc.stderr
+    assert "commit blocked" in out and f"deploy.env:1:14  {redacted(token)}" in out
+    assert token not in out
+    repo.write("deploy.env", "CENDIS_TOKEN=${CENDIS_TOKEN}\n")
+    repo.git("add", "deploy.env")
+    repo.git("commit", "-q", "-m", "deploy, reading the token from the environment")
+    assert repo.head() != before
+
+
+def test_installed_pre_push_hook_blocks_a_real_push(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    remote = Repo.make(tmp_path, "remote.git", bare=True)
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.git("remote", "add", "origin", str(remote.path))
+    repo.git("push", "-q", "origin", "main")
+    assert repo.scan("install-hook", "--pre-push").returncode == 0
+    token = make_token()
+    repo.commit("leak", **{"b.env": f"B={token}\n"})
+    repo.commit("and remove it again", **{"b.env": "B=\n"})
+    proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo.path,
+                          env={**os.environ, **repo.env, "NO_COLOR": "1"},
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "push blocked" in proc.stderr and redacted(token) in proc.stdout + proc.stderr
+    assert token not in proc.stdout + proc.stderr
+    assert remote.git("rev-list", "--count", "main") == "1"
+
+
+# --------------------------------------------------------------- the pre-commit framework
+
+
+@pytest.fixture(scope="session")
+def hook_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, str]]:
+    """This checkout as pre-commit sees a hook repository: a commit holding the files a
+    pip install needs. PRE_COMMIT_HOME is per session, so the hook's environment is
+    built (pip install from this checkout) once for all the tests below."""
+    base = tmp_path_factory.mktemp("hooks")
+    env = {**isolated_env(base / "home"), "PRE_COMMIT_HOME": str(base / "pre-commit-home")}
+    snap = Repo(base / "cendis-scan", env, init=True)
+    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
+        shutil.copy(ROOT / name, snap.path / name)
+    for folder in ("scanner", "rules"):
+        shutil.copytree(ROOT / folder, snap.path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    sha = snap.commit("snapshot of the checkout under test")
+    return snap.path, sha, env
+
+
+def try_repo(hook_checkout: tuple[Path, str, dict[str, str]], repo: Repo, hook: str,
+             *args: str) -> subprocess.CompletedProcess:
+    checkout, sha, env = hook_checkout
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(checkout), hook, "--ref", sha,
+         "--color", "never", *args],
+        cwd=repo.path, env={**os.environ, **repo.env, **env}, capture_output=True,
+        text=True, timeout=900)
+
+
+def test_pre_commit_framework_staged_hook(
+        tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
+        make_token: Callable[[], str]) -> None:
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.write("clean.py", "import os\nTOKEN = os.environ['CENDIS_TOKEN']\n")
+    repo.git("add", "clean.py")
+    proc = try_repo(hook_checkout, repo, "cendis-scan")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Passed" in proc.stdout
+    token = make_token()
+    repo.write("leak.py", f'TOKEN = "{token}"\n')
+    repo.git("add", "leak.py")
+    proc = try_repo(hook_checkout, repo, "cendis-scan")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Failed" in out and f"leak.py:1:10  {redacted(token)}" in out
+    assert "commit blocked" in out
+    assert token not in out
+
+
+def test_pre_commit_framework_push_hook(
+        tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
+        make_token: Callable[[], str]) -> None:
+    repo = Repo.make(tmp_path)
+    base = repo.commit("one", **{"a.txt": "a\n"})
+    clean = repo.commit("two", **{"b.txt": "b\n"})
+    stage = ["--hook-stage", "pre-push", "--from-ref"]
+    proc = try_repo(hook_checkout, repo, "cendis-scan-push", *stage, base, "--to-ref", clean)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    token = make_token()
+    leak = repo.commit("three", **{"c.env": f"C={token}\n"})
+    proc = try_repo(hook_checkout, repo, "cendis-scan-push", *stage, clean, "--to-ref", leak)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Failed" in out and redacted(token) in out and "push blocked" in out
+    assert token not in out
