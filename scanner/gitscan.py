@@ -30,6 +30,8 @@ from scanner.sources.git_objects import Batch, CatFile, Scanned, scan_objects
 
 Say = Callable[[str], None]
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: From this many objects on, a range's blobs are read by worker processes.
+MANY = 2000
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ class _Objects:
 
     repo: str
     detector: Detector
+    jobs: int = 0
     batch: Batch = field(default_factory=Batch)
     seen: set[str] = field(default_factory=set)
     complete: bool = False
@@ -62,11 +65,13 @@ class _Objects:
         if self.complete:
             return
         todo = list(dict.fromkeys(o for o in oids if o not in self.seen))
-        if not todo:
-            return
-        if self.reader is None:
-            self.reader = CatFile(self.repo)
-        self.batch.merge(self.reader.scan(self.detector, todo))
+        if len(todo) >= MANY:  # a long range (a first push): read them in parallel
+            self.batch.merge(scan_objects(self.repo, self.detector,
+                                          git.sizes(self.repo, todo), self.jobs))
+        elif todo:
+            if self.reader is None:
+                self.reader = CatFile(self.repo)
+            self.batch.merge(self.reader.scan(self.detector, todo))
         self.seen.update(todo)
 
     def get(self, oid: str | None) -> Scanned | None:
@@ -225,7 +230,7 @@ def scan_revs(path: str, rev_sets: Sequence[Sequence[str]], rules: list[Rule],
         for rev in revs:
             if rev.startswith("-") and rev not in ("--not", "--remotes", "--all"):
                 raise UsageError(f"not a revision: {rev}")
-    objects = _Objects(repo.path, Detector(rules))
+    objects = _Objects(repo.path, Detector(rules), options.jobs)
     try:
         places, suppressed = _places(objects, _walked(repo.path, rev_sets), say)
     finally:
@@ -247,7 +252,7 @@ def scan_history(path: str, rules: list[Rule], options: Options, say: Say) -> Re
         if subs:
             say(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its own "
                 "repository): " + ", ".join(subs[:5]) + (" ..." if len(subs) > 5 else ""))
-    objects = _Objects(repo.path, detector, batch, complete=True)
+    objects = _Objects(repo.path, detector, batch=batch, complete=True)
     places: list[_Place] = []
     suppressed = 0
     if batch.hits:

@@ -216,3 +216,19 @@ def test_gzip_and_utf16_blobs(tmp_path: Path, make_token: Callable[[], str]) -> 
                               .encode("utf-16-le")})
     report = repo.scan_json("git")[1]
     assert sorted(f["encoding"] for f in report["findings"]) == ["gzip", "utf-16"]
+
+
+def test_a_long_range_is_read_by_workers(tmp_path: Path, make_token: Callable[[], str]
+                                         ) -> None:
+    """Thousands of new blobs in a range (a first push) take the parallel path."""
+    repo = Repo.make(tmp_path)
+    repo.commit("start", **{"a.txt": "a\n"})
+    base = repo.head()
+    for i in range(2100):
+        repo.write(f"data/{i:04}.txt", f"row {i}\n")
+    repo.write("data/1234.txt", f"row 1234 {make_token()}\n")
+    leak = repo.commit("bulk import")
+    status, report, _ = repo.scan_json("git", "--since-commit", base)
+    assert status == 1
+    assert (only(report)["commit"], only(report)["path"]) == (leak, "data/1234.txt")
+    assert report["summary"]["files"] >= 2101

@@ -105,7 +105,8 @@ def cmd_git(args: argparse.Namespace) -> int:
     if args.staged:
         result = gitscan.scan_staged(repo, rules, options, _say)
     elif args.pre_push:
-        lines = [] if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read().splitlines()
+        lines = ([] if sys.stdin is None or sys.stdin.isatty() else
+                 sys.stdin.buffer.read().decode("utf-8", "surrogateescape").splitlines())
         rev_sets = gitscan.push_revs(repo, lines, os.environ)
         if not rev_sets:
             _say("no commits to scan in this push")

@@ -159,6 +159,14 @@ def all_objects(repo: str) -> Objects:
     return Objects(bytes(ids), sizes)
 
 
+def sizes(repo: str, oids: Sequence[str]) -> Objects:
+    """The same compact list for ids already known (a missing one gets size 0 here and
+    is reported when it is read)."""
+    ids = "".join(f"{oid}\n" for oid in oids).encode()
+    _, out = run(repo, ["cat-file", "--batch-check=%(objectsize)"], input=ids)
+    return Objects(ids, array("q", (int(n) if n.isdigit() else 0 for n in out.split())))
+
+
 @dataclass(frozen=True, slots=True)
 class Commit:
     oid: str
