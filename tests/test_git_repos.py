@@ -174,3 +174,16 @@ def test_a_repository_git_cannot_read_is_exit_2_with_gits_message(
     assert expected in proc.err
     assert proc.err.startswith("cendis-scan: error: ")
     assert proc.err.count("\n") <= 2, proc.err
+
+
+def test_a_blob_that_cannot_be_decoded_is_an_error_and_the_scan_goes_on(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    import gzip
+
+    repo = Repo.make(tmp_path)
+    broken = gzip.compress(b"x" * 1000)[:-20]  # truncated
+    leak = repo.commit("two files", **{"old.log.gz": broken, "a.env": f"A={make_token()}\n"})
+    proc = repo.scan("git", "--format", "json")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["findings"][0]["commit"] == leak
+    assert "not valid gzip" in proc.err

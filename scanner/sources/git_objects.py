@@ -22,7 +22,7 @@ from typing import IO
 
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import SNIFF, kind_of
-from scanner.errors import GitError
+from scanner.errors import GitError, SourceError
 from scanner.finding import Finding
 from scanner.sources import git
 from scanner.sources.files import READ_WHOLE, Outcome, Task, scan_file
@@ -185,13 +185,29 @@ def _stream_object(detector: Detector, reader: _Reader, oid: str, kind: str, at:
     piece = _Piece(reader, at, size)
     batch.objects += 1
     batch.bytes += size
-    found = scan_content(detector, piece, size, kind)
+    _record(detector, piece, size, kind, oid, batch)
     piece.skip()  # whatever the scan left unread
     if piece.pos == reader.end:
         piece.pos -= reader.fill(piece.pos)
+    return piece.pos + 1  # the newline after the content
+
+
+def _record(detector: Detector, content: bytes | IO[bytes], size: int, kind: str, oid: str,
+            batch: Batch) -> None:
+    """Scan one object into the batch; a blob that cannot be decoded (a broken gzip) is
+    an error for that blob alone, and the scan goes on."""
+    try:
+        found = scan_content(detector, content, size, kind)
+    except GitError:
+        raise
+    except SourceError as exc:
+        batch.errors.append(f"{kind} {oid}: {exc}")
+        return
+    except Exception as exc:  # one bad object must not end the scan (reported, exit 2)
+        batch.errors.append(f"{kind} {oid}: internal error: {type(exc).__name__}: {exc}")
+        return
     if found.findings or found.suppressed:
         batch.hits[oid] = found
-    return piece.pos + 1  # the newline after the content
 
 
 def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
@@ -217,9 +233,7 @@ def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
             p = buf.find(needle, spans[i][3], hi)
     for i in sorted(marked):
         oid, kind, s, e = spans[i]
-        found = scan_content(detector, bytes(buf[s:e]), e - s, kind)
-        if found.findings or found.suppressed:
-            batch.hits[oid] = found
+        _record(detector, bytes(buf[s:e]), e - s, kind, oid, batch)
 
 
 class CatFile:
@@ -289,7 +303,7 @@ def _scan_share(oids: bytes) -> Batch:
     try:
         git.finish(proc, "cat-file")
     except GitError as exc:
-        batch.errors.append(str(exc))
+        batch.errors = [str(exc)]  # git's own words say more than "stopped early"
     return batch
 
 
