@@ -139,7 +139,7 @@ def _other_parents(repo: str, hit: Sequence[tuple[int, git.Commit | None, git.Ch
 
 def _findings(places: list[_Place]) -> list[Finding]:
     """One finding per secret, at its earliest introduction; ``occurrences`` counts
-    every place (commit and path, or commit message) that wrote it."""
+    every place (commit and path, or commit message) that wrote it. Oldest first."""
     count: dict[str, set[tuple[str, bytes | None]]] = {}
     best: dict[str, tuple[tuple, _Place]] = {}  # type: ignore[type-arg]
     for place in places:
@@ -151,7 +151,7 @@ def _findings(places: list[_Place]) -> list[Finding]:
             if secret not in best or key > best[secret][0]:
                 best[secret] = (key, place)
     out = []
-    for secret, (_, place) in best.items():
+    for secret, (_, place) in sorted(best.items(), key=lambda kv: kv[1][0], reverse=True):
         first = min((f for f in place.scanned.findings if f.secret_sha256 == secret),
                     key=lambda f: f.offset)
         path = git.display(place.path) if place.path is not None else None
@@ -173,7 +173,6 @@ def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
             options: Options, started: float) -> Result:
     findings = _findings(places)
     findings, ignored = _filter(findings, options, [] if repo.bare else [repo.path])
-    findings.sort(key=lambda f: (f.date or "", f.path or "", f.line or 0, f.commit or ""))
     return Result(findings, suppressed, batch.objects, batch.bytes,
                   time.perf_counter() - started, batch.errors, ignored)
 

@@ -232,3 +232,18 @@ def test_a_long_range_is_read_by_workers(tmp_path: Path, make_token: Callable[[]
     assert status == 1
     assert (only(report)["commit"], only(report)["path"]) == (leak, "data/1234.txt")
     assert report["summary"]["files"] >= 2101
+
+
+def test_merging_in_a_token_the_other_side_already_had_is_not_a_new_leak(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    repo = Repo.make(tmp_path)
+    repo.commit("start", **{"a.txt": "a\n"})
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit("feature work", **{"f.txt": "f\n"})
+    repo.git("checkout", "-q", "main")
+    on_main = repo.commit("token on main", **{"m.env": f"M={make_token()}\n"})
+    repo.git("checkout", "-q", "feature")
+    repo.git("merge", "-q", "--no-edit", "main")  # the merge's first parent is feature
+    status, report, _ = repo.scan_json("git", "--range", "main..feature")
+    assert (status, report["findings"]) == (0, [])
+    assert only(repo.scan_json("git")[1])["commit"] == on_main

@@ -290,15 +290,15 @@ def has_commit(repo: str, oid: str) -> bool:
 
 def lookup(repo: str, names: Sequence[bytes]) -> list[str | None]:
     """Object ids for ``<rev>:<path>`` names (None where there is none), in one call."""
-    if not names:
-        return []
-    if any(b"\n" in n for n in names):
-        raise GitError("a path with a newline in a merge cannot be looked up")
+    asked = [n for n in names if b"\n" not in n]  # cat-file reads lines: skip the rest
+    if not asked:
+        return [None] * len(names)
     _, out = run(repo, ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
-                 input=b"".join(n + b"\n" for n in names))
+                 input=b"".join(n + b"\n" for n in asked))
+    answers = iter(out.decode("utf-8", "replace").splitlines())
     ids: list[str | None] = []
-    for line in out.decode("utf-8", "replace").splitlines():
-        parts = line.split(" ")
+    for name in names:
+        parts = next(answers, "").split(" ") if b"\n" not in name else []
         ids.append(parts[0] if len(parts) == 2 and parts[1] == "blob" else None)
     return ids
 
