@@ -177,22 +177,47 @@ def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
                   time.perf_counter() - started, batch.errors, ignored)
 
 
-def _walked(repo: str, rev_sets: Sequence[Sequence[str]], keep: set[str] | None = None
-            ) -> list[tuple[int, git.Commit | None, list[git.Change]]]:
+Walked = list[tuple[int, git.Commit | None, list[git.Change]]]
+
+
+def _walked(repo: str, rev_sets: Sequence[Sequence[str]], keep: set[str] | None = None,
+            merges: dict[str, int] | None = None) -> Walked:
     """Commits of several walks, each once, numbered so that larger is older. With
     ``keep`` (object ids that hold a token), only commits that wrote one of them or
-    whose message is one of them are kept."""
-    walked: list[tuple[int, git.Commit | None, list[git.Change]]] = []
+    whose message is one of them are kept. With ``merges``, merges are walked without
+    their diffs, and their numbers are noted there instead."""
+    walked: Walked = []
     seen: set[str] = set()
     order = 0
     for revs in rev_sets:
-        for commit, changes in git.walk(repo, revs, keep=keep):
+        for commit, changes in git.walk(repo, revs, keep=keep, merges=merges is None):
             order += 1
             if commit.oid in seen:
                 continue
             seen.add(commit.oid)
+            if merges is not None and len(commit.parents) > 1:
+                merges[commit.oid] = order
             if keep is None or changes or commit.oid in keep:
                 walked.append((order, commit, changes))
+    return walked
+
+
+def _history_walk(repo: str, keep: set[str]) -> Walked:
+    """Where the objects in ``keep`` were written, over all refs.
+
+    Every blob of a reachable tree is written by some commit against its first parent;
+    almost always by a commit with one parent, so the walk first skips the diffs of
+    merges. Only a blob that no such commit wrote (a token added by a merge itself, or
+    an object no ref reaches) costs a second walk, over the merges alone.
+    """
+    merges: dict[str, int] = {}
+    walked = _walked(repo, [["--all"]], keep=keep, merges=merges)
+    written = {c.new_oid for _, _, changes in walked for c in changes}
+    written.update(commit.oid for _, commit, _ in walked if commit)
+    if keep - written:
+        for commit, changes in git.walk(repo, ["--all", "--merges"], keep=keep - written):
+            if changes:
+                walked.append((merges.get(commit.oid, 0), commit, changes))
     return walked
 
 
@@ -255,7 +280,7 @@ def scan_history(path: str, rules: list[Rule], options: Options, say: Say) -> Re
     places: list[_Place] = []
     suppressed = 0
     if batch.hits:
-        walked = _walked(repo.path, [["--all"]], keep=set(batch.hits))
+        walked = _history_walk(repo.path, set(batch.hits))
         places, suppressed = _places(objects, walked, lambda _: None)
     return _result(repo, places, suppressed, batch, options, started)
 

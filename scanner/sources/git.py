@@ -229,8 +229,8 @@ def staged(repo: Repo) -> list[Change]:
     return list(changes(iter(out.split(b"\0"))))
 
 
-def walk(repo: str, revs: Sequence[str], *, keep: set[str] | None = None
-         ) -> Iterator[tuple[Commit, list[Change]]]:
+def walk(repo: str, revs: Sequence[str], *, keep: set[str] | None = None,
+         merges: bool = True) -> Iterator[tuple[Commit, list[Change]]]:
     """Commits of ``git log REVS``, children before parents (``--topo-order``), each with
     the paths it changed against its first parent.
 
@@ -238,11 +238,12 @@ def walk(repo: str, revs: Sequence[str], *, keep: set[str] | None = None
     cheap (6 s on git/git where ``log -p`` takes 76). A merge shows its diff against the
     first parent, so every blob of every reachable tree is the new side of some change.
     With ``keep``, changes whose new blob is not in it are dropped as they are read.
+    Without ``merges``, merges are listed without their diff (a third faster on git/git).
     """
     args = [*WALK_LIMITS, "log", "--topo-order", "--no-color", "--no-show-signature",
             "--no-mailmap", "--root", "--raw", "--no-abbrev", "-z", "--no-renames",
-            "--diff-merges=first-parent", "--no-ext-diff", "--no-relative", _FORMAT, *revs,
-            "--"]
+            f"--diff-merges={'first-parent' if merges else 'off'}", "--no-ext-diff",
+            "--no-relative", _FORMAT, *revs, "--"]
     proc = spawn(repo, args)
     try:
         yield from _commits(_tokens(_read(proc.stdout.raw)), keep)  # type: ignore[union-attr]
