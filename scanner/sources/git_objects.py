@@ -14,11 +14,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import SNIFF, kind_of
@@ -33,6 +32,8 @@ HOLD = 16 << 20
 REGION = 4 << 20
 #: Below this much, a set of objects is read in this process.
 PARALLEL_BYTES = 8 << 20
+#: Ids up to this many bytes are written to cat-file without a thread (a pipe holds 64 KiB).
+SMALL_WRITE = 32 << 10
 _MAGIC = (0x1F, 0xFE, 0xFF)  # first bytes of gzip and of UTF-16 byte-order marks
 
 
@@ -253,8 +254,7 @@ class CatFile:
             return Batch()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         data = "".join(f"{oid}\n" for oid in oids).encode()
-        writer = threading.Thread(target=_write, args=(self.proc.stdin, data, False))
-        writer.start()
+        writer = _writer(self.proc.stdin, data, close=False)
         try:
             return read_scan(detector, self.proc.stdout.raw, len(oids))  # type: ignore[attr-defined]
         except GitError:
@@ -262,13 +262,28 @@ class CatFile:
             git.finish(self.proc, "cat-file")
             raise
         finally:
-            writer.join()
+            if writer is not None:
+                writer.join()
 
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
             with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
         self.proc.wait()
+
+
+def _writer(stdin: IO[bytes], data: bytes, *, close: bool) -> Any:
+    """Feed cat-file its ids. What fits in the pipe is written at once (a hook asks for
+    a few ids: no thread to start); more is written by a thread while the caller reads,
+    or cat-file and this process would each wait for the other."""
+    if len(data) <= SMALL_WRITE:
+        _write(stdin, data, close)
+        return None
+    import threading
+
+    writer = threading.Thread(target=_write, args=(stdin, data, close))
+    writer.start()
+    return writer
 
 
 def _write(stdin: IO[bytes], data: bytes, close: bool) -> None:
@@ -292,13 +307,13 @@ def _scan_share(oids: bytes) -> Batch:
     assert _DETECTOR is not None
     proc = git.spawn(_REPO, [*git.PACK_LIMITS, "cat-file", "--batch"], stdin=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
-    writer = threading.Thread(target=_write, args=(proc.stdin, oids, True))
-    writer.start()
+    writer = _writer(proc.stdin, oids, close=True)
     try:
         batch = read_scan(_DETECTOR, proc.stdout.raw, oids.count(b"\n"))  # type: ignore[attr-defined]
     except GitError as exc:
         batch = Batch(errors=[str(exc)])
-    writer.join()
+    if writer is not None:
+        writer.join()
     proc.stdout.close()
     try:
         git.finish(proc, "cat-file")
