@@ -7,7 +7,6 @@ downstream can leak what it describes.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,8 +60,3 @@ class Finding:
                         "occurrences"):
                 data.pop(key)
         return data
-
-
-def digest(*parts: str) -> str:
-    """Short stable hash for ids derived from several strings."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]

@@ -48,11 +48,7 @@ class Rule:
         """``confirmed``, ``possible`` or None (a placeholder)."""
         if len(run) < self.min_length or tk.shannon_entropy(run) < self.entropy_floor:
             return None
-        if (
-            self.checksum == "crc32-base62"
-            and len(run) == self.body_length + self.check_length
-            and tk.checksum(run[: self.body_length]).encode() == run[self.body_length:]
-        ):
+        if self.checksum == "crc32-base62" and tk.run_is_checksummed(run, self.body_length):
             return tk.Confidence.CONFIRMED.value
         return tk.Confidence.POSSIBLE.value
 
@@ -106,6 +102,9 @@ def _compile(raw: dict[str, Any], source: str, index: int) -> Rule:
             raise _fail(source, where, f"{key!r} must be a whole number from {low} to 256")
     if raw.get("checksum", "crc32-base62") not in CHECKSUMS:
         raise _fail(source, where, f"'checksum' must be one of {', '.join(CHECKSUMS)}")
+    if raw.get("checksum", "crc32-base62") == "crc32-base62" and raw.get(
+            "check_length", tk.CHECK_LENGTH) != tk.CHECK_LENGTH:
+        raise _fail(source, where, f"'crc32-base62' checks are {tk.CHECK_LENGTH} characters")
     floor = raw.get("entropy_floor", tk.ENTROPY_FLOOR)
     if not isinstance(floor, int | float) or not 0 <= floor <= 8:
         raise _fail(source, where, "'entropy_floor' must be a number from 0 to 8")

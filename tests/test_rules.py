@@ -87,6 +87,8 @@ INVALID = [
                                           "from 8 to 256"),
     ("checksum", _rule(checksum='"md5"'), "rule acme: 'checksum' must be one of "
                                           "crc32-base62, none"),
+    ("check-length", _rule(checksum='"crc32-base62"', check_length="8"),
+     "rule acme: 'crc32-base62' checks are 6 characters"),
     ("entropy", _rule(entropy_floor="9"), "rule acme: 'entropy_floor' must be a number "
                                           "from 0 to 8"),
     ("samples", _rule(true_samples='"x"'), "rule acme: 'true_samples' must be a list of "
