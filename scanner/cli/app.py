@@ -70,3 +70,8 @@ def unknown(args: list[str]) -> str | None:
     from scanner.errors import short
 
     return f"no such {kind} {short(args[0], 40)!r}"
+
+
+from scanner.cli import serve as _serve  # noqa: E402  (issue 9: serve, dev send-report)
+
+_serve.register(app)

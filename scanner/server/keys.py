@@ -129,7 +129,7 @@ class KeyCache:
                                       retry_after=self.refetch_interval)
                 raise Unavailable("key_refetch_throttled", "key refetch throttled",
                                   retry_after=self.refetch_interval)
-            await self.refresh()
+            await self._refresh()
             key = self.keys.get(key_id)
             if key is None:
                 if len(self._misses) > 10_000:  # bounded: a flood of ids cannot grow it
@@ -140,6 +140,10 @@ class KeyCache:
 
     async def refresh(self) -> None:
         """Fetch now (conditional on the ETag); keep the old keys if the fetch fails."""
+        async with self._lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         self._last_attempt = self._now()
         self.fetches += 1
         try:

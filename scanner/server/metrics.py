@@ -9,9 +9,10 @@ across restarts and across processes sharing the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -20,7 +21,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _StoreCollector(Collector):
     """Gauges computed when scraped: the durable queue and the revoker's health."""
 
-    def __init__(self, read: Callable[[], dict[str, float | None]]) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
@@ -32,6 +33,16 @@ class _StoreCollector(Collector):
             value = values.get(name)
             family.add_metric([], float(value) if value is not None else 0.0)
             yield family
+        revoked = CounterMetricFamily("cendis_tokens_revoked",
+                                      "Tokens the revoker closed (revoked, already revoked "
+                                      "or not found) since start")
+        revoked.add_metric([], float(values.get("tokens_revoked") or 0))
+        yield revoked
+        errors = CounterMetricFamily("cendis_revoke_errors", "Failed revoke calls, by reason",
+                                     labels=["reason"])
+        for reason, count in sorted((values.get("revoke_errors") or {}).items()):
+            errors.add_metric([reason], float(count))
+        yield errors
 
 
 class Metrics:
@@ -46,10 +57,6 @@ class Metrics:
         self.records = Counter("cendis_records", "Records in accepted deliveries, by outcome "
                                "(accepted, malformed, false_positive)",
                                ["partner", "outcome"], registry=r)
-        self.revoked = Counter("cendis_tokens_revoked", "Revoke outcomes reported by Cendis "
-                               "(revoked, already_revoked, not_found)", ["status"], registry=r)
-        self.revoke_errors = Counter("cendis_revoke_errors", "Failed revoke calls, by reason",
-                                     ["reason"], registry=r)
         self.key_fetches = Counter("cendis_partner_key_fetches", "Public-key fetches",
                                    ["partner", "outcome"], registry=r)
         self.latency = Histogram("cendis_request_seconds", "Request latency by route",
@@ -57,7 +64,7 @@ class Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
                                           2.5, 5, 10))
 
-    def watch(self, read: Callable[[], dict[str, float | None]]) -> None:
+    def watch(self, read: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_StoreCollector(read))
 
     def render(self) -> bytes:

@@ -79,15 +79,15 @@ def verify_hmac(secrets: Iterable[bytes], msg_id: str | None, timestamp: str | N
         raise SignatureError("bad_timestamp", status=400) from None
     if abs(now - stamp) > tolerance:
         raise SignatureError("timestamp_out_of_window")
-    given = []
+    given: list[bytes] = []
     for part in signature.split():
-        version, _, value = part.partition(",")
-        if version == "v1" and value:
-            given.append(value.encode("ascii", "replace"))
+        version, _, text = part.partition(",")
+        if version == "v1" and text:
+            given.append(text.encode("ascii", "replace"))
     ok = False
     for secret in secrets:
         expected = standard_webhooks_sign(secret, msg_id, timestamp, body)[3:].encode()
-        for value in given:  # no early exit: the time taken tells nothing
-            ok |= hmac.compare_digest(expected, value)
+        for candidate in given:  # no early exit: the time taken tells nothing
+            ok |= hmac.compare_digest(expected, candidate)
     if not ok:
         raise SignatureError("bad_signature")
