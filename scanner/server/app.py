@@ -56,6 +56,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                cendis_api_url: str, credential: str | None,
                now: Callable[[], datetime] = _utcnow,
                monotonic: Callable[[], float] = time.monotonic,
+               cendis_timeout: float = 10.0,
                revoker_options: dict[str, Any] | None = None) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
@@ -116,7 +117,8 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
         from scanner.cendis.client import CendisClient
         from scanner.incidents.revoker import Revoker
 
-        client = CendisClient(app[SESSION], cendis_api_url, credential)
+        client = CendisClient(app[SESSION], cendis_api_url, credential,
+                              timeout=cendis_timeout)
         await _whoami(client, now())
         revoker = Revoker(app[STORE], client, **(revoker_options or {}))
         app[REVOKER] = revoker
