@@ -70,3 +70,14 @@ def unknown(args: list[str]) -> str | None:
     from scanner.errors import short
 
     return f"no such {kind} {short(args[0], 40)!r}"
+
+
+def _register_more() -> None:
+    """Commands kept in their own modules (each has a ``register(app)``)."""
+    from scanner.cli import dev, incidents
+
+    incidents.register(app)
+    dev.register(app)
+
+
+_register_more()
