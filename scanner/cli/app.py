@@ -72,6 +72,13 @@ def unknown(args: list[str]) -> str | None:
     return f"no such {kind} {short(args[0], 40)!r}"
 
 
-from scanner.cli import serve as _serve  # noqa: E402  (issue 9: serve, dev send-report)
+def _register_more() -> None:
+    """Commands kept in their own modules (each has a ``register(app)``)."""
+    from scanner.cli import dev, incidents, serve
 
-_serve.register(app)
+    incidents.register(app)
+    dev.register(app)
+    serve.register(app)  # after dev: it adds send-report to the dev group
+
+
+_register_more()
