@@ -20,19 +20,15 @@ from conftest import SPEC
 from scanner.dev.cendis_api import STATE as STANDIN
 from scanner.dev.cendis_api import StandInToken
 from scanner.dev.cendis_api import create_app as standin_app
-from scanner.dev.partner import STATE as KEYS_STATE
 from scanner.dev.partner import KEYS_PATH, PartnerKey, create_key_app, report_body
+from scanner.dev.partner import STATE as KEYS_STATE
 from scanner.server.app import create_app
 from scanner.server.config import ServerConfig, WebhookPartner, decode_whsec, load_config
-from scanner.server.state import KEY_CACHES, REVOKER
+from scanner.server.state import KEY_CACHES, REVOKER, STORE
 
 PARTNERS = json.loads((SPEC / "partner-vectors.json").read_text())
 CREDENTIAL = "svc-credential-for-tests-0123456789"
 WHSEC = PARTNERS["standard_webhooks_vector"]["secret"]
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 @dataclass
@@ -80,6 +76,11 @@ class Rig:
             assert loop.time() < end, "timed out waiting for the receiver"
             await asyncio.sleep(0.01)
 
+    async def quiet(self) -> None:
+        """Until the revoke queue is empty (the revoker writes in the background)."""
+        store = self.client.app[STORE]  # type: ignore[index]
+        await self.settle(lambda: store.queue_depth() == 0)
+
     def revoked(self) -> set[str]:
         return set(self.standin[STANDIN].revoked)
 
@@ -123,7 +124,7 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
         app = create_app(test_config(str(key_server.make_url(KEYS_PATH)), **config),
                          db_path=db, cendis_api_url=str(standin_server.make_url("")),
                          credential=CREDENTIAL, cendis_timeout=cendis_timeout,
-                         revoker_options={"sleep": no_sleep})
+                         revoker_options={"base_delay": 0.01, "max_delay": 0.05})
         client = await aiohttp_client(TestServer(app))
         rig = Rig(client, keys, standin, partner, db, tokens)
         if wait_keys:

@@ -22,6 +22,7 @@ from scanner.server.keys import KeyCache, http_fetcher
 from scanner.server.metrics import Metrics
 from scanner.server.state import (
     CONFIG,
+    DELIVERIES,
     KEY_CACHES,
     METRICS,
     NOW,
@@ -68,6 +69,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[NOW] = now
     app[KEY_CACHES] = {}
     app[REVOKER] = None
+    app[DELIVERIES] = {}
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:

@@ -24,3 +24,5 @@ STORE = web.AppKey("store", Store)
 WRITER = web.AppKey("writer", BatchWriter)
 KEY_CACHES: web.AppKey[dict[str, KeyCache]] = web.AppKey("key_caches")
 REVOKER: web.AppKey[Revoker | None] = web.AppKey("revoker")
+#: Webhook delivery ids this process committed (insertion-ordered, bounded by the view).
+DELIVERIES: web.AppKey[dict[tuple[str, str], None]] = web.AppKey("deliveries")

@@ -16,6 +16,7 @@ from scanner.server.errors import Rejected, ReportError, SignatureError, Unavail
 from scanner.server.reports import feedback, parse_records
 from scanner.server.state import (
     CONFIG,
+    DELIVERIES,
     KEY_CACHES,
     METRICS,
     NOW,
@@ -145,10 +146,20 @@ async def webhook_report(request: web.Request) -> web.Response:
                     h.get("webhook-signature"), body,
                     now=request.app[NOW]().timestamp())
         assert msg_id is not None  # checked by verify_hmac
-        answer = await _accept(request, name, f"partner:{name}", body, msg_id[:200])
-        fresh = await request.app[WRITER].call(
-            lambda s: s.remember_delivery(name, msg_id[:200]))
-        if not fresh:  # a redelivery: recording it again added nothing (same delivery id)
+        delivery = msg_id[:200]
+        seen = request.app[DELIVERIES]
+        if (name, delivery) in seen:  # an exact redelivery: dropped, nothing written
+            request.app[METRICS].reports.labels(name, "redelivery").inc()
+            return web.json_response([])
+        # Recorded first, remembered after: a crash between the two makes the sender's
+        # redelivery record again, which adds nothing (same delivery id, same sightings),
+        # whereas remembering first could drop a delivery that was never committed.
+        answer = await _accept(request, name, f"partner:{name}", body, delivery)
+        fresh = await request.app[WRITER].call(lambda s: s.remember_delivery(name, delivery))
+        seen[(name, delivery)] = None
+        if len(seen) > 50_000:
+            seen.pop(next(iter(seen)))
+        if not fresh:  # redelivered across a restart: the record above added nothing
             request.app[METRICS].reports.labels(name, "redelivery").inc()
         return answer
 

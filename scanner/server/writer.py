@@ -20,7 +20,8 @@ from scanner.incidents.models import Recorded, Sighting, TokenRef
 from scanner.incidents.store import Store
 
 T = TypeVar("T")
-_Pending = tuple[Sequence[tuple[TokenRef, Sighting]], Collection[str], "asyncio.Future[list[Recorded]]"]
+_Items = Sequence[tuple[TokenRef, Sighting]]
+_Pending = tuple[_Items, Collection[str], "asyncio.Future[list[Recorded]]"]
 
 
 class BatchWriter:
