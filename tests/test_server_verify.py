@@ -176,3 +176,21 @@ def test_parse_keys_skips_bad_entries_and_rejects_all_bad() -> None:
     with pytest.raises(Unavailable) as exc:
         parse_keys([{"key_identifier": "x", "key": "junk"}])
     assert exc.value.reason == "keys_bad_response"
+
+
+def test_fast_token_verdict_agrees_with_check(vectors: dict[str, Any],
+                                              make_token: Any) -> None:
+    from scanner.server.reports import is_cendis_token, token_ref
+    from scanner.token import TokenCheck, check
+
+    samples = [v["token"] for v in vectors["valid"]]
+    samples += [v["token"] if isinstance(v, dict) else v for v in vectors["invalid"]]
+    fresh = [make_token() for _ in range(50)]
+    samples += fresh + [t[:-1] + ("A" if t[-1] != "A" else "B") for t in fresh]
+    samples += [t + "x" for t in fresh[:5]] + ["cendis_pat_" + "A" * 36, "some_token", ""]
+    for text in samples:
+        if isinstance(text, str) and text == text.strip():
+            assert is_cendis_token(text) == (check(text) is TokenCheck.VALID), text[:14]
+    assert token_ref("some_token").redacted == "so…"  # not dressed up as ours
+    for v in vectors["valid"]:
+        assert token_ref(v["token"]).sha256 == v["sha256"]

@@ -50,7 +50,8 @@ async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
-        request.app[METRICS].latency.labels(name).observe(time.perf_counter() - start)
+        metrics = request.app[METRICS]
+        metrics.child(metrics.latency, name).observe(time.perf_counter() - start)
 
 
 def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],

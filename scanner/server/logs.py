@@ -18,6 +18,10 @@ FIELDS = ("partner", "reason", "incident_id", "redacted", "status", "records", "
           "url", "error")
 
 
+#: Our loggers: the receiver's (``scanner.*``) and the revoker's.
+LOGGERS = ("scanner", "cendis_scan")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -43,13 +47,14 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(stream: IO[str] | None = None, *, json_lines: bool | None = None,
                   level: int = logging.INFO) -> None:
-    """Configure the ``scanner`` loggers (not the root: libraries keep their own)."""
+    """Configure our loggers (not the root: libraries keep their own)."""
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not stream.isatty()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    logger = logging.getLogger("scanner")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

@@ -48,6 +48,7 @@ class _StoreCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.reports = Counter("cendis_reports", "Partner deliveries received, by outcome",
                                ["partner", "outcome"], registry=r)
@@ -63,6 +64,15 @@ class Metrics:
                                  ["route"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
                                           2.5, 5, 10))
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """A labelled child, cached: ``labels()`` takes a lock and builds a tuple each
+        time, and the report path calls it a few times per request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def watch(self, read: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_StoreCollector(read))

@@ -8,17 +8,36 @@ token lives only inside :func:`parse_records`: it leaves as a hash and a redacte
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from scanner.incidents.models import Recorded, Sighting, Status, TokenRef
 from scanner.server.errors import Rejected
-from scanner.token import PREFIX, TokenCheck, check, redact, secret_sha256
+from scanner.token import (
+    ENTROPY_FLOOR,
+    PREFIX,
+    redact,
+    run_is_checksummed,
+    secret_sha256,
+    shannon_entropy,
+)
 
 _TRUE = {Status.REVOKED, Status.ALREADY_REVOKED}
 _FALSE = {Status.NOT_FOUND, Status.FALSE_POSITIVE}
 _MAX_TEXT = 2048  # url, type and source are stored as given, but not without bound
+_SHAPE = re.compile(r"cendis_pat_[0-9A-Za-z]{36}")
+
+
+def is_cendis_token(token: str) -> bool:
+    """The same verdict as ``scanner.token.check(token) is VALID`` for a token exactly as
+    a partner matched it, in a fraction of the time (this runs once per record): shape,
+    then checksum, and the placeholder entropy test only for what passed both."""
+    if not _SHAPE.fullmatch(token):
+        return False
+    run = token[len(PREFIX):]
+    return run_is_checksummed(run.encode("ascii")) and shannon_entropy(run) >= ENTROPY_FLOOR
 
 
 @dataclass(slots=True)
@@ -61,7 +80,7 @@ def parse_records(body: bytes, *, partner: str, source: str, received_at: dateti
             report.malformed += 1
             continue
         ref = token_ref(token)
-        if check(token) is not TokenCheck.VALID:
+        if not is_cendis_token(token):
             report.false_positive.add(ref.sha256)
         token_type = _text(record.get("type"))
         report.items.append((ref, Sighting(

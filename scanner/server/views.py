@@ -75,12 +75,12 @@ async def _accept(request: web.Request, partner: str, source: str, body: bytes,
                                             "redacted": ref.redacted, "partner": partner,
                                             "status": str(result.status)})
     fps = sum(1 for ref, _ in report.items if ref.sha256 in report.false_positive)
-    metrics.reports.labels(partner, "accepted").inc()
-    metrics.records.labels(partner, "accepted").inc(len(report.items) - fps)
+    metrics.child(metrics.reports, partner, "accepted").inc()
+    metrics.child(metrics.records, partner, "accepted").inc(len(report.items) - fps)
     if fps:
-        metrics.records.labels(partner, "false_positive").inc(fps)
+        metrics.child(metrics.records, partner, "false_positive").inc(fps)
     if report.malformed:
-        metrics.records.labels(partner, "malformed").inc(report.malformed)
+        metrics.child(metrics.records, partner, "malformed").inc(report.malformed)
         log.warning("malformed records skipped", extra={"partner": partner,
                                                         "malformed": report.malformed})
     revoker = app[REVOKER]
