@@ -110,7 +110,7 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                      make_token: Callable[[], str]) -> RigFactory:
     async def factory(*, known: int = 0, key_mode: str = "ok", wait_keys: bool = True,
                       scopes: tuple[str, ...] = ("read:assets",), cendis_timeout: float = 2.0,
-                      **config: Any) -> Rig:
+                      keys_url: str | None = None, **config: Any) -> Rig:
         partner = PartnerKey.generate()
         keys = create_key_app([*PARTNERS["public_keys"]["public_keys"], partner.entry()])
         keys[KEYS_STATE].mode = key_mode
@@ -121,7 +121,8 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                               service_credentials={CREDENTIAL: ["revoke:tokens"]})
         standin_server = await aiohttp_server(standin)
         db = tmp_path / f"incidents-{len(list(tmp_path.glob('incidents-*.db')))}.db"
-        app = create_app(test_config(str(key_server.make_url(KEYS_PATH)), **config),
+        app = create_app(test_config(keys_url or str(key_server.make_url(KEYS_PATH)),
+                                     **config),
                          db_path=db, cendis_api_url=str(standin_server.make_url("")),
                          credential=CREDENTIAL, cendis_timeout=cendis_timeout,
                          revoker_options={"base_delay": 0.01, "max_delay": 0.05})

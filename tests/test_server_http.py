@@ -326,3 +326,39 @@ async def test_a_1000_record_report_is_acknowledged_fast(rig: Rig, make_token: A
     listed = await (await rig.client.get("/incidents?limit=2000", headers=READER)).json()
     assert len(listed) == 1000
     assert_tokens_nowhere(tokens, rig.db.parent)
+
+
+async def test_dev_send_report_cli_posts_a_signed_report(rig_factory: RigFactory,
+                                                          tmp_path: Path) -> None:
+    """The local partner (``cendis-scan dev send-report``, a real process) serves its own
+    key; the receiver fetches it on the unknown key id, verifies, records, revokes."""
+    from conftest import CLI, assert_no_leak
+
+    from scanner.server.state import KEY_CACHES
+
+    port = _free_port()
+    rig = await rig_factory(known=2, wait_keys=False,
+                            keys_url=f"http://127.0.0.1:{port}/meta/public_keys/"
+                                     "secret_scanning")
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"CENDIS_TOKEN={rig.tokens[0]}\n# again: {rig.tokens[0]}\n"
+                        f"OTHER={rig.tokens[1]}\n")
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "dev", "send-report", "--url", str(rig.client.make_url("/partners/github")),
+        "--keys-port", str(port), "--token-file", str(env_file), "--wait", "10",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert "receiver answered 200" in out.decode()
+    assert out.decode().count("cendis_pat_") == 2  # two distinct tokens, redacted
+    assert_no_leak(out, err)
+    await rig.settle(lambda: {token_hash(t) for t in rig.tokens} <= rig.revoked())
+    assert rig.client.app[KEY_CACHES]["github"].loaded  # type: ignore[index]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

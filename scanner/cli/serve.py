@@ -81,7 +81,8 @@ def send_report(
     url: Annotated[str, typer.Option(help="The receiver's GitHub route.")]
     = DEFAULT_PARTNER_URL,
     token_file: Annotated[Path | None, typer.Option(
-        help="Tokens to report, one per line (default: one freshly generated token).")]
+        help="Report the cendis_pat_ tokens in this file (a list, an .env, any text); "
+             "with none, each non-empty line (default: one freshly generated token).")]
     = None,
     keys_port: Annotated[int, typer.Option(
         help="Port of this partner's key endpoint (serve --github-keys-url "
@@ -102,8 +103,7 @@ def send_report(
 
     if token_file is not None:
         try:
-            tokens = [line.strip() for line in token_file.read_text().splitlines()
-                      if line.strip() and not line.startswith("#")]
+            tokens = tokens_in(token_file.read_text(encoding="utf-8", errors="replace"))
         except OSError as exc:
             raise _fail(f"{token_file}: {exc.strerror or exc}") from None
     else:
@@ -128,6 +128,18 @@ def send_report(
     if status != 200:
         sys.stderr.write(f"cendis-scan: report refused: {str(answer)[:200]}\n")
         raise typer.Exit(1)
+
+
+def tokens_in(text: str) -> list[str]:
+    """Every distinct ``cendis_pat_`` token-shaped string in ``text`` (so an ``.env`` or a
+    log works as it is), else the non-empty, non-comment lines (to report other strings)."""
+    import re
+
+    found = re.findall(r"cendis_pat_[0-9A-Za-z]{20,}", text)
+    if found:
+        return list(dict.fromkeys(found))
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _dev_group(app: typer.Typer) -> typer.Typer:

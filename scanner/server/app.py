@@ -127,7 +127,10 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
         app[REVOKER] = revoker
         task = asyncio.create_task(revoker.run())
         yield
-        task.cancel()
+        revoker.stop()  # between batches: a call in flight finishes and is recorded
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
