@@ -60,6 +60,9 @@ def serve(
                                gitlab_keys_url=gitlab_keys_url)
     except ScanError as exc:
         raise _fail(str(exc)) from None
+    if not credential.isprintable() or any(ch.isspace() for ch in credential):
+        raise _fail("the Cendis credential holds a space or control character "
+                    "(a line break copied along?)")
     setup_logging()
     path = db or os.environ.get("CENDIS_SCAN_DB") or DEFAULT_DB
     api = cendis_api_url or os.environ.get("CENDIS_API_URL") or DEFAULT_API_URL

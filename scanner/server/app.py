@@ -164,6 +164,9 @@ async def _whoami(client: Any, now: datetime) -> None:
         log.log(level, "whoami failed: revokes wait until the Cendis API accepts the "
                 "credential", extra={"reason": exc.reason})
         return
+    except (ValueError, OSError) as exc:  # a URL or header aiohttp refuses: say so, go on
+        log.error("whoami failed", extra={"reason": "client", "error": type(exc).__name__})
+        return
     days = (who.expires_at - now).days if who.expires_at else None
     log.info("revoking as %s (%s)", who.username, who.org,
              extra={"username": who.username, "org": who.org, "days_left": days})
