@@ -110,7 +110,9 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                      make_token: Callable[[], str]) -> RigFactory:
     async def factory(*, known: int = 0, key_mode: str = "ok", wait_keys: bool = True,
                       scopes: tuple[str, ...] = ("read:assets",), cendis_timeout: float = 2.0,
-                      keys_url: str | None = None, **config: Any) -> Rig:
+                      keys_url: str | None = None,
+                      service_scopes: tuple[str, ...] = ("revoke:tokens",),
+                      **config: Any) -> Rig:
         partner = PartnerKey.generate()
         keys = create_key_app([*PARTNERS["public_keys"]["public_keys"], partner.entry()])
         keys[KEYS_STATE].mode = key_mode
@@ -118,7 +120,7 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
         tokens = [make_token() for _ in range(known)]
         standin = standin_app(tokens=[StandInToken.from_token(t, scopes=scopes)
                                       for t in tokens],
-                              service_credentials={CREDENTIAL: ["revoke:tokens"]})
+                              service_credentials={CREDENTIAL: list(service_scopes)})
         standin_server = await aiohttp_server(standin)
         db = tmp_path / f"incidents-{len(list(tmp_path.glob('incidents-*.db')))}.db"
         app = create_app(test_config(keys_url or str(key_server.make_url(KEYS_PATH)),

@@ -40,6 +40,16 @@ def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
     return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
+@pytest.fixture(autouse=True)
+def _no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    """Privacy: whatever a test made the receiver log holds no whole token."""
+    from conftest import assert_no_leak
+
+    caplog.set_level("INFO")
+    yield
+    assert_no_leak(caplog.text)
+
+
 @pytest.fixture
 async def rig(rig_factory: RigFactory) -> Rig:
     return await rig_factory(known=6)
@@ -362,3 +372,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_startup_logs_who_we_are_and_warns_on_admin_org(
+        rig_factory: RigFactory, caplog: pytest.LogCaptureFixture) -> None:
+    await rig_factory(service_scopes=("revoke:tokens", "admin:org"))
+    who = [r for r in caplog.records if getattr(r, "username", None) == "cendis-scan-bot"]
+    assert who and who[0].org == "acme" and isinstance(who[0].days_left, int)
+    assert any(getattr(r, "reason", None) == "admin_org" and r.levelname == "WARNING"
+               for r in caplog.records)
+    from receiver import CREDENTIAL
+
+    assert CREDENTIAL not in caplog.text
+
+
+async def test_key_fetch_sends_the_github_token_and_etag(aiohttp_server: Any) -> None:
+    import aiohttp
+
+    from scanner.dev.partner import KEYS_PATH, create_key_app
+    from scanner.server.keys import http_fetcher
+
+    key = PartnerKey.generate()
+    app = create_key_app([key.entry()])
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session:
+        fetch = http_fetcher(session, str(server.make_url(KEYS_PATH)), github_token="ghp_t")
+        first = await fetch(None)
+        assert first.keys and first.etag == '"v1"'
+        again = await fetch(first.etag)
+        assert again.keys is None  # 304 Not Modified
+    state = app[KEYS_STATE]
+    assert state.auth_headers == ["Bearer ghp_t", "Bearer ghp_t"] and state.not_modified == 1
