@@ -403,3 +403,30 @@ async def test_key_fetch_sends_the_github_token_and_etag(aiohttp_server: Any) ->
         assert again.keys is None  # 304 Not Modified
     state = app[KEYS_STATE]
     assert state.auth_headers == ["Bearer ghp_t", "Bearer ghp_t"] and state.not_modified == 1
+
+
+async def test_gitlab_route_uses_gitlab_headers(rig: Rig) -> None:
+    body = report_body([rig.tokens[0]], url="https://gitlab.com/g/p/-/blob/main/x",
+                       source=None)
+    headers = {"Content-Type": "application/json",
+               "Gitlab-Public-Key-Identifier": rig.partner.key_id,
+               "Gitlab-Public-Key-Signature": rig.partner.sign(body)}
+    assert (await _raw(rig, body, headers, "/partners/gitlab"))[0] == 200
+    github_headers = {"Content-Type": "application/json",
+                      "Github-Public-Key-Identifier": rig.partner.key_id,
+                      "Github-Public-Key-Signature": rig.partner.sign(body)}
+    status, answer = await _raw(rig, body, github_headers, "/partners/gitlab")
+    assert status == 400 and answer["error"] == "missing_signature_headers"
+    await rig.settle(lambda: token_hash(rig.tokens[0]) in rig.revoked())
+
+
+async def test_database_outage_is_503_and_not_ready(rig: Rig) -> None:
+    from scanner.server.state import WRITER
+
+    writer = rig.client.app[WRITER]  # type: ignore[index]
+    await writer.call(lambda store: store.close())  # the store's connection is gone
+    status, answer = await rig.report([rig.tokens[0]])
+    assert status == 503 and answer["error"] == "database"
+    resp = await rig.client.get("/readyz")
+    assert resp.status == 503 and "database_not_writable" in (await resp.json())["reasons"]
+    writer._store = None  # let cleanup close nothing twice
