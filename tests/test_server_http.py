@@ -342,7 +342,7 @@ async def test_dev_send_report_cli_posts_a_signed_report(rig_factory: RigFactory
                                                           tmp_path: Path) -> None:
     """The local partner (``cendis-scan dev send-report``, a real process) serves its own
     key; the receiver fetches it on the unknown key id, verifies, records, revokes."""
-    from conftest import CLI, assert_no_leak
+    from conftest import CLI, assert_no_leak, keep_output
 
     from scanner.server.state import KEY_CACHES
 
@@ -358,6 +358,7 @@ async def test_dev_send_report_cli_posts_a_signed_report(rig_factory: RigFactory
         "--keys-port", str(port), "--token-file", str(env_file), "--wait", "10",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
+    keep_output(out + b"\n" + err, "send-report")
     assert proc.returncode == 0, err.decode()
     assert "receiver answered 200" in out.decode()
     assert out.decode().count("cendis_pat_") == 2  # two distinct tokens, redacted

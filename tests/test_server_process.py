@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import CLI
+from conftest import CLI, keep_output
 from receiver import CREDENTIAL, PARTNERS, assert_tokens_nowhere
 
 from scanner.dev.cendis_api import STATE as STANDIN
@@ -114,6 +114,7 @@ async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=15)
     assert status == 0
+    keep_output(log.read_bytes(), "serve")
     lines = log.read_text().splitlines()
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     assert len(entries) == len(lines), "every log line is one JSON object"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,8 @@ def load(path: str, rng: random.Random | None = None) -> Seed:
     where = Path(path)
     if not where.exists():
         raise ConfigError(f"seed file not found: {short(path, 80)}")
-    if where.is_file() and where.suffix == ".json":
-        seed = _from_json(where)
-    else:
-        seed = _from_scan(path)
+    is_json = where.is_file() and where.suffix == ".json"
+    seed = _from_json(where) if is_json else _from_scan(path)
     if not seed.credentials:
         _add_generated_credential(seed, rng)
     return seed

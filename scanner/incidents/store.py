@@ -138,12 +138,12 @@ class Store:
                                   f"cendis-scan ({SCHEMA_VERSION}): upgrade cendis-scan")
 
     def _create_v1(self, db: sqlite_utils.Database) -> None:
-        db["schema_version"].create({"version": int}, not_null={"version"})
-        db["incidents"].create(
+        db.table("schema_version").create({"version": int}, not_null={"version"})
+        db.table("incidents").create(
             {"id": int, "sha256": str, "redacted": str, "first_seen": str, "last_seen": str,
              "status": str}, pk="id", not_null={"sha256", "redacted", "status"})
         db.execute("CREATE UNIQUE INDEX incidents_sha256 ON incidents(sha256)")
-        db["sightings"].create(
+        db.table("sightings").create(
             {"id": int, "incident_id": int, "source": str, "url": str, "commit": str,
              "path": str, "line": int, "received_at": str},
             pk="id", foreign_keys=[("incident_id", "incidents", "id")])
@@ -151,33 +151,33 @@ class Store:
 
     def _migrate_v1_to_v2(self, db: sqlite_utils.Database) -> None:
         for name, kind in _INCIDENT_V2_COLUMNS.items():
-            db["incidents"].add_column(name, kind)
+            db.table("incidents").add_column(name, kind)
         db.execute("UPDATE incidents SET severity = 'unknown', revoke_attempts = 0, "
                    "updated_at = last_seen")
         for name, kind in _SIGHTING_V2_COLUMNS.items():
-            db["sightings"].add_column(name, kind)
+            db.table("sightings").add_column(name, kind)
         # v1 stored repeated sightings; v2 keeps one of each (they were identical).
         db.execute(f"DELETE FROM sightings WHERE id NOT IN "
                    f"(SELECT min(id) FROM sightings GROUP BY {_SIGHTING_KEY})")
         db.execute(f"CREATE UNIQUE INDEX sightings_identity ON sightings({_SIGHTING_KEY})")
         db.execute("CREATE INDEX sightings_incident ON sightings(incident_id)")
-        db["events"].create(
+        db.table("events").create(
             {"id": int, "incident_id": int, "at": str, "kind": str, "detail": str},
             pk="id", not_null={"incident_id", "at", "kind"},
             foreign_keys=[("incident_id", "incidents", "id")])
         db.execute("CREATE INDEX events_incident ON events(incident_id)")
-        db["revoke_queue"].create(
+        db.table("revoke_queue").create(
             {"seq": int, "sha256": str, "incident_id": int, "source": str, "url": str,
              "enqueued_at": str, "next_attempt_at": str, "attempts": int, "uncertain": int,
              "lost": int, "last_error": str},
             pk="seq", not_null={"sha256", "incident_id", "source", "enqueued_at"},
             defaults={"attempts": 0, "uncertain": 0, "lost": 0, "url": ""})
         db.execute("CREATE UNIQUE INDEX revoke_queue_sha256 ON revoke_queue(sha256)")
-        db["partner_keys"].create({"partner": str, "keys": str, "etag": str,
+        db.table("partner_keys").create({"partner": str, "keys": str, "etag": str,
                                    "fetched_at": str}, pk="partner")
-        db["deliveries"].create({"partner": str, "delivery_id": str, "received_at": str},
+        db.table("deliveries").create({"partner": str, "delivery_id": str, "received_at": str},
                                 pk=("partner", "delivery_id"))
-        db["probe"].create({"id": int, "at": str}, pk="id")
+        db.table("probe").create({"id": int, "at": str}, pk="id")
         now = _iso(self._now())
         # Incidents a v1 database left pending were never revoked: queue them now.
         db.execute(
@@ -305,7 +305,8 @@ class Store:
                        since: datetime | date | str | None = None,
                        limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first (by last sighting), with the number of sightings."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(str(status))
