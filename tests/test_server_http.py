@@ -268,7 +268,10 @@ async def test_cendis_outage_then_recovery_revokes_every_token_once(
     metrics = await (await rig.client.get("/metrics")).text()
     assert 'cendis_revoke_errors_total{reason="server_error"}' in metrics
     assert 'cendis_revoke_errors_total{reason="rate_limited"}' in metrics
-    listed = await (await rig.client.get("/incidents?status=revoked", headers=READER)).json()
+    await rig.quiet()
+    listed = await (await rig.client.get("/incidents", headers=READER)).json()
+    # a call that timed out may have been done by Cendis anyway: the retry says so
+    assert {i["status"] for i in listed} <= {"revoked", "already_revoked"}
     assert len(listed) == 12 and {i["owner"] for i in listed} == {"dev-user"}
 
 
