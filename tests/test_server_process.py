@@ -122,3 +122,27 @@ async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp
     assert any(e.get("username") == "cendis-scan-bot" for e in entries)
     assert "Traceback" not in log.read_text()
     assert_tokens_nowhere(tokens + [CREDENTIAL], tmp_path)
+
+
+def test_serve_refuses_bad_setups_in_one_line(tmp_path: Path, cli: Any) -> None:
+    """No credential, a bad config, a database it cannot open: exit 2, one line, no
+    traceback, never the credential."""
+    bad = tmp_path / "receiver.toml"
+    bad.write_text("[github]\nkey_url = 'x'\n")
+    env_none = {"CENDIS_TOKEN": ""}
+    cases = [
+        (["serve"], env_none, "pass --token or set CENDIS_TOKEN"),
+        (["serve", "--config", str(bad)], {"CENDIS_TOKEN": CREDENTIAL},
+         "[github]: unknown key 'key_url'"),
+        (["serve", "--port", str(_free_port()), "--db", str(tmp_path / "no" / "x.db"),
+          "--cendis-api-url", "http://127.0.0.1:9"], {"CENDIS_TOKEN": CREDENTIAL},
+         "cannot open the incident database"),
+        (["serve", "--port", str(_free_port()), "--db", str(tmp_path / "x.db")],
+         {"CENDIS_TOKEN": CREDENTIAL + "\nabove>"}, "control character"),
+    ]
+    for args, env, message in cases:
+        proc = cli(args, env=env, timeout=60)
+        assert proc.returncode == 2, proc.err
+        errors = [line for line in proc.err.splitlines() if "error" in line]
+        assert len(errors) == 1 and message in errors[0], proc.err
+        assert "Traceback" not in proc.err and CREDENTIAL not in proc.err + proc.out

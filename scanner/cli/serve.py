@@ -70,10 +70,14 @@ def serve(
     import logging
 
     logging.getLogger("scanner.server").info(
-        "listening", extra={"host": host, "port": port})
+        "starting", extra={"host": host, "port": port})
+    import sqlite3
+
     try:
         web.run_app(app, host=host, port=port, access_log=None, print=None,
                     shutdown_timeout=10, handle_signals=True)
+    except sqlite3.Error as exc:
+        raise _fail(f"cannot open the incident database {path}: {exc}") from None
     except OSError as exc:
         raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     except ScanError as exc:
