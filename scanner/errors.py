@@ -37,6 +37,8 @@ class GitError(ScanError):
 
 
 def short(text: str, limit: int = 120) -> str:
-    """Untrusted text in messages is cut short."""
-    text = text.replace("\n", " ").strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Untrusted text in messages: tokens redacted, control characters escaped, cut
+    short."""
+    from scanner.redaction import scrub
+
+    return scrub(text.strip(), limit)

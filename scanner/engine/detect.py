@@ -14,14 +14,17 @@ from __future__ import annotations
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner import token as tk
 from scanner.engine._regex import compile_rule
-from scanner.rules import Rule
+
+if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
+    from scanner.rules import Rule
 
 MARKERS = (b"cendis-scan:allow", b"pragma: allowlist secret")
 #: The longest body run read after a prefix; longer runs are reported as possible.
-MAX_RUN = 256
+MAX_RUN = tk.MAX_RUN
 #: Bytes of line context looked at for markers and variable names.
 CONTEXT = 4096
 #: How far base64 is decoded after a hit (characters).
@@ -42,12 +45,22 @@ _VARIABLE = compile_rule(
 )
 
 
+class Buffer(Protocol):
+    """What the detector searches: bytes, a bytearray or a read-only mmap, never
+    copied."""
+
+    def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def rfind(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+    def __getitem__(self, key: Any) -> Any: ...
+    def __len__(self) -> int: ...
+
+
 @dataclass(slots=True)
 class Hit:
     """One occurrence of a token, already redacted; offsets are in the scanned buffer."""
 
     rule_id: str
-    confidence: str
+    confidence: tk.Confidence
     offset: int  # where a person must edit: token start, or the start of the base64 run
     end: int  # end of the token, or of the decoded base64 window (what `redact` replaces)
     encoding: str
@@ -88,7 +101,7 @@ def _needles(rule: Rule) -> tuple[list[Needle], list[Needle]]:
     return always, deep
 
 
-def _decode_at(buf: bytes, p: int, k: int) -> tuple[bytes, int, int, int] | None:
+def _decode_at(buf: Buffer, p: int, k: int) -> tuple[bytes, int, int, int] | None:
     """Decode the base64 around a needle found at ``p`` with alignment ``k``.
 
     Returns (decoded, where the needle's text starts in it, run start and window end in
@@ -133,7 +146,7 @@ class Detector:
         """A whole buffer at once (samples, small files, decoded text)."""
         return list(self.scan(buf, 0, len(buf), deep=True))
 
-    def scan(self, buf: bytes, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
+    def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
         bytes after ``end`` unless the input ends there."""
         needles = self.always + self.deep if deep else self.always
@@ -151,7 +164,7 @@ class Detector:
             hits.sort(key=lambda h: h.offset)
         return iter(hits)
 
-    def _resolve(self, buf: bytes, p: int, needle: Needle) -> Hit | None:
+    def _resolve(self, buf: Buffer, p: int, needle: Needle) -> Hit | None:
         rule = needle.rule
         inner, at, origin, end = buf, p, p, -1
         for level, k in enumerate(needle.chain):
@@ -192,13 +205,13 @@ class Detector:
         )
 
 
-def _line_around(buf: bytes, lo: int, hi: int) -> bytes:
+def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:
     start = max(buf.rfind(b"\n", max(0, lo - CONTEXT), lo) + 1, lo - CONTEXT, 0)
     end = buf.find(b"\n", hi, hi + CONTEXT)
     return buf[start : end if end != -1 else min(len(buf), hi + CONTEXT)]
 
 
-def _variable(buf: bytes, at: int) -> str | None:
+def _variable(buf: Buffer, at: int) -> str | None:
     """The name a token is assigned to on its line (``.env``, YAML, JSON, TOML, INI)."""
     before = buf[max(0, at - 200) : at]
     m = _VARIABLE.search(before)

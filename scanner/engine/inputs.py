@@ -14,26 +14,17 @@ import mmap
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
-from scanner.engine.detect import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND, Detector, Hit
+from scanner.engine.detect import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND, Buffer, Detector, Hit
 from scanner.errors import SourceError
+from scanner.result import GZIP_LIMIT
 
 CHUNK = 1 << 20
-#: Mapped files are searched this much at a time.
+#: Mapped files are searched (and their newlines counted) this much at a time.
 REGION = 32 << 20
 PAGE = mmap.PAGESIZE
 SNIFF = 8192
-#: Decompressed bytes allowed per gzip input before it counts as a bomb.
-GZIP_LIMIT = 1 << 30
 _CONTINUATION = bytes(range(0x80, 0xC0))
-
-
-class Buffer(Protocol):
-    def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
-    def rfind(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
-    def __getitem__(self, key: slice) -> bytes: ...
-    def __len__(self) -> int: ...
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from scanner.report.text import POSSIBLE, ROTATE
 
 if TYPE_CHECKING:
     from scanner.finding import Finding
-    from scanner.scan import Result
+    from scanner.result import ScanResult as Result
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://github.com/cendis/cendis-scan"
@@ -85,7 +85,7 @@ def render(result: Result, *, color: bool = False) -> str:
         "results": [_result(f, index) for f in result.findings],
         "invocations": [{"executionSuccessful": not result.errors,
                          "toolExecutionNotifications": [
-                             {"level": "error", "message": {"text": e}}
+                             {"level": "error", "message": {"text": e.message}}
                              for e in result.errors]}],
     }
     doc = {"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}

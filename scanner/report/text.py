@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from scanner.finding import Finding
-    from scanner.scan import Result
+    from scanner.result import ScanResult as Result
 
 ROTATE = (
     "revoke it in Cendis now, "

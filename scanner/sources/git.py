@@ -130,6 +130,7 @@ class Objects:
 
     ids: bytes
     sizes: array
+    commits: int = 0  # how many of them are commits
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -149,14 +150,16 @@ def all_objects(repo: str) -> Objects:
                         "--batch-check=%(objecttype) %(objectsize) %(objectname)"])
     ids = bytearray()
     sizes = array("q")
+    commits = 0
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith((b"blob ", b"commit ")):
-            _, size, oid = line.split(b" ")
+            kind, size, oid = line.split(b" ")
             ids += oid
             sizes.append(int(size))
+            commits += kind == b"commit"
     finish(proc, "cat-file")
-    return Objects(bytes(ids), sizes)
+    return Objects(bytes(ids), sizes, commits)
 
 
 def sizes(repo: str, oids: Sequence[str]) -> Objects:

@@ -1,0 +1,261 @@
+"""From an input's bytes and their origin to findings.
+
+A source says where bytes come from (an :class:`Origin`: a file, a range of a large
+file, stdin, a git object) and hands over a readable binary stream; everything after
+that is here: sniffing (gzip, UTF-16, binary), choosing how to read (whole, mapped,
+streamed), locating hits, building findings, and numbering the lines of a large file
+that was searched in parallel pieces.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from scanner.engine.detect import Detector
+from scanner.engine.inputs import (
+    CHUNK,
+    REGION,
+    SNIFF,
+    Located,
+    gunzip,
+    kind_of,
+    locate,
+    scan_buffer,
+    scan_stream,
+    search,
+    utf16_to_utf8,
+)
+from scanner.finding import Finding, SourceKind
+from scanner.result import GZIP_LIMIT, ScanIssue
+
+#: Inputs up to this size are read whole; larger regular files are mapped.
+READ_WHOLE = 4 << 20
+
+
+class Readable(Protocol):
+    """Any binary input: a file, a pipe, or a git object coming out of cat-file."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an input's bytes come from: what a source yields, and all a worker
+    process needs to read them again (it pickles)."""
+
+    path: str | None  # as shown to people; None for a git object not yet placed
+    fingerprint_path: str | None = None
+    source: SourceKind = SourceKind.FILE
+    size: int = 0
+    fs_path: str | None = None  # where to open it (files only)
+    start: int = 0  # a byte range of a large file: [start, end)
+    end: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    findings: list[Finding] = field(default_factory=list)
+    suppressed: int = 0
+    files: int = 0
+    bytes: int = 0
+    errors: list[ScanIssue] = field(default_factory=list)
+    split: dict[str, str] = field(default_factory=dict)  # display path -> fs path
+
+    def merge(self, other: Outcome) -> None:
+        self.findings += other.findings
+        self.suppressed += other.suppressed
+        self.files += other.files
+        self.bytes += other.bytes
+        self.errors += other.errors
+        self.split.update(other.split)
+
+    def fail(self, origin: Origin, exc: BaseException) -> None:
+        """One input failed: an error for it alone, and the scan goes on."""
+        self.errors.append(issue(origin.path or "-", exc))
+
+
+def issue(name: str, exc: BaseException) -> ScanIssue:
+    """A ScanIssue from an exception, with its ``reason`` (``internal`` for a bug)."""
+    if isinstance(exc, OSError):
+        return ScanIssue("io", f"{name}: {exc.strerror or exc}", name)
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return ScanIssue(reason, f"{name}: {exc}", name)
+    return ScanIssue("internal", f"{name}: internal error: {type(exc).__name__}: {exc}", name)
+
+
+def to_findings(located: Iterable[Located], origin: Origin, encoding: str | None,
+                outcome: Outcome, binary: bool = False) -> None:
+    for loc in located:
+        hit = loc.hit
+        if hit.suppressed:
+            outcome.suppressed += 1
+            continue
+        enc = hit.encoding if encoding is None else (
+            encoding if hit.encoding == "plain" else f"{encoding}+{hit.encoding}")
+        outcome.findings.append(Finding(
+            rule_id=hit.rule_id, confidence=hit.confidence, path=origin.path,
+            line=None if binary else loc.line, column=None if binary else loc.column,
+            offset=loc.offset, encoding=enc, redacted=hit.redacted,
+            secret_sha256=hit.secret_sha256, source=origin.source, variable=hit.variable,
+            fingerprint_path=origin.fingerprint_path,
+        ))
+
+
+def _chunks(f: Readable, head: bytes) -> Iterator[bytes]:
+    yield head
+    while chunk := f.read(CHUNK):
+        yield chunk
+
+
+def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome, *,
+               seekable: bool, gzip_limit: int = GZIP_LIMIT) -> None:
+    """Sniff the first bytes, then pick the cheapest way to read what they say it is.
+
+    A stream (stdin, a pipe, a device) is always streamed in constant memory; a regular
+    file is read whole when small and mapped when large; gzip and UTF-16 are decoded as
+    streams either way.
+    """
+    if origin.end is not None:  # a range of a large plain file, already sniffed
+        _scan_mapped(detector, f, origin, outcome, binary=False)
+        return
+    head = f.read(SNIFF)
+    kind = kind_of(head)
+    binary = kind == "binary"
+    if kind == "gzip":
+        stream = gunzip(_count(_chunks(f, head), outcome), gzip_limit)
+        to_findings(scan_stream(detector, stream), origin, "gzip", outcome)
+    elif kind.startswith("utf-16"):
+        stream = utf16_to_utf8(_count(_chunks(f, head), outcome), kind)
+        to_findings(scan_stream(detector, stream), origin, "utf-16", outcome)
+    elif not seekable:
+        stream = _count(_chunks(f, head), outcome)
+        to_findings(scan_stream(detector, stream), origin, None, outcome, binary=binary)
+    elif origin.size <= READ_WHOLE:
+        buf = head + f.read(-1)
+        outcome.bytes += len(buf)
+        located = scan_buffer(detector, buf, lines=not binary)
+        to_findings(located, origin, None, outcome, binary=binary)
+    else:
+        _scan_mapped(detector, f, origin, outcome, binary=binary)
+
+
+def scan_bytes(detector: Detector, data: bytes, origin: Origin, *,
+               gzip_limit: int = GZIP_LIMIT) -> Outcome:
+    """One input held in memory (a git object, a caller's bytes)."""
+    outcome = Outcome()
+    scan_input(detector, io.BytesIO(data), origin, outcome, seekable=len(data) <= READ_WHOLE,
+               gzip_limit=gzip_limit)
+    return outcome
+
+
+def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
+    for piece in stream:
+        outcome.bytes += len(piece)
+        yield piece
+
+
+def _scan_mapped(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
+                 binary: bool) -> None:
+    assert isinstance(f, io.IOBase), "only regular files are mapped"
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        return
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if origin.end is None:
+            outcome.bytes += size
+            to_findings(scan_buffer(detector, mm, lines=not binary), origin, None, outcome,
+                        binary=binary)
+            return
+        # One range of a split file: lines are counted later, in parallel (line_segments).
+        end = min(origin.end, size)
+        outcome.bytes += end - origin.start
+        located = locate(mm, search(detector, mm, origin.start, end), lines=False)
+        to_findings(located, origin, None, outcome)
+        if origin.path is not None and origin.fs_path is not None:
+            outcome.split[origin.path] = origin.fs_path
+
+
+def split_large(origin: Origin, parts: int, min_size: int) -> list[Origin]:
+    """Cut a large plain-text file into byte ranges so every core shares it."""
+    if origin.size < min_size or parts < 2 or origin.fs_path is None:
+        return [origin]
+    try:
+        with open(origin.fs_path, "rb") as f:
+            if kind_of(f.read(SNIFF)) != "text":
+                return [origin]
+    except OSError:
+        return [origin]
+    step = -(-origin.size // parts)
+    return [replace(origin, start=lo, end=min(lo + step, origin.size))
+            for lo in range(0, origin.size, step)]
+
+
+Segment = tuple[str, int, int]  # (file to open, start, end)
+
+
+def count_segment(segment: Segment) -> int:
+    """Newlines in one byte range of a file (a unit of parallel line counting)."""
+    fs_path, start, end = segment
+    buf = bytearray(min(REGION, max(0, end - start)))
+    view = memoryview(buf)
+    total = 0
+    with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
+        f.seek(start)
+        while start < end:
+            got = f.readinto(view[: min(len(buf), end - start)])
+            if not got:
+                break
+            total += buf.count(b"\n", 0, got)
+            start += got
+    return total
+
+
+def line_segments(outcome: Outcome, pieces: int) -> list[Segment]:
+    """The byte ranges whose newlines number the findings of split files: from the
+    start of the file to its last finding, cut at each finding and into ``pieces``
+    roughly equal parts so every core counts."""
+    segments = []
+    for path, fs_path in outcome.split.items():
+        offsets = sorted({f.offset for f in outcome.findings if f.path == path})
+        if not offsets:
+            continue
+        step = max(1, -(-offsets[-1] // pieces))
+        cuts = sorted({0, *offsets, *range(0, offsets[-1], step)})
+        segments += [(fs_path, a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    return segments
+
+
+def number_lines(outcome: Outcome, segments: list[Segment], counts: list[int]) -> None:
+    """Give the findings of split files their line numbers (new findings: they are
+    frozen)."""
+    newlines_before: dict[tuple[str, int], int] = {}
+    running: dict[str, int] = {}
+    for (fs_path, _, end), count in zip(segments, counts, strict=True):
+        running[fs_path] = running.get(fs_path, 0) + count
+        newlines_before[(fs_path, end)] = running[fs_path]
+    numbered = []
+    for f in outcome.findings:
+        split = outcome.split.get(f.path or "")
+        if split is not None and f.line is None:
+            f = replace(f, line=1 + newlines_before.get((split, f.offset), 0))
+        numbered.append(f)
+    outcome.findings = numbered
+
+
+def count_lines(segments: list[Segment], pool: Any) -> list[int]:
+    """Count each segment's newlines, longest first so every worker finishes together;
+    ``pool`` is an executor, or None to count here."""
+    if pool is None:
+        return [count_segment(s) for s in segments]
+    order = sorted(range(len(segments)), key=lambda i: segments[i][1] - segments[i][2])
+    counts = [0] * len(segments)
+    done = pool.map(count_segment, [segments[i] for i in order])
+    for i, count in zip(order, done, strict=True):
+        counts[i] = count
+    return counts

@@ -1,0 +1,72 @@
+"""What a caller asks of a scan (:class:`ScanOptions`) and what it gets back
+(:class:`ScanResult`): plain data, the same for files, streams and git.
+
+``ScanResult`` counts what a sweep summary or a service metric needs, and carries
+errors as objects with the ``reason`` of the exception behind them, so a caller can
+count them without parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scanner.finding import Finding
+from scanner.token import Confidence
+
+__all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]
+
+#: Decompressed bytes allowed per gzip input before it counts as a bomb.
+GZIP_LIMIT = 1 << 30
+
+#: Called now and then during a scan with (inputs done, bytes done).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """How to scan. Immutable, so one options object can serve many concurrent scans."""
+
+    min_confidence: Confidence = Confidence.POSSIBLE
+    excludes: tuple[str, ...] = ()
+    respect_gitignore: bool = False
+    baseline: str | None = None  # a JSON report: skip what it already has
+    jobs: int = 0  # worker processes; 0: one per core
+    max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is an error
+
+
+@dataclass(frozen=True, slots=True)
+class ScanIssue:
+    """One input (a file, a git object, stdin) that could not be read or decoded."""
+
+    reason: str  # the ``reason`` of the error behind it: source, git, io, internal
+    message: str  # one line for people, naming the input
+    path: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(slots=True)
+class ScanResult:
+    findings: list[Finding]
+    suppressed: int  # inline-marked (cendis-scan:allow)
+    files: int  # files, or git objects (blobs and commits) read
+    bytes: int
+    seconds: float
+    errors: list[ScanIssue] = field(default_factory=list)
+    ignored: int = 0  # skipped through a baseline or an ignore file
+    commits: int = 0  # git: commits whose changes were looked at
+
+    @property
+    def complete(self) -> bool:
+        """False when some input could not be read (the CLI exits 2)."""
+        return not self.errors
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {
+            "files": self.files, "bytes": self.bytes, "findings": len(self.findings),
+            "suppressed": self.suppressed, "seconds": round(self.seconds, 3)}
+        if self.commits:
+            out["commits"] = self.commits
+        return out
