@@ -19,10 +19,14 @@ class ScanError(Exception):
 
 
 class UsageError(ScanError):
+    """The command line or the call asks for something that cannot be done."""
+
     reason = "usage"
 
 
 class ConfigError(ScanError):
+    """A rule file, baseline, ignore file or configuration file is invalid."""
+
     reason = "config"
 
 
@@ -33,6 +37,8 @@ class SourceError(ScanError):
 
 
 class GitError(ScanError):
+    """git failed, or the repository cannot be read; carries git's own message."""
+
     reason = "git"
 
 

@@ -35,6 +35,10 @@ GIT_FIELDS = ("commit", "author_name", "author_email", "date", "location", "occu
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One token found: where (path, line, column, byte offset, or the commit that
+    introduced it), how sure (``confidence``), and who it is (``secret_sha256``), but
+    only ever its redacted form."""
+
     rule_id: str
     confidence: Confidence
     path: str | None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from scanner.engine.detect import Detector
 from scanner.errors import UsageError
 from scanner.finding import Finding
-from scanner.result import ScanOptions, ScanResult
+from scanner.result import PARALLEL_BYTES, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.scan import filter_findings
 from scanner.sources import git
@@ -61,6 +61,7 @@ class _Objects:
     rules: list[Rule]
     jobs: int = 0
     executor: Executor | None = None
+    threshold: int = PARALLEL_BYTES
     batch: Batch = field(default_factory=Batch)
     seen: set[str] = field(default_factory=set)
     complete: bool = False
@@ -72,7 +73,7 @@ class _Objects:
         todo = list(dict.fromkeys(o for o in oids if o not in self.seen))
         if len(todo) >= MANY:  # a long range (a first push): read them in parallel
             self.batch.merge(scan_objects(self.repo, self.rules, git.sizes(self.repo, todo),
-                                          self.jobs, self.executor))
+                                          self.jobs, self.executor, self.threshold))
         elif todo:
             if self.reader is None:
                 self.reader = CatFile(self.repo)
@@ -264,7 +265,7 @@ def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
         for rev in revs:
             if rev.startswith("-") and rev not in ("--not", "--remotes", "--all"):
                 raise UsageError(f"not a revision: {rev}")
-    objects = _Objects(repo.path, rules, options.jobs, executor)
+    objects = _Objects(repo.path, rules, options.jobs, executor, options.parallel_bytes)
     try:
         walked = _walked(repo.path, rev_sets)
         places, suppressed = _places(objects, walked)
@@ -283,7 +284,8 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     started = time.perf_counter()
     repo = _start(os.fspath(path))
     objs = git.all_objects(repo.path)
-    batch = scan_objects(repo.path, rules, objs, options.jobs, executor)
+    batch = scan_objects(repo.path, rules, objs, options.jobs, executor,
+                         options.parallel_bytes)
     if repo.head is None and not batch.objects:
         log.warning("the repository has no commits yet: nothing to scan")
     elif repo.head is not None:

@@ -18,6 +18,9 @@ __all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]
 
 #: Decompressed bytes allowed per gzip input before it counts as a bomb.
 GZIP_LIMIT = 1 << 30
+#: Below this many bytes of input a scan stays in one process: starting workers would
+#: cost more than it saves.
+PARALLEL_BYTES = 8 << 20
 
 #: Called now and then during a scan with (inputs done, bytes done).
 Progress = Callable[[int, int], None]
@@ -33,6 +36,7 @@ class ScanOptions:
     baseline: str | None = None  # a JSON report: skip what it already has
     jobs: int = 0  # worker processes; 0: one per core
     max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is an error
+    parallel_bytes: int = PARALLEL_BYTES  # less work than this stays in one process
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ _KEYS = {
 
 @dataclass(slots=True)
 class Rule:
+    """One detection rule, loaded from TOML: a literal prefix the hot loop searches for,
+    an RE2 class for the body, and how to classify a run (checksum, entropy floor).
+    Pickles, so it travels to worker processes with each task."""
+
     id: str
     description: str
     prefix: bytes
@@ -148,7 +153,7 @@ def parse(text: str, source: str) -> list[Rule]:
     return rules
 
 
-def load_file(path: str) -> list[Rule]:
+def load_file(path: str | os.PathLike[str]) -> list[Rule]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -165,8 +170,9 @@ def builtin_dir() -> str:
     return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(here), "rules")
 
 
-def load(extra: list[str] | None = None) -> list[Rule]:
-    """Built-in rules plus user rule files; user rules are checked against their samples."""
+def load(extra: Sequence[str | os.PathLike[str]] | None = None) -> list[Rule]:
+    """The built-in rules plus user rule files (``--rules``); user rules are validated
+    and checked against their own true and false samples (ConfigError if not)."""
     folder = builtin_dir()
     names = sorted(n for n in os.listdir(folder) if n.endswith(".toml"))
     rules = [r for name in names for r in load_file(os.path.join(folder, name))]

@@ -95,7 +95,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     outcome = Outcome()
     origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors))
     total_bytes = sum(o.size for o in origins)
-    if executor is None and not pools.worth_it(options.jobs, total_bytes, len(origins)):
+    if executor is None and not pools.worth_it(options.jobs, total_bytes,
+                                               options.parallel_bytes, len(origins)):
         for origin in origins:
             outcome.merge(scan_origin(detector, origin, options.max_decompressed))
             if progress:

@@ -34,6 +34,9 @@ CHECKSUM_SCHEME = "crc32-base62"
 
 
 class Confidence(StrEnum):
+    """How sure a finding is: ``confirmed`` (a valid v1 token, checksum and all) or
+    ``possible`` (token-shaped, 20+ characters, not a placeholder)."""
+
     CONFIRMED = "confirmed"
     POSSIBLE = "possible"
 

@@ -22,9 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 
-#: Below this many bytes (or PARALLEL_FILES files) a scan stays in one process: starting
-#: workers costs more than it saves.
-PARALLEL_BYTES = 8 << 20
+#: From this many files on, a scan uses workers whatever their size.
 PARALLEL_FILES = 400
 
 
@@ -39,10 +37,11 @@ def in_worker() -> bool:
     ).daemon
 
 
-def worth_it(jobs: int, nbytes: int, items: int = 0) -> bool:
-    """Whether a scan of this size should use worker processes."""
+def worth_it(jobs: int, nbytes: int, threshold: int, items: int = 0) -> bool:
+    """Whether a scan of ``nbytes`` (``items`` inputs) should use worker processes;
+    ``threshold`` is ScanOptions.parallel_bytes."""
     return (worker_count(jobs) >= 2 and not in_worker()
-            and (nbytes >= PARALLEL_BYTES or items >= PARALLEL_FILES))
+            and (nbytes >= threshold or items >= PARALLEL_FILES))
 
 
 @contextmanager
@@ -54,7 +53,12 @@ def executor(jobs: int, given: Executor | None = None) -> Iterator[Executor]:
     method = "fork" if threading.active_count() == 1 else "forkserver"
     if method not in multiprocessing.get_all_start_methods():
         method = "spawn"
-    pool = ProcessPoolExecutor(worker_count(jobs), mp_context=multiprocessing.get_context(method),
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Workers forked from a server that already imported the scanner start in
+        # milliseconds instead of importing it again each.
+        context.set_forkserver_preload(["scanner.scan", "scanner.gitscan"])
+    pool = ProcessPoolExecutor(worker_count(jobs), mp_context=context,
                                initializer=_quiet_worker)
     try:
         yield pool

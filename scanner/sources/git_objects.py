@@ -25,7 +25,7 @@ from scanner.engine.fragments import READ_WHOLE, Origin, Outcome, Readable, issu
 from scanner.engine.inputs import SNIFF, kind_of
 from scanner.errors import GitError
 from scanner.finding import Finding, SourceKind
-from scanner.result import GZIP_LIMIT, ScanIssue
+from scanner.result import GZIP_LIMIT, PARALLEL_BYTES, ScanIssue
 from scanner.rules import Rule
 from scanner.sources import git
 
@@ -334,18 +334,22 @@ def _shares(objs: git.Objects, parts: int) -> Iterator[bytes]:
 
 
 def scan_objects(repo: str, rules: list[Rule], objs: git.Objects, jobs: int = 0,
-                 executor: Executor | None = None) -> Batch:
+                 executor: Executor | None = None, threshold: int = PARALLEL_BYTES) -> Batch:
     """Scan every object in ``objs`` once, in worker processes when there is enough."""
-    if executor is None and not pools.worth_it(jobs, sum(objs.sizes)):
+    if executor is None and not pools.worth_it(jobs, sum(objs.sizes), threshold):
         reader = CatFile(repo)
         try:
             return reader.scan(Detector(rules), objs.ids.decode().split())
         finally:
             reader.close()
     batch = Batch()
+    workers = pools.worker_count(jobs)
+    # Four shares per worker balance the load; but no share smaller than a region, so a
+    # small set does not start a cat-file per handful of objects.
+    parts = max(workers, min(workers * 4, sum(objs.sizes) // OBJECT_REGION))
     with pools.executor(jobs, executor) as pool:
         futures = [pool.submit(_scan_share, repo, rules, share)
-                   for share in _shares(objs, pools.worker_count(jobs) * 4)]
+                   for share in _shares(objs, parts)]
         for future in as_completed(futures):
             batch.merge(future.result())
     return batch
