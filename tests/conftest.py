@@ -13,7 +13,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def run(args: list[str], *, cwd: Path | str | None = None, input: bytes | str | 
                           stdin=None if data is not None else subprocess.DEVNULL)
     proc.out = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
     proc.err = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    keep_output(proc.stdout + b"\n" + proc.stderr, "cli")
     return proc
 
 
@@ -62,8 +64,52 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 
 @pytest.fixture
-def make_token(rng: random.Random) -> Callable[[], str]:
-    return lambda: generate(rng)
+def make_token(rng: random.Random, token_registry: set[str]) -> Callable[[], str]:
+    def make() -> str:
+        token = generate(rng)
+        token_registry.add(token)
+        return token
+
+    return make
+
+
+# -- privacy: tests/test_zz_privacy.py runs last and greps every SQLite file and every
+# captured output (CLI subprocesses, pytest's captured stdout/stderr/logs, servers' logs
+# kept under the captured/ folder) for every token the suite generated.
+
+CAPTURE_ENV = "CENDIS_SCAN_TEST_CAPTURE"
+
+
+@pytest.fixture(scope="session")
+def token_registry() -> set[str]:
+    """Every token the suite generated (``make_token`` adds to it; so do tests that call
+    ``generate`` themselves)."""
+    return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def captured_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where outputs are kept for the privacy test (also given to subprocesses)."""
+    path = tmp_path_factory.getbasetemp() / "captured"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CAPTURE_ENV, str(path))
+        yield path
+
+
+def keep_output(data: bytes, kind: str) -> None:
+    """Keep a copy of an output for the privacy test (no-op outside a test session)."""
+    where = os.environ.get(CAPTURE_ENV)
+    if where and data.strip():
+        (Path(where) / f"{kind}-{uuid.uuid4().hex}.out").write_bytes(data)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    text = "\n".join(f"{title}\n{content}" for title, content in report.sections)
+    keep_output(text.encode("utf-8", "replace"), "pytest")
 
 
 @pytest.fixture(scope="session")

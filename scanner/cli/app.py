@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from scanner.cli.table import Command
@@ -39,22 +38,24 @@ def run_typer(command: Command, args: list[str]) -> int:
     app = build_app(command.module)
     try:
         result = app(args=args, prog_name="cendis-scan", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.UsageError as exc:
-        where = f"cendis-scan {command.name}"
-        sys.stderr.write(f"{where}: error: {scrub(exc.format_message(), 300)} "
-                         "(see --help)\n")
-        return EXIT_ERROR
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("cendis-scan: interrupted\n")
         return 130
     except ScanError as exc:
         sys.stderr.write(f"cendis-scan: error: {scrub(str(exc), 500)}\n")
         return exc.exit_status
-    except click.ClickException as exc:
-        sys.stderr.write(f"cendis-scan: error: {scrub(exc.format_message(), 500)}\n")
-        return EXIT_ERROR
     except Exception as exc:
-        return internal_error(exc, debug)
+        # typer raises its own (vendored) click's exceptions: known by their shape.
+        message = getattr(exc, "format_message", None)
+        if message is None:
+            return internal_error(exc, debug)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            sys.stdout.write(ctx.get_help() + "\n" if ctx else "")
+            return 0
+        where = f"cendis-scan {command.name}"
+        sys.stderr.write(f"{where}: error: {scrub(message(), 300)} (see --help)\n")
+        return int(getattr(exc, "exit_code", EXIT_ERROR) or EXIT_ERROR)
     return result if isinstance(result, int) else 0

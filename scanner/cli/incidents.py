@@ -1,0 +1,372 @@
+"""``incidents list|show``, ``revoke`` and ``whoami``: thin typer commands over the library.
+
+Off the hook path: sqlite-utils and aiohttp are imported inside each command, never when
+``scanner.cli`` is imported. Library errors become one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, ScanError, short
+
+if TYPE_CHECKING:
+    from scanner.incidents.store import Store
+
+DEFAULT_DB = "cendis-incidents.db"
+STATUSES = ("pending", "revoked", "already_revoked", "not_found", "false_positive",
+            "recorded", "error")
+SEVERITIES = ("critical", "high", "medium", "unknown")
+COLUMNS = ("id", "redacted", "status", "severity", "owner", "token_name", "org", "scopes",
+           "sightings", "first_seen", "last_seen", "revoke_attempts", "last_error", "sha256")
+
+DbOption = typer.Option(None, "--db", metavar="PATH",
+                        help="incident database (default: $CENDIS_SCAN_DB, else "
+                             "./cendis-incidents.db)")
+UrlOption = typer.Option(None, "--cendis-api-url", metavar="URL",
+                         help="Cendis API (default: $CENDIS_API_URL, else "
+                              "https://api.cendis.ai)")
+TokenOption = typer.Option(None, "--token", metavar="CREDENTIAL",
+                           help="the service's own Cendis credential (default: "
+                                "$CENDIS_TOKEN); needs revoke:tokens, never admin:org")
+
+
+def db_path(option: str | None) -> str:
+    """``--db``, else ``CENDIS_SCAN_DB``, else ``./cendis-incidents.db``."""
+    return option or os.environ.get("CENDIS_SCAN_DB") or DEFAULT_DB
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> typer.Exit:
+    sys.stderr.write(f"cendis-scan: error: {message}\n")
+    return typer.Exit(status)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Library errors as one line and exit 2, never a traceback."""
+    import sqlite3
+
+    try:
+        yield
+    except ScanError as exc:
+        raise fail(str(exc), exc.exit_status) from None
+    except sqlite3.Error as exc:
+        raise fail(f"incident database: {short(str(exc), 100)}") from None
+    except KeyboardInterrupt:
+        sys.stderr.write("cendis-scan: interrupted\n")
+        raise typer.Exit(130) from None
+
+
+def open_store(option: str | None, *, must_exist: bool) -> Store:
+    from scanner.incidents.store import Store
+
+    path = db_path(option)
+    if must_exist and not os.path.exists(path):
+        raise ConfigError(f"no incident database at {short(path, 80)} (record some with "
+                          "'cendis-scan scan --record', or pass --db)")
+    return Store.open(path)
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since wants a date like 2026-01-31, not "
+                          f"{short(text, 40)!r}") from None
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _write_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+
+
+def _write_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} incident(s)", title_justify="left")
+    for name in ("id", "token", "status", "severity", "owner", "org", "scopes", "seen",
+                 "last seen"):
+        table.add_column(name, no_wrap=name in ("token", "last seen"))
+    for row in rows:
+        table.add_row(str(row["id"]), row["redacted"], row["status"], row["severity"],
+                      _cell(row.get("owner")), _cell(row.get("org")), _cell(row["scopes"]),
+                      str(row["sightings"]), row["last_seen"][:19].replace("T", " "))
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 200  # a pipe or a file gets every column whole
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``incidents``, ``revoke`` and ``whoami`` to the application."""
+    group = typer.Typer(
+        name="incidents", no_args_is_help=True, rich_markup_mode=None,
+        help="List and inspect the incident trail (one incident per leaked token).  "
+             "Example: cendis-scan incidents list --status pending")
+    app.add_typer(group, name="incidents")
+
+    @group.command("list")
+    def list_(db: str | None = DbOption,
+              status: str | None = typer.Option(None, "--status", metavar="S",
+                                                help="only this status: " + ", ".join(STATUSES)),
+              severity: str | None = typer.Option(None, "--severity", metavar="S",
+                                                  help="only this severity: "
+                                                       + ", ".join(SEVERITIES)),
+              since: str | None = typer.Option(None, "--since", metavar="DATE",
+                                               help="only incidents seen since DATE "
+                                                    "(2026-01-31 or an ISO time)"),
+              format: str = typer.Option("table", "--format", metavar="FORMAT",
+                                         help="table (default), json or csv")) -> None:
+        """List incidents, newest first.
+
+        Example: cendis-scan incidents list --severity critical --format json
+        """
+        import json
+
+        with cli_errors():
+            if status is not None and status not in STATUSES:
+                raise ConfigError(f"--status must be one of {', '.join(STATUSES)}")
+            if severity is not None and severity not in SEVERITIES:
+                raise ConfigError(f"--severity must be one of {', '.join(SEVERITIES)}")
+            if format not in ("table", "json", "csv"):
+                raise ConfigError("--format must be table, json or csv")
+            store = open_store(db, must_exist=True)
+            try:
+                rows = store.list_incidents(status=status, severity=severity,
+                                            since=_parse_since(since))
+            finally:
+                store.close()
+            if format == "json":
+                sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            elif format == "csv":
+                _write_csv(rows)
+            else:
+                _write_table(rows)
+
+    @group.command("show")
+    def show(ident: str = typer.Argument(..., metavar="ID|SHA256-PREFIX"),
+             db: str | None = DbOption,
+             format: str = typer.Option("text", "--format", metavar="FORMAT",
+                                        help="text (default) or json")) -> None:
+        """Show one incident with its sightings and events (exit 1 if there is none).
+
+        Example: cendis-scan incidents show 3   (or: cendis-scan incidents show 9f2c81)
+        """
+        import json
+
+        with cli_errors():
+            store = open_store(db, must_exist=True)
+            try:
+                incident = store.get_incident(ident)
+            finally:
+                store.close()
+            if incident is None:
+                raise fail(f"no incident {short(ident, 70)!r} (an id, or 4+ hex digits "
+                           "of the token's SHA-256)", EXIT_FINDINGS)
+            if format == "json":
+                sys.stdout.write(json.dumps(incident, indent=2) + "\n")
+                return
+            _show_text(incident)
+
+    @app.command("revoke")
+    def revoke(db: str | None = DbOption,
+               reason: str = typer.Option("leaked", "--reason", metavar="R",
+                                          help="reason sent to Cendis (default: leaked)"),
+               sha256: str | None = typer.Option(None, "--sha256", metavar="HASH",
+                                                 help="revoke by the token's SHA-256 "
+                                                      "instead of reading it from stdin"),
+               token: str | None = TokenOption, cendis_api_url: str | None = UrlOption,
+               wait: float = typer.Option(30.0, "--wait", metavar="SECONDS",
+                                          help="how long to keep retrying while Cendis "
+                                               "is down (the token stays queued after)"),
+               ) -> None:
+        """Revoke one leaked token now: read from stdin (never an argument), recorded as a
+        'manual' incident, revoked through the Cendis API.
+
+        Example: pbpaste | cendis-scan revoke --reason "pasted in chat"
+
+        Exit status: 0 revoked or already revoked, 1 not found, 2 error.
+        """
+        with cli_errors():
+            raise typer.Exit(_revoke(db, reason, sha256, token, cendis_api_url, wait))
+
+    @app.command("whoami")
+    def whoami(token: str | None = TokenOption,
+               cendis_api_url: str | None = UrlOption) -> None:
+        """Show who the service credential belongs to: username, org, scopes and the days
+        until it expires; warn if it carries admin:org.
+
+        Example: CENDIS_TOKEN=... cendis-scan whoami
+        """
+        with cli_errors():
+            raise typer.Exit(_whoami(token, cendis_api_url))
+
+
+def _show_text(incident: dict[str, Any]) -> None:
+    out = sys.stdout.write
+    out(f"incident {incident['id']}: {incident['redacted']}\n")
+    for key in ("sha256", "status", "severity", "owner", "token_name", "org", "scopes",
+                "first_seen", "last_seen", "revoke_attempts", "last_error"):
+        value = _cell(incident.get(key))
+        if value:
+            out(f"  {key}: {value}\n")
+    out(f"sightings ({len(incident['sightings'])}):\n")
+    for s in incident["sightings"]:
+        where = " ".join(f"{k}={s[k]}" for k in ("partner", "repository", "url", "commit",
+                                                 "path", "line", "author", "record_type",
+                                                 "delivery_id") if s.get(k) is not None)
+        out(f"  {s['received_at']}  {s['source']}  {where}\n")
+    out(f"events ({len(incident['events'])}):\n")
+    for e in incident["events"]:
+        out(f"  {e['at']}  {e['kind']}{'  ' + e['detail'] if e['detail'] else ''}\n")
+
+
+def _read_token_from_stdin() -> str:
+    if sys.stdin is None:
+        raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
+    if sys.stdin.isatty():
+        text: str = typer.prompt("Token to revoke", hide_input=True)
+    else:
+        text = sys.stdin.readline()
+    return text.strip()
+
+
+def _revoke(db: str | None, reason: str, sha256: str | None, option: str | None,
+            api_url: str | None, wait: float) -> int:
+    import asyncio
+    import re
+
+    from scanner.cendis.client import api_url_from, credential_from
+    from scanner.incidents.models import Sighting, Status, TokenRef, utcnow
+    from scanner.token import TokenCheck, check, explain
+
+    credential = credential_from(option, os.environ)
+    base = api_url_from(api_url, os.environ)
+    if sha256 is not None:
+        digest = sha256.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError("--sha256 wants 64 hex digits")
+        ref = TokenRef(sha256=digest, redacted=f"sha256:{digest[:12]}…")
+    else:
+        text = _read_token_from_stdin()
+        if not text:
+            raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
+        verdict = check(text)
+        if verdict is not TokenCheck.VALID:
+            raise ConfigError(f"nothing sent: {explain(verdict, text)}")
+        ref = TokenRef.from_token(text)
+        del text
+    store = open_store(db, must_exist=False)
+    try:
+        recorded = store.record([(ref, Sighting(source="manual", received_at=utcnow()))],
+                                revoke=True)[0]
+        if recorded.status is Status.PENDING:
+            asyncio.run(_drain(store, base, credential, reason, wait))
+        incident = store.get_incident(recorded.incident_id)
+    finally:
+        store.close()
+    return _report_revoke(incident or {})
+
+
+async def _drain(store: Store, base: str, credential: str, reason: str, wait: float) -> None:
+    import aiohttp
+
+    from scanner.cendis.client import CendisClient
+    from scanner.incidents.revoker import Revoker
+
+    async with aiohttp.ClientSession() as session:
+        revoker = Revoker(store, CendisClient(session, base, credential), reason=reason,
+                          base_delay=0.5, max_delay=5.0)
+        await revoker.drain(patience=wait)
+
+
+def _report_revoke(incident: dict[str, Any]) -> int:
+    status = str(incident.get("status"))
+    who = incident.get("owner")
+    detail = ""
+    if who:
+        detail = (f": owner {who} ({incident.get('org')}), token "
+                  f"{incident.get('token_name')!r}, scopes "
+                  f"{', '.join(incident['scopes']) or 'none'}; severity "
+                  f"{incident['severity']}")
+    name = incident.get("redacted", "token")
+    if status in ("revoked", "already_revoked"):
+        sys.stdout.write(f"{status.replace('_', ' ')} {name}{detail}\n")
+        return EXIT_CLEAN
+    if status == "not_found":
+        sys.stdout.write(f"not found {name}: Cendis knows no such token (never issued, or "
+                         "mistyped)\n")
+        return EXIT_FINDINGS
+    error = incident.get("last_error") or "no answer"
+    sys.stderr.write(f"cendis-scan: error: {name} not revoked ({status}, {error}); "
+                     f"incident {incident.get('id')} keeps it"
+                     f"{' queued for the next run' if status == 'pending' else ''}\n")
+    return EXIT_ERROR
+
+
+def _whoami(option: str | None, api_url: str | None) -> int:
+    import asyncio
+
+    from scanner.cendis.client import api_url_from, credential_from
+
+    credential = credential_from(option, os.environ)
+    base = api_url_from(api_url, os.environ)
+    return asyncio.run(_whoami_call(base, credential))
+
+
+async def _whoami_call(base: str, credential: str) -> int:
+    import aiohttp
+
+    from scanner.cendis.client import REVOKE_SCOPE, CendisClient
+    from scanner.cendis.errors import CendisError
+
+    async with aiohttp.ClientSession() as session:
+        try:
+            me = await CendisClient(session, base, credential).whoami()
+        except CendisError as exc:
+            if exc.reason == "unauthorized":
+                raise ConfigError(
+                    "Cendis rejected the credential (401): it is missing, wrong, expired or "
+                    "revoked. Regenerate it in Cendis with the scope revoke:tokens and set "
+                    "CENDIS_TOKEN (or pass --token)") from None
+            raise
+    days = me.days_left(datetime.now(UTC))
+    out = sys.stdout.write
+    out(f"username: {me.username}\norg: {me.org}\nscopes: {', '.join(me.scopes) or 'none'}\n")
+    out(f"credential: {me.token_name}, expires {me.expires_at.date().isoformat()} "
+        f"({days} day{'s' if days != 1 else ''} left)\n")
+    if "admin:org" in me.scopes:
+        sys.stderr.write("cendis-scan: warning: this credential carries admin:org; Cendis "
+                         "advises never to grant admin:org to anything that isn't human. "
+                         "Use a token with only revoke:tokens.\n")
+    if days < 0 or me.expires_at.date() < date.today():
+        raise ConfigError("the credential has expired: regenerate it")
+    if REVOKE_SCOPE not in me.scopes:
+        raise ConfigError(f"the credential lacks the scope {REVOKE_SCOPE}: Cendis will "
+                          "answer 403 to every revoke")
+    return EXIT_CLEAN

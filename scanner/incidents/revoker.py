@@ -1,0 +1,200 @@
+"""The revoker: drains the durable revoke queue through the Cendis API.
+
+What it does with each answer follows cendis-api.md's table. A token leaves the queue
+only with an answer about it (revoked, already revoked, not found) or a 400 for it alone;
+everything else (5xx, timeouts, connection errors, 429, 401, 403) keeps it queued, so a
+token is never dropped. Each attempt is written to the database before the call, so
+after a crash an ``already_revoked`` is recognised as our own earlier revoke.
+
+Backoff is one state for the whole revoker (Cendis being down is not a property of one
+token): the head batch is retried, the rest wait behind it. Time and randomness are
+parameters, so tests run an outage of any length without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
+
+from scanner.cendis.client import CendisClient
+from scanner.cendis.errors import CendisError
+from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
+from scanner.incidents.store import Store
+
+log = logging.getLogger("cendis_scan.revoker")
+
+BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds
+MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes
+AUTH_RETRY = 60.0  # a bad credential is retried this often, until an operator fixes it
+RATE_LIMIT_DEFAULT = 5.0  # a 429 without Retry-After
+
+
+class Step(Enum):
+    EMPTY = "empty"  # nothing queued
+    PROGRESS = "progress"  # tokens left the queue
+    WAITED = "waited"  # a transient failure; waited as told (backoff or Retry-After)
+    BLOCKED = "blocked"  # 401/403: only an operator can help
+
+
+class Revoker:
+    """Drains the queue in batches of up to ``batch`` hashes per call."""
+
+    def __init__(self, store: Store, client: CendisClient, *,
+                 now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None, batch: int = 100,
+                 base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY,
+                 auth_retry: float = AUTH_RETRY, notify_owner: bool = True,
+                 reason: str = "leaked") -> None:
+        if not 1 <= batch <= 100:
+            raise ValueError("a revoke call names 1 to 100 tokens")
+        self.store = store
+        self.client = client
+        self._now = now
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.batch = batch
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.auth_retry = auth_retry
+        self.notify_owner = notify_owner
+        self.reason = reason
+        self.healthy = True
+        self.unhealthy_reason: str | None = None
+        self.failures = 0  # consecutive transient failures (the backoff exponent)
+        self.calls = 0
+        self.closed = 0  # tokens that left the queue with an answer
+        self.revoked = 0  # of which Cendis revoked (status revoked)
+        self._stopping = False
+        self.errors: dict[str, int] = {}  # reason -> count, for metrics
+        self._wake = asyncio.Event()
+
+    # -- public ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work was queued: drain now instead of at the next timer."""
+        self._wake.set()
+
+    def outcome(self, sha256: str) -> Status | None:
+        """The incident's status, for partner feedback (None if never recorded)."""
+        return self.store.status_of(sha256)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in flight (graceful shutdown)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Loop until :meth:`stop` or cancelled. A cancellation mid-call is safe too: the
+        attempt was written first (see the module docstring)."""
+        while not self._stopping:
+            self._wake.clear()
+            step = await self.step()
+            if step is Step.EMPTY:
+                await self._wake.wait()
+            elif step is Step.BLOCKED:
+                await self._wait_or_wake(self.auth_retry)
+
+    async def drain(self, *, patience: float | None = None) -> int:
+        """Until the queue is empty, or blocked on the credential, or (with ``patience``)
+        that many seconds of failures have passed; returns the tokens closed."""
+        closed_before = self.closed
+        started = self._now()
+        while True:
+            step = await self.step()
+            if step in (Step.EMPTY, Step.BLOCKED):
+                break
+            if (step is Step.WAITED and patience is not None
+                    and self._now() - started >= patience):
+                break
+        return self.closed - closed_before
+
+    async def step(self) -> Step:
+        """One batch: call, then record what Cendis said (or wait as it asked)."""
+        entries = self.store.next_batch(self.batch)
+        if not entries:
+            return Step.EMPTY
+        return await self._send(entries)
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _send(self, entries: Sequence[QueueEntry]) -> Step:
+        urls = {e.url for e in entries}
+        url = urls.pop() if len(urls) == 1 else ""  # one call, one url: shared or none
+        self.store.mark_attempt(entries)
+        self.calls += 1
+        try:
+            results = await self.client.revoke(
+                [e.sha256 for e in entries], source=entries[0].source, url=url,
+                reason=self.reason, notify_owner=self.notify_owner)
+        except CendisError as exc:
+            self.errors[exc.reason] = self.errors.get(exc.reason, 0) + 1
+            return await self._failed(entries, exc)
+        outcomes = [RevokeOutcome(sha256=r.sha256, status=Status(r.status), owner=r.owner,
+                                  token_name=r.token_name, org=r.org, scopes=tuple(r.scopes))
+                    for r in results]
+        statuses = self.store.apply_outcomes(entries, outcomes, notify_owner=self.notify_owner)
+        self.closed += len(statuses)
+        self.revoked += sum(1 for s in statuses if s is Status.REVOKED)
+        self.failures = 0
+        if not self.healthy:
+            log.info("revoker recovered: Cendis accepts the credential again")
+        self.healthy, self.unhealthy_reason = True, None
+        return Step.PROGRESS
+
+    async def _failed(self, entries: Sequence[QueueEntry], exc: CendisError) -> Step:
+        answered = exc.status is not None  # an HTTP answer: Cendis did nothing
+        if exc.credential_problem:
+            self.store.attempt_failed(entries, exc.reason, answered=True)
+            if self.healthy:
+                log.error("revoker blocked: %s; every token stays queued until the "
+                          "credential is fixed", exc)
+            self.healthy, self.unhealthy_reason = False, exc.reason
+            return Step.BLOCKED
+        if exc.reason == "bad_request":
+            self.store.attempt_failed(entries, exc.reason, answered=True)
+            if len(entries) > 1:
+                # Not resent unchanged: each token alone, so one bad entry cannot hold
+                # back the others.
+                for entry in entries:
+                    step = await self._send([entry])
+                    if step is not Step.PROGRESS:
+                        return step
+                return Step.PROGRESS
+            self.store.reject(entries[0], exc.reason, str(exc))
+            self.closed += 1
+            return Step.PROGRESS
+        if exc.reason == "rate_limited":
+            wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_DEFAULT
+            self.store.attempt_failed(entries, exc.reason, answered=True, retry_in=wait)
+            log.warning("Cendis rate limit: waiting %.1f s", wait)
+            await self._sleep(wait)
+            return Step.WAITED
+        # 5xx, timeout, connection error, an answer we cannot read: back off and retry.
+        delay = self._backoff()
+        self.store.attempt_failed(entries, exc.reason,
+                                  answered=answered and exc.reason == "server_error",
+                                  retry_in=delay)
+        log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason, delay)
+        await self._sleep(delay)
+        return Step.WAITED
+
+    def _backoff(self) -> float:
+        """Exponential with full jitter in its upper half, capped; no retry limit."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    async def _wait_or_wake(self, seconds: float) -> None:
+        """Sleep ``seconds`` (the injected sleep), cut short by :meth:`wake`."""
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
