@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
 from scanner.engine.names import redact_name, scan_names
-from scanner.errors import UsageError
+from scanner.errors import UsageError, short
 from scanner.finding import Finding, SourceKind
 from scanner.result import ScanOptions, ScanResult
 from scanner.rules import Rule
@@ -384,7 +384,7 @@ def push_revs(path: str, lines: Iterable[str], env: Mapping[str, str]) -> list[l
         parts = line.rsplit(maxsplit=3)
         if len(parts) != 4 or not all(_OID.fullmatch(p) for p in parts[1::2]):
             raise UsageError("pre-push: expected lines of '<local ref> <local sha> "
-                             f"<remote ref> <remote sha>', got: {line.strip()[:80]}")
+                             f"<remote ref> <remote sha>', got: {short(line, 80)}")
         _, local, _, remote = parts
         if git.is_zero(local):
             continue  # a deletion sends no commits
