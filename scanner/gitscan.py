@@ -155,8 +155,7 @@ def _path_places(rules: list[Rule], walked: Walked) -> tuple[list[_Place], dict[
     changed path that holds a token with its redacted form, for display."""
     changes = [(order, commit, c) for order, commit, cs in walked for c in cs]
     paths = list(dict.fromkeys(c.path for _, _, c in changes))
-    hits = scan_names(Detector(rules), paths)
-    found = {p: h for p, h in zip(paths, hits, strict=True) if h}
+    found = {paths[i]: h for i, h in scan_names(Detector(rules), paths).items()}
     if not found:
         return [], {}
     renamed = {p: redact_name(p, h) for p, h in found.items()}

@@ -31,7 +31,7 @@ from scanner.engine.fragments import (
 from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
-from scanner.redaction import scrub
+from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sources.files import fingerprint_root, git_top, walk
@@ -111,7 +111,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
                         names))
     found, outcome.suppressed, renamed = path_findings(detector, names)
     outcome.findings += found
-    origins = [_shown(o, renamed) for o in origins]
+    if renamed or not is_clean("\n".join(o.path or "" for o in origins)):
+        origins = [_shown(o, renamed) for o in origins]
     total_bytes = sum(o.size for o in origins)
     if executor is None and not pools.worth_it(options.jobs, total_bytes, len(origins)):
         for origin in origins:

@@ -28,10 +28,19 @@ def name_bytes(name: str | bytes) -> bytes:
     return name if isinstance(name, bytes) else os.fsencode(name)
 
 
-def scan_names(detector: Detector, names: Sequence[str | bytes]) -> list[list[Hit]]:
-    """The hits in each name (offsets within that name), in one detector pass."""
-    found: list[list[Hit]] = [[] for _ in names]
+def scan_names(detector: Detector, names: Sequence[str | bytes]) -> dict[int, list[Hit]]:
+    """The hits in each name that has some, by index (offsets within that name), in one
+    detector pass over all of them; where nothing matches (nearly always) this costs
+    one join and one search."""
+    found: dict[int, list[Hit]] = {}
     if not names:
+        return found
+    if isinstance(names[0], str):  # callers pass all str (file names) or all bytes (git)
+        buf = "\n".join(names).encode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+    else:
+        buf = _SEP.join(names)  # type: ignore[arg-type]
+    hits = detector.scan_text(buf)
+    if not hits:
         return found
     raw = [name_bytes(n) for n in names]
     starts = []
@@ -39,13 +48,12 @@ def scan_names(detector: Detector, names: Sequence[str | bytes]) -> list[list[Hi
     for data in raw:
         starts.append(pos)
         pos += len(data) + len(_SEP)
-    buf = _SEP.join(raw)
-    for hit in detector.scan_text(buf):
+    for hit in hits:
         i = bisect_right(starts, hit.offset) - 1
         lo = starts[i]
         hit.offset -= lo
         hit.end = min(hit.end - lo, len(raw[i]))
-        found[i].append(hit)
+        found.setdefault(i, []).append(hit)
     return found
 
 
@@ -81,16 +89,18 @@ def path_findings(detector: Detector, entries: Sequence[tuple[str, str]]
     fingerprint path): a directory's name is scanned once, at the directory, not again
     in every path below it. Returns (findings, suppressed hits, ``renamed`` for
     :func:`redact_path`)."""
+    if not scan_names(detector, ["\n".join(display for display, _ in entries)]):
+        return [], 0, {}  # the usual case: one search over all the paths
     entries = list(dict.fromkeys(entries))
-    bases = [display.rsplit("/", 1)[-1] for display, _ in entries]
+    bases = [display[display.rfind("/") + 1 :] for display, _ in entries]
     hits = scan_names(detector, bases)
-    renamed = {base: redact_name(base, found) for base, found in zip(bases, hits, strict=True)
-               if found}
+    renamed = {bases[i]: redact_name(bases[i], found) for i, found in hits.items()}
     findings: list[Finding] = []
     suppressed = 0
-    for (display, fp_path), base, found in zip(entries, bases, hits, strict=True):
+    for i in sorted(hits):
+        (display, fp_path), base = entries[i], bases[i]
         skip = len(name_bytes(display)) - len(name_bytes(base))
-        for hit in found:
+        for hit in hits[i]:
             if hit.suppressed:
                 suppressed += 1
                 continue

@@ -98,7 +98,9 @@ def identity_findings(detector: Detector, header: bytes) -> list[Finding]:
     whos = [ln.split(b" ", 1)[0].decode() for ln in lines]
     idents = [ln.split(b" ", 1)[1].rsplit(b">", 1)[0] + b">" for ln in lines]
     out = []
-    for who, hits in zip(whos, scan_names(detector, idents), strict=True):
+    found = scan_names(detector, idents)
+    for i, hits in sorted(found.items()):
+        who = whos[i]
         out += [Finding(rule_id=h.rule_id, confidence=h.confidence, path=None, line=None,
                         column=None, offset=h.offset, encoding=h.encoding,
                         redacted=h.redacted, secret_sha256=h.secret_sha256,
