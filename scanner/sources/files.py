@@ -98,7 +98,11 @@ def _origin(path: str, fs_path: str, fingerprint_path: str, size: int,
 
 
 def _error(path: str, message: str | None) -> ScanIssue:
-    return ScanIssue("io", f"{_display(path)}: {message}", _display(path))
+    """An error for one path; a path too long to read (a tree deeper than PATH_MAX)
+    loses its middle in the message, so the reason still fits on the line."""
+    shown = _display(path)
+    short = shown if len(shown) <= 240 else f"{shown[:120]}…{shown[-100:]}"
+    return ScanIssue("io", f"{short}: {message}", shown)
 
 
 class _Walker:
