@@ -195,3 +195,23 @@ def test_output_through_symlinks_replaces_the_target_and_keeps_the_link(
         assert json.loads(report.read_text())["summary"]["findings"] == 1
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # a replaced report keeps its mode
     assert sorted(p.name for p in reports.iterdir()) == ["created.json", "latest.json"]
+
+
+def test_output_to_dev_stdout_writes_through_stdout(tmp_path: Path,
+                                                    make_token: Callable[[], str]) -> None:
+    """`-o /dev/stdout >> log`: appended to the log, which is neither truncated nor
+    renamed over (its resolved name is a regular file, but it is this process's
+    stdout)."""
+    (tmp_path / "k.env").write_text(f"K={make_token()}\n")
+    log = tmp_path / "ci.log"
+    log.write_text("earlier output\n")
+    inode = log.stat().st_ino
+    with open(log, "ab") as out:
+        status = subprocess.run([CLI, "scan", str(tmp_path / "k.env"), "--format", "json",
+                                 "-o", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE,
+                                timeout=60).returncode
+    assert status == 1
+    text = log.read_text()
+    assert text.startswith("earlier output\n{")
+    assert json.loads(text.split("\n", 1)[1])["summary"]["findings"] == 1
+    assert log.stat().st_ino == inode

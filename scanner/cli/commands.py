@@ -302,19 +302,35 @@ def write_report(text: str, output: str | None) -> None:
         return
     import stat
 
-    target = os.path.realpath(output)
     try:
         try:
-            mode: int | None = os.stat(target).st_mode
-        except FileNotFoundError:
-            mode = None
-        if mode is not None and not stat.S_ISREG(mode):
-            with open(target, "w", encoding="utf-8") as f:
+            st: os.stat_result | None = os.stat(output)  # through any symlinks
+        except FileNotFoundError:  # nothing there, or a dangling link: create its target
+            st = None
+        if st is not None and _is_stdout(st):  # -o /dev/stdout: appended as `>>` asked
+            write_report(text, None)
+            return
+        target = os.path.realpath(output)
+        # Not a regular file, a name of this process's own (/dev/stdout, /proc/self/fd/N)
+        # or one whose resolved path is another file: written in place, never renamed over.
+        if st is not None and (not stat.S_ISREG(st.st_mode)
+                               or os.path.abspath(output).startswith(("/dev/", "/proc/"))
+                               or not os.path.exists(target)
+                               or not os.path.samestat(st, os.stat(target))):
+            with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
             return
+        mode = None if st is None else st.st_mode
         _replace_atomically(target, text, mode)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _is_stdout(st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(st, os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
 
 
 def _replace_atomically(target: str, text: str, mode: int | None) -> None:
