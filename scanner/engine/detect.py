@@ -182,7 +182,8 @@ class Detector:
         if inner[at : at + len(rule.prefix)] != rule.prefix:
             return None
         body_at = at + len(rule.prefix)
-        m = rule.run.match(inner, body_at, min(len(inner), body_at + MAX_RUN))
+        # A slice, not pos/endpos: RE2 takes C ints, and a file's offsets pass 2 GiB.
+        m = rule.run.match(inner[body_at : body_at + MAX_RUN])
         run = m.group(0) if m else b""
         confidence = rule.classify(run)
         if confidence is None:

@@ -22,6 +22,7 @@ from scanner.engine.inputs import (
     REGION,
     SNIFF,
     Located,
+    data_extents,
     gunzip,
     kind_of,
     locate,
@@ -55,6 +56,9 @@ class Origin:
     fs_path: str | None = None  # where to open it (files only)
     start: int = 0  # a byte range of a large file: [start, end)
     end: int | None = None
+    #: Read in the calling process, never a worker: a stream (FIFO, device, pipe) or a
+    #: name only this process can open (/dev/stdin, /dev/fd/N of a process substitution).
+    local: bool = False
 
 
 @dataclass(slots=True)
@@ -166,16 +170,21 @@ def _scan_mapped(detector: Detector, f: Readable, origin: Origin, outcome: Outco
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         return
+    # Offsets are Python ints all the way (a file may pass 2 or 4 GiB); holes of a
+    # sparse file are skipped, not read.
+    extents = data_extents(f.fileno(), origin.start, min(origin.end or size, size))
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if origin.end is None:
             outcome.bytes += size
-            to_findings(scan_buffer(detector, mm, lines=not binary), origin, None, outcome,
-                        binary=binary)
+            located = locate(mm, search(detector, mm, extents=extents), lines=not binary,
+                             columns=not binary, extents=extents)
+            to_findings(located, origin, None, outcome, binary=binary)
             return
         # One range of a split file: lines are counted later, in parallel (line_segments).
         end = min(origin.end, size)
         outcome.bytes += end - origin.start
-        located = locate(mm, search(detector, mm, origin.start, end), lines=False)
+        located = locate(mm, search(detector, mm, origin.start, end, extents), lines=False,
+                         extents=extents)
         to_findings(located, origin, None, outcome)
         if origin.path is not None and origin.fs_path is not None:
             outcome.split[origin.path] = origin.fs_path
@@ -206,13 +215,14 @@ def count_segment(segment: Segment) -> int:
     view = memoryview(buf)
     total = 0
     with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
-        f.seek(start)
-        while start < end:
-            got = f.readinto(view[: min(len(buf), end - start)])
-            if not got:
-                break
-            total += buf.count(b"\n", 0, got)
-            start += got
+        for lo, hi in data_extents(f.fileno(), start, end):  # holes hold no newline
+            f.seek(lo)
+            while lo < hi:
+                got = f.readinto(view[: min(len(buf), hi - lo)])
+                if not got:
+                    break
+                total += buf.count(b"\n", 0, got)
+                lo += got
     return total
 
 
