@@ -60,7 +60,7 @@ def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT
 def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
     """A worker's unit of work; self-contained (rules travel with it), so it runs in
     any process pool, ours or a caller's."""
-    detector = Detector(rules)
+    detector = Detector(rules, max_decompressed=gzip_limit)
     total = Outcome()
     for origin in batch:
         total.merge(scan_origin(detector, origin, gzip_limit))
@@ -91,7 +91,7 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     options = options or ScanOptions()
     started = time.perf_counter()
     roots = [os.fspath(p) for p in paths]
-    detector = Detector(rules)
+    detector = Detector(rules, max_decompressed=options.max_decompressed)
     outcome = Outcome()
     origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors))
     total_bytes = sum(o.size for o in origins)
@@ -129,7 +129,8 @@ def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None
     outcome = Outcome(files=1)
     origin = Origin(name, None, SourceKind.STDIN)
     try:
-        scan_input(Detector(rules), stream, origin, outcome, seekable=False,
+        detector = Detector(rules, max_decompressed=options.max_decompressed)
+        scan_input(detector, stream, origin, outcome, seekable=False,
                    gzip_limit=options.max_decompressed)
     except Exception as exc:
         log.debug("scanning %s failed", name, exc_info=True)

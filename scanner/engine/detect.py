@@ -172,6 +172,12 @@ class Detector:
         self._inner = Detector(rules, max_decompressed=max_decompressed, blobs=False) \
             if self._blobs else None
 
+    def literals(self) -> list[bytes]:
+        """Every literal either search plan looks for: a prefilter (git blobs) that
+        keeps only inputs holding one of these misses nothing the detector finds."""
+        texts = {n.text for n in self.always + self.deep} | set(self._by_literal)
+        return sorted(texts | ({GZIP_B64} if self._blobs else set()))
+
     def scan_text(self, buf: bytes) -> list[Hit]:
         """A whole buffer at once (samples, small files, decoded text)."""
         return list(self.scan(buf, 0, len(buf), deep=True))
