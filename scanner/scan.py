@@ -76,7 +76,7 @@ def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
 def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
     """A worker's unit of work; self-contained (rules travel with it), so it runs in
     any process pool, ours or a caller's."""
-    detector = Detector(rules)
+    detector = Detector(rules, max_decompressed=gzip_limit)
     total = Outcome()
     for origin in batch:
         total.merge(scan_origin(detector, origin, gzip_limit))
@@ -109,7 +109,7 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     roots = [os.fspath(p) for p in paths]
     if options.baseline:  # a bad baseline is said before the scan, not after it
         load_fingerprints(options.baseline, report=True)
-    detector = Detector(rules)
+    detector = Detector(rules, max_decompressed=options.max_decompressed)
     outcome = Outcome()
     names: list[tuple[str, str]] = []
     skipped: list[str] = []
@@ -163,7 +163,8 @@ def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None
     outcome = Outcome(files=1)
     origin = Origin(name, None, SourceKind.STDIN)
     try:
-        scan_input(Detector(rules), stream, origin, outcome, seekable=False,
+        detector = Detector(rules, max_decompressed=options.max_decompressed)
+        scan_input(detector, stream, origin, outcome, seekable=False,
                    gzip_limit=options.max_decompressed)
     except Exception as exc:
         log.debug("scanning %s failed", name, exc_info=True)

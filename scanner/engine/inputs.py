@@ -47,9 +47,12 @@ def code_points(data: bytes) -> int:
 
 
 def kind_of(head: bytes) -> str:
-    """``gzip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the first bytes."""
+    """``gzip``, ``zip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the
+    first bytes."""
     if head[:2] == b"\x1f\x8b":
         return "gzip"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
     if head[:2] == b"\xff\xfe":
         return "utf-16-le"
     if head[:2] == b"\xfe\xff":
