@@ -149,17 +149,10 @@ def tokens_in(text: str) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _dev_group(app: typer.Typer) -> typer.Typer:
-    """The ``dev`` group, shared with other modules' dev commands (created if absent)."""
-    for info in app.registered_groups:
-        if info.name == "dev" and info.typer_instance is not None:
-            return info.typer_instance
-    dev = typer.Typer(help="Local stand-ins for demos and tests.  Example: "
-                           "cendis-scan dev send-report --help", no_args_is_help=True)
-    app.add_typer(dev, name="dev")
-    return dev
+def add_send_report(dev: typer.Typer) -> None:
+    """Add ``send-report`` to the ``dev`` group (called by :mod:`scanner.cli.dev`)."""
+    dev.command("send-report")(send_report)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
-    _dev_group(app).command("send-report")(send_report)
