@@ -404,13 +404,15 @@ class Store:
                     "ORDER BY seq LIMIT ?", [head[0], stamp, owner, limit]).fetchall()
             entries = [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
                                   attempts=r[4] + 1) for r in rows]
-            for entry in entries:
-                db.execute("UPDATE revoke_queue SET attempts = attempts + 1, "
-                           "lost = max(lost, uncertain), uncertain = 1, claimed_by = ?, "
-                           "claimed_until = ? WHERE sha256 = ?", [owner, until, entry.sha256])
-                db.execute("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
-                           "WHERE id = ?", [entry.incident_id])
-                self._event(db, entry.incident_id, stamp, "revoke_attempted")
+            conn = db.conn  # executemany: a batch is 100 rows of each statement
+            conn.executemany("UPDATE revoke_queue SET attempts = attempts + 1, "
+                             "lost = max(lost, uncertain), uncertain = 1, claimed_by = ?, "
+                             "claimed_until = ? WHERE sha256 = ?",
+                             [(owner, until, e.sha256) for e in entries])
+            conn.executemany("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
+                             "WHERE id = ?", [(e.incident_id,) for e in entries])
+            conn.executemany("INSERT INTO events(incident_id, at, kind) VALUES (?, ?, ?)",
+                             [(e.incident_id, stamp, "revoke_attempted") for e in entries])
         return entries
 
     def attempt_failed(self, entries: Sequence[QueueEntry], reason: str, *,
@@ -448,35 +450,42 @@ class Store:
                        *, notify_owner: bool) -> list[Status]:
         """Close the queue entries with the API's answers; one transaction."""
         now = _iso(self._now())
-        statuses = []
         by_sha = {entry.sha256: entry for entry in entries}
+        statuses: list[Status] = []
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
         with self._write() as db:
+            marks = ",".join("?" * len(outcomes))
+            lost = {row[0] for row in db.execute(
+                f"SELECT sha256 FROM revoke_queue WHERE lost AND sha256 IN ({marks})",
+                [o.sha256 for o in outcomes])}
             for outcome in outcomes:
-                entry = by_sha[outcome.sha256]
-                row = db.execute("SELECT lost FROM revoke_queue WHERE sha256 = ?",
-                                 [outcome.sha256]).fetchone()
+                incident_id = by_sha[outcome.sha256].incident_id
                 status = outcome.status
                 detail = None
-                if status is Status.ALREADY_REVOKED and row and row[0]:
+                if status is Status.ALREADY_REVOKED and outcome.sha256 in lost:
                     # An earlier call of ours had no answer (timeout or crash): that call
                     # is what revoked it.
                     status = Status.REVOKED
                     detail = "by an earlier call whose answer was lost"
-                db.execute(
-                    "UPDATE incidents SET status = ?, owner = coalesce(?, owner), "
-                    "token_name = coalesce(?, token_name), org = coalesce(?, org), "
-                    "scopes = coalesce(?, scopes), severity = ?, last_error = NULL, "
-                    "updated_at = ? WHERE id = ?",
-                    [status.value, outcome.owner, outcome.token_name, outcome.org,
-                     json.dumps(list(outcome.scopes)) if outcome.token_name is not None
-                     or outcome.scopes else None,
-                     severity_of(outcome.scopes).value, now, entry.incident_id])
-                db.execute("DELETE FROM revoke_queue WHERE sha256 = ?", [outcome.sha256])
-                self._event(db, entry.incident_id, now, status.value, detail)
+                scopes = (json.dumps(list(outcome.scopes))
+                          if outcome.token_name is not None or outcome.scopes else None)
+                updates.append((status.value, outcome.owner, outcome.token_name, outcome.org,
+                                scopes, severity_of(outcome.scopes).value, now, incident_id))
+                events.append((incident_id, now, status.value, detail))
                 if outcome.status is Status.REVOKED and notify_owner:
-                    self._event(db, entry.incident_id, now, "notified",
-                                "Cendis emails the owner")
+                    events.append((incident_id, now, "notified", "Cendis emails the owner"))
                 statuses.append(status)
+            conn = db.conn
+            conn.executemany(
+                "UPDATE incidents SET status = ?, owner = coalesce(?, owner), "
+                "token_name = coalesce(?, token_name), org = coalesce(?, org), "
+                "scopes = coalesce(?, scopes), severity = ?, last_error = NULL, "
+                "updated_at = ? WHERE id = ?", updates)
+            conn.executemany("DELETE FROM revoke_queue WHERE sha256 = ?",
+                             [(o.sha256,) for o in outcomes])
+            conn.executemany("INSERT INTO events(incident_id, at, kind, detail) "
+                             "VALUES (?, ?, ?, ?)", events)
         return statuses
 
     # -- the receiver's partner keys and delivery ids ---------------------------------
