@@ -147,12 +147,13 @@ def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
     assert garbage.returncode == 2 and "nothing sent" in garbage.err
     assert "checksum mismatch" in garbage.err and live[:-1] not in garbage.err
 
-    again, listed, table, shown, absent = _parallel(
+    again, listed, table, shown, absent, text = _parallel(
         (["revoke", "--sha256", ref.sha256.upper()], {"env": env}),
         (["incidents", "list", "--format", "json", "--since", "2020-01-01"], {"env": env}),
         (["incidents", "list", "--format", "csv", "--severity", "high"], {"env": env}),
         (["incidents", "show", ref.sha256[:8], "--format", "json"], {"env": env}),
-        (["incidents", "show", "424242"], {"env": env}))
+        (["incidents", "show", "424242"], {"env": env}),
+        (["incidents", "list"], {"env": env}))
     assert (again.returncode, again.out) == (0, first.out)  # known: no second call
     calls = json.loads(urllib.request.urlopen(api.url + "/_calls", timeout=5).read())
     assert sum(ref.sha256 in c["hashes"] for c in calls) == 1  # one revoke call, ever
@@ -169,7 +170,9 @@ def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
         "received", "queued", "revoke_attempted", "revoked", "notified"]
     assert [s["source"] for s in incident["sightings"]] == ["manual"]
     assert absent.returncode == 1 and "no incident '424242'" in absent.err
-    for proc in (first, again, missing, garbage, listed, table, shown):
+    assert text.returncode == 0 and text.out.startswith("2 incident(s)")
+    assert all(f"│ {row['redacted']} │ {row['status']}" in text.out for row in rows)
+    for proc in (first, again, missing, garbage, listed, table, shown, text):
         assert_no_leak(proc.stdout, proc.stderr)
 
 
