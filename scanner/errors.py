@@ -19,10 +19,14 @@ class ScanError(Exception):
 
 
 class UsageError(ScanError):
+    """The command line or the call asks for something that cannot be done."""
+
     reason = "usage"
 
 
 class ConfigError(ScanError):
+    """A rule file, baseline, ignore file or configuration file is invalid."""
+
     reason = "config"
 
 
@@ -33,10 +37,14 @@ class SourceError(ScanError):
 
 
 class GitError(ScanError):
+    """git failed, or the repository cannot be read; carries git's own message."""
+
     reason = "git"
 
 
 def short(text: str, limit: int = 120) -> str:
-    """Untrusted text in messages is cut short."""
-    text = text.replace("\n", " ").strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Untrusted text in messages: tokens redacted, control characters escaped, cut
+    short."""
+    from scanner.redaction import scrub
+
+    return scrub(text.strip(), limit)

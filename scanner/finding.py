@@ -2,39 +2,80 @@
 
 A ``Finding`` never holds the raw token. It is born redacted (``redacted``) and
 identified by ``secret_sha256``, so no report, log line or database row written
-downstream can leak what it describes.
+downstream can leak what it describes. It is frozen: a later step that knows more (the
+commit that introduced it, a line number counted in parallel) derives a new finding
+with :func:`dataclasses.replace`, so a finding shared between threads never changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-CONFIDENCE_RANK = {"possible": 1, "confirmed": 2}
+from scanner.redaction import scrub
+from scanner.token import Confidence
+
+__all__ = ["CONFIDENCE_RANK", "Confidence", "Finding", "SourceKind"]
+
+CONFIDENCE_RANK = {Confidence.POSSIBLE: 1, Confidence.CONFIRMED: 2}
 
 
-@dataclass(slots=True)
+class SourceKind(StrEnum):
+    """Where the scanned bytes came from (string-valued: JSON shows the value)."""
+
+    FILE = "file"
+    STDIN = "stdin"
+    GIT = "git"
+
+
+#: Free text that reaches reports: scrubbed when a finding is made.
+_SCRUBBED = ("path", "fingerprint_path", "variable", "note", "author_name", "author_email",
+             "date", "location")
+
+#: Fields only git findings fill; present (as null) in every JSON finding, so the shape
+#: is the same whatever the source.
+GIT_FIELDS = ("commit", "author_name", "author_email", "date", "location", "occurrences")
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
+    """One token found: where (path, line, column, byte offset, or the commit that
+    introduced it), how sure (``confidence``), and who it is (``secret_sha256``), but
+    only ever its redacted form."""
+
     rule_id: str
-    confidence: str  # "confirmed" | "possible"
+    confidence: Confidence
     path: str | None
-    line: int | None  # 1-based; None inside binary files and commit messages without lines
+    line: int | None  # 1-based; None inside binary files
     column: int | None  # 1-based, in Unicode code points
     offset: int  # byte offset of the match (or of the encoded run) in the scanned text
     encoding: str  # plain | base64 | utf-16 | gzip | gzip+base64 | ...
     redacted: str
     secret_sha256: str
+    source: SourceKind = SourceKind.FILE
     variable: str | None = None
     note: str | None = None
-    # Where the fingerprint's path comes from: the path relative to the scan root.
+    # The path the fingerprint names: relative to the git work tree or the scan root.
     fingerprint_path: str | None = field(default=None, repr=False)
-    # Git fields (set only by the git source).
+    # Git fields (set only for git findings).
     commit: str | None = None
     author_name: str | None = None
     author_email: str | None = None
     date: str | None = None
     location: str | None = None  # "file" | "commit-message" for git findings
     occurrences: int | None = None
+
+    def __post_init__(self) -> None:
+        """Redacted at birth: every free-text field (a path, a git identity, a variable
+        name) may hold a token or bytes that are not text, so each goes through
+        :func:`~scanner.redaction.scrub` here, once, and every report, log line and
+        fingerprint built from a finding is safe and valid UTF-8. Idempotent, so
+        :func:`dataclasses.replace` may run it again."""
+        for name in _SCRUBBED:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, scrub(value))
 
     @property
     def fingerprint(self) -> str:
@@ -43,20 +84,28 @@ class Finding:
         The readable form ``path:rule:hash16`` can be pasted into an ignore file;
         git findings are additionally keyed on the commit that introduced them.
         """
-        where = self.fingerprint_path if self.fingerprint_path is not None else self.path
-        base = f"{where or '-'}:{self.rule_id}:{self.secret_sha256[:16]}"
+        base = self.fingerprint_base
         return f"{self.commit}:{base}" if self.commit else base
 
     @property
+    def fingerprint_base(self) -> str:
+        """The fingerprint without the commit: what an ignore entry written for a file
+        or a staged change matches once the same token is committed."""
+        where = self.fingerprint_path if self.fingerprint_path is not None else self.path
+        return f"{where or '-'}:{self.rule_id}:{self.secret_sha256[:16]}"
+
+    @property
     def sort_key(self) -> tuple[Any, ...]:
-        return (self.path or "", self.line or 0, self.column or 0, self.offset, self.commit or "")
+        return (self.path or "", self.line or 0, self.column or 0, self.offset,
+                self.commit or "", self.secret_sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("fingerprint_path")
+        """The JSON shape (version 1): every field but ``fingerprint_path``, plus the
+        fingerprint; enums as their string values."""
+        data: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            if name != "fingerprint_path":
+                value = getattr(self, name)
+                data[name] = value.value if isinstance(value, StrEnum) else value
         data["fingerprint"] = self.fingerprint
-        if self.commit is None and self.location is None:
-            for key in ("commit", "author_name", "author_email", "date", "location",
-                        "occurrences"):
-                data.pop(key)
         return data

@@ -15,20 +15,31 @@ a token is the history walked (raw tree diffs, no patches) to find where it came
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
-from scanner.errors import UsageError
-from scanner.finding import Finding
+from scanner.engine.names import redact_name, scan_names
+from scanner.errors import UsageError, short
+from scanner.finding import Finding, SourceKind
+from scanner.result import PARALLEL_BYTES, ScanOptions, ScanResult
 from scanner.rules import Rule
-from scanner.scan import Options, Result, _filter
+from scanner.scan import filter_findings
 from scanner.sources import git
-from scanner.sources.git_objects import Batch, CatFile, Scanned, scan_objects
+from scanner.sources.git_objects import (
+    Batch,
+    CatFile,
+    Scanned,
+    identity_findings,
+    scan_objects,
+)
 
-Say = Callable[[str], None]
+log = logging.getLogger("cendis_scan")
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 #: From this many objects on, a range's blobs are read by worker processes.
 MANY = 2000
@@ -54,8 +65,10 @@ class _Objects:
     """
 
     repo: str
-    detector: Detector
+    rules: list[Rule]
     jobs: int = 0
+    executor: Executor | None = None
+    threshold: int = PARALLEL_BYTES
     batch: Batch = field(default_factory=Batch)
     seen: set[str] = field(default_factory=set)
     complete: bool = False
@@ -66,12 +79,12 @@ class _Objects:
             return
         todo = list(dict.fromkeys(o for o in oids if o not in self.seen))
         if len(todo) >= MANY:  # a long range (a first push): read them in parallel
-            self.batch.merge(scan_objects(self.repo, self.detector,
-                                          git.sizes(self.repo, todo), self.jobs))
+            self.batch.merge(scan_objects(self.repo, self.rules, git.sizes(self.repo, todo),
+                                          self.jobs, self.executor, self.threshold))
         elif todo:
             if self.reader is None:
                 self.reader = CatFile(self.repo)
-            self.batch.merge(self.reader.scan(self.detector, todo))
+            self.batch.merge(self.reader.scan(Detector(self.rules), todo))
         self.seen.update(todo)
 
     def get(self, oid: str | None) -> Scanned | None:
@@ -91,13 +104,13 @@ def _blob_change(change: git.Change) -> bool:
 
 
 def _places(objects: _Objects, walked: Sequence[tuple[int, git.Commit | None,
-            list[git.Change]]], say: Say) -> tuple[list[_Place], int]:
+            list[git.Change]]], *, quiet: bool = False) -> tuple[list[_Place], int]:
     """Every change whose new side holds a token, with what it introduced; and the
     count of inline-suppressed hits the changes added."""
     submodules = sorted({git.display(c.path) for _, _, changes in walked for c in changes
                          if git.GITLINK in (c.new_mode, c.old_mode)})
-    if submodules:
-        say(f"skipped submodule{'s' if len(submodules) > 1 else ''} (scan "
+    if submodules and not quiet:
+        log.warning(f"skipped submodule{'s' if len(submodules) > 1 else ''} (scan "
             f"{'them' if len(submodules) > 1 else 'it'} in its own repository): "
             + ", ".join(submodules[:5]) + (" ..." if len(submodules) > 5 else ""))
     objects.ensure([c.new_oid for _, _, changes in walked for c in changes
@@ -137,11 +150,42 @@ def _other_parents(repo: str, hit: Sequence[tuple[int, git.Commit | None, git.Ch
             for _, commit, _ in hit]
 
 
-def _findings(places: list[_Place]) -> list[Finding]:
+def _path_places(rules: list[Rule], walked: Walked) -> tuple[list[_Place], dict[bytes, str]]:
+    """Paths are content: a token in a path a commit added is new unless the same
+    commit removed a path holding it (a rename). Returns those places, and every
+    changed path that holds a token with its redacted form, for display."""
+    changes = [(order, commit, c) for order, commit, cs in walked for c in cs]
+    paths = list(dict.fromkeys(c.path for _, _, c in changes))
+    found = {paths[i]: h for i, h in scan_names(Detector(rules), paths).items()}
+    if not found:
+        return [], {}
+    renamed = {p: redact_name(p, h) for p, h in found.items()}
+    removed: dict[str, set[str]] = {}
+    for _, commit, c in changes:
+        if c.status == "D" and c.path in found:
+            removed.setdefault(commit.oid if commit else "", set()).update(
+                h.secret_sha256 for h in found[c.path])
+    places = []
+    for order, commit, c in changes:
+        if c.status == "D" or c.path not in found:
+            continue
+        scanned = Scanned([Finding(
+            rule_id=h.rule_id, confidence=h.confidence, path=None, line=None, column=None,
+            offset=h.offset, encoding=h.encoding, redacted=h.redacted,
+            secret_sha256=h.secret_sha256, source=SourceKind.GIT, location="path")
+            for h in found[c.path] if not h.suppressed])
+        new = scanned.secrets - removed.get(commit.oid if commit else "", set()) \
+            if c.status == "A" else set()
+        places.append(_Place(order, commit, c.path, scanned, new))
+    return places, renamed
+
+
+def _findings(places: list[_Place], renamed: dict[bytes, str] | None = None
+              ) -> list[Finding]:
     """One finding per secret, at its earliest introduction; ``occurrences`` counts
     every place (commit and path, or commit message) that wrote it. Oldest first."""
     count: dict[str, set[tuple[str, bytes | None]]] = {}
-    best: dict[str, tuple[tuple, _Place]] = {}  # type: ignore[type-arg]
+    best: dict[str, tuple[tuple[int, bool, tuple[int, ...]], _Place]] = {}
     for place in places:
         where = (place.commit.oid if place.commit else "", place.path)
         for secret in place.scanned.secrets:
@@ -154,11 +198,12 @@ def _findings(places: list[_Place]) -> list[Finding]:
     for secret, (_, place) in sorted(best.items(), key=lambda kv: kv[1][0], reverse=True):
         first = min((f for f in place.scanned.findings if f.secret_sha256 == secret),
                     key=lambda f: f.offset)
-        path = git.display(place.path) if place.path is not None else None
+        path = None if place.path is None else (renamed or {}).get(place.path) \
+            or git.display(place.path)
         c = place.commit
         out.append(replace(
             first, path=path, fingerprint_path=path, occurrences=len(count[secret]),
-            location="file" if path is not None else "commit-message",
+            location=first.location or ("file" if path is not None else "commit-message"),
             commit=c.oid if c else None, author_name=c.author_name if c else None,
             author_email=c.author_email if c else None, date=c.date if c else None))
     return out
@@ -170,11 +215,12 @@ def _neg(path: bytes) -> tuple[int, ...]:
 
 
 def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
-            options: Options, started: float) -> Result:
-    findings = _findings(places)
-    findings, ignored = _filter(findings, options, [] if repo.bare else [repo.path])
-    return Result(findings, suppressed, batch.objects, batch.bytes,
-                  time.perf_counter() - started, batch.errors, ignored)
+            options: ScanOptions, started: float, commits: int,
+            renamed: dict[bytes, str] | None = None) -> ScanResult:
+    findings = _findings(places, renamed)
+    findings, ignored = filter_findings(findings, options, [] if repo.bare else [repo.path])
+    return ScanResult(findings, suppressed, batch.objects, batch.bytes,
+                      time.perf_counter() - started, batch.errors, ignored, commits)
 
 
 Walked = list[tuple[int, git.Commit | None, list[git.Change]]]
@@ -221,68 +267,100 @@ def _history_walk(repo: str, keep: set[str]) -> Walked:
     return walked
 
 
-def _start(path: str, say: Say) -> git.Repo:
+def _start(path: str) -> git.Repo:
     repo = git.open_repo(path)
     if repo.shallow:
-        say("shallow clone: scanned the commits present; history older than the clone's "
+        log.warning("shallow clone: scanned the commits present; history older than the clone's "
             "depth is not here (git fetch --unshallow, then scan again)")
     return repo
 
 
-def scan_staged(path: str, rules: list[Rule], options: Options, say: Say) -> Result:
+def scan_staged(path: str | os.PathLike[str], rules: list[Rule],
+                options: ScanOptions | None = None) -> ScanResult:
     """What the next commit would add: the index against HEAD, or against the empty
     tree in a repository with no commit yet."""
+    options = options or ScanOptions()
     started = time.perf_counter()
-    repo = _start(path, say)
+    repo = _start(os.fspath(path))
     if repo.bare:
         raise UsageError(f"{path}: --staged needs a work tree (this is a bare repository)")
-    objects = _Objects(repo.path, Detector(rules))
+    objects = _Objects(repo.path, rules)
+    walked: Walked = [(0, None, git.staged(repo))]
     try:
-        places, suppressed = _places(objects, [(0, None, git.staged(repo))], say)
+        places, suppressed = _places(objects, walked)
     finally:
         objects.close()
-    return _result(repo, places, suppressed, objects.batch, options, started)
+    named, renamed = _path_places(rules, walked)
+    places += named
+    # The identity the commit will carry is published with it: a token there is new.
+    idents = identity_findings(Detector(rules), git.next_identities(repo.path))
+    if idents:
+        scanned = Scanned(idents)
+        places.append(_Place(0, None, None, scanned, scanned.secrets))
+    return _result(repo, places, suppressed, objects.batch, options, started, 0, renamed)
 
 
-def scan_revs(path: str, rev_sets: Sequence[Sequence[str]], rules: list[Rule],
-              options: Options, say: Say) -> Result:
-    """The commits of one or more rev-list expressions (``A..B``, ``X --not --remotes``),
-    their changes and their messages."""
+def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
+              rules: list[Rule], options: ScanOptions | None = None, *,
+              executor: Executor | None = None) -> ScanResult:
+    """The commits of one or more rev-list expressions (``A..B``, ``["X", "--not",
+    "--remotes"]``, ``["TIP", "--not", "OLD_TIP"]`` for what is new since the tips
+    already scanned), their changes and their messages."""
+    options = options or ScanOptions()
     started = time.perf_counter()
-    repo = _start(path, say)
+    repo = _start(os.fspath(path))
     for revs in rev_sets:
         for rev in revs:
             if rev.startswith("-") and rev not in ("--not", "--remotes", "--all"):
                 raise UsageError(f"not a revision: {rev}")
-    objects = _Objects(repo.path, Detector(rules), options.jobs)
+    objects = _Objects(repo.path, rules, options.jobs, executor, options.parallel_bytes)
     try:
-        places, suppressed = _places(objects, _walked(repo.path, rev_sets), say)
+        walked = _walked(repo.path, rev_sets)
+        places, suppressed = _places(objects, walked)
     finally:
         objects.close()
-    return _result(repo, places, suppressed, objects.batch, options, started)
+    named, renamed = _path_places(rules, walked)
+    commits = sum(1 for _, commit, _ in walked if commit)
+    return _result(repo, places + named, suppressed, objects.batch, options, started,
+                   commits, renamed)
 
 
-def scan_history(path: str, rules: list[Rule], options: Options, say: Say) -> Result:
+def scan_history(path: str | os.PathLike[str], rules: list[Rule],
+                 options: ScanOptions | None = None, *,
+                 executor: Executor | None = None) -> ScanResult:
     """Every commit reachable from any ref (``--all``): blobs first, the walk only for
     the blobs and messages that hold a token."""
+    options = options or ScanOptions()
     started = time.perf_counter()
-    repo = _start(path, say)
-    detector = Detector(rules)
-    batch = scan_objects(repo.path, detector, git.all_objects(repo.path), options.jobs)
+    repo = _start(os.fspath(path))
+    objs = git.all_objects(repo.path)
+    batch = scan_objects(repo.path, rules, objs, options.jobs, executor,
+                         options.parallel_bytes)
     if repo.head is None and not batch.objects:
-        say("the repository has no commits yet: nothing to scan")
+        log.warning("the repository has no commits yet: nothing to scan")
     elif repo.head is not None:
         subs = git.gitlinks(repo.path, repo.head)
         if subs:
-            say(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its own "
-                "repository): " + ", ".join(subs[:5]) + (" ..." if len(subs) > 5 else ""))
-    objects = _Objects(repo.path, detector, batch=batch, complete=True)
+            log.warning(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its "
+                        "own repository): " + ", ".join(subs[:5])
+                        + (" ..." if len(subs) > 5 else ""))
+    objects = _Objects(repo.path, rules, batch=batch, complete=True)
     places: list[_Place] = []
     suppressed = 0
+    renamed: dict[bytes, str] = {}
     if batch.hits:
         walked = _history_walk(repo.path, set(batch.hits))
-        places, suppressed = _places(objects, walked, lambda _: None)
-    return _result(repo, places, suppressed, batch, options, started)
+        places, suppressed = _places(objects, walked, quiet=True)
+        named, renamed = _path_places(rules, walked)
+        places += named
+    return _result(repo, places, suppressed, batch, options, started, objs.commits,
+                   renamed)
+
+
+def new_since(tips: Sequence[str], scanned: Sequence[str]) -> list[list[str]]:
+    """The rev-list expression for what is reachable from ``tips`` and not from the
+    tips an earlier scan already covered (a scheduled sweep's increment)."""
+    return [[*tips, "--not", *scanned]] if scanned else [list(tips)]
 
 
 def push_revs(path: str, lines: Iterable[str], env: Mapping[str, str]) -> list[list[str]]:
@@ -307,7 +385,7 @@ def push_revs(path: str, lines: Iterable[str], env: Mapping[str, str]) -> list[l
         parts = line.rsplit(maxsplit=3)
         if len(parts) != 4 or not all(_OID.fullmatch(p) for p in parts[1::2]):
             raise UsageError("pre-push: expected lines of '<local ref> <local sha> "
-                             f"<remote ref> <remote sha>', got: {line.strip()[:80]}")
+                             f"<remote ref> <remote sha>', got: {short(line, 80)}")
         _, local, _, remote = parts
         if git.is_zero(local):
             continue  # a deletion sends no commits

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scanner import token as tk
 from scanner.engine._regex import PatternError, compile_rule
+from scanner.engine.detect import Detector
 from scanner.errors import ConfigError
 
 if TYPE_CHECKING:
     import random
 
-CHECKSUMS = ("crc32-base62", "none")
+CHECKSUMS = (tk.CHECKSUM_SCHEME, "none")
 _KEYS = {
     "id", "description", "prefix", "body", "min_length", "body_length", "check_length",
     "checksum", "entropy_floor", "true_samples", "false_samples",
@@ -30,6 +32,10 @@ _KEYS = {
 
 @dataclass(slots=True)
 class Rule:
+    """One detection rule, loaded from TOML: a literal prefix the hot loop searches for,
+    an RE2 class for the body, and how to classify a run (checksum, entropy floor).
+    Pickles, so it travels to worker processes with each task."""
+
     id: str
     description: str
     prefix: bytes
@@ -37,25 +43,25 @@ class Rule:
     min_length: int = tk.MIN_RUN
     body_length: int = tk.BODY_LENGTH
     check_length: int = tk.CHECK_LENGTH
-    checksum: str = "crc32-base62"
+    checksum: str = tk.CHECKSUM_SCHEME
     entropy_floor: float = tk.ENTROPY_FLOOR
     true_samples: list[str] = field(default_factory=list)
     false_samples: list[str] = field(default_factory=list)
     run: Any = None  # compiled RE2 matcher for the body run
     alphabet: bytes = b""  # the bytes the body class accepts, for generating samples
 
-    def classify(self, run: bytes) -> str | None:
+    def classify(self, run: bytes) -> tk.Confidence | None:
         """``confirmed``, ``possible`` or None (a placeholder)."""
         if len(run) < self.min_length or tk.shannon_entropy(run) < self.entropy_floor:
             return None
-        if self.checksum == "crc32-base62" and tk.run_is_checksummed(run, self.body_length):
-            return tk.Confidence.CONFIRMED.value
-        return tk.Confidence.POSSIBLE.value
+        if self.checksum == tk.CHECKSUM_SCHEME and tk.run_is_checksummed(run, self.body_length):
+            return tk.Confidence.CONFIRMED
+        return tk.Confidence.POSSIBLE
 
     def generate(self, rng: random.Random, valid: bool = True) -> str:
         """A token this rule reports: confirmed when ``valid`` (and checksummed)."""
         chars = self.alphabet.decode("latin-1")
-        if self.checksum != "crc32-base62":
+        if self.checksum != tk.CHECKSUM_SCHEME:
             return self.prefix.decode() + "".join(rng.choice(chars) for _ in range(32))
         body = "".join(rng.choice(chars) for _ in range(self.body_length))
         check = tk.checksum(body)
@@ -100,11 +106,12 @@ def _compile(raw: dict[str, Any], source: str, index: int) -> Rule:
         value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 256:
             raise _fail(source, where, f"{key!r} must be a whole number from {low} to 256")
-    if raw.get("checksum", "crc32-base62") not in CHECKSUMS:
+    if raw.get("checksum", tk.CHECKSUM_SCHEME) not in CHECKSUMS:
         raise _fail(source, where, f"'checksum' must be one of {', '.join(CHECKSUMS)}")
-    if raw.get("checksum", "crc32-base62") == "crc32-base62" and raw.get(
+    if raw.get("checksum", tk.CHECKSUM_SCHEME) == tk.CHECKSUM_SCHEME and raw.get(
             "check_length", tk.CHECK_LENGTH) != tk.CHECK_LENGTH:
-        raise _fail(source, where, f"'crc32-base62' checks are {tk.CHECK_LENGTH} characters")
+        raise _fail(source, where,
+                    f"'{tk.CHECKSUM_SCHEME}' checks are {tk.CHECK_LENGTH} characters")
     floor = raw.get("entropy_floor", tk.ENTROPY_FLOOR)
     if not isinstance(floor, int | float) or not 0 <= floor <= 8:
         raise _fail(source, where, "'entropy_floor' must be a number from 0 to 8")
@@ -114,13 +121,13 @@ def _compile(raw: dict[str, Any], source: str, index: int) -> Rule:
             raise _fail(source, where, f"{key!r} must be a list of strings")
     return Rule(
         id=raw["id"],
-        description=raw.get("description", raw["id"]),
+        description=str(raw.get("description", raw["id"])),
         prefix=prefix.encode(),
         body=body,
         min_length=raw.get("min_length", tk.MIN_RUN),
         body_length=raw.get("body_length", tk.BODY_LENGTH),
         check_length=raw.get("check_length", tk.CHECK_LENGTH),
-        checksum=raw.get("checksum", "crc32-base62"),
+        checksum=raw.get("checksum", tk.CHECKSUM_SCHEME),
         entropy_floor=float(floor),
         true_samples=list(raw.get("true_samples", [])),
         false_samples=list(raw.get("false_samples", [])),
@@ -134,6 +141,8 @@ def parse(text: str, source: str) -> list[Rule]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nesting
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise ConfigError(f"{source}: no [[rules]] tables")
@@ -146,7 +155,7 @@ def parse(text: str, source: str) -> list[Rule]:
     return rules
 
 
-def load_file(path: str) -> list[Rule]:
+def load_file(path: str | os.PathLike[str]) -> list[Rule]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -163,8 +172,9 @@ def builtin_dir() -> str:
     return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(here), "rules")
 
 
-def load(extra: list[str] | None = None) -> list[Rule]:
-    """Built-in rules plus user rule files; user rules are checked against their samples."""
+def load(extra: Sequence[str | os.PathLike[str]] | None = None) -> list[Rule]:
+    """The built-in rules plus user rule files (``--rules``); user rules are validated
+    and checked against their own true and false samples (ConfigError if not)."""
     folder = builtin_dir()
     names = sorted(n for n in os.listdir(folder) if n.endswith(".toml"))
     rules = [r for name in names for r in load_file(os.path.join(folder, name))]
@@ -192,8 +202,6 @@ def expand_sample(sample: str, rule: Rule, rng: random.Random) -> str:
 def validate_samples(rules: list[Rule], seed: int = 0) -> list[str]:
     """Run every rule's samples through the real engine; return what went wrong."""
     import random
-
-    from scanner.engine.detect import Detector
 
     rng = random.Random(seed)
     problems = []

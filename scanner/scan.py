@@ -1,90 +1,95 @@
-"""The library entry point: scan paths or a stream, filter, and return a result.
+"""The library's scan entry points for files, directories, streams and bytes.
 
-The CLI and the hooks are thin wrappers over :func:`scan_paths` and
-:func:`scan_stdin`. Work is spread over processes (one per core) only when there is
-enough of it to pay for starting them; small scans stay in-process so a hook on one
-file answers in about the time Python takes to start.
+The CLI and the hooks are thin wrappers over these. Work is spread over processes
+(:mod:`scanner.engine.pool`) only when there is enough of it to pay for starting them;
+small scans stay in-process so a hook on one file answers in about the time Python
+takes to start. Nothing here keeps state between calls: any number of scans may run at
+once, from threads, an event loop or worker processes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import Executor, as_completed
+from dataclasses import replace
 from typing import BinaryIO
 
+from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
-from scanner.errors import ConfigError, SourceError
-from scanner.finding import CONFIDENCE_RANK, Finding
-from scanner.rules import Rule
-from scanner.sources.files import (
+from scanner.engine.fragments import (
+    Origin,
     Outcome,
-    Task,
-    _fingerprint_root,
-    count_segment,
+    count_lines,
     line_segments,
     number_lines,
-    scan_file,
-    scan_task,
+    scan_input,
     split_large,
-    walk,
 )
+from scanner.engine.names import path_findings, redact_path
+from scanner.errors import ConfigError
+from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
+from scanner.redaction import is_clean, scrub
+from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
+from scanner.rules import Rule
+from scanner.sources.files import fingerprint_root, git_top, walk
+
+log = logging.getLogger("cendis_scan")
 
 IGNORE_FILE = ".cendis-scan-ignore"
-#: Below this much work a scan stays in one process.
-PARALLEL_BYTES = 8 << 20
-PARALLEL_FILES = 400
-#: Files at least this large are cut into one range per core.
+#: Files at least this large are cut into one range per worker.
 SPLIT_BYTES = 64 << 20
+#: A unit of work sent to a worker: this many bytes or files, whichever comes first.
 BATCH_BYTES = 4 << 20
 BATCH_FILES = 64
 
-Progress = Callable[[int, int], None]  # (files done, bytes done)
+
+def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT) -> Outcome:
+    """Scan one file (or one range of a large file); any failure becomes an error for
+    this file alone. What is not a regular file once open (a FIFO, a device,
+    /dev/stdin on a pipe) is streamed in constant memory, like stdin."""
+    outcome = Outcome(files=1 if origin.start == 0 else 0)
+    try:
+        with open(origin.fs_path or "", "rb") as f:
+            seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            scan_input(detector, f, origin, outcome, seekable=seekable, gzip_limit=gzip_limit)
+    except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
+        log.debug("scanning %s failed", origin.path, exc_info=True)
+        outcome.fail(origin, exc)
+    return outcome
 
 
-@dataclass(slots=True)
-class Options:
-    min_confidence: str = "possible"
-    excludes: list[str] = field(default_factory=list)
-    respect_gitignore: bool = False
-    baseline: str | None = None
-    jobs: int = 0  # 0: one per core
+def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
+    """The origin with its paths as they may be printed: components holding a token
+    redacted, then scrubbed (control characters and undecodable bytes as ``\\xNN``).
+    The file is still opened through ``fs_path``."""
+    path = scrub(redact_path(origin.path or "", renamed))
+    fp_path = scrub(redact_path(origin.fingerprint_path or "", renamed))
+    if path == origin.path and fp_path == origin.fingerprint_path:
+        return origin
+    return replace(origin, path=path, fingerprint_path=fp_path)
 
 
-@dataclass(slots=True)
-class Result:
-    findings: list[Finding]
-    suppressed: int
-    files: int
-    bytes: int
-    seconds: float
-    errors: list[str]
-    ignored: int = 0
-
-    def summary(self) -> dict[str, float | int]:
-        return {"files": self.files, "bytes": self.bytes, "findings": len(self.findings),
-                "suppressed": self.suppressed, "seconds": round(self.seconds, 3)}
-
-
-_WORKER: Detector | None = None  # set before forking so workers inherit it
-
-
-def _work(batch: list[Task]) -> Outcome:
-    assert _WORKER is not None
+def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
+    """A worker's unit of work; self-contained (rules travel with it), so it runs in
+    any process pool, ours or a caller's."""
+    detector = Detector(rules, max_decompressed=gzip_limit)
     total = Outcome()
-    for task in batch:
-        total.merge(scan_task(_WORKER, task))
+    for origin in batch:
+        total.merge(scan_origin(detector, origin, gzip_limit))
     return total
 
 
-def _batches(tasks: list[Task]) -> list[list[Task]]:
-    batches: list[list[Task]] = []
-    current: list[Task] = []
+def _batches(origins: list[Origin]) -> list[list[Origin]]:
+    batches: list[list[Origin]] = []
+    current: list[Origin] = []
     size = 0
-    for task in tasks:
-        current.append(task)
-        size += (task.end or task.size) - task.start
+    for origin in origins:
+        current.append(origin)
+        size += (origin.end or origin.size) - origin.start
         if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
             batches.append(current)
             current, size = [], 0
@@ -93,64 +98,88 @@ def _batches(tasks: list[Task]) -> list[list[Task]]:
     return batches
 
 
-def scan_paths(paths: list[str], rules: list[Rule], options: Options,
-               progress: Progress | None = None) -> Result:
-    global _WORKER
+def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
+               options: ScanOptions | None = None, progress: Progress | None = None, *,
+               executor: Executor | None = None) -> ScanResult:
+    """Scan files and directories (recursively; dotfiles and git-ignored files included,
+    never ``.git/``). ``executor``: a process pool of the caller's to use instead of
+    starting one."""
+    options = options or ScanOptions()
     started = time.perf_counter()
-    detector = Detector(rules)
-    errors: list[str] = []
-    tasks = list(walk(paths, options.excludes, options.respect_gitignore, errors))
-    jobs = options.jobs or os.cpu_count() or 1
-    total_bytes = sum(t.size for t in tasks)
+    roots = [os.fspath(p) for p in paths]
+    if options.baseline:  # a bad baseline is said before the scan, not after it
+        load_fingerprints(options.baseline, report=True)
+    detector = Detector(rules, max_decompressed=options.max_decompressed)
     outcome = Outcome()
-    if jobs < 2 or (total_bytes < PARALLEL_BYTES and len(tasks) < PARALLEL_FILES):
-        for task in tasks:
-            outcome.merge(scan_task(detector, task))
+    names: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors,
+                        skipped, names))
+    if skipped:
+        log.warning("skipped %d not regular file(s) inside directories (FIFOs, devices, "
+                    "sockets), such as %s", len(skipped), skipped[0])
+    found, outcome.suppressed, renamed = path_findings(detector, names)
+    outcome.findings += found
+    if renamed or not is_clean("\n".join(o.path or "" for o in origins)):
+        origins = [_shown(o, renamed) for o in origins]
+    local = [o for o in origins if o.local]  # streams: read here, never in a worker
+    total_bytes = sum(o.size for o in origins if not o.local)
+    if executor is None and not pools.worth_it(options.jobs, total_bytes,
+                                               options.parallel_bytes, len(origins)):
+        for origin in origins:
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
             if progress:
                 progress(outcome.files, outcome.bytes)
     else:
-        tasks = [part for t in tasks for part in split_large(t, jobs, SPLIT_BYTES)]
-        import multiprocessing
-
-        _WORKER = detector
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(jobs) as pool:
-            for part in pool.imap_unordered(_work, _batches(tasks)):
-                outcome.merge(part)
+        jobs = pools.worker_count(options.jobs)
+        origins = [part for o in origins if not o.local
+                   for part in split_large(o, jobs, SPLIT_BYTES)]
+        with pools.executor(options.jobs, executor) as pool:
+            futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
+                       for batch in _batches(origins)]
+            for origin in local:  # while the workers scan the files
+                outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+            for future in as_completed(futures):
+                outcome.merge(future.result())
                 if progress:
                     progress(outcome.files, outcome.bytes)
             segments = line_segments(outcome, jobs * 4)
             if segments:
-                # Longest first, one at a time: both cores stay busy to the end.
-                order = sorted(range(len(segments)), key=lambda i: segments[i][1] -
-                               segments[i][2])
-                counts = [0] * len(segments)
-                done = pool.map(count_segment, [segments[i] for i in order], chunksize=1)
-                for i, count in zip(order, done, strict=True):
-                    counts[i] = count
-                number_lines(outcome, segments, counts)
-        _WORKER = None
-    errors += outcome.errors
-    findings, ignored = _filter(outcome.findings, options, paths)
-    _note_tracked_env_files(findings)
+                number_lines(outcome, segments, count_lines(segments, pool))
+    findings, ignored = filter_findings(outcome.findings, options, roots)
+    findings = _note_tracked_env_files(findings)
     findings.sort(key=lambda f: f.sort_key)
-    return Result(findings, outcome.suppressed, outcome.files, outcome.bytes,
-                  time.perf_counter() - started, errors, ignored)
+    return ScanResult(findings, outcome.suppressed, outcome.files, outcome.bytes,
+                      time.perf_counter() - started, outcome.errors, ignored,
+                      skipped=len(skipped))
 
 
-def scan_stdin(stream: BinaryIO, rules: list[Rule], options: Options) -> Result:
-    """Constant memory whatever the size; gzip and UTF-16 are recognised here too."""
+def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None = None, *,
+                name: str = "<stdin>") -> ScanResult:
+    """Scan a binary stream (stdin, a pipe, a socket) in constant memory, whatever its
+    size; gzip and UTF-16 are recognised here too."""
+    options = options or ScanOptions()
     started = time.perf_counter()
     outcome = Outcome(files=1)
-    errors: list[str] = []
-    task = Task("<stdin>", "-", "<stdin>", 0)
+    origin = Origin(name, None, SourceKind.STDIN)
     try:
-        scan_file(Detector(rules), stream, task, outcome, seekable=False)
-    except SourceError as exc:
-        errors.append(f"<stdin>: {exc}")
-    findings, ignored = _filter(outcome.findings, options, [])
-    return Result(findings, outcome.suppressed, outcome.files, outcome.bytes,
-                  time.perf_counter() - started, errors, ignored)
+        detector = Detector(rules, max_decompressed=options.max_decompressed)
+        scan_input(detector, stream, origin, outcome, seekable=False,
+                   gzip_limit=options.max_decompressed)
+    except Exception as exc:
+        log.debug("scanning %s failed", name, exc_info=True)
+        outcome.fail(origin, exc)
+    findings, ignored = filter_findings(outcome.findings, options, [])
+    return ScanResult(findings, outcome.suppressed, outcome.files, outcome.bytes,
+                      time.perf_counter() - started, outcome.errors, ignored)
+
+
+def scan_bytes(data: bytes, rules: list[Rule], options: ScanOptions | None = None, *,
+               name: str = "<bytes>") -> ScanResult:
+    """Scan bytes held in memory (a request body, a log line, a decoded attachment)."""
+    import io
+
+    return scan_stream(io.BytesIO(data), rules, options, name=name)
 
 
 def load_fingerprints(path: str, *, report: bool) -> set[str]:
@@ -169,38 +198,49 @@ def load_fingerprints(path: str, *, report: bool) -> set[str]:
     try:
         data = json.loads(text)
         return {str(f["fingerprint"]) for f in data["findings"]}
+    except RecursionError:
+        raise ConfigError(f"{path}: not a cendis-scan JSON report (nested too deeply)") \
+            from None
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{path}: not a cendis-scan JSON report (need findings[].fingerprint)") \
             from None
 
 
-def _filter(findings: list[Finding], options: Options, roots: list[str]) -> tuple[
-        list[Finding], int]:
+def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequence[str]
+                    ) -> tuple[list[Finding], int]:
+    """Drop what is below ``min_confidence`` or listed in the baseline or an ignore file
+    at a scan root (or its git work tree); returns (kept, how many were skipped).
+
+    An entry matches on path, rule and token hash (``path:rule:hash16``, what a file or
+    staged finding prints), so it also silences the same token once committed; an
+    entry that starts with a commit (``<commit>:path:rule:hash16``) silences that
+    commit's finding only. Both sides are scrubbed text, so a path that is not UTF-8
+    or holds a newline matches as it was printed."""
     floor = CONFIDENCE_RANK[options.min_confidence]
     skip: set[str] = set()
     if options.baseline:
         skip |= load_fingerprints(options.baseline, report=True)
-    for base in {_fingerprint_root(r) for r in roots} | {
+    for base in {fingerprint_root(r) for r in roots} | {
             os.path.abspath(r) for r in roots if os.path.isdir(r)}:
         ignore = os.path.join(base, IGNORE_FILE)
         if os.path.isfile(ignore):
             skip |= load_fingerprints(ignore, report=False)
     kept = [f for f in findings if CONFIDENCE_RANK[f.confidence] >= floor]
-    out = [f for f in kept if f.fingerprint not in skip]
+    out = [f for f in kept if f.fingerprint not in skip and f.fingerprint_base not in skip]
     return out, len(kept) - len(out)
 
 
-def _note_tracked_env_files(findings: list[Finding]) -> None:
+def _note_tracked_env_files(findings: list[Finding]) -> list[Finding]:
     """Cendis's docs: keep ``.env``/``.envrc`` in ``.gitignore``. Say so when git would
     pick one up. Runs ``git check-ignore`` once per such file, only for findings."""
     import subprocess
 
-    from scanner.sources.files import git_top
-
     seen: dict[str, bool] = {}
+    out = []
     for f in findings:
         name = os.path.basename(f.path or "")
         if not (name == ".envrc" or name == ".env" or name.startswith(".env.")):
+            out.append(f)
             continue
         if f.path not in seen:
             absolute = os.path.abspath(f.path or "")
@@ -215,5 +255,7 @@ def _note_tracked_env_files(findings: list[Finding]) -> None:
                     exposed = False
             seen[f.path or ""] = exposed
         if seen[f.path or ""]:
-            f.note = (f"{name} is not ignored by git: add it to .gitignore so it is never "
-                      "committed")
+            f = replace(f, note=f"{name} is not ignored by git: add it to .gitignore so it "
+                                "is never committed")
+        out.append(f)
+    return out

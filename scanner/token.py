@@ -26,9 +26,17 @@ CHECK_LENGTH = 6
 MIN_RUN = 20
 #: Runs with less information than this (bits per character) are placeholders.
 ENTROPY_FLOOR = 3.0
+#: The longest body run read after a prefix; a longer run is read as its first MAX_RUN
+#: characters (and reported as possible).
+MAX_RUN = 256
+#: The v1 checksum: CRC-32 of the body in CHECK_LENGTH base62 digits.
+CHECKSUM_SCHEME = "crc32-base62"
 
 
 class Confidence(StrEnum):
+    """How sure a finding is: ``confirmed`` (a valid v1 token, checksum and all) or
+    ``possible`` (token-shaped, 20+ characters, not a placeholder)."""
+
     CONFIRMED = "confirmed"
     POSSIBLE = "possible"
 

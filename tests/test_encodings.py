@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scanner.engine.inputs import GZIP_LIMIT
+from scanner.result import GZIP_LIMIT
 
 
 def _single(scan: Any, path: Path) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from scanner.engine.detect import Detector
+from scanner.engine.fragments import READ_WHOLE, Origin, split_large
 from scanner.rules import load
-from scanner.scan import SPLIT_BYTES
-from scanner.sources.files import READ_WHOLE, Task, scan_task, split_large
+from scanner.scan import SPLIT_BYTES, scan_origin
 
 
 def test_minified_line_of_three_megabytes(scan: Any, tmp_path: Path,
@@ -62,11 +62,11 @@ def test_token_straddling_the_split_point_is_found_once(
     data[at : at + len(secret)] = secret
     path = tmp_path / "huge.txt"
     path.write_bytes(bytes(data))
-    task = Task(str(path), str(path), "huge.txt", size)
+    task = Origin(str(path), "huge.txt", size=size, fs_path=str(path))
     parts = split_large(task, parts=2, min_size=0)
     assert [(p.start, p.end) for p in parts] == [(0, half), (half, size)]
     detector = _detector()
-    outcomes = [scan_task(detector, part) for part in parts]
+    outcomes = [scan_origin(detector, part) for part in parts]
     findings = [f for o in outcomes for f in o.findings]
     assert [o.errors for o in outcomes] == [[], []]
     assert len(findings) == 1
@@ -88,7 +88,8 @@ def test_split_file_through_the_cli_numbers_lines(scan: Any, tmp_path: Path,
         f.write(line * n + tokens[2])
     size = path.stat().st_size
     assert size >= SPLIT_BYTES
-    middle = split_large(Task(str(path), str(path), "huge.log", size), 2, 0)[1].start
+    middle = split_large(Origin(str(path), "huge.log", size=size, fs_path=str(path)), 2,
+                         0)[1].start
     assert middle == len(line) * n + 50 + 5 + 20
     status, report, _ = scan([str(path), "--jobs", "2"])
     assert status == 1

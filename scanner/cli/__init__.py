@@ -1,28 +1,56 @@
 """``cendis-scan``: a thin dispatcher in front of the library.
 
-Commands on the hot path (``scan``, ``git``, ``redact``, ``check-token``, ``rules``) run
-in every pre-commit hook and CI step, so they are parsed with argparse and never import
-typer: Python plus typer alone costs more than the 0.12 s a one-file scan may take
-(PERF-NOTES.md). Everything else, and the top-level help, goes to the typer app.
+Commands are found in :mod:`scanner.cli.table`. Those on the hot path (``scan``,
+``git``, ``redact``, ``check-token``...) run in every pre-commit hook and CI step, so
+they are parsed with argparse and never import typer: Python plus typer alone costs
+more than the 0.12 s a one-file scan may take (PERF-NOTES.md). The rest are typer
+commands, and only the module of the command being run is imported.
+
+Every failure the user can fix is one line on stderr and exit status 2; a bug is one
+``internal error`` line too, with the traceback behind ``--debug`` or
+``CENDIS_SCAN_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-FAST = ("scan", "git", "redact", "check-token", "rules", "install-hook")
+
+def debug_wanted() -> bool:
+    return os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in FAST:
+    args = list(sys.argv[1:] if argv is None else argv)
+    while args and args[0] == "--debug":
+        os.environ["CENDIS_SCAN_DEBUG"] = "1"
+        args.pop(0)
+    sys.exit(dispatch(args))
+
+
+def dispatch(args: list[str]) -> int:
+    from scanner import __version__
+    from scanner.cli.table import BY_NAME, top_help
+
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(top_help(__version__))
+        return 0
+    if args[0] in ("--version", "-V"):
+        sys.stdout.write(f"cendis-scan {__version__}\n")
+        return 0
+    command = BY_NAME.get(args[0])
+    if command is None:
+        from scanner.redaction import scrub
+
+        kind = "option" if args[0].startswith("-") else "command"
+        sys.stderr.write(f"cendis-scan: error: no such {kind} {scrub(args[0], 40)!r} "
+                         "(see cendis-scan --help)\n")
+        return 2
+    if command.fast:
         from scanner.cli.commands import run
 
-        sys.exit(run(args))
-    from scanner.cli.app import app, unknown
+        return run(args)
+    from scanner.cli.app import run_typer
 
-    problem = unknown(args)
-    if problem:  # one line, like every other usage error (click's is four)
-        sys.stderr.write(f"cendis-scan: error: {problem} (see cendis-scan --help)\n")
-        sys.exit(2)
-    app(args=args, prog_name="cendis-scan")
+    return run_typer(command, args)

@@ -1,83 +1,61 @@
-"""The typer application: the top-level help, and the commands off the hot path.
+"""The typer side: commands off the hot path (incidents, revoke, serve, sweep, dev...).
 
-The hot-path commands are listed here too, so ``cendis-scan --help`` shows every
-command, but they are parsed by :mod:`scanner.cli.commands` (one definition of their
-options, no typer import when a hook runs them).
+Each such command's module has ``register(app)``; only the module of the command being
+run is imported, and its typer app is run without click's standalone mode, so a usage
+error is one line and exit status 2, the same as on the argparse side.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 
-from scanner import __version__
-
-app = typer.Typer(
-    name="cendis-scan",
-    help="Find, block and revoke leaked Cendis personal access tokens (cendis_pat_...).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    epilog="\b\nExamples:\n  cendis-scan scan .\n  kubectl logs pod | cendis-scan scan -\n"
-           "  tail -f app.log | cendis-scan redact\n  cendis-scan scan --help",
-)
-
-_FORWARD = {"ignore_unknown_options": True, "allow_extra_args": True,
-            "help_option_names": []}
-_SUMMARIES = {
-    "scan": "Scan files, directories or stdin for tokens.  Example: cendis-scan scan .",
-    "git": "Scan git history, staged changes or a push.  Example: cendis-scan git --staged",
-    "redact": "Copy stdin to stdout with every token redacted.  Example: "
-              "tail -f app.log | cendis-scan redact",
-    "check-token": "Say whether the token on stdin is well-formed.  Example: "
-                   "pbpaste | cendis-scan check-token",
-    "rules": "List rules, or check a rule file against its samples.  Example: "
-             "cendis-scan rules check my-rules.toml",
-    "install-hook": "Install a plain git pre-commit (or pre-push) hook.  Example: "
-                    "cendis-scan install-hook",
-}
+from scanner.cli.table import Command
+from scanner.errors import EXIT_ERROR, ScanError
+from scanner.redaction import scrub
 
 
-def _forwarder(name: str) -> None:
-    def command(ctx: typer.Context) -> None:
-        from scanner.cli.commands import run
+def build_app(module: str) -> typer.Typer:
+    app = typer.Typer(name="cendis-scan", add_completion=False, rich_markup_mode=None,
+                      context_settings={"help_option_names": ["-h", "--help"]})
 
-        sys.exit(run([name, *ctx.args]))
+    @app.callback()
+    def _group() -> None:
+        """cendis-scan (see cendis-scan --help)."""
 
-    command.__doc__ = _SUMMARIES[name] + "  (See: cendis-scan " + name + " --help.)"
-    app.command(name, context_settings=_FORWARD, add_help_option=False)(command)
-
-
-for _name in _SUMMARIES:
-    _forwarder(_name)
+    importlib.import_module(module).register(app)
+    return app
 
 
-@app.command()
-def version() -> None:
-    """Print the version.  Example: cendis-scan version"""
-    typer.echo(f"cendis-scan {__version__}")
+def run_typer(command: Command, args: list[str]) -> int:
+    from scanner.cli import debug_wanted
+    from scanner.cli.commands import internal_error, setup_logging
 
-
-def unknown(args: list[str]) -> str | None:
-    """What is wrong with a command line whose first word no command or option takes."""
-    if not args or args[0] == "--help":
-        return None
-    names = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    if args[0] in names:
-        return None
-    kind = "option" if args[0].startswith("-") else "command"
-    from scanner.errors import short
-
-    return f"no such {kind} {short(args[0], 40)!r}"
-
-
-def _register_more() -> None:
-    """Commands kept in their own modules (each has a ``register(app)``)."""
-    from scanner.cli import dev, incidents
-
-    incidents.register(app)
-    dev.register(app)
-
-
-_register_more()
+    debug = debug_wanted()
+    setup_logging(debug)
+    app = build_app(command.module)
+    try:
+        result = app(args=args, prog_name="cendis-scan", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("cendis-scan: interrupted\n")
+        return 130
+    except ScanError as exc:
+        sys.stderr.write(f"cendis-scan: error: {scrub(str(exc), 500)}\n")
+        return exc.exit_status
+    except Exception as exc:
+        # typer raises its own (vendored) click's exceptions: known by their shape.
+        message = getattr(exc, "format_message", None)
+        if message is None:
+            return internal_error(exc, debug)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            sys.stdout.write(ctx.get_help() + "\n" if ctx else "")
+            return 0
+        where = f"cendis-scan {command.name}"
+        sys.stderr.write(f"{where}: error: {scrub(message(), 300)} (see --help)\n")
+        return int(getattr(exc, "exit_code", EXIT_ERROR) or EXIT_ERROR)
+    return result if isinstance(result, int) else 0

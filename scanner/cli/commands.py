@@ -7,27 +7,86 @@ errors become one line on stderr and status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
+import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
+from scanner.cli import debug_wanted
+from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
+from scanner.redaction import scrub
+
+if TYPE_CHECKING:
+    from scanner.result import ScanOptions, ScanResult
+    from scanner.rules import Rule
 
 EXIT_STATUS = """exit status:
-  0  nothing found
-  1  findings (at or above --min-confidence)
-  2  usage, configuration or I/O error; also when any input could not be read
+  0    nothing found
+  1    findings (at or above --min-confidence)
+  2    usage, configuration or I/O error; also when any input could not be read
+  130  interrupted (Ctrl-C); 143: terminated (SIGTERM); no report is written
 """
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that everything that stops
+    cleanly on Ctrl-C (worker pools, temporary report files) does so on SIGTERM too."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+class _ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` when the shell closed it (``>&-``): Python makes it None, and a
+    write to None is an AttributeError; here it is the I/O error the user sees."""
+
+    def write(self, text: str) -> int:  # bytes too, through .buffer
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    @property
+    def buffer(self) -> _ClosedStdout:
+        return self
+
+
+def _drop_stdout() -> None:
+    """After stdout failed (closed pipe, full disk), point it at the null device, so
+    that Python's final flush of what is still buffered cannot fail a second time with
+    an "Exception ignored" message (the recipe of Python's signal docs)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {scrub(message, 300)} (see --help)\n")
         sys.exit(EXIT_ERROR)
 
 
-def _report_options(p: argparse.ArgumentParser) -> None:
+def add_common_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
+    """Options every scanning command takes (defined once: ``scan`` and ``git``)."""
+    p.add_argument("--rules", metavar="FILE", action="append", default=[],
+                   help="add rules from a TOML file (repeatable)")
+    if jobs:
+        p.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
+                       help="worker processes (default: one per core)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback behind an internal error")
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text",
                    help="report format (default: text)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
@@ -35,23 +94,29 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                    help="report only findings at least this sure (default: possible)")
     p.add_argument("--baseline", metavar="REPORT.json",
                    help="skip findings already in this earlier JSON report")
-    p.add_argument("--rules", metavar="FILE", action="append", default=[],
-                   help="add rules from a TOML file (repeatable)")
     p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="cendis-scan", add_help=True)
-    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    scan = sub.add_parser(
-        "scan", help="scan files, directories or stdin",
-        description="Scan files and directories (recursively, dotfiles and git-ignored "
-                    "files included, never .git/) or stdin for Cendis tokens.",
-        epilog="examples:\n  cendis-scan scan .\n  cendis-scan scan --format sarif -o "
-               "leaks.sarif src/ .env\n  kubectl logs pod | cendis-scan scan -\n\n"
-               + EXIT_STATUS,
+def new_parser(sub: argparse._SubParsersAction, command: Command,
+               description: str, epilog: str, examples: tuple[str, ...] = ()
+               ) -> argparse.ArgumentParser:
+    """A command's parser in the one style every command shares: the summary and the
+    first example come from the table, then more examples, then ``epilog`` (modes,
+    exit status)."""
+    lines = "\n".join(f"  {e}" for e in (command.example, *examples))
+    return sub.add_parser(
+        command.name, help=command.summary, description=description,
+        epilog=f"example{'s' if examples else ''}:\n{lines}\n\n{epilog}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    scan = new_parser(
+        sub, command,
+        "Scan files and directories (recursively, dotfiles and git-ignored files included, "
+        "never .git/) or stdin for Cendis tokens.", EXIT_STATUS,
+        ("cendis-scan scan --format sarif -o leaks.sarif src/ .env",
+         "kubectl logs pod | cendis-scan scan -"))
     scan.add_argument("paths", nargs="*", metavar="PATH",
                       help="files or directories; '-' for stdin (default: '.', or stdin "
                            "when it is a pipe)")
@@ -60,97 +125,231 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--respect-gitignore", action="store_true",
                       help="skip files that .gitignore files ignore (default: scan them: "
                            ".env files are usually git-ignored)")
-    scan.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
-                      help="worker processes (default: one per core)")
-    _report_options(scan)
+    scan.add_argument("--max-decompressed", metavar="SIZE", type=_size, default=None,
+                      help="stop decompressing a gzip input past SIZE (e.g. 64M, 2G; "
+                           "default 1G): a gzip bomb is an error, not a hang")
+    add_common_options(scan)
+    add_report_options(scan)
     scan.set_defaults(func=cmd_scan)
 
-    redact = sub.add_parser(
-        "redact", help="copy stdin to stdout with every token redacted",
-        description="Copy stdin to stdout, line by line, replacing every token (confirmed "
-                    "or possible) by its redacted form; everything else is copied byte for "
-                    "byte. The number of redactions goes to stderr.",
-        epilog="example:\n  tail -f app.log | cendis-scan redact\n\nexit status: 0, or 2 "
-               "on an I/O error",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    redact.add_argument("--rules", metavar="FILE", action="append", default=[],
-                        help="add rules from a TOML file (repeatable)")
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.rstrip("KMGkmgBb"), text[len(text.rstrip("KMGkmgBb")):].upper()
+    unit = unit.rstrip("B")
+    if not number.isdigit() or unit not in units or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 64M or 1G)")
+    return int(number) * units[unit]
+
+
+def _redact_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    redact = new_parser(
+        sub, command,
+        "Copy stdin to stdout, line by line, replacing every token (confirmed or possible) "
+        "by its redacted form; everything else is copied byte for byte. The number of "
+        "redactions goes to stderr.", "exit status: 0, or 2 on an I/O error")
+    add_common_options(redact, jobs=False)
     redact.set_defaults(func=cmd_redact)
 
-    check = sub.add_parser(
-        "check-token", help="say whether the token on stdin is well-formed",
-        description="Read one token from stdin (never from the command line, which lands in "
-                    "shell history) and say whether it is a well-formed v1 token, truncated, "
-                    "mistyped (checksum) or a placeholder. The token is never printed.",
-        epilog="examples:\n  pbpaste | cendis-scan check-token\n  cendis-scan check-token   "
-               "(asks for it without echo)\n\nexit status: 0 well-formed, 1 not, 2 no input",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _check_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    check = new_parser(
+        sub, command,
+        "Read one token from stdin (never from the command line, which lands in shell "
+        "history) and say whether it is a well-formed v1 token, truncated, mistyped "
+        "(checksum) or a placeholder. The token is never printed.",
+        "exit status: 0 well-formed, 1 not, 2 no input",
+        ("cendis-scan check-token   (asks for it without echo)",))
+    check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     check.set_defaults(func=cmd_check_token)
 
-    rules = sub.add_parser(
-        "rules", help="list rules or check rule files",
-        description="List the rules in force, or validate rule files and run their true "
-                    "and false samples.",
-        epilog="examples:\n  cendis-scan rules list\n  cendis-scan rules check my.toml\n\n"
-               "exit status: 0 valid, 2 invalid",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _rules_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    rules = new_parser(
+        sub, command,
+        "List the rules in force, or validate rule files and run their true and false "
+        "samples.", "exit status: 0 valid, 2 invalid", ("cendis-scan rules list",))
     rules.add_argument("action", choices=("list", "check"))
     rules.add_argument("files", nargs="*", metavar="FILE")
+    rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     rules.set_defaults(func=cmd_rules)
 
-    _add_git_commands(sub)
+
+def _version_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    version = new_parser(sub, command, "Print the version.", "exit status: 0")
+    version.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    version.set_defaults(func=cmd_version)
+
+
+PARSERS = {"scan": _scan_parser, "redact": _redact_parser, "check-token": _check_parser,
+           "rules": _rules_parser, "version": _version_parser}
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The parser for one fast command (only that one is built: a hook pays for one)."""
+    import importlib
+
+    command = BY_NAME[name]
+    root = _Parser(prog="cendis-scan", add_help=True)
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    importlib.import_module(command.module).PARSERS[name](sub, command)
     return root
 
 
-def _add_git_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The git commands live with the git source; absent until that module exists."""
-    try:
-        from scanner.cli import git_commands
-    except ImportError:
-        return
-    git_commands.add(sub, _report_options, EXIT_STATUS)
-
-
 def run(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
+    debug = getattr(args, "debug", False) or debug_wanted()
+    setup_logging(debug)
     func: Callable[[argparse.Namespace], int] = args.func
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    with contextlib.suppress(ValueError):  # not the main thread: a caller's thread
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return func(args)
     except ScanError as exc:
-        sys.stderr.write(f"cendis-scan: error: {exc}\n")
+        sys.stderr.write(f"cendis-scan: error: {scrub(str(exc), 500)}\n")
         return exc.exit_status
-    except KeyboardInterrupt:
-        sys.stderr.write("cendis-scan: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        sys.stderr.write(f"cendis-scan: {'terminated' if terminated else 'interrupted'}\n")
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
+        _drop_stdout()
         return EXIT_ERROR
+    except OSError as exc:  # stdin or stdout failing under a command (EIO, ENOSPC...)
+        _drop_stdout()
+        sys.stderr.write(f"cendis-scan: error: I/O error: {scrub(str(exc.strerror or exc))}\n")
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        return internal_error(exc, debug)
 
 
-def load_rules(extra: list[str]) -> list:  # type: ignore[type-arg]
+def internal_error(exc: BaseException, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(f"cendis-scan: internal error: {type(exc).__name__}: "
+                     f"{scrub(str(exc), 300)}"
+                     f"{'' if debug else ' (run with --debug for the traceback)'}\n")
+    return EXIT_ERROR
+
+
+class _Handler(logging.Handler):
+    """Library warnings as ``cendis-scan: ...`` lines on stderr, scrubbed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = scrub(record.getMessage())
+            if record.exc_info and record.levelno <= logging.DEBUG:
+                import traceback
+
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            sys.stderr.write(f"cendis-scan: {text}\n")
+        except Exception:  # logging must never end a scan
+            self.handleError(record)
+
+
+def setup_logging(debug: bool) -> None:
+    logger = logging.getLogger("cendis_scan")
+    if not any(isinstance(h, _Handler) for h in logger.handlers):
+        logger.addHandler(_Handler())
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+
+
+def load_rules(extra: list[str]) -> list[Rule]:
     from scanner.rules import load
 
     return load(extra)
 
 
-def write_report(text: str, output: str | None) -> None:
-    """To stdout, or to a file replaced atomically (a failed run never truncates it)."""
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    import tempfile
+def scan_options(args: argparse.Namespace) -> ScanOptions:
+    """ScanOptions from the options ``scan`` and ``git`` share."""
+    from scanner.result import GZIP_LIMIT, ScanOptions
+    from scanner.token import Confidence
 
-    directory = os.path.dirname(os.path.abspath(output))
+    if args.jobs < 0:
+        raise UsageError("--jobs must be 0 or more")
+    if args.baseline:  # a bad baseline is said now, not after a long scan
+        from scanner.scan import load_fingerprints
+
+        load_fingerprints(args.baseline, report=True)
+    return ScanOptions(min_confidence=Confidence(args.min_confidence),
+                       excludes=tuple(getattr(args, "exclude", ())),
+                       respect_gitignore=getattr(args, "respect_gitignore", False),
+                       baseline=args.baseline, jobs=args.jobs,
+                       max_decompressed=getattr(args, "max_decompressed", None) or GZIP_LIMIT)
+
+
+def write_report(text: str, output: str | None) -> None:
+    """To stdout, or to ``output``: a regular file (or a new one) is replaced
+    atomically, so a failed or interrupted run never leaves half a report; through a
+    symlink, its target is replaced and the link kept. Anything else (``/dev/null``, a
+    FIFO, a terminal) is opened and written in place: replacing a device by a regular
+    file, as root, would break the machine."""
+    if output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _drop_stdout()
+            raise UsageError(f"cannot write the report to stdout: {exc.strerror or exc}") \
+                from None
+        return
+    import stat
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cendis-scan-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, output)
+        try:
+            st: os.stat_result | None = os.stat(output)  # through any symlinks
+        except FileNotFoundError:  # nothing there, or a dangling link: create its target
+            st = None
+        if st is not None and _is_stdout(st):  # -o /dev/stdout: appended as `>>` asked
+            write_report(text, None)
+            return
+        target = os.path.realpath(output)
+        # Not a regular file, a name of this process's own (/dev/stdout, /proc/self/fd/N)
+        # or one whose resolved path is another file: written in place, never renamed over.
+        if st is not None and (not stat.S_ISREG(st.st_mode)
+                               or os.path.abspath(output).startswith(("/dev/", "/proc/"))
+                               or not os.path.exists(target)
+                               or not os.path.samestat(st, os.stat(target))):
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        mode = None if st is None else st.st_mode
+        _replace_atomically(target, text, mode)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def finish(result, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _is_stdout(st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(st, os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
+
+
+def _replace_atomically(target: str, text: str, mode: int | None) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".cendis-scan-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode is not None:  # an existing report keeps its permissions
+            os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, target)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def finish(result: ScanResult, args: argparse.Namespace) -> int:
     """Render, write and choose the exit status: errors win over findings."""
     from scanner.report import render
 
@@ -158,7 +357,7 @@ def finish(result, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
              and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     write_report(render(args.format, result, color=color), args.output)
     for error in result.errors:
-        sys.stderr.write(f"cendis-scan: error: {error}\n")
+        sys.stderr.write(f"cendis-scan: error: {scrub(error.message, 500)}\n")
     if args.format == "text":
         from scanner.report.text import summary_line
 
@@ -169,21 +368,19 @@ def finish(result, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from scanner.scan import Options, scan_paths, scan_stdin
+    from scanner.scan import scan_paths, scan_stream
 
-    if args.jobs < 0:
-        raise UsageError("--jobs must be 0 or more")
+    options = scan_options(args)
     rules = load_rules(args.rules)
-    options = Options(min_confidence=args.min_confidence, excludes=args.exclude,
-                      respect_gitignore=args.respect_gitignore, baseline=args.baseline,
-                      jobs=args.jobs)
     paths = args.paths
     if not paths:
         paths = ["-"] if _stdin_is_pipe() else ["."]
     if "-" in paths:
         if len(paths) > 1:
             raise UsageError("'-' (stdin) cannot be combined with other paths")
-        return finish(scan_stdin(sys.stdin.buffer, rules, options), args)
+        if sys.stdin is None:
+            raise UsageError("stdin is closed: nothing to scan as '-'")
+        return finish(scan_stream(sys.stdin.buffer, rules, options), args)
     from scanner.cli.progress import Progress, wanted
 
     progress = Progress() if wanted(args.format) else None
@@ -198,6 +395,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _stdin_is_pipe() -> bool:
     import stat
 
+    if sys.stdin is None:  # closed (<&-): not a pipe
+        return False
     try:
         mode = os.fstat(sys.stdin.fileno()).st_mode
     except (OSError, ValueError):
@@ -210,7 +409,16 @@ def _stdin_is_pipe() -> bool:
 def cmd_redact(args: argparse.Namespace) -> int:
     from scanner.redact import redact_stream
 
-    count = redact_stream(sys.stdin.buffer, sys.stdout.buffer, load_rules(args.rules))
+    if sys.stdin is None:
+        raise UsageError("stdin is closed: nothing to redact")
+    rules = load_rules(args.rules)
+    try:
+        count = redact_stream(sys.stdin.buffer, sys.stdout.buffer, rules)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _drop_stdout()
+        raise UsageError(f"redact: {exc.strerror or exc}") from None
     sys.stderr.write(f"cendis-scan: {count} token{'s' if count != 1 else ''} redacted\n")
     return EXIT_CLEAN
 
@@ -218,6 +426,9 @@ def cmd_redact(args: argparse.Namespace) -> int:
 def cmd_check_token(args: argparse.Namespace) -> int:
     from scanner.token import check, explain
 
+    if sys.stdin is None:
+        raise UsageError("no token on stdin: stdin is closed (pipe it in: pbpaste | "
+                         "cendis-scan check-token)")
     if sys.stdin.isatty():
         import getpass
 
@@ -236,7 +447,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         for rule in load(args.files):
-            sys.stdout.write(f"{rule.id}\t{rule.prefix.decode()}\t{rule.description}\n")
+            fields = (rule.id, rule.prefix.decode("utf-8", "replace"), rule.description)
+            sys.stdout.write("\t".join(scrub(x) for x in fields) + "\n")
         return EXIT_CLEAN
     if not args.files:
         raise UsageError("rules check needs at least one FILE")
@@ -244,9 +456,16 @@ def cmd_rules(args: argparse.Namespace) -> int:
     for path in args.files:
         problems = validate_samples(load_file(path))
         for problem in problems:
-            sys.stderr.write(f"{path}: {problem}\n")
+            sys.stderr.write(f"{scrub(path)}: {scrub(problem, 500)}\n")
         if problems:
             status = EXIT_ERROR
         else:
-            sys.stdout.write(f"{path}: ok\n")
+            sys.stdout.write(f"{scrub(path)}: ok\n")
     return status
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from scanner import __version__
+
+    sys.stdout.write(f"cendis-scan {__version__}\n")
+    return EXIT_CLEAN

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+
+from scanner.cli.table import Command
 
 GIT_EXAMPLES = """modes (one at a time; the default is --all):
   --all              every commit reachable from any ref, commit messages included
@@ -23,38 +24,33 @@ GIT_EXAMPLES = """modes (one at a time; the default is --all):
 A token is reported once, at the commit that introduced it; later copies, renames,
 merges and modifications are counted in its "occurrences".
 
-examples:
-  cendis-scan git                          whole history of the current repository
-  cendis-scan git ~/src/app --format sarif -o leaks.sarif
-  cendis-scan git --staged                 (what the pre-commit hook runs)
-  cendis-scan git --since-commit origin/main
-  cendis-scan git --range v1.0..v1.1 --format json
-
 """
-HOOK_EXAMPLES = """The hook runs `cendis-scan git --staged` (or `git --pre-push`) and blocks when
+GIT_MORE = ("cendis-scan git                          whole history of the current repository",
+            "cendis-scan git ~/src/app --format sarif -o leaks.sarif",
+            "cendis-scan git --since-commit origin/main",
+            "cendis-scan git --range v1.0..v1.1 --format json")
+HOOK_TEXT = """The hook runs `cendis-scan git --staged` (or `git --pre-push`) and blocks when
 a change adds a token. It is written where git looks for hooks (core.hooksPath is
 followed); a hook that cendis-scan did not write is left alone unless --force.
 With the pre-commit framework, use the hooks in .pre-commit-hooks.yaml instead.
-
-examples:
-  cendis-scan install-hook
-  cendis-scan install-hook --pre-push
-  cendis-scan install-hook ~/src/app --force
 
 exit status: 0 installed, 2 refused or failed
 """
 
 
-ReportOptions = Callable[[argparse.ArgumentParser], None]
+def _git_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    from scanner.cli.commands import (
+        EXIT_STATUS,
+        add_common_options,
+        add_report_options,
+        new_parser,
+    )
 
-
-def add(sub: argparse._SubParsersAction, report_options: ReportOptions,  # type: ignore[type-arg]
-        exit_status: str) -> None:
-    scan = sub.add_parser(
-        "git", help="scan git history, staged changes or a push",
-        description="Scan a git repository for Cendis tokens that commits added: the whole "
-                    "history, the staged changes, a push, or a range of commits.",
-        epilog=GIT_EXAMPLES + exit_status, formatter_class=argparse.RawDescriptionHelpFormatter)
+    scan = new_parser(
+        sub, command,
+        "Scan a git repository for Cendis tokens that commits added: the whole history, "
+        "the staged changes, a push, or a range of commits.", GIT_EXAMPLES + EXIT_STATUS,
+        GIT_MORE)
     scan.add_argument("repo", nargs="?", default=".", metavar="REPO",
                       help="repository: a work tree, a bare repository or a worktree "
                            "(default: the current directory)")
@@ -67,57 +63,62 @@ def add(sub: argparse._SubParsersAction, report_options: ReportOptions,  # type:
                       help="the commits a push sends (for a pre-push hook)")
     mode.add_argument("--range", metavar="A..B", help="the commits of this range")
     mode.add_argument("--since-commit", metavar="SHA", help="the commits after SHA")
-    scan.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
-                      help="worker processes for --all (default: one per core)")
-    report_options(scan)
+    add_common_options(scan)
+    add_report_options(scan)
     scan.set_defaults(func=cmd_git)
 
-    hook = sub.add_parser(
-        "install-hook", help="install a plain git pre-commit (or pre-push) hook",
-        description="Install a git hook that blocks commits (or pushes) that add a Cendis "
-                    "token.",
-        epilog=HOOK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _hook_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    from scanner.cli.commands import new_parser
+
+    hook = new_parser(sub, command,
+                      "Install a git hook that blocks commits (or pushes) that add a Cendis "
+                      "token.", HOOK_TEXT,
+                      ("cendis-scan install-hook --pre-push",
+                       "cendis-scan install-hook ~/src/app --force"))
     hook.add_argument("repo", nargs="?", default=".", metavar="REPO",
                       help="repository (default: the current directory)")
     hook.add_argument("--pre-push", action="store_true",
                       help="install the pre-push hook instead of pre-commit")
     hook.add_argument("--force", action="store_true",
                       help="replace a hook that cendis-scan did not write")
+    hook.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     hook.set_defaults(func=cmd_install_hook)
 
 
+PARSERS = {"git": _git_parser, "install-hook": _hook_parser}
+
+
 def _say(message: str) -> None:
-    sys.stderr.write(f"cendis-scan: {message}\n")
+    from scanner.redaction import scrub
+
+    sys.stderr.write(f"cendis-scan: {scrub(message)}\n")
 
 
 def cmd_git(args: argparse.Namespace) -> int:
     from scanner import gitscan
-    from scanner.cli.commands import finish, load_rules
+    from scanner.cli.commands import finish, load_rules, scan_options
     from scanner.errors import UsageError
-    from scanner.scan import Options
 
-    if args.jobs < 0:
-        raise UsageError("--jobs must be 0 or more")
+    options = scan_options(args)
     rules = load_rules(args.rules)
-    options = Options(min_confidence=args.min_confidence, baseline=args.baseline,
-                      jobs=args.jobs)
     repo = args.repo
     if args.staged:
-        result = gitscan.scan_staged(repo, rules, options, _say)
+        result = gitscan.scan_staged(repo, rules, options)
     elif args.pre_push:
         lines = ([] if sys.stdin is None or sys.stdin.isatty() else
                  sys.stdin.buffer.read().decode("utf-8", "surrogateescape").splitlines())
         rev_sets = gitscan.push_revs(repo, lines, os.environ)
         if not rev_sets:
             _say("no commits to scan in this push")
-        result = gitscan.scan_revs(repo, rev_sets, rules, options, _say)
+        result = gitscan.scan_revs(repo, rev_sets, rules, options)
     elif args.range or args.since_commit:
         if args.range and ".." not in args.range:
             raise UsageError(f"--range wants A..B, got {args.range!r}")
         rev = args.range or f"{args.since_commit}..HEAD"
-        result = gitscan.scan_revs(repo, [[rev]], rules, options, _say)
+        result = gitscan.scan_revs(repo, [[rev]], rules, options)
     else:
-        result = gitscan.scan_history(repo, rules, options, _say)
+        result = gitscan.scan_history(repo, rules, options)
     status = finish(result, args)
     if result.findings and (args.staged or args.pre_push):
         from scanner.hooks import blocked_message

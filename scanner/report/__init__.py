@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scanner.scan import Result
+    from scanner.result import ScanResult as Result
 
 FORMATS = ("text", "json", "sarif")
 
 
 def render(fmt: str, result: Result, *, color: bool = False) -> str:
-    if fmt == "json":
-        from scanner.report import json as report
-    elif fmt == "sarif":
-        from scanner.report import sarif as report
-    else:
-        from scanner.report import text as report
+    import importlib
+
+    name = fmt if fmt in FORMATS else "text"
+    report = importlib.import_module(f"scanner.report.{name}")
     return report.render(result, color=color)

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scanner.scan import Result
+    from scanner.result import ScanResult as Result
 
 VERSION = 1
 
@@ -18,5 +18,5 @@ def render(result: Result, *, color: bool = False) -> str:
         "summary": result.summary(),
     }
     if result.errors:
-        data["errors"] = result.errors
+        data["errors"] = [e.message for e in result.errors]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

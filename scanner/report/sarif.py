@@ -10,11 +10,12 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from scanner.redaction import unescape_bytes
 from scanner.report.text import POSSIBLE, ROTATE
 
 if TYPE_CHECKING:
     from scanner.finding import Finding
-    from scanner.scan import Result
+    from scanner.result import ScanResult as Result
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://github.com/cendis/cendis-scan"
@@ -36,14 +37,18 @@ def _rule(rule_id: str) -> dict[str, Any]:
 
 
 def _location(f: Finding) -> dict[str, Any]:
-    uri = quote(f.path, safe="/") if f.path else ".git/COMMIT_EDITMSG"
+    # Paths are scrubbed text (``\\xNN`` for a byte that is not UTF-8); a URI
+    # percent-encodes the real bytes of the name instead.
+    uri = quote(unescape_bytes(f.path), safe="/") if f.path else ".git/COMMIT_EDITMSG"
+    artifact = {"uri": uri, "uriBaseId": "%SRCROOT%"}
+    if f.location in ("path", "author", "committer"):  # the name itself, not a place in it
+        return {"physicalLocation": {"artifactLocation": artifact}}
     region: dict[str, Any]
     if f.line is None:
         region = {"byteOffset": f.offset}
     else:
         region = {"startLine": f.line, "startColumn": f.column or 1}
-    return {"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
-                                 "region": region}}
+    return {"physicalLocation": {"artifactLocation": artifact, "region": region}}
 
 
 def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
@@ -85,7 +90,7 @@ def render(result: Result, *, color: bool = False) -> str:
         "results": [_result(f, index) for f in result.findings],
         "invocations": [{"executionSuccessful": not result.errors,
                          "toolExecutionNotifications": [
-                             {"level": "error", "message": {"text": e}}
+                             {"level": "error", "message": {"text": e.message}}
                              for e in result.errors]}],
     }
     doc = {"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}

@@ -1,73 +1,30 @@
-"""Files and directories: walk, sniff, read, and hand fragments to the detector.
+"""Files and directories: which files a scan reads, and where each one comes from.
 
 Every file is looked at, dotfiles and git-ignored ones included (``.env`` files are
 ignored by git precisely because they hold secrets), but never anything inside
-``.git/``. One unreadable file is an error for that file only: it is reported and the
-scan goes on.
+``.git/``. This module only walks and names: it yields an
+:class:`~scanner.engine.fragments.Origin` per file, and the engine reads it. One
+unreadable directory or file is an error for it alone: it is reported and the scan
+goes on.
+
+Anything that is not a regular file (a FIFO, a device, a socket) could block or never
+end: inside a directory it is skipped and counted; named on the command line it is read
+as a stream, in the calling process (see :attr:`Origin.local`).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import stat
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Iterator
 from typing import Any
 
-from scanner.engine.detect import Detector
-from scanner.engine.inputs import (
-    CHUNK,
-    REGION,
-    SNIFF,
-    Located,
-    gunzip,
-    kind_of,
-    locate,
-    scan_buffer,
-    scan_stream,
-    search,
-    utf16_to_utf8,
-)
-from scanner.errors import ConfigError, SourceError
-from scanner.finding import Finding
-
-#: Files up to this size are read whole; larger ones are mapped.
-READ_WHOLE = 4 << 20
+from scanner.engine.fragments import Origin
+from scanner.errors import ConfigError
+from scanner.finding import SourceKind
+from scanner.result import ScanIssue
 
 
-@dataclass(slots=True)
-class Task:
-    """One file (or one byte range of a very large file) to scan."""
-
-    path: str  # as shown to people
-    fs_path: str
-    fingerprint_path: str
-    size: int
-    start: int = 0
-    end: int | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    findings: list[Finding] = field(default_factory=list)
-    suppressed: int = 0
-    files: int = 0
-    bytes: int = 0
-    errors: list[str] = field(default_factory=list)
-    split: dict[str, str] = field(default_factory=dict)  # display path -> fs path
-
-    def merge(self, other: Outcome) -> None:
-        self.findings += other.findings
-        self.suppressed += other.suppressed
-        self.files += other.files
-        self.bytes += other.bytes
-        self.errors += other.errors
-        self.split.update(other.split)
-
-
-@lru_cache(maxsize=1024)
 def git_top(directory: str) -> str | None:
     """The enclosing git work tree, found by looking for ``.git`` upwards (no subprocess)."""
     here = os.path.abspath(directory)
@@ -84,7 +41,7 @@ def _display(path: str) -> str:
     return path[2:] if path.startswith("./") else path
 
 
-def _fingerprint_root(root: str) -> str:
+def fingerprint_root(root: str) -> str:
     """Fingerprints name paths relative to the git work tree, so they stay the same
     whichever folder a scan starts from; outside git, relative to the scan root."""
     absolute = os.path.abspath(root)
@@ -101,47 +58,101 @@ def _matcher(patterns: list[str]) -> Any:
         raise ConfigError(f"bad --exclude pattern: {exc}") from None
 
 
-def walk(roots: list[str], excludes: list[str], respect_gitignore: bool,
-         errors: list[str]) -> Iterator[Task]:
-    """Tasks for every file under ``roots``, in path order; problems go to ``errors``."""
-    exclude = _matcher(excludes) if excludes else None
+Names = list[tuple[str, str]]
+
+
+def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitignore: bool,
+         errors: list[ScanIssue], skipped: list[str] | None = None,
+         names: Names | None = None) -> Iterator[Origin]:
+    """An origin for every file under ``roots``, in path order; problems go to
+    ``errors``, and the FIFOs, devices and sockets met inside directories to
+    ``skipped``. ``names`` receives (display path, fingerprint path) of every entry the
+    walk saw, directories and special files included, and of each component of the
+    roots themselves: names are scanned as content."""
+    exclude = _matcher(list(excludes)) if excludes else None
+    skipped = [] if skipped is None else skipped
     for root in roots:
         try:
             st = os.stat(root)
         except OSError as exc:
-            errors.append(f"{root}: {exc.strerror or exc}")
+            errors.append(ScanIssue("io", f"{root}: {exc.strerror or exc}", root))
             continue
-        fp_root = _fingerprint_root(root)
+        fp_root = fingerprint_root(root)
+        if names is not None:
+            names += _root_names(root, fp_root)
         if not stat.S_ISDIR(st.st_mode):
             rel = os.path.relpath(os.path.abspath(root), fp_root)
-            yield Task(_display(root), root, rel.replace(os.sep, "/"), st.st_size)
+            local = not stat.S_ISREG(st.st_mode) or _process_private(root)
+            yield _origin(_display(root), root, rel.replace(os.sep, "/"), st.st_size, local)
             continue
         fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
         fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
-        walker = _Walker(exclude, {} if respect_gitignore else None, errors)
-        for full, rel, size in walker.files(root, ""):
-            yield Task(_display(full), full, fp_prefix + rel, size)
+        walker = _Walker(exclude, {} if respect_gitignore else None, errors, skipped, names,
+                         fp_prefix)
+        for full, rel, size in walker.files(root):
+            yield _origin(_display(full), full, fp_prefix + rel, size)
+
+
+def _root_names(root: str, fp_root: str) -> Names:
+    """Each leading part of a root as given (``a``, ``a/b``, ``a/b/c`` for ``a/b/c``)."""
+    out = []
+    parts = root.split("/")
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        if parts[i - 1] in ("", ".", ".."):
+            continue
+        rel = os.path.relpath(os.path.abspath(prefix), fp_root).replace(os.sep, "/")
+        out.append((_display(prefix), rel))
+    return out
+
+
+def _process_private(path: str) -> bool:
+    """A name that means something else in another process: /dev/stdin, /dev/fd/N,
+    /proc/self/fd/N (a worker has its own file descriptors)."""
+    absolute = os.path.abspath(path)
+    return (absolute.startswith(("/dev/", "/proc/"))
+            or os.path.realpath(path).startswith("/proc/"))
+
+
+def _origin(path: str, fs_path: str, fingerprint_path: str, size: int,
+            local: bool = False) -> Origin:
+    return Origin(path, fingerprint_path, SourceKind.FILE, size, fs_path, local=local)
+
+
+def _error(path: str, message: str | None) -> ScanIssue:
+    """An error for one path; a path too long to read (a tree deeper than PATH_MAX)
+    loses its middle in the message, so the reason still fits on the line."""
+    shown = _display(path)
+    short = shown if len(shown) <= 240 else f"{shown[:120]}…{shown[-100:]}"
+    return ScanIssue("io", f"{short}: {message}", shown)
 
 
 class _Walker:
     """A sorted, depth-first walk with os.scandir: relative paths are built by string
-    concatenation (``os.path.relpath`` per file cost a third of a tree scan)."""
+    concatenation (``os.path.relpath`` per file cost a third of a tree scan). It keeps
+    its own stack instead of recursing, so no depth of directories can exhaust
+    Python's recursion limit."""
 
-    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[str]):
+    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[ScanIssue],
+                 skipped: list[str], names: Names | None = None, fp_prefix: str = ""):
         self.exclude = exclude
         self.ignores = ignores
         self.errors = errors
+        self.skipped = skipped
+        self.names = names
+        self.fp_prefix = fp_prefix  # prepended to relative paths for fingerprints
 
-    def files(self, directory: str, rel: str) -> Iterator[tuple[str, str, int]]:
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            self.errors.append(f"{_display(directory)}: {exc.strerror or exc}")
-            return
-        if self.ignores is not None:
-            _load_gitignore(directory, self.ignores)
-        for entry in entries:
+    def files(self, top: str) -> Iterator[tuple[str, str, int]]:
+        # Each stack entry: a directory's sorted entries still to visit (reversed, so
+        # pop() takes the next name) and its relative path. A subdirectory is opened
+        # when reached, so the order is the same as the recursive walk's.
+        stack = [(self._entries(top), "")]
+        while stack:
+            pending, rel = stack[-1]
+            if not pending:
+                stack.pop()
+                continue
+            entry = pending.pop()
             name = entry.name
             full = entry.path
             path = rel + name
@@ -152,18 +163,35 @@ class _Walker:
             if is_dir:
                 if name == ".git" or self._skipped(path + "/", full + "/"):
                     continue
-                yield from self.files(full, path + "/")
+                if self.names is not None:
+                    self.names.append((_display(full), self.fp_prefix + path))
+                stack.append((self._entries(full), path + "/"))
                 continue
             if self._skipped(path, full):
                 continue
+            if self.names is not None:
+                self.names.append((_display(full), self.fp_prefix + path))
             try:
                 st = entry.stat()
             except OSError as exc:
                 reason = "broken symlink" if entry.is_symlink() else exc.strerror
-                self.errors.append(f"{_display(full)}: {reason}")
+                self.errors.append(_error(full, reason))
                 continue
-            if stat.S_ISREG(st.st_mode):  # not fifos, sockets, devices, linked directories
+            if stat.S_ISREG(st.st_mode):
                 yield full, path, st.st_size
+            elif not stat.S_ISDIR(st.st_mode):  # a FIFO, socket or device (a linked
+                self.skipped.append(_display(full))  # directory is not followed)
+
+    def _entries(self, directory: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            self.errors.append(_error(directory, exc.strerror or str(exc)))
+            return []
+        if self.ignores is not None:
+            _load_gitignore(directory, self.ignores)
+        return entries
 
     def _skipped(self, rel: str, full: str) -> bool:
         if self.exclude is not None and self.exclude.match_file(rel):
@@ -189,161 +217,3 @@ def _ignored(full: str, ignores: dict[str, Any]) -> bool:
         and spec.match_file(full[len(base) + 1 :].replace(os.sep, "/"))
         for base, spec in ignores.items()
     )
-
-
-def to_findings(located: Iterable[Located], task: Task, encoding: str | None,
-                outcome: Outcome, binary: bool = False) -> None:
-    for loc in located:
-        hit = loc.hit
-        if hit.suppressed:
-            outcome.suppressed += 1
-            continue
-        enc = hit.encoding if encoding is None else (
-            encoding if hit.encoding == "plain" else f"{encoding}+{hit.encoding}")
-        outcome.findings.append(Finding(
-            rule_id=hit.rule_id, confidence=hit.confidence, path=task.path,
-            line=None if binary else loc.line, column=None if binary else loc.column,
-            offset=loc.offset, encoding=enc, redacted=hit.redacted,
-            secret_sha256=hit.secret_sha256, variable=hit.variable,
-            fingerprint_path=task.fingerprint_path,
-        ))
-
-
-def _chunks(f: Any, head: bytes) -> Iterator[bytes]:
-    yield head
-    while chunk := f.read(CHUNK):
-        yield chunk
-
-
-def scan_task(detector: Detector, task: Task) -> Outcome:
-    """Scan one file; any failure becomes an error line for this file alone."""
-    outcome = Outcome(files=1 if task.start == 0 else 0)
-    try:
-        with open(task.fs_path, "rb") as f:
-            scan_file(detector, f, task, outcome, seekable=True)
-    except SourceError as exc:
-        outcome.errors.append(f"{task.path}: {exc}")
-    except OSError as exc:
-        outcome.errors.append(f"{task.path}: {exc.strerror or exc}")
-    except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
-        outcome.errors.append(f"{task.path}: internal error: {type(exc).__name__}: {exc}")
-    return outcome
-
-
-def scan_file(detector: Detector, f: Any, task: Task, outcome: Outcome, *,
-              seekable: bool) -> None:
-    """Sniff the first bytes, then pick the cheapest way to read what they say it is.
-
-    A pipe (stdin) is always streamed; a regular file is read whole when small and
-    mapped when large; gzip and UTF-16 are decoded as streams either way.
-    """
-    if task.end is not None:  # a range of a large plain file, already sniffed
-        _scan_mapped(detector, f, task, outcome, binary=False)
-        return
-    head = f.read(SNIFF)
-    kind = kind_of(head)
-    binary = kind == "binary"
-    if kind == "gzip":
-        stream = gunzip(_count(_chunks(f, head), outcome))
-        to_findings(scan_stream(detector, stream), task, "gzip", outcome)
-    elif kind.startswith("utf-16"):
-        stream = utf16_to_utf8(_count(_chunks(f, head), outcome), kind)
-        to_findings(scan_stream(detector, stream), task, "utf-16", outcome)
-    elif not seekable:
-        stream = _count(_chunks(f, head), outcome)
-        to_findings(scan_stream(detector, stream), task, None, outcome, binary=binary)
-    elif task.size <= READ_WHOLE:
-        buf = head + f.read()
-        outcome.bytes += len(buf)
-        located = scan_buffer(detector, buf, lines=not binary)
-        to_findings(located, task, None, outcome, binary=binary)
-    else:
-        _scan_mapped(detector, f, task, outcome, binary=binary)
-
-
-def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
-    for piece in stream:
-        outcome.bytes += len(piece)
-        yield piece
-
-
-def _scan_mapped(detector: Detector, f: Any, task: Task, outcome: Outcome,
-                 binary: bool) -> None:
-    size = os.fstat(f.fileno()).st_size
-    if size == 0:
-        return
-    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if task.end is None:
-            outcome.bytes += size
-            to_findings(scan_buffer(detector, mm, lines=not binary), task, None, outcome,
-                        binary=binary)
-            return
-        # One range of a split file: lines are counted later, in parallel (split_lines).
-        end = min(task.end, size)
-        outcome.bytes += end - task.start
-        located = locate(mm, search(detector, mm, task.start, end), lines=False)
-        to_findings(located, task, None, outcome)
-        outcome.split[task.path] = task.fs_path
-
-
-def count_segment(segment: tuple[str, int, int]) -> int:
-    """Newlines in one byte range of a file (a unit of parallel line counting)."""
-    fs_path, start, end = segment
-    buf = bytearray(min(REGION, max(0, end - start)))
-    view = memoryview(buf)
-    total = 0
-    with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
-        f.seek(start)
-        while start < end:
-            got = f.readinto(view[: min(len(buf), end - start)])
-            if not got:
-                break
-            total += buf.count(b"\n", 0, got)
-            start += got
-    return total
-
-
-def line_segments(outcome: Outcome, pieces: int) -> list[tuple[str, int, int]]:
-    """The byte ranges whose newlines number the findings of split files: from the
-    start of the file to its last finding, cut at each finding and into ``pieces``
-    roughly equal parts so every core counts."""
-    segments = []
-    for path, fs_path in outcome.split.items():
-        offsets = sorted({f.offset for f in outcome.findings if f.path == path})
-        if not offsets:
-            continue
-        step = max(1, -(-offsets[-1] // pieces))
-        cuts = sorted({0, *offsets, *range(0, offsets[-1], step)})
-        segments += [(fs_path, a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
-    return segments
-
-
-def number_lines(outcome: Outcome, segments: list[tuple[str, int, int]],
-                 counts: list[int]) -> None:
-    newlines_before: dict[tuple[str, int], int] = {}
-    running: dict[str, int] = {}
-    for (fs_path, _, end), count in zip(segments, counts, strict=True):
-        running[fs_path] = running.get(fs_path, 0) + count
-        newlines_before[(fs_path, end)] = running[fs_path]
-    for f in outcome.findings:
-        fs_path = outcome.split.get(f.path or "")
-        if fs_path is not None and f.line is None:
-            f.line = 1 + newlines_before.get((fs_path, f.offset), 0)
-
-
-def split_large(task: Task, parts: int, min_size: int) -> list[Task]:
-    """Cut a large plain-text file into byte ranges so both cores share it."""
-    if task.size < min_size or parts < 2:
-        return [task]
-    try:
-        with open(task.fs_path, "rb") as f:
-            if kind_of(f.read(SNIFF)) not in ("text",):
-                return [task]
-    except OSError:
-        return [task]
-    step = -(-task.size // parts)
-    return [
-        Task(task.path, task.fs_path, task.fingerprint_path, task.size, lo,
-             min(lo + step, task.size))
-        for lo in range(0, task.size, step)
-    ]

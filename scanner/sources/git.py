@@ -130,6 +130,7 @@ class Objects:
 
     ids: bytes
     sizes: array
+    commits: int = 0  # how many of them are commits
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -149,14 +150,16 @@ def all_objects(repo: str) -> Objects:
                         "--batch-check=%(objecttype) %(objectsize) %(objectname)"])
     ids = bytearray()
     sizes = array("q")
+    commits = 0
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith((b"blob ", b"commit ")):
-            _, size, oid = line.split(b" ")
+            kind, size, oid = line.split(b" ")
             ids += oid
             sizes.append(int(size))
+            commits += kind == b"commit"
     finish(proc, "cat-file")
-    return Objects(bytes(ids), sizes)
+    return Objects(bytes(ids), sizes, commits)
 
 
 def sizes(repo: str, oids: Sequence[str]) -> Objects:
@@ -309,3 +312,18 @@ def gitlinks(repo: str, rev: str) -> list[str]:
     _, out = run(repo, ["ls-tree", "-r", "-z", "--full-tree", rev])
     return [display(entry.split(b"\t", 1)[1]) for entry in out.split(b"\0")
             if entry.startswith(GITLINK.encode())]
+
+
+def next_identities(repo: str) -> bytes:
+    """The author and committer lines the next commit would carry (``git var``), as
+    commit-header lines; empty when git knows no identity yet."""
+    status, out = run(repo, ["var", "-l"], ok=(0, 128))
+    if status != 0:
+        return b""
+    wanted = {b"GIT_AUTHOR_IDENT": b"author ", b"GIT_COMMITTER_IDENT": b"committer "}
+    lines = []
+    for line in out.split(b"\n"):
+        key, _, value = line.partition(b"=")
+        if key in wanted:
+            lines.append(wanted[key] + value)
+    return b"\n".join(lines)

@@ -13,28 +13,30 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
+from scanner.engine.fragments import READ_WHOLE, Origin, Outcome, Readable, issue, scan_input
 from scanner.engine.inputs import SNIFF, kind_of
-from scanner.errors import GitError, SourceError
-from scanner.finding import Finding
+from scanner.engine.names import scan_names
+from scanner.errors import GitError
+from scanner.finding import Finding, SourceKind
+from scanner.result import GZIP_LIMIT, PARALLEL_BYTES, ScanIssue
+from scanner.rules import Rule
 from scanner.sources import git
-from scanner.sources.files import READ_WHOLE, Outcome, Task, scan_file
 
 #: Objects up to this size are held whole; larger ones are streamed.
 HOLD = 16 << 20
 #: Objects are searched in regions of about this many bytes.
-REGION = 4 << 20
-#: Below this much, a set of objects is read in this process.
-PARALLEL_BYTES = 8 << 20
+OBJECT_REGION = 4 << 20
 #: Ids up to this many bytes are written to cat-file without a thread (a pipe holds 64 KiB).
 SMALL_WRITE = 32 << 10
-_MAGIC = (0x1F, 0xFE, 0xFF)  # first bytes of gzip and of UTF-16 byte-order marks
+_MAGIC = (0x1F, 0xFE, 0xFF, 0x50)  # first bytes of gzip, UTF-16 byte-order marks, zip
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ class Batch:
     hits: dict[str, Scanned] = field(default_factory=dict)
     objects: int = 0
     bytes: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[ScanIssue] = field(default_factory=list)
 
     def merge(self, other: Batch) -> None:
         self.hits.update(other.hits)
@@ -65,21 +67,46 @@ class Batch:
         self.errors += other.errors
 
 
-def scan_content(detector: Detector, content: bytes | IO[bytes], size: int,
-                 kind: str) -> Scanned:
-    """The full scan of one object, as :func:`scan_file` scans a file. For a commit only
-    the message is scanned, its lines counted from the subject line."""
+def scan_content(detector: Detector, content: bytes | Readable, size: int,
+                 kind: str, gzip_limit: int = GZIP_LIMIT) -> Scanned:
+    """The full scan of one object, by the engine, as a file is scanned. For a commit
+    only the message is scanned, its lines counted from the subject line. Findings have
+    no path yet: where the object was written is only known once the history is
+    walked (:mod:`scanner.gitscan`)."""
+    identities: list[Finding] = []
     if kind == "commit":
-        raw = content if isinstance(content, bytes) else content.read()
+        raw = content if isinstance(content, bytes) else content.read(-1)
         cut = raw.find(b"\n\n")
         content = raw[cut + 2:] if cut != -1 else b""
         size = len(content)
+        identities = identity_findings(detector, raw[:cut] if cut != -1 else raw)
     f = io.BytesIO(content) if isinstance(content, bytes) else content
     outcome = Outcome()
-    task = Task("", "", "", size)
-    scan_file(detector, f, task, outcome, seekable=isinstance(content, bytes) and
-              size <= READ_WHOLE)
-    return Scanned(outcome.findings, outcome.suppressed)
+    origin = Origin(None, None, SourceKind.GIT, size)
+    scan_input(detector, f, origin, outcome, gzip_limit=gzip_limit,
+               seekable=isinstance(content, bytes) and size <= READ_WHOLE)
+    return Scanned(identities + outcome.findings, outcome.suppressed)
+
+
+def identity_findings(detector: Detector, header: bytes) -> list[Finding]:
+    """Tokens in a commit's author and committer (name and e-mail): published with
+    the commit as surely as its message, so they are content too (``location`` says
+    which)."""
+    lines = [ln for ln in header.split(b"\n") if ln.startswith((b"author ", b"committer "))]
+    if not lines:
+        return []
+    whos = [ln.split(b" ", 1)[0].decode() for ln in lines]
+    idents = [ln.split(b" ", 1)[1].rsplit(b">", 1)[0] + b">" for ln in lines]
+    out = []
+    found = scan_names(detector, idents)
+    for i, hits in sorted(found.items()):
+        who = whos[i]
+        out += [Finding(rule_id=h.rule_id, confidence=h.confidence, path=None, line=None,
+                        column=None, offset=h.offset, encoding=h.encoding,
+                        redacted=h.redacted, secret_sha256=h.secret_sha256,
+                        source=SourceKind.GIT, location=who)
+                for h in hits if not h.suppressed]
+    return out
 
 
 class _Reader:
@@ -93,7 +120,7 @@ class _Reader:
 
     def __init__(self, stream: IO[bytes]):
         self.stream = stream
-        self.buf = bytearray(2 * REGION)
+        self.buf = bytearray(2 * OBJECT_REGION)
         self.end = 0  # bytes of buf that hold data
 
     def fill(self, keep: int) -> int:
@@ -122,8 +149,8 @@ class _Piece:
         self.left = size
 
     def read(self, n: int) -> bytes:
-        """Exactly ``n`` bytes, or what is left of the object."""
-        want = min(n, self.left)
+        """Exactly ``n`` bytes, or what is left of the object (all of it if n < 0)."""
+        want = self.left if n < 0 else min(n, self.left)
         self.left -= want
         parts = []
         while want:
@@ -138,18 +165,18 @@ class _Piece:
 
     def skip(self) -> None:
         while self.left:
-            self.read(min(self.left, REGION))
+            self.read(min(self.left, OBJECT_REGION))
 
 
 def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
     """Scan ``count`` objects from a cat-file stream (in the order they were asked).
 
-    Whole objects are collected into a region of about REGION bytes, searched at once,
+    Whole objects are collected into a region of about OBJECT_REGION bytes, searched at once,
     and the buffer is then reused; an object larger than HOLD is streamed through.
     """
     batch = Batch()
     reader = _Reader(stream)
-    needles = [n.text for n in detector.always + detector.deep]
+    needles = detector.literals()
     pos = 0  # next header
     spans: list[tuple[str, str, int, int]] = []
     while count:
@@ -158,15 +185,16 @@ def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
         if nl != -1:
             parts = bytes(buf[pos:nl]).split(b" ")
             if len(parts) != 3:
-                batch.errors.append(f"object {git.display(parts[0])}: "
-                                    f"{git.display(parts[-1])}")
+                name = git.display(parts[0])
+                batch.errors.append(ScanIssue("git", f"object {name}: "
+                                              f"{git.display(parts[-1])}", name))
                 pos, count = nl + 1, count - 1
                 continue
             oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
             if size <= HOLD and nl + size + 2 <= end:
                 spans.append((oid, kind, nl + 1, nl + 1 + size))
                 pos, count = nl + size + 2, count - 1
-                if pos - spans[0][2] < REGION and count:
+                if pos - spans[0][2] < OBJECT_REGION and count:
                     continue
         if spans:  # a full region, the end, or an object that is not all here yet
             _scan_region(detector, needles, buf, spans, batch)
@@ -193,7 +221,7 @@ def _stream_object(detector: Detector, reader: _Reader, oid: str, kind: str, at:
     return piece.pos + 1  # the newline after the content
 
 
-def _record(detector: Detector, content: bytes | IO[bytes], size: int, kind: str, oid: str,
+def _record(detector: Detector, content: bytes | Readable, size: int, kind: str, oid: str,
             batch: Batch) -> None:
     """Scan one object into the batch; a blob that cannot be decoded (a broken gzip) is
     an error for that blob alone, and the scan goes on."""
@@ -201,11 +229,8 @@ def _record(detector: Detector, content: bytes | IO[bytes], size: int, kind: str
         found = scan_content(detector, content, size, kind)
     except GitError:
         raise
-    except SourceError as exc:
-        batch.errors.append(f"{kind} {oid}: {exc}")
-        return
     except Exception as exc:  # one bad object must not end the scan (reported, exit 2)
-        batch.errors.append(f"{kind} {oid}: internal error: {type(exc).__name__}: {exc}")
+        batch.errors.append(issue(f"{kind} {oid}", exc))
         return
     if found.findings or found.suppressed:
         batch.hits[oid] = found
@@ -296,29 +321,26 @@ def _write(stdin: IO[bytes], data: bytes, close: bool) -> None:
         pass  # git stopped: its message is read by the other side
 
 
-_DETECTOR: Detector | None = None  # set before forking so workers inherit it
-_REPO = ""
-
-
-def _scan_share(oids: bytes) -> Batch:
-    """A worker's share: its own cat-file over a contiguous run of the pack order."""
+def _scan_share(repo: str, rules: list[Rule], oids: bytes) -> Batch:
+    """A worker's share: its own cat-file over a contiguous run of the pack order.
+    Self-contained (the rules travel with it), so it runs in any process pool."""
     import subprocess
 
-    assert _DETECTOR is not None
-    proc = git.spawn(_REPO, [*git.PACK_LIMITS, "cat-file", "--batch"], stdin=subprocess.PIPE)
+    detector = Detector(rules)
+    proc = git.spawn(repo, [*git.PACK_LIMITS, "cat-file", "--batch"], stdin=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     writer = _writer(proc.stdin, oids, close=True)
     try:
-        batch = read_scan(_DETECTOR, proc.stdout.raw, oids.count(b"\n"))  # type: ignore[attr-defined]
+        batch = read_scan(detector, proc.stdout.raw, oids.count(b"\n"))  # type: ignore[attr-defined]
     except GitError as exc:
-        batch = Batch(errors=[str(exc)])
+        batch = Batch(errors=[issue("git cat-file", exc)])
     if writer is not None:
         writer.join()
     proc.stdout.close()
     try:
         git.finish(proc, "cat-file")
     except GitError as exc:
-        batch.errors = [str(exc)]  # git's own words say more than "stopped early"
+        batch.errors = [issue("git cat-file", exc)]  # git's own words say more
     return batch
 
 
@@ -335,24 +357,23 @@ def _shares(objs: git.Objects, parts: int) -> Iterator[bytes]:
         yield objs.lines(lo, len(objs))
 
 
-def scan_objects(repo: str, detector: Detector, objs: git.Objects, jobs: int = 0) -> Batch:
+def scan_objects(repo: str, rules: list[Rule], objs: git.Objects, jobs: int = 0,
+                 executor: Executor | None = None, threshold: int = PARALLEL_BYTES) -> Batch:
     """Scan every object in ``objs`` once, in worker processes when there is enough."""
-    global _DETECTOR, _REPO
-    jobs = jobs or os.cpu_count() or 1
-    if jobs < 2 or sum(objs.sizes) < PARALLEL_BYTES:
+    if executor is None and not pools.worth_it(jobs, sum(objs.sizes), threshold):
         reader = CatFile(repo)
         try:
-            return reader.scan(detector, objs.ids.decode().split())
+            return reader.scan(Detector(rules), objs.ids.decode().split())
         finally:
             reader.close()
-    import multiprocessing
-
-    _DETECTOR, _REPO = detector, repo
     batch = Batch()
-    try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for part in pool.imap_unordered(_scan_share, _shares(objs, jobs * 4)):
-                batch.merge(part)
-    finally:
-        _DETECTOR, _REPO = None, ""
+    workers = pools.worker_count(jobs)
+    # Four shares per worker balance the load; but no share smaller than a region, so a
+    # small set does not start a cat-file per handful of objects.
+    parts = max(workers, min(workers * 4, sum(objs.sizes) // OBJECT_REGION))
+    with pools.executor(jobs, executor) as pool:
+        futures = [pool.submit(_scan_share, repo, rules, share)
+                   for share in _shares(objs, parts)]
+        for future in as_completed(futures):
+            batch.merge(future.result())
     return batch

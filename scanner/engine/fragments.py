@@ -1,0 +1,336 @@
+"""From an input's bytes and their origin to findings.
+
+A source says where bytes come from (an :class:`Origin`: a file, a range of a large
+file, stdin, a git object) and hands over a readable binary stream; everything after
+that is here: sniffing (gzip, UTF-16, binary), choosing how to read (whole, mapped,
+streamed), locating hits, building findings, and numbering the lines of a large file
+that was searched in parallel pieces.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import mmap
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
+from scanner.engine.detect import Detector
+from scanner.engine.inputs import (
+    CHUNK,
+    REGION,
+    SNIFF,
+    Located,
+    data_extents,
+    gunzip,
+    kind_of,
+    locate,
+    scan_buffer,
+    scan_stream,
+    search,
+    utf16_to_utf8,
+)
+from scanner.finding import Finding, SourceKind
+from scanner.result import GZIP_LIMIT, ScanIssue
+
+#: Inputs up to this size are read whole; larger regular files are mapped.
+READ_WHOLE = 4 << 20
+#: Layers taken off one input (gzip in gzip, a zip in a zip) before the rest is
+#: scanned as it is.
+MAX_NESTING = 4
+
+
+class Readable(Protocol):
+    """Any binary input: a file, a pipe, or a git object coming out of cat-file."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an input's bytes come from: what a source yields, and all a worker
+    process needs to read them again (it pickles)."""
+
+    path: str | None  # as shown to people; None for a git object not yet placed
+    fingerprint_path: str | None = None
+    source: SourceKind = SourceKind.FILE
+    size: int = 0
+    fs_path: str | None = None  # where to open it (files only)
+    start: int = 0  # a byte range of a large file: [start, end)
+    end: int | None = None
+    #: Read in the calling process, never a worker: a stream (FIFO, device, pipe) or a
+    #: name only this process can open (/dev/stdin, /dev/fd/N of a process substitution).
+    local: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    findings: list[Finding] = field(default_factory=list)
+    suppressed: int = 0
+    files: int = 0
+    bytes: int = 0
+    errors: list[ScanIssue] = field(default_factory=list)
+    split: dict[str, str] = field(default_factory=dict)  # display path -> fs path
+
+    def merge(self, other: Outcome) -> None:
+        self.findings += other.findings
+        self.suppressed += other.suppressed
+        self.files += other.files
+        self.bytes += other.bytes
+        self.errors += other.errors
+        self.split.update(other.split)
+
+    def fail(self, origin: Origin, exc: BaseException) -> None:
+        """One input failed: an error for it alone, and the scan goes on."""
+        self.errors.append(issue(origin.path or "-", exc))
+
+
+def issue(name: str, exc: BaseException) -> ScanIssue:
+    """A ScanIssue from an exception, with its ``reason`` (``internal`` for a bug)."""
+    if isinstance(exc, OSError):
+        return ScanIssue("io", f"{name}: {exc.strerror or exc}", name)
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return ScanIssue(reason, f"{name}: {exc}", name)
+    return ScanIssue("internal", f"{name}: internal error: {type(exc).__name__}: {exc}", name)
+
+
+def to_findings(located: Iterable[Located], origin: Origin, encoding: str | None,
+                outcome: Outcome, binary: bool = False) -> None:
+    for loc in located:
+        hit = loc.hit
+        if hit.suppressed:
+            outcome.suppressed += 1
+            continue
+        enc = hit.encoding if encoding is None else (
+            encoding if hit.encoding == "plain" else f"{encoding}+{hit.encoding}")
+        outcome.findings.append(Finding(
+            rule_id=hit.rule_id, confidence=hit.confidence, path=origin.path,
+            line=None if binary else loc.line, column=None if binary else loc.column,
+            offset=loc.offset, encoding=enc, redacted=hit.redacted,
+            secret_sha256=hit.secret_sha256, source=origin.source, variable=hit.variable,
+            fingerprint_path=origin.fingerprint_path,
+        ))
+
+
+def _chunks(f: Readable, head: bytes) -> Iterator[bytes]:
+    yield head
+    while chunk := f.read(CHUNK):
+        yield chunk
+
+
+def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome, *,
+               seekable: bool, gzip_limit: int = GZIP_LIMIT) -> None:
+    """Sniff the first bytes, then pick the cheapest way to read what they say it is.
+
+    A stream (stdin, a pipe, a device) is always streamed in constant memory; a regular
+    file is read whole when small and mapped when large; gzip and UTF-16 are decoded as
+    streams either way (and what a gzip holds is sniffed again: gzip in gzip, a zip);
+    a zip's members are scanned one by one.
+    """
+    if origin.end is not None:  # a range of a large plain file, already sniffed
+        _scan_mapped(detector, f, origin, outcome, binary=False)
+        return
+    head = f.read(SNIFF)
+    kind = kind_of(head)
+    binary = kind == "binary"
+    if kind == "zip" and seekable and isinstance(f, io.IOBase) and f.seekable():
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
+        if _scan_archive(detector, f, origin, outcome, None, gzip_limit, 1):
+            outcome.bytes += size
+            return
+        f.seek(len(head))
+        kind, binary = "binary", True
+    if kind in ("gzip", "zip") or kind.startswith("utf-16") or not seekable:
+        _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
+                     gzip_limit, 0)
+    elif origin.size <= READ_WHOLE:
+        buf = head + f.read(-1)
+        outcome.bytes += len(buf)
+        located = scan_buffer(detector, buf, lines=not binary)
+        to_findings(located, origin, None, outcome, binary=binary)
+    else:
+        _scan_mapped(detector, f, origin, outcome, binary=binary)
+
+
+def _plus(encoding: str | None, layer: str) -> str:
+    return layer if encoding is None else f"{encoding}+{layer}"
+
+
+def _peek(chunks: Iterable[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``n`` bytes of a stream of chunks, and the whole stream again."""
+    it = iter(chunks)
+    pieces: list[bytes] = []
+    size = 0
+    for piece in it:
+        pieces.append(piece)
+        size += len(piece)
+        if size >= n:
+            break
+    head = b"".join(pieces)
+    return head, itertools.chain([head], it)
+
+
+def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
+                 outcome: Outcome, encoding: str | None, limit: int, depth: int) -> None:
+    """A stream, sniffed again after every layer that is taken off (up to MAX_NESTING
+    layers, each bounded by ``limit`` decompressed bytes)."""
+    head, stream = _peek(chunks, SNIFF)
+    kind = kind_of(head)
+    if kind == "gzip" and depth < MAX_NESTING:
+        _scan_chunks(detector, gunzip(stream, limit), origin, outcome, _plus(encoding, "gzip"),
+                     limit, depth + 1)
+    elif kind.startswith("utf-16"):
+        to_findings(scan_stream(detector, utf16_to_utf8(stream, kind)), origin,
+                    _plus(encoding, "utf-16"), outcome)
+    elif kind == "zip" and depth < MAX_NESTING:
+        pieces, size = [], 0
+        for piece in stream:
+            pieces.append(piece)
+            size += len(piece)
+            if size > IN_MEMORY:  # too large to hold: its bytes are scanned as they are
+                rest = itertools.chain(pieces, stream)
+                to_findings(scan_stream(detector, rest), origin, encoding, outcome, binary=True)
+                return
+        data = io.BytesIO(b"".join(pieces))
+        if not _scan_archive(detector, data, origin, outcome, encoding, limit, depth + 1):
+            to_findings(scan_stream(detector, [data.getvalue(), b""]), origin, encoding,
+                        outcome, binary=True)
+    else:
+        to_findings(scan_stream(detector, stream), origin, encoding, outcome,
+                    binary=kind == "binary")
+
+
+def _scan_archive(detector: Detector, f: io.IOBase, origin: Origin, outcome: Outcome,
+                  encoding: str | None, limit: int, depth: int) -> bool:
+    def member(reader: Bounded, sub: Origin) -> None:
+        _scan_chunks(detector, _chunks(reader, b""), sub, outcome, _plus(encoding, "zip"),
+                     limit, depth)
+
+    return scan_zip(f, origin, outcome, limit, member)  # type: ignore[arg-type]
+
+
+def scan_bytes(detector: Detector, data: bytes, origin: Origin, *,
+               gzip_limit: int = GZIP_LIMIT) -> Outcome:
+    """One input held in memory (a git object, a caller's bytes)."""
+    outcome = Outcome()
+    scan_input(detector, io.BytesIO(data), origin, outcome, seekable=len(data) <= READ_WHOLE,
+               gzip_limit=gzip_limit)
+    return outcome
+
+
+def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
+    for piece in stream:
+        outcome.bytes += len(piece)
+        yield piece
+
+
+def _scan_mapped(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
+                 binary: bool) -> None:
+    assert isinstance(f, io.IOBase), "only regular files are mapped"
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        return
+    # Offsets are Python ints all the way (a file may pass 2 or 4 GiB); holes of a
+    # sparse file are skipped, not read.
+    extents = data_extents(f.fileno(), origin.start, min(origin.end or size, size))
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if origin.end is None:
+            outcome.bytes += size
+            located = locate(mm, search(detector, mm, extents=extents), lines=not binary,
+                             columns=not binary, extents=extents)
+            to_findings(located, origin, None, outcome, binary=binary)
+            return
+        # One range of a split file: lines are counted later, in parallel (line_segments).
+        end = min(origin.end, size)
+        outcome.bytes += end - origin.start
+        located = locate(mm, search(detector, mm, origin.start, end, extents), lines=False,
+                         extents=extents)
+        to_findings(located, origin, None, outcome)
+        if origin.path is not None and origin.fs_path is not None:
+            outcome.split[origin.path] = origin.fs_path
+
+
+def split_large(origin: Origin, parts: int, min_size: int) -> list[Origin]:
+    """Cut a large plain-text file into byte ranges so every core shares it."""
+    if origin.size < min_size or parts < 2 or origin.fs_path is None:
+        return [origin]
+    try:
+        with open(origin.fs_path, "rb") as f:
+            if kind_of(f.read(SNIFF)) != "text":
+                return [origin]
+    except OSError:
+        return [origin]
+    step = -(-origin.size // parts)
+    return [replace(origin, start=lo, end=min(lo + step, origin.size))
+            for lo in range(0, origin.size, step)]
+
+
+Segment = tuple[str, int, int]  # (file to open, start, end)
+
+
+def count_segment(segment: Segment) -> int:
+    """Newlines in one byte range of a file (a unit of parallel line counting)."""
+    fs_path, start, end = segment
+    buf = bytearray(min(REGION, max(0, end - start)))
+    view = memoryview(buf)
+    total = 0
+    with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
+        for lo, hi in data_extents(f.fileno(), start, end):  # holes hold no newline
+            f.seek(lo)
+            while lo < hi:
+                got = f.readinto(view[: min(len(buf), hi - lo)])
+                if not got:
+                    break
+                total += buf.count(b"\n", 0, got)
+                lo += got
+    return total
+
+
+def line_segments(outcome: Outcome, pieces: int) -> list[Segment]:
+    """The byte ranges whose newlines number the findings of split files: from the
+    start of the file to its last finding, cut at each finding and into ``pieces``
+    roughly equal parts so every core counts."""
+    segments = []
+    for path, fs_path in outcome.split.items():
+        offsets = sorted({f.offset for f in outcome.findings if f.path == path})
+        if not offsets:
+            continue
+        step = max(1, -(-offsets[-1] // pieces))
+        cuts = sorted({0, *offsets, *range(0, offsets[-1], step)})
+        segments += [(fs_path, a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    return segments
+
+
+def number_lines(outcome: Outcome, segments: list[Segment], counts: list[int]) -> None:
+    """Give the findings of split files their line numbers (new findings: they are
+    frozen)."""
+    newlines_before: dict[tuple[str, int], int] = {}
+    running: dict[str, int] = {}
+    for (fs_path, _, end), count in zip(segments, counts, strict=True):
+        running[fs_path] = running.get(fs_path, 0) + count
+        newlines_before[(fs_path, end)] = running[fs_path]
+    numbered = []
+    for f in outcome.findings:
+        split = outcome.split.get(f.path or "")
+        if split is not None and f.line is None:
+            f = replace(f, line=1 + newlines_before.get((split, f.offset), 0))
+        numbered.append(f)
+    outcome.findings = numbered
+
+
+def count_lines(segments: list[Segment], pool: Any) -> list[int]:
+    """Count each segment's newlines, longest first so every worker finishes together;
+    ``pool`` is an executor, or None to count here."""
+    if pool is None:
+        return [count_segment(s) for s in segments]
+    order = sorted(range(len(segments)), key=lambda i: segments[i][1] - segments[i][2])
+    counts = [0] * len(segments)
+    done = pool.map(count_segment, [segments[i] for i in order])
+    for i, count in zip(order, done, strict=True):
+        counts[i] = count
+    return counts

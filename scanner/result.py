@@ -1,0 +1,87 @@
+"""What a caller asks of a scan (:class:`ScanOptions`) and what it gets back
+(:class:`ScanResult`): plain data, the same for files, streams and git.
+
+``ScanResult`` counts what a sweep summary or a service metric needs, and carries
+errors as objects with the ``reason`` of the exception behind them, so a caller can
+count them without parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scanner.finding import Finding
+from scanner.redaction import scrub
+from scanner.token import Confidence
+
+__all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]
+
+#: Decompressed bytes allowed per gzip input before it counts as a bomb.
+GZIP_LIMIT = 1 << 30
+#: Below this many bytes of input a scan stays in one process: starting workers would
+#: cost more than it saves.
+PARALLEL_BYTES = 8 << 20
+
+#: Called now and then during a scan with (inputs done, bytes done).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """How to scan. Immutable, so one options object can serve many concurrent scans."""
+
+    min_confidence: Confidence = Confidence.POSSIBLE
+    excludes: tuple[str, ...] = ()
+    respect_gitignore: bool = False
+    baseline: str | None = None  # a JSON report: skip what it already has
+    jobs: int = 0  # worker processes; 0: one per core
+    max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is an error
+    parallel_bytes: int = PARALLEL_BYTES  # less work than this stays in one process
+
+
+@dataclass(frozen=True, slots=True)
+class ScanIssue:
+    """One input (a file, a git object, stdin) that could not be read or decoded."""
+
+    reason: str  # the ``reason`` of the error behind it: source, git, io, internal
+    message: str  # one line for people, naming the input
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        """Messages quote paths, revisions and git's words: scrubbed at birth, so JSON
+        ``errors`` and SARIF notifications are as safe as stderr."""
+        object.__setattr__(self, "message", scrub(self.message))
+        if self.path is not None:
+            object.__setattr__(self, "path", scrub(self.path))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(slots=True)
+class ScanResult:
+    findings: list[Finding]
+    suppressed: int  # inline-marked (cendis-scan:allow)
+    files: int  # files, or git objects (blobs and commits) read
+    bytes: int
+    seconds: float
+    errors: list[ScanIssue] = field(default_factory=list)
+    ignored: int = 0  # skipped through a baseline or an ignore file
+    commits: int = 0  # git: commits whose changes were looked at
+    skipped: int = 0  # FIFOs, devices and sockets met inside directories: not read
+
+    @property
+    def complete(self) -> bool:
+        """False when some input could not be read (the CLI exits 2)."""
+        return not self.errors
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {
+            "files": self.files, "bytes": self.bytes, "findings": len(self.findings),
+            "suppressed": self.suppressed, "seconds": round(self.seconds, 3)}
+        if self.commits:
+            out["commits"] = self.commits
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
