@@ -135,30 +135,30 @@ def test_credential_lookup_order() -> None:
 def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
     env = api.env(CENDIS_SCAN_DB=str(tmp_path / "trail.db"))
     live, unknown = api.live[0], api.unknown
-    first = run(["revoke", "--reason", "pasted in chat"], input=live + "\n", env=env)
-    assert first.returncode == 0, first.err
     ref = TokenRef.from_token(live)
+    first, missing, garbage = _parallel(
+        (["revoke", "--reason", "pasted in chat"], {"input": live + "\n", "env": env}),
+        (["revoke"], {"input": unknown, "env": env}),
+        (["revoke"], {"input": live[:-1] + "x", "env": env}))
+    assert first.returncode == 0, first.err
     assert first.out == (f"revoked {ref.redacted}: owner alice (acme), token 'ci', scopes "
                          "write:assets; severity high\n")
-    again, missing, garbage = _parallel(
-        (["revoke", "--sha256", ref.sha256.upper()], {"env": env}),
-        (["revoke", "--db", str(tmp_path / "other.db")], {"input": unknown, "env": env}),
-        (["revoke"], {"input": live[:-1] + "x", "env": env}))
-    assert (again.returncode, again.out) == (0, first.out)  # known: no second call
     assert missing.returncode == 1 and missing.out.startswith("not found ")
     assert garbage.returncode == 2 and "nothing sent" in garbage.err
     assert "checksum mismatch" in garbage.err and live[:-1] not in garbage.err
-    calls = json.loads(urllib.request.urlopen(api.url + "/_calls", timeout=5).read())
-    assert sum(c["hashes"] == [ref.sha256] for c in calls) == 1  # one revoke call, ever
-    assert run(["revoke"], input=unknown, env=env).returncode == 1
 
-    listed, table, shown, absent = _parallel(
+    again, listed, table, shown, absent, text = _parallel(
+        (["revoke", "--sha256", ref.sha256.upper()], {"env": env}),
         (["incidents", "list", "--format", "json", "--since", "2020-01-01"], {"env": env}),
         (["incidents", "list", "--format", "csv", "--severity", "high"], {"env": env}),
         (["incidents", "show", ref.sha256[:8], "--format", "json"], {"env": env}),
-        (["incidents", "show", "424242"], {"env": env}))
+        (["incidents", "show", "424242"], {"env": env}),
+        (["incidents", "list"], {"env": env}))
+    assert (again.returncode, again.out) == (0, first.out)  # known: no second call
+    calls = json.loads(urllib.request.urlopen(api.url + "/_calls", timeout=5).read())
+    assert sum(ref.sha256 in c["hashes"] for c in calls) == 1  # one revoke call, ever
     assert listed.returncode == 0, listed.err
-    rows = json.loads(listed.out)
+    rows = sorted(json.loads(listed.out), key=lambda row: row["status"])
     assert [(r["status"], r["severity"], r["owner"]) for r in rows] == [
         ("not_found", "unknown", None), ("revoked", "high", "alice")]
     assert rows[1]["scopes"] == ["write:assets"] and rows[1]["sightings"] == 1
@@ -170,7 +170,9 @@ def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
         "received", "queued", "revoke_attempted", "revoked", "notified"]
     assert [s["source"] for s in incident["sightings"]] == ["manual"]
     assert absent.returncode == 1 and "no incident '424242'" in absent.err
-    for proc in (first, again, missing, garbage, listed, table, shown):
+    assert text.returncode == 0 and text.out.startswith("2 incident(s)")
+    assert all(f"│ {row['redacted']} │ {row['status']}" in text.out for row in rows)
+    for proc in (first, again, missing, garbage, listed, table, shown, text):
         assert_no_leak(proc.stdout, proc.stderr)
 
 

@@ -94,11 +94,10 @@ def _from_json(path: Path) -> Seed:
 
 
 def _from_scan(path: str) -> Seed:
+    import scanner
     from scanner.incidents.findings import revocable
-    from scanner.rules import load as load_rules
-    from scanner.scan import scan_paths
 
-    result = scan_paths([path], load_rules())
+    result = scanner.scan_paths([path], scanner.load_rules())
     hashes = list(dict.fromkeys(f.secret_sha256 for f in result.findings if revocable(f)))
     return Seed(tokens=[_demo_token(sha, i) for i, sha in enumerate(hashes)])
 
