@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from scanner.engine.detect import Detector
+from scanner.engine.inputs import GZIP_LIMIT
 from scanner.errors import ConfigError, SourceError
 from scanner.finding import CONFIDENCE_RANK, Finding
 from scanner.rules import Rule
@@ -50,6 +51,7 @@ class Options:
     respect_gitignore: bool = False
     baseline: str | None = None
     jobs: int = 0  # 0: one per core
+    max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is a bomb
 
 
 @dataclass(slots=True)
@@ -70,11 +72,11 @@ class Result:
 _WORKER: Detector | None = None  # set before forking so workers inherit it
 
 
-def _work(batch: list[Task]) -> Outcome:
+def _work(batch: list[Task], max_decompressed: int = GZIP_LIMIT) -> Outcome:
     assert _WORKER is not None
     total = Outcome()
     for task in batch:
-        total.merge(scan_task(_WORKER, task))
+        total.merge(scan_task(_WORKER, task, max_decompressed=max_decompressed))
     return total
 
 
@@ -105,17 +107,20 @@ def scan_paths(paths: list[str], rules: list[Rule], options: Options,
     outcome = Outcome()
     if jobs < 2 or (total_bytes < PARALLEL_BYTES and len(tasks) < PARALLEL_FILES):
         for task in tasks:
-            outcome.merge(scan_task(detector, task))
+            outcome.merge(scan_task(detector, task,
+                                    max_decompressed=options.max_decompressed))
             if progress:
                 progress(outcome.files, outcome.bytes)
     else:
         tasks = [part for t in tasks for part in split_large(t, jobs, SPLIT_BYTES)]
         import multiprocessing
+        from functools import partial
 
         _WORKER = detector
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(jobs) as pool:
-            for part in pool.imap_unordered(_work, _batches(tasks)):
+            work = partial(_work, max_decompressed=options.max_decompressed)
+            for part in pool.imap_unordered(work, _batches(tasks)):
                 outcome.merge(part)
                 if progress:
                     progress(outcome.files, outcome.bytes)
@@ -145,7 +150,8 @@ def scan_stdin(stream: BinaryIO, rules: list[Rule], options: Options) -> Result:
     errors: list[str] = []
     task = Task("<stdin>", "-", "<stdin>", 0)
     try:
-        scan_file(Detector(rules), stream, task, outcome, seekable=False)
+        scan_file(Detector(rules), stream, task, outcome, seekable=False,
+                  max_decompressed=options.max_decompressed)
     except SourceError as exc:
         errors.append(f"<stdin>: {exc}")
     findings, ignored = _filter(outcome.findings, options, [])

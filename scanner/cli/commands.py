@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ".env files are usually git-ignored)")
     scan.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
                       help="worker processes (default: one per core)")
+    scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
+                      help="a gzip input that inflates past SIZE (bytes, or with K, M or G: "
+                           "64M) is an error, not scanned further (default: 1G)")
     _report_options(scan)
     scan.set_defaults(func=cmd_scan)
 
@@ -100,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_git_commands(sub)
     return root
+
+
+def byte_size(text: str) -> int:
+    """``4096``, ``512K``, ``64M``, ``1G`` (binary units) as a number of bytes."""
+    shifts = {"K": 10, "M": 20, "G": 30}
+    number = text.strip()
+    shift = shifts.get(number[-1:].upper(), 0)
+    if shift:
+        number = number[:-1]
+    if not (number.isascii() and number.isdigit()) or int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: a positive whole number, optionally with K, M or G")
+    return int(number) << shift
 
 
 def _add_git_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -177,6 +193,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     options = Options(min_confidence=args.min_confidence, excludes=args.exclude,
                       respect_gitignore=args.respect_gitignore, baseline=args.baseline,
                       jobs=args.jobs)
+    if args.max_decompressed is not None:
+        options.max_decompressed = args.max_decompressed
     paths = args.paths
     if not paths:
         paths = ["-"] if _stdin_is_pipe() else ["."]

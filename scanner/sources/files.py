@@ -19,6 +19,7 @@ from typing import Any
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import (
     CHUNK,
+    GZIP_LIMIT,
     REGION,
     SNIFF,
     Located,
@@ -215,12 +216,14 @@ def _chunks(f: Any, head: bytes) -> Iterator[bytes]:
         yield chunk
 
 
-def scan_task(detector: Detector, task: Task) -> Outcome:
+def scan_task(detector: Detector, task: Task, *, max_decompressed: int = GZIP_LIMIT
+              ) -> Outcome:
     """Scan one file; any failure becomes an error line for this file alone."""
     outcome = Outcome(files=1 if task.start == 0 else 0)
     try:
         with open(task.fs_path, "rb") as f:
-            scan_file(detector, f, task, outcome, seekable=True)
+            scan_file(detector, f, task, outcome, seekable=True,
+                      max_decompressed=max_decompressed)
     except SourceError as exc:
         outcome.errors.append(f"{task.path}: {exc}")
     except OSError as exc:
@@ -231,11 +234,12 @@ def scan_task(detector: Detector, task: Task) -> Outcome:
 
 
 def scan_file(detector: Detector, f: Any, task: Task, outcome: Outcome, *,
-              seekable: bool) -> None:
+              seekable: bool, max_decompressed: int = GZIP_LIMIT) -> None:
     """Sniff the first bytes, then pick the cheapest way to read what they say it is.
 
     A pipe (stdin) is always streamed; a regular file is read whole when small and
-    mapped when large; gzip and UTF-16 are decoded as streams either way.
+    mapped when large; gzip and UTF-16 are decoded as streams either way. A gzip input
+    that inflates past ``max_decompressed`` bytes is a bomb (a :class:`SourceError`).
     """
     if task.end is not None:  # a range of a large plain file, already sniffed
         _scan_mapped(detector, f, task, outcome, binary=False)
@@ -244,7 +248,7 @@ def scan_file(detector: Detector, f: Any, task: Task, outcome: Outcome, *,
     kind = kind_of(head)
     binary = kind == "binary"
     if kind == "gzip":
-        stream = gunzip(_count(_chunks(f, head), outcome))
+        stream = gunzip(_count(_chunks(f, head), outcome), max_decompressed)
         to_findings(scan_stream(detector, stream), task, "gzip", outcome)
     elif kind.startswith("utf-16"):
         stream = utf16_to_utf8(_count(_chunks(f, head), outcome), kind)
