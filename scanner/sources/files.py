@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import (
@@ -33,6 +33,9 @@ from scanner.engine.inputs import (
 )
 from scanner.errors import ConfigError, SourceError
 from scanner.finding import Finding
+
+if TYPE_CHECKING:
+    from scanner.sources.ignore import GitIgnore
 
 #: Files up to this size are read whole; larger ones are mapped.
 READ_WHOLE = 4 << 20
@@ -119,7 +122,7 @@ def walk(roots: list[str], excludes: list[str], respect_gitignore: bool,
             continue
         fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
         fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
-        walker = _Walker(exclude, {} if respect_gitignore else None, errors)
+        walker = _Walker(exclude, _git_ignore() if respect_gitignore else None, errors)
         for full, rel, size in walker.files(root, ""):
             yield Task(_display(full), full, fp_prefix + rel, size)
 
@@ -128,7 +131,7 @@ class _Walker:
     """A sorted, depth-first walk with os.scandir: relative paths are built by string
     concatenation (``os.path.relpath`` per file cost a third of a tree scan)."""
 
-    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[str]):
+    def __init__(self, exclude: Any, ignores: GitIgnore | None, errors: list[str]):
         self.exclude = exclude
         self.ignores = ignores
         self.errors = errors
@@ -141,7 +144,7 @@ class _Walker:
             self.errors.append(f"{_display(directory)}: {exc.strerror or exc}")
             return
         if self.ignores is not None:
-            _load_gitignore(directory, self.ignores)
+            self.ignores.enter(directory, rel)
         for entry in entries:
             name = entry.name
             full = entry.path
@@ -151,11 +154,11 @@ class _Walker:
             except OSError:
                 is_dir = False
             if is_dir:
-                if name == ".git" or self._skipped(path + "/", full + "/"):
+                if name == ".git" or self._skipped(path + "/"):
                     continue
                 yield from self.files(full, path + "/")
                 continue
-            if self._skipped(path, full):
+            if self._skipped(path):
                 continue
             try:
                 st = entry.stat()
@@ -166,30 +169,17 @@ class _Walker:
             if stat.S_ISREG(st.st_mode):  # not fifos, sockets, devices, linked directories
                 yield full, path, st.st_size
 
-    def _skipped(self, rel: str, full: str) -> bool:
+    def _skipped(self, rel: str) -> bool:
         if self.exclude is not None and self.exclude.match_file(rel):
             return True
-        return self.ignores is not None and _ignored(full, self.ignores)
+        return self.ignores is not None and self.ignores.ignored(rel)
 
 
-def _load_gitignore(dirpath: str, ignores: dict[str, Any]) -> None:
-    path = os.path.join(dirpath, ".gitignore")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return
-    import pathspec
+def _git_ignore() -> GitIgnore:
+    """Imported only for --respect-gitignore: the hook path never pays for it."""
+    from scanner.sources.ignore import GitIgnore
 
-    ignores[dirpath] = pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def _ignored(full: str, ignores: dict[str, Any]) -> bool:
-    return any(
-        full.startswith(base + os.sep)
-        and spec.match_file(full[len(base) + 1 :].replace(os.sep, "/"))
-        for base, spec in ignores.items()
-    )
+    return GitIgnore()
 
 
 def to_findings(located: Iterable[Located], task: Task, encoding: str | None,
