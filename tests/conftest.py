@@ -117,7 +117,8 @@ def scan() -> Callable[..., tuple[int, dict[str, Any], subprocess.CompletedProce
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests of an ``xdist_group`` first: the pre-commit framework tests build a hook
-    environment (~10 s of pip), which then overlaps the rest of the suite on the other
-    worker instead of finishing alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    """Tests marked ``early`` first: the pre-commit framework tests build a hook
+    environment (~10 s of pip) that then overlaps the rest of the suite on the other
+    worker instead of finishing alone at the end. (Not xdist's ``--dist loadgroup``:
+    with pytest 9.2 it silently stops grouping, pytest-xdist issue #1386.)"""
+    items.sort(key=lambda item: item.get_closest_marker("early") is None)

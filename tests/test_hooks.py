@@ -140,7 +140,7 @@ def run_hook(hook_checkout: tuple[Path, str, dict[str, str]], repo: Repo, hook: 
         text=True, timeout=900)
 
 
-@pytest.mark.xdist_group("pre-commit-home")
+@pytest.mark.early
 def test_pre_commit_framework_staged_hook(
         tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
         make_token: Callable[[], str]) -> None:
@@ -162,7 +162,7 @@ def test_pre_commit_framework_staged_hook(
     assert token not in out
 
 
-@pytest.mark.xdist_group("pre-commit-home")
+@pytest.mark.early
 def test_pre_commit_framework_push_hook(
         tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
         make_token: Callable[[], str]) -> None:
