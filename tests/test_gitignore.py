@@ -56,7 +56,8 @@ IGNORES = {
     # Re-included below a parent's *.log; but not inside logs/, which is excluded whole.
     "src/.gitignore": "!keep.log\n",
     "logs/.gitignore": "!keep.log\n",
-    "src/deep/.gitignore": "other.log\n!other.log\n",
+    # The last matching line of a file wins; the deepest file with a match decides.
+    "src/deep/.gitignore": "other.log\n!other.log\nkeep.log\n",
 }
 
 
@@ -69,10 +70,10 @@ def test_nested_negations_directory_and_anchored_patterns(
     assert scanned == _tokens(expected)
     assert files == len(expected)
     # What the rules above mean, spelled out (git agrees, as checked just now):
-    assert {"src/keep.log", "src/deep/keep.log", "src/deep/other.log", "src/x",
-            "src/build.txt", "x.d/y"} <= scanned
-    assert not {"a.log", "keep.log", "src/app.log", "logs/keep.log", "build/out.js",
-                "src/build/out.js", "x"} & scanned
+    assert {"src/keep.log", "src/deep/other.log", "src/x", "src/build.txt", "x.d/y",
+            "notes.txt"} <= scanned
+    assert not {"a.log", "keep.log", "src/app.log", "src/deep/keep.log", "logs/keep.log",
+                "build/out.js", "src/build/out.js", "x"} & scanned
 
 
 def test_info_exclude_core_excludes_file_and_tracked_files(
