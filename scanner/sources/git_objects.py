@@ -66,13 +66,19 @@ class Batch:
         self.errors += other.errors
 
 
+def unreadable(oid: str) -> str:
+    """The one message for an object git cannot give us, whatever the mode."""
+    return f"object {oid}: missing or corrupt (git cannot read it); the scan is incomplete"
+
+
 def scan_content(detector: Detector, content: bytes | Readable, size: int,
                  kind: str, gzip_limit: int = GZIP_LIMIT) -> Scanned:
     """The full scan of one object, by the engine, as a file is scanned. For a commit
     only the message is scanned, its lines counted from the subject line. Findings have
     no path yet: where the object was written is only known once the history is
-    walked (:mod:`scanner.gitscan`)."""
-    if kind == "commit":
+    walked (:mod:`scanner.gitscan`). An annotated tag is read like a commit: its
+    message, after the header."""
+    if kind in ("commit", "tag"):
         raw = content if isinstance(content, bytes) else content.read(-1)
         cut = raw.find(b"\n\n")
         content = raw[cut + 2:] if cut != -1 else b""
@@ -162,8 +168,7 @@ def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
             parts = bytes(buf[pos:nl]).split(b" ")
             if len(parts) != 3:
                 name = git.display(parts[0])
-                batch.errors.append(ScanIssue("git", f"object {name}: "
-                                              f"{git.display(parts[-1])}", name))
+                batch.errors.append(ScanIssue("git", unreadable(name), name))
                 pos, count = nl + 1, count - 1
                 continue
             oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
@@ -220,8 +225,8 @@ def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
     for i, (_, kind, s, e) in enumerate(spans):
         batch.objects += 1
         batch.bytes += e - s
-        if kind == "commit":
-            continue  # the needle search below covers commits too
+        if kind in ("commit", "tag"):
+            continue  # the needle search below covers messages too
         if e > s and (buf[s] in _MAGIC or buf.find(b"\0", s, min(e, s + SNIFF)) != -1):
             head = bytes(buf[s : min(e, s + SNIFF)])
             if kind_of(head) not in ("text", "binary"):
