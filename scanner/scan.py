@@ -182,7 +182,7 @@ def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequen
         if os.path.isfile(ignore):
             skip |= load_fingerprints(ignore, report=False)
     kept = [f for f in findings if CONFIDENCE_RANK[f.confidence] >= floor]
-    out = [f for f in kept if f.fingerprint not in skip]
+    out = [f for f in kept if f.fingerprint not in skip and f.fingerprint_base not in skip]
     return out, len(kept) - len(out)
 
 
