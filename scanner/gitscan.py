@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
-from scanner.errors import UsageError
+from scanner.errors import GitError, UsageError
 from scanner.finding import Finding
 from scanner.result import ScanIssue, ScanOptions, ScanResult
 from scanner.rules import Rule
@@ -138,15 +138,33 @@ def _places(objects: _Objects, walked: Sequence[tuple[int, git.Commit | None,
     return places, sum(suppressed.values())
 
 
-def _drop_inherited(objects: _Objects, places: list[_Place]) -> None:
+def _drop_inherited(objects: _Objects, places: list[_Place], staged: bool = False) -> None:
     """Only a token that no parent had is new: what a rename, a copy or a message
     repeats from anywhere in a parent commit's tree is an occurrence, not a leak.
 
-    Costs nothing unless some place still introduces a token; then each parent's tree
-    is listed (``ls-tree``) and its blobs are scanned, each unique blob once (the scans
-    are cached by id, so the trees of a long range share the work).
+    Costs nothing unless some place still introduces a token. Then, first, the blob
+    that git's rename and copy detection names as each file's source (one diff per
+    commit); for what is left, each parent's tree is listed (``ls-tree``) and its
+    blobs are scanned, each unique blob once (scans are cached by id, so the trees of
+    a long range share the work).
     """
     candidates = [p for p in places if p.introduced and p.parents]
+    if not candidates:
+        return
+    files = [p for p in candidates if p.path is not None]
+    moves: dict[tuple[str, str | None], dict[bytes, str]] = {}
+    for place in files:
+        commit = None if staged or place.commit is None else place.commit.oid
+        for par in place.parents:
+            if (par, commit) not in moves:
+                moves[par, commit] = git.copied_from(objects.repo, par, commit)
+    objects.ensure([oid for found in moves.values() for oid in found.values()])
+    for place in files:
+        commit = None if staged or place.commit is None else place.commit.oid
+        for par in place.parents:
+            source = moves[par, commit].get(place.path or b"")
+            place.introduced -= objects.secrets(source)
+    candidates = [p for p in candidates if p.introduced]
     if not candidates:
         return
     parents = list(dict.fromkeys(par for p in candidates for par in p.parents))
@@ -247,6 +265,7 @@ def _located(first: Finding, place: _Place, occurrences: int) -> Finding:
     path = git.display(place.path) if place.path is not None else None
     c, tag = place.commit, place.tag
     location = "file" if path is not None else "commit-message"
+    who: tuple[str | None, str | None, str | None, str | None]
     if c is not None:
         who = (c.oid, c.author_name, c.author_email, c.date)
     elif tag is not None:
@@ -373,7 +392,7 @@ def scan_staged(path: str | os.PathLike[str], rules: list[Rule],
     try:
         places, suppressed = _places(objects, [(0, None, git.staged(repo))],
                                      staged_parent=repo.head)
-        _drop_inherited(objects, places)
+        _drop_inherited(objects, places, staged=True)
     finally:
         objects.close()
     return _result(repo, places, suppressed, objects.batch, options, started, 0)
@@ -416,15 +435,26 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     try:
         objs = git.all_objects(repo.path)
         batch = scan_objects(repo.path, rules, objs, options.jobs, executor)
-        missing = check.result()
     except BaseException:
         check.close()
         raise
+    try:
+        missing = check.result()
+    except GitError as exc:  # a tree it could not read: git names it
+        missing = []
+        said = str(exc).removeprefix("error: ").removeprefix("fatal: ")
+        batch.errors.append(ScanIssue("git", f"cannot walk every reachable object: {said}; "
+                                      "the scan is incomplete"))
     _unreadable(batch, [*objs.unreadable, *missing])
     if repo.head is None and not batch.objects:
         log.warning("the repository has no commits yet: nothing to scan")
     elif repo.head is not None:
-        subs = git.gitlinks(repo.path, repo.head)
+        try:
+            subs = git.gitlinks(repo.path, repo.head)
+        except GitError:
+            if not batch.errors:  # else already said: an object of HEAD is missing
+                raise
+            subs = []
         if subs:
             log.warning(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its "
                         "own repository): " + ", ".join(subs[:5])

@@ -441,6 +441,25 @@ def tree_blobs(repo: str, tree: str) -> list[tuple[bytes, str]]:
     return blobs
 
 
+def copied_from(repo: str, parent: str, commit: str | None) -> dict[bytes, str]:
+    """For each path that git's rename and copy detection (``-M -C``) sees as moved
+    or copied from ``parent`` (into ``commit``, or into the index when None): the
+    blob it came from."""
+    args = (["diff-index", "--cached"] if commit is None else ["diff-tree", "-r"])
+    _, out = run(repo, [*args, "-z", "--raw", "--no-abbrev", "-M", "-C", "--no-ext-diff",
+                        parent, *([commit] if commit else []), "--"])
+    sources: dict[bytes, str] = {}
+    fields = iter(out.split(b"\0"))
+    for field in fields:
+        if not field.startswith(b":"):
+            continue
+        meta = field[1:].split(b" ")
+        next(fields, b"")  # the path (the source, for a rename or a copy)
+        if len(meta) >= 5 and meta[4][:1] in (b"R", b"C"):
+            sources[next(fields, b"")] = meta[2].decode()
+    return sources
+
+
 def rev_list(repo: str, revs: Sequence[str]) -> list[str]:
     _, out = run(repo, ["rev-list", *revs, "--"])
     return out.decode().split()
