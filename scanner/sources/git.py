@@ -441,12 +441,19 @@ def tree_blobs(repo: str, tree: str) -> list[tuple[bytes, str]]:
     return blobs
 
 
+#: Rename limit for :func:`copied_from`: past this many sources times destinations
+#: squared, git keeps exact copies from every file and similar ones from changed files
+#: only, so a large tree costs a hash lookup, not a comparison with every file.
+COPY_LIMIT = "50"
+
+
 def copied_from(repo: str, parent: str, commit: str | None) -> dict[bytes, str]:
-    """For each path that git's rename and copy detection (``-M -C``) sees as moved
-    or copied from ``parent`` (into ``commit``, or into the index when None): the
-    blob it came from."""
+    """For each path that git's rename and copy detection sees as moved or copied from
+    ``parent`` (into ``commit``, or into the index when None): the blob it came from.
+    Renames with edits, copies from changed files, and exact copies of any file."""
     args = (["diff-index", "--cached"] if commit is None else ["diff-tree", "-r"])
-    _, out = run(repo, [*args, "-z", "--raw", "--no-abbrev", "-M", "-C", "--no-ext-diff",
+    _, out = run(repo, [*args, "-z", "--raw", "--no-abbrev", "-M", "-C",
+                        "--find-copies-harder", f"-l{COPY_LIMIT}", "--no-ext-diff",
                         parent, *([commit] if commit else []), "--"])
     sources: dict[bytes, str] = {}
     fields = iter(out.split(b"\0"))
