@@ -417,15 +417,16 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     options = options or ScanOptions()
     started = time.perf_counter()
     repo = _start(os.fspath(path))
-    check = git.Connectivity(repo.path)
+    check = git.Connectivity.unless_closed(repo.path)
     try:
         objs = git.all_objects(repo.path)
         batch = scan_objects(repo.path, rules, objs, options.jobs, executor)
     except BaseException:
-        check.close()
+        if check is not None:
+            check.close()
         raise
     try:
-        missing = check.result()
+        missing = check.result() if check is not None else []
     except GitError as exc:  # a tree it could not read: git names it
         missing = []
         said = str(exc).removeprefix("error: ").removeprefix("fatal: ")

@@ -75,19 +75,40 @@ def test_a_staged_blob_git_cannot_read_is_an_error(tmp_path: Path, how: str) -> 
     assert proc.returncode == 2 and f"object {blob}: missing or corrupt" in proc.err
 
 
-@pytest.mark.parametrize("what", ["old-blob", "tree"])
+@pytest.mark.parametrize("what", ["old-blob", "tree", "after-gc"])
 def test_missing_objects_of_a_clean_history_are_named(tmp_path: Path, what: str) -> None:
     """No token anywhere, so no walk maps blobs to commits: the check of what is
-    reachable still names a missing blob of an older commit, or a missing subtree."""
+    reachable still names a missing blob of an older commit, a missing subtree, or a
+    blob committed after ``git gc`` packed the rest (a packed history with loose
+    objects on top is walked; only one closed pack with nothing beside it is not)."""
     repo = Repo.make(tmp_path)
     repo.commit("one", **{"old.txt": "first\n", "dir__inner.txt": "x\n"})
-    oid = repo.git("rev-parse", "HEAD:old.txt" if what == "old-blob" else "HEAD:dir")
+    if what == "after-gc":
+        repo.git("gc", "-q")
+        repo.commit("later", **{"new.txt": "later\n"})
+        oid = repo.git("rev-parse", "HEAD:new.txt")
+    else:
+        oid = repo.git("rev-parse", "HEAD:old.txt" if what == "old-blob" else "HEAD:dir")
     repo.commit("two", **{"old.txt": "second\n"})
     damage(repo, oid, "delete")
     proc = repo.scan("git")
     assert proc.returncode == 2
     assert oid in proc.err and "the scan is incomplete" in proc.err
     assert proc.err.count("\n") == 2  # the error, the summary
+
+
+def test_one_closed_pack_is_not_walked_again(tmp_path: Path) -> None:
+    """After ``git gc`` (one pack, nothing loose) a clean history scans clean, and a
+    garbled loose object added later is still named."""
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.git("gc", "-q")
+    assert repo.scan("git").returncode == 0
+    repo.commit("two", **{"b.txt": "b\n"})
+    oid = repo.git("rev-parse", "HEAD:b.txt")
+    damage(repo, oid, "garble")
+    proc = repo.scan("git")
+    assert proc.returncode == 2 and oid in proc.err
 
 
 # ------------------------------------------------------------------------------- tags

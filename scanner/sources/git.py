@@ -179,6 +179,25 @@ def sizes(repo: str, oids: Sequence[str]) -> Objects:
                                     for n in out.decode("ascii", "replace").splitlines())))
 
 
+def closed_store(repo: str) -> bool:
+    """Whether the object store is one pack git wrote, with nothing beside it: no loose
+    object, no second pack, no alternate store, no promisor remote (a partial clone).
+
+    Such a pack is closed under reachability: ``git repack`` refuses to write one with
+    an object missing and ``clone`` checks connectivity when it arrives, and reading
+    every blob and commit of it catches any that became unreadable since. Everything
+    else (loose objects a stray ``rm`` can remove, several packs, other stores) needs
+    the reachability walk of :class:`Connectivity` to find what is missing.
+    """
+    _, out = run(repo, ["count-objects", "-v"])
+    fields = dict(line.split(": ", 1) for line in out.decode("utf-8", "replace").splitlines()
+                  if ": " in line)
+    if fields.get("count") != "0" or fields.get("packs") != "1" or "alternate" in fields:
+        return False
+    status, _ = run(repo, ["config", "--get", "extensions.partialClone"], ok=(0, 1))
+    return status == 1
+
+
 class Connectivity:
     """``rev-list --objects --all --missing=print`` running beside a whole-history scan:
     the store listing cannot show an object that is not there, so only a walk of every
@@ -202,6 +221,10 @@ class Connectivity:
         for line in self.proc.stdout:
             if line.startswith(b"?"):
                 self.missing.append(display(line[1:].strip()))
+
+    @classmethod
+    def unless_closed(cls, repo: str) -> Connectivity | None:
+        return None if closed_store(repo) else cls(repo)
 
     def result(self) -> list[str]:
         """The missing ids; a GitError if git could not walk (an unreadable tree)."""
