@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from scanner.cli import debug_wanted
+from scanner.cli.record import add_record_options
 from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
 from scanner.redaction import scrub
@@ -125,21 +126,13 @@ def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
     scan.add_argument("--respect-gitignore", action="store_true",
                       help="skip files that .gitignore files ignore (default: scan them: "
                            ".env files are usually git-ignored)")
-    scan.add_argument("--max-decompressed", metavar="SIZE", type=_size, default=None,
-                      help="stop decompressing a gzip input past SIZE (e.g. 64M, 2G; "
-                           "default 1G): a gzip bomb is an error, not a hang")
+    scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
+                      help="a gzip input that inflates past SIZE (bytes, or with K, M or G: "
+                           "64M) is an error, not scanned further (default: 1G)")
     add_common_options(scan)
     add_report_options(scan)
+    add_record_options(scan)
     scan.set_defaults(func=cmd_scan)
-
-
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    number, unit = text.rstrip("KMGkmgBb"), text[len(text.rstrip("KMGkmgBb")):].upper()
-    unit = unit.rstrip("B")
-    if not number.isdigit() or unit not in units or int(number) == 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 64M or 1G)")
-    return int(number) * units[unit]
 
 
 def _redact_parser(sub: argparse._SubParsersAction, command: Command) -> None:
@@ -194,6 +187,19 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
     importlib.import_module(command.module).PARSERS[name](sub, command)
     return root
+
+
+def byte_size(text: str) -> int:
+    """``4096``, ``512K``, ``64M``, ``1G`` (binary units) as a number of bytes."""
+    shifts = {"K": 10, "M": 20, "G": 30}
+    number = text.strip()
+    shift = shifts.get(number[-1:].upper(), 0)
+    if shift:
+        number = number[:-1]
+    if not (number.isascii() and number.isdigit()) or int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: a positive whole number, optionally with K, M or G")
+    return int(number) << shift
 
 
 def run(argv: list[str]) -> int:
@@ -349,8 +355,9 @@ def _replace_atomically(target: str, text: str, mode: int | None) -> None:
         raise
 
 
-def finish(result: ScanResult, args: argparse.Namespace) -> int:
-    """Render, write and choose the exit status: errors win over findings."""
+def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
+    """Render, write, record if asked, and choose the exit status: errors (and failed
+    revokes) win over findings."""
     from scanner.report import render
 
     color = (args.format == "text" and args.output is None and not args.no_color
@@ -362,6 +369,11 @@ def finish(result: ScanResult, args: argparse.Namespace) -> int:
         from scanner.report.text import summary_line
 
         sys.stderr.write(summary_line(result) + "\n")
+    if getattr(args, "record", False) or getattr(args, "revoke", False):
+        from scanner.cli.record import record
+
+        if record(result, args, source):
+            return EXIT_ERROR
     if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
@@ -372,6 +384,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     options = scan_options(args)
     rules = load_rules(args.rules)
+    if args.record or args.revoke:
+        from scanner.cli.record import check
+
+        check(args)
     paths = args.paths
     if not paths:
         paths = ["-"] if _stdin_is_pipe() else ["."]
@@ -380,7 +396,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             raise UsageError("'-' (stdin) cannot be combined with other paths")
         if sys.stdin is None:
             raise UsageError("stdin is closed: nothing to scan as '-'")
-        return finish(scan_stream(sys.stdin.buffer, rules, options), args)
+        return finish(scan_stream(sys.stdin.buffer, rules, options), args, "scan:<stdin>")
     from scanner.cli.progress import Progress, wanted
 
     progress = Progress() if wanted(args.format) else None
@@ -389,7 +405,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.close()
-    return finish(result, args)
+    return finish(result, args, "scan:" + ",".join(paths))
 
 
 def _stdin_is_pipe() -> bool:
