@@ -12,10 +12,19 @@ EXIT_ERROR = 2
 
 
 class ScanError(Exception):
-    """Base class: something the user can fix, reported in one line."""
+    """Base class: something the user can fix, reported in one line.
+
+    Its message is scrubbed when the error is made (tokens redacted, control characters
+    escaped), so a caller that logs ``str(error)`` cannot leak what a path, URL or
+    argument held."""
 
     reason = "error"
     exit_status = EXIT_ERROR
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        from scanner.redaction import scrub
+
+        super().__init__(scrub(str(message)), *args)
 
 
 class UsageError(ScanError):

@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
-from scanner.engine.names import redact_name, scan_names
+from scanner.engine.names import redact_name, ref_findings, scan_names
 from scanner.errors import GitError, UsageError, short
 from scanner.finding import Finding, SourceKind
 from scanner.result import PARALLEL_BYTES, ScanIssue, ScanOptions, ScanResult
@@ -316,8 +316,11 @@ def _neg(path: bytes) -> tuple[int, ...]:
 
 def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
             options: ScanOptions, started: float, commits: int,
-            renamed: dict[bytes, str] | None = None) -> ScanResult:
+            renamed: dict[bytes, str] | None = None, refs: Sequence[bytes] = (),
+            rules: Sequence[Rule] = ()) -> ScanResult:
     findings = _findings(places, renamed)
+    if refs:  # ref names are pushed and published too
+        findings += ref_findings(Detector(list(rules)), refs)
     findings, ignored = filter_findings(findings, options, [] if repo.bare else [repo.path])
     errors = sorted(batch.errors, key=lambda e: (e.message, e.path or ""))
     return ScanResult(findings, suppressed, batch.objects, batch.bytes,
@@ -436,7 +439,7 @@ def scan_staged(path: str | os.PathLike[str], rules: list[Rule],
 
 def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
               rules: list[Rule], options: ScanOptions | None = None, *,
-              executor: Executor | None = None) -> ScanResult:
+              executor: Executor | None = None, refs: Sequence[bytes] = ()) -> ScanResult:
     """The commits of one or more rev-list expressions (``A..B``, ``["X", "--not",
     "--remotes"]``, ``["TIP", "--not", "OLD_TIP"]`` for what is new since the tips
     already scanned), their changes and their messages."""
@@ -458,7 +461,7 @@ def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
     named, renamed = _path_places(rules, walked)
     commits = sum(1 for _, commit, _ in walked if commit)
     return _result(repo, places + named, suppressed, objects.batch, options, started,
-                   commits, renamed)
+                   commits, renamed, refs, rules)
 
 
 def scan_history(path: str | os.PathLike[str], rules: list[Rule],
@@ -510,7 +513,7 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
         named, renamed = _path_places(rules, walked)
         places += named + tagged
     return _result(repo, places, suppressed, batch, options, started, objs.commits,
-                   renamed)
+                   renamed, git.ref_names(repo.path), rules)
 
 
 def _unreadable(batch: Batch, oids: Sequence[str]) -> None:

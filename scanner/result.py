@@ -39,6 +39,24 @@ class ScanOptions:
     max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is an error
     parallel_bytes: int = PARALLEL_BYTES  # less work than this stays in one process
 
+    def __post_init__(self) -> None:
+        """Wrong types fail here, loudly: a bare string for ``excludes`` would be read as
+        one pattern per character, and silently exclude everything."""
+        from scanner.errors import UsageError
+
+        try:
+            object.__setattr__(self, "min_confidence", Confidence(self.min_confidence))
+        except ValueError:
+            raise UsageError(f"min_confidence must be one of "
+                             f"{', '.join(c.value for c in Confidence)}") from None
+        if isinstance(self.excludes, str | bytes):
+            raise UsageError("excludes must be a sequence of patterns, not one string")
+        object.__setattr__(self, "excludes", tuple(self.excludes))
+        for name in ("jobs", "max_decompressed", "parallel_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{name} must be a whole number, 0 or more")
+
 
 @dataclass(frozen=True, slots=True)
 class ScanIssue:

@@ -30,7 +30,7 @@ from scanner.engine.fragments import (
     split_large,
 )
 from scanner.engine.names import path_findings, redact_path
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, UsageError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
 from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
@@ -104,6 +104,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     """Scan files and directories (recursively; dotfiles and git-ignored files included,
     never ``.git/``). ``executor``: a process pool of the caller's to use instead of
     starting one."""
+    if isinstance(paths, str | bytes | os.PathLike):
+        raise UsageError("paths must be a list of paths, not one path (say [path])")
     options = options or ScanOptions()
     started = time.perf_counter()
     roots = [os.fspath(p) for p in paths]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scanner.sources.files import walk
-from tests.conftest import CLI, assert_no_leak
+from conftest import CLI, assert_no_leak
 
 
 def _children(pid: int) -> list[int]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CLI, assert_no_leak
+from conftest import CLI, assert_no_leak
 
 MiB = 1 << 20
 #: Address space allowed to the scanner: Python, RE2 and the rules need about 36 MiB.

@@ -37,10 +37,26 @@ def credential_from(option: str | None, environ: Mapping[str, str]) -> str:
 
 def api_url_from(option: str | None, environ: Mapping[str, str]) -> str:
     """``--cendis-api-url``, then ``CENDIS_API_URL``, else the public API."""
-    url = option or environ.get("CENDIS_API_URL") or DEFAULT_API_URL
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"the Cendis API URL must start with http:// or https://: "
-                          f"{short(url, 60)!r}")
+    from urllib.parse import urlsplit
+
+    url = (option or environ.get("CENDIS_API_URL") or DEFAULT_API_URL).strip()
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError:
+        problem = "not a valid URL"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.username is not None or parts.password is not None:
+            problem = "it must not hold a user name or password (the credential is --token)"
+        elif parts.query or parts.fragment:
+            problem = "it must not have a query or fragment"
+    if problem:
+        raise ConfigError(f"bad Cendis API URL {short(url, 60)!r}: {problem}")
     return url.rstrip("/")
 
 

@@ -13,6 +13,8 @@ Every failure the user can fix is one line on stderr and exit status 2; a bug is
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import sys
 
@@ -21,12 +23,66 @@ def debug_wanted() -> bool:
     return os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0")
 
 
+class ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` when the shell closed it (``>&-``): Python makes it None, and a
+    write to None is an AttributeError; here it is the I/O error the user sees."""
+
+    def write(self, text: str) -> int:  # bytes too, through .buffer
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    @property
+    def buffer(self) -> ClosedStdout:
+        return self
+
+
+def drop_stdout() -> None:
+    """After stdout failed (closed pipe, full disk), point it at the null device, so
+    that Python's final flush of what is still buffered cannot fail a second time with
+    an "Exception ignored" message (the recipe of Python's signal docs)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     while args and args[0] == "--debug":
         os.environ["CENDIS_SCAN_DEBUG"] = "1"
         args.pop(0)
-    sys.exit(dispatch(args))
+    if sys.stdout is None:
+        sys.stdout = ClosedStdout()
+    try:
+        status = dispatch(args)
+    except SystemExit as exc:  # argparse's --help and usage errors
+        status = exc.code if isinstance(exc.code, int) else 2
+    except BrokenPipeError:
+        status = 2
+    except OSError as exc:  # --help or --version into a closed or full stdout
+        drop_stdout()
+        sys.stderr.write(f"cendis-scan: error: cannot write the output: "
+                         f"{exc.strerror or exc}\n")
+        status = 2
+    sys.exit(_flushed(status))
+
+
+def _flushed(status: int) -> int:
+    """What is still buffered goes out now, so a full disk or a closed pipe is one line
+    and exit 2, not a traceback (or a silent 0) at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        drop_stdout()
+        return 2
+    except (OSError, ValueError) as exc:
+        drop_stdout()
+        if not isinstance(sys.stdout, ClosedStdout) or status == 0:
+            sys.stderr.write(f"cendis-scan: error: cannot write the output: "
+                             f"{getattr(exc, 'strerror', None) or exc}\n")
+        return 2
+    return status
 
 
 def dispatch(args: list[str]) -> int:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import io
 import logging
 import os
 import signal
@@ -17,13 +15,15 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from scanner.cli import debug_wanted
+from scanner.cli import ClosedStdout, debug_wanted, drop_stdout
 from scanner.cli.record import add_record_options
 from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
 from scanner.redaction import scrub
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
     from scanner.result import ScanOptions, ScanResult
     from scanner.rules import Rule
 
@@ -46,31 +46,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-class _ClosedStdout(io.TextIOBase):
-    """``sys.stdout`` when the shell closed it (``>&-``): Python makes it None, and a
-    write to None is an AttributeError; here it is the I/O error the user sees."""
-
-    def write(self, text: str) -> int:  # bytes too, through .buffer
-        raise OSError(errno.EBADF, "stdout is closed")
-
-    @property
-    def buffer(self) -> _ClosedStdout:
-        return self
-
-
-def _drop_stdout() -> None:
-    """After stdout failed (closed pipe, full disk), point it at the null device, so
-    that Python's final flush of what is still buffered cannot fail a second time with
-    an "Exception ignored" message (the recipe of Python's signal docs)."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 class _Parser(argparse.ArgumentParser):
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """argparse swallows a failed write (a full disk, a closed stdout) and exits 0
+        after ``--help``; here it is an I/O error, one line and exit 2."""
+        if message:
+            (file or sys.stderr).write(message)
+
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {scrub(message, 300)} (see --help)\n")
         sys.exit(EXIT_ERROR)
@@ -208,7 +190,7 @@ def run(argv: list[str]) -> int:
     setup_logging(debug)
     func: Callable[[argparse.Namespace], int] = args.func
     if sys.stdout is None:
-        sys.stdout = _ClosedStdout()
+        sys.stdout = ClosedStdout()
     with contextlib.suppress(ValueError):  # not the main thread: a caller's thread
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -221,10 +203,10 @@ def run(argv: list[str]) -> int:
         sys.stderr.write(f"cendis-scan: {'terminated' if terminated else 'interrupted'}\n")
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
-        _drop_stdout()
+        drop_stdout()
         return EXIT_ERROR
     except OSError as exc:  # stdin or stdout failing under a command (EIO, ENOSPC...)
-        _drop_stdout()
+        drop_stdout()
         sys.stderr.write(f"cendis-scan: error: I/O error: {scrub(str(exc.strerror or exc))}\n")
         return EXIT_ERROR
     except Exception as exc:  # a bug: one line, the traceback only when asked for
@@ -302,7 +284,7 @@ def write_report(text: str, output: str | None) -> None:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            _drop_stdout()
+            drop_stdout()
             raise UsageError(f"cannot write the report to stdout: {exc.strerror or exc}") \
                 from None
         return
@@ -433,7 +415,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        _drop_stdout()
+        drop_stdout()
         raise UsageError(f"redact: {exc.strerror or exc}") from None
     sys.stderr.write(f"cendis-scan: {count} token{'s' if count != 1 else ''} redacted\n")
     return EXIT_CLEAN

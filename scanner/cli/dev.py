@@ -7,6 +7,7 @@ import sys
 import typer
 
 from scanner.cli.incidents import cli_errors
+from scanner.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,8 @@ def register(app: typer.Typer) -> None:
 
     @group.command("cendis-api")
     def cendis_api(
-        port: int = typer.Option(8787, "--port", help="port on 127.0.0.1 (default 8787)"),
+        port: int = typer.Option(8787, "--port", min=1, max=65535,
+                                 help="port on 127.0.0.1 (default 8787)"),
         host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
         seed: str | None = typer.Option(
             None, "--seed", metavar="FILE",
@@ -44,7 +46,9 @@ def register(app: typer.Typer) -> None:
 
             loaded = seeds.load(seed) if seed else seeds.generated()
             app = create_app(tokens=loaded.tokens, service_credentials=loaded.credentials)
-            url = f"http://{host}:{port}"
+            from scanner.redaction import scrub
+
+            url = scrub(f"http://{host}:{port}")
             out = sys.stdout.write
             out(f"Cendis stand-in on {url}: {len(loaded.tokens)} token(s) known\n")
             if loaded.shown and sys.stdout.isatty():
@@ -57,4 +61,8 @@ def register(app: typer.Typer) -> None:
                 out("(generated credentials are shown on a terminal only; for scripts, "
                     "pass --seed FILE.json with a \"service\" entry)\n")
             sys.stdout.flush()
-            web.run_app(app, host=host, port=port, print=None, access_log=None)
+            try:
+                web.run_app(app, host=host, port=port, print=None, access_log=None)
+            except OSError as exc:  # an address in use, a host that does not resolve
+                raise ConfigError(f"cannot listen on {host}:{port}: "
+                                  f"{exc.strerror or exc}") from None

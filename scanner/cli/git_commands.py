@@ -129,7 +129,12 @@ def cmd_git(args: argparse.Namespace) -> int:
                              "git push run the hook)")
         if not rev_sets:
             _say("no commits to scan in this push: nothing was scanned")
-        result = gitscan.scan_revs(repo, rev_sets, rules, options)
+        refs = [part.encode("utf-8", "surrogateescape") for line in lines
+                for part in line.rsplit(maxsplit=3)[0::2] if part]
+        refs += [os.environ[name].encode("utf-8", "surrogateescape")
+                 for name in ("PRE_COMMIT_LOCAL_BRANCH", "PRE_COMMIT_REMOTE_BRANCH")
+                 if os.environ.get(name)]
+        result = gitscan.scan_revs(repo, rev_sets, rules, options, refs=refs)
     elif args.range or args.since_commit:
         if args.range and ".." not in args.range:
             raise UsageError(f"--range wants A..B, got {args.range!r}")

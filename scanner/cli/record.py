@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from scanner.errors import EXIT_ERROR
+from scanner.errors import EXIT_ERROR, ConfigError
 from scanner.redaction import scrub
 from scanner.result import ScanResult
+
+if TYPE_CHECKING:
+    from scanner.incidents.store import Store
 
 
 def add_record_options(p: argparse.ArgumentParser) -> None:
@@ -34,11 +38,28 @@ def add_record_options(p: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """Before the scan: a --revoke without a credential fails now, not after."""
+    """Before the scan: a --revoke without a credential, a bad API URL or a database
+    that cannot be opened fails now, not after the scan."""
+    from scanner.incidents.pipeline import db_path
+
     if args.revoke:
-        from scanner.cendis.client import credential_from
+        from scanner.cendis.client import api_url_from, credential_from
 
         credential_from(args.token, os.environ)
+        api_url_from(args.cendis_api_url, os.environ)
+    _open(db_path(args.db)).close()
+
+
+def _open(db: str) -> Store:
+    """The incident store, or one line naming the database and what is wrong."""
+    import sqlite3
+
+    from scanner.incidents.store import Store
+
+    try:
+        return Store.open(db)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"incident database {db}: {exc}") from None
 
 
 def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
@@ -51,9 +72,14 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
 
     db = db_path(args.db)
     credential = credential_from(args.token, os.environ) if args.revoke else None
-    trail = record_scan(result.findings, scrub(source, 200), db=db, revoke=args.revoke,
-                        credential=credential,
-                        api_url=api_url_from(args.cendis_api_url, os.environ))
+    import sqlite3
+
+    try:
+        trail = record_scan(result.findings, scrub(source, 200), db=db,
+                            revoke=args.revoke, credential=credential,
+                            api_url=api_url_from(args.cendis_api_url, os.environ))
+    except sqlite3.Error as exc:
+        raise ConfigError(f"incident database {db}: {exc}") from None
     line = (f"cendis-scan: recorded {trail.recorded} finding"
             f"{'s' if trail.recorded != 1 else ''} as {trail.incidents} incident"
             f"{'s' if trail.incidents != 1 else ''} in {scrub(db, 120)}")
@@ -61,8 +87,12 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
         said = ", ".join(f"{n} {status.replace('_', ' ')}"
                          for status, n in sorted(trail.statuses.items()))
         line += f"; revoke: {said or 'nothing to revoke'}"
-        if trail.failed:
-            line += (f" ({trail.failed} not revoked: still queued; see cendis-scan "
-                     "incidents list --status pending)")
+        if trail.pending:
+            line += (f" ({trail.pending} not revoked yet: still queued, sent again by the "
+                     "next --revoke or a running serve; see cendis-scan incidents list "
+                     "--status pending)")
+        if trail.refused:
+            line += (f" ({trail.refused} refused by Cendis: see cendis-scan incidents list "
+                     "--status error)")
     sys.stderr.write(line + "\n")
     return EXIT_ERROR if trail.failed else 0

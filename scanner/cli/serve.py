@@ -13,18 +13,19 @@ import typer
 
 from scanner.errors import EXIT_ERROR, ScanError
 
-DEFAULT_DB = "cendis-incidents.db"
 DEFAULT_PARTNER_URL = "http://127.0.0.1:8080/partners/github"
 
 
 def _fail(message: str) -> typer.Exit:
-    sys.stderr.write(f"cendis-scan: error: {message}\n")
+    from scanner.redaction import scrub
+
+    sys.stderr.write(f"cendis-scan: error: {scrub(message, 500)}\n")
     return typer.Exit(EXIT_ERROR)
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     db: Annotated[str | None, typer.Option(
         help="Incident database (default: $CENDIS_SCAN_DB or ./cendis-incidents.db).")] = None,
     config: Annotated[Path | None, typer.Option(
@@ -49,13 +50,15 @@ def serve(
     """
     from aiohttp import web
 
-    from scanner.cendis.client import DEFAULT_API_URL, credential_from
+    from scanner.cendis.client import api_url_from, credential_from
+    from scanner.incidents.pipeline import db_path
     from scanner.server.app import create_app
     from scanner.server.config import load_config
     from scanner.server.logs import setup_logging
 
     try:
         credential = credential_from(token, os.environ)
+        api = api_url_from(cendis_api_url, os.environ)
         settings = load_config(config, os.environ, github_keys_url=github_keys_url,
                                gitlab_keys_url=gitlab_keys_url)
     except ScanError as exc:
@@ -64,8 +67,7 @@ def serve(
         raise _fail("the Cendis credential holds a space or control character "
                     "(a line break copied along?)")
     setup_logging()
-    path = db or os.environ.get("CENDIS_SCAN_DB") or DEFAULT_DB
-    api = cendis_api_url or os.environ.get("CENDIS_API_URL") or DEFAULT_API_URL
+    path = db_path(db)
     app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential)
     import logging
 
@@ -78,8 +80,9 @@ def serve(
                     shutdown_timeout=10, handle_signals=True)
     except sqlite3.Error as exc:
         raise _fail(f"cannot open the incident database {path}: {exc}") from None
-    except OSError as exc:
-        raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    except (OSError, OverflowError) as exc:
+        raise _fail(f"cannot serve on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+                    ) from None
     except ScanError as exc:
         raise _fail(str(exc)) from None
 

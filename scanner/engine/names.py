@@ -111,3 +111,17 @@ def path_findings(detector: Detector, entries: Sequence[tuple[str, str]]
                 secret_sha256=hit.secret_sha256, source=SourceKind.FILE, location="path",
                 fingerprint_path=redact_path(fp_path, renamed)))
     return findings, suppressed, renamed
+
+
+def ref_findings(detector: Detector, refs: Sequence[bytes]) -> list[Finding]:
+    """Tokens in ref names (branches, tags, a push's remote ref): names are pushed and
+    published like content. ``path`` is the redacted ref name, ``location`` ``ref``."""
+    out = []
+    for i, hits in sorted(scan_names(detector, refs).items()):
+        shown = redact_name(refs[i], hits)
+        out += [Finding(rule_id=h.rule_id, confidence=h.confidence, path=shown, line=None,
+                        column=None, offset=h.offset, encoding=h.encoding,
+                        redacted=h.redacted, secret_sha256=h.secret_sha256,
+                        source=SourceKind.GIT, fingerprint_path=shown, location="ref")
+                for h in hits if not h.suppressed]
+    return out

@@ -38,10 +38,18 @@ class Trail:
     statuses: dict[str, int]  # of the revocable ones, after revoking: status -> count
 
     @property
+    def pending(self) -> int:
+        """Still queued: Cendis was down, or our credential was refused."""
+        return self.statuses.get(Status.PENDING, 0)
+
+    @property
+    def refused(self) -> int:
+        """Refused by Cendis as malformed (400): recorded, not retried unchanged."""
+        return self.statuses.get(Status.ERROR, 0)
+
+    @property
     def failed(self) -> int:
-        """Revocable tokens not closed: still pending (Cendis down, our credential
-        refused) or refused with an error."""
-        return self.statuses.get(Status.PENDING, 0) + self.statuses.get(Status.ERROR, 0)
+        return self.pending + self.refused
 
 
 async def _drain(store: Store, base: str, credential: str, patience: float) -> None:
@@ -67,7 +75,10 @@ def record_scan(findings: Sequence[Finding], source: str, *, db: str,
     try:
         recorded = record_findings(store, findings, source, revoke=revoke)
         wanted = {r.sha256 for f, r in zip(findings, recorded, strict=True) if revocable(f)}
-        if revoke and wanted and credential is not None and api_url is not None:
+        # The whole queue, not only this scan's tokens: what an earlier run left pending
+        # (Cendis down, a credential since fixed, a killed process) goes out now too.
+        if (revoke and credential is not None and api_url is not None
+                and store.queue_depth()):
             asyncio.run(_drain(store, api_url, credential, patience))
         statuses = Counter(str(store.status_of(sha)) for sha in wanted)
     finally:

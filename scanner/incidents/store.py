@@ -310,7 +310,7 @@ class Store:
                 rows = list(self.db.query(
                     "SELECT * FROM incidents WHERE sha256 >= ? AND sha256 < ? LIMIT 2",
                     [text, text + "g"]))
-                if not rows and text.isdigit():
+                if not rows and text.isdigit() and int(text) < 1 << 63:
                     rows = list(self.db.query("SELECT * FROM incidents WHERE id = ?",
                                               [int(text)]))
             if len(rows) != 1:

@@ -437,6 +437,12 @@ def read_tags(repo: str, oids: Sequence[str]) -> dict[str, Tag]:
     return tags
 
 
+def ref_names(repo: str) -> list[bytes]:
+    """Every ref's full name (``refs/heads/...``, ``refs/tags/...``), as bytes."""
+    _, out = run(repo, ["for-each-ref", "--format=%(refname)"])
+    return [line for line in out.split(b"\n") if line]
+
+
 def tag_refs(repo: str) -> list[tuple[str, str, str]]:
     """(short name, id, type) of every ref that points at something other than a
     commit: annotated tags, and refs straight at a tree or a blob."""
