@@ -148,11 +148,12 @@ def _make_sink(config: Any, db: str | None, report_to: str | None, token: str | 
 
     if report_to:
         return RemoteSink(report_to, os.environ.get(REPORT_TOKEN_ENV))
-    from scanner.cendis.client import api_url_from, credential_from
+    credential = url = None
+    if any(s.auto_revoke for s in select(config, shard)):  # else aiohttp is not imported
+        from scanner.cendis.client import api_url_from, credential_from
 
-    revoking = any(s.auto_revoke for s in select(config, shard))
-    credential = credential_from(token, os.environ) if revoking else None
-    url = api_url_from(api_url, os.environ) if revoking else None
+        credential = credential_from(token, os.environ)
+        url = api_url_from(api_url, os.environ)
     return LocalSink(db or config.database or db_path(None), api_url=url,
                      credential=credential)
 
