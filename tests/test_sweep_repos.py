@@ -160,7 +160,7 @@ def test_branch_patterns(tmp_path: Path, make_token: Callable[[], str]) -> None:
 def test_cli_two_shards_cover_every_repository_once(tmp_path: Path,
                                                     make_token: Callable[[], str]) -> None:
     urls = []
-    for i in range(6):
+    for i in range(4):  # repo0, repo1 and repo3 hash to shard 0, repo2 to shard 1
         origin = Origin(tmp_path, f"repo{i}")
         origin.commit("c", **{"f.txt": f"{make_token()}\n" if i % 2 else "clean\n"})
         origin.push()
@@ -177,11 +177,11 @@ def test_cli_two_shards_cover_every_repository_once(tmp_path: Path,
     # Shard 1 in text: the summary table names the rest, and only the rest.
     proc = run(["sweep", str(config), "--shard", "1/2"], cwd=tmp_path, env=env)
     assert_no_leak(proc.stdout, proc.stderr)
-    second = {f"repo{i}" for i in range(6) if f"repo{i}" in proc.out}
-    assert first | second == {f"repo{i}" for i in range(6)} and not first & second
-    assert first and second  # with these six names both shards get some
+    second = {f"repo{i}" for i in range(4) if f"repo{i}" in proc.out}
+    assert first | second == {f"repo{i}" for i in range(4)} and not first & second
+    assert first and second  # with these names both shards get some
     found = data["new_findings"] + int(proc.out.split(" new finding(s)")[0].split()[-1])
-    assert found == 3
+    assert found == 2
     assert "(shard 1/2)" in proc.out and "commit (history)" in proc.out
 
 
@@ -206,3 +206,37 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
             parse_every(bad_every)
     assert [parse_every(t) for t in ("90s", "15m", "1h30m", "1d")] == [90, 900, 5400, 86400]
     assert parse_shard("3/4") == (3, 4)
+
+
+def test_every_keeps_sweeping_and_stops_cleanly_on_sigterm(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """--every: one JSON line per sweep; SIGTERM ends it with exit 0, between sweeps."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import CLI, keep_output
+
+    app = Origin(tmp_path, "app")
+    app.commit("leak", **{"k.txt": f"{make_token()}\n"})
+    app.push()
+    config = write_config(tmp_path, [app.url])
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "GIT_CONFIG_NOSYSTEM": "1"}
+    proc = subprocess.Popen([CLI, "sweep", str(config), "--every", "1h", "--format", "json"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first sweep, then it waits for the next
+        first = json.loads(line)
+        assert first["new_findings"] == 1 and first["exit_status"] == 1
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    keep_output(line + out + err, "cli")
+    assert_no_leak(line, out, err)
+    assert proc.returncode == 0, err
+    assert b"sweep stopped (SIGTERM)" in err and b"Traceback" not in err
