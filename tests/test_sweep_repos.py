@@ -240,3 +240,20 @@ def test_every_keeps_sweeping_and_stops_cleanly_on_sigterm(
     assert_no_leak(line, out, err)
     assert proc.returncode == 0, err
     assert b"sweep stopped (SIGTERM)" in err and b"Traceback" not in err
+
+
+def test_an_overlapping_sweep_leaves_a_busy_repository_alone(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    from scanner.sweep.mirrors import exclusive
+
+    token = make_token()
+    app = Origin(tmp_path, "app")
+    app.commit("leak", **{"k.txt": f"{token}\n"})
+    app.push()
+    config = write_config(tmp_path, [app.url])
+    lock = tmp_path / "cache" / cache_dir_name("app").replace(".git", ".lock")
+    with exclusive(lock):  # a slow earlier sweep still holds it
+        busy = sweep(config)
+    assert busy.sources[0].errors[0].startswith("busy: another sweep")
+    assert state(tmp_path, "app") == {}
+    assert hashes(sweep(config)) == {sha(token)}

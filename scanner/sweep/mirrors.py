@@ -21,22 +21,26 @@ not reported a second time.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.errors import GitError, short
+from scanner.errors import GitError, ScanError, short
 
 NAMESPACE = "refs/cendis-scan/"
 SCANNED = NAMESPACE + "scanned/"
 RETIRED = NAMESPACE + "retired/"
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 REPORTED_FILE = "cendis-scan-reported"
+#: More state refs written at once than this: pack them (reading loose refs gets slow).
+PACK_REFS_AFTER = 100
 #: A fetch that takes longer than this is a failure of that repository (not a hang).
 FETCH_TIMEOUT = 1800.0
 
@@ -173,6 +177,8 @@ class Mirror:
         if lines:
             _git(self.path, ["update-ref", "--stdin"],
                  input=("\n".join(lines) + "\n").encode())
+        if len(lines) > PACK_REFS_AFTER:  # a first sweep of a repository with many tags
+            _git(self.path, ["pack-refs", "--all"])
 
     @staticmethod
     def _ref_of(plan: Plan, oid: str) -> str:
@@ -213,6 +219,27 @@ class Mirror:
         if new <= have:
             return
         write_atomic(self.path / REPORTED_FILE, "".join(f"{h}\n" for h in sorted(have | new)))
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold ``path`` (a lock file) for one sweep of one source: two sweeps that overlap
+    (a slow cron run and the next) never fetch into or advance the same state at once;
+    the second reports the source as busy instead of waiting."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepBusy(f"another sweep is working on it ({path.name})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class SweepBusy(ScanError):
+    reason = "busy"
 
 
 def write_atomic(path: Path, text: str) -> None:

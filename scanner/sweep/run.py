@@ -25,7 +25,7 @@ from scanner.result import ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sweep.config import LogSource, RepoSource, SweepConfig, shard_of
 from scanner.sweep.logs import sweep_logs
-from scanner.sweep.mirrors import Mirror, cache_dir_name
+from scanner.sweep.mirrors import Mirror, cache_dir_name, exclusive
 from scanner.sweep.sinks import Place, Sink
 
 log = logging.getLogger("cendis_scan.sweep")
@@ -111,35 +111,12 @@ def _issues(result: ScanResult) -> list[str]:
 def sweep_repo(source: RepoSource, cache: Path, rules: list[Rule], options: ScanOptions,
                sink: Sink, *, fetch: bool = True) -> SourceReport:
     """Fetch, scan what is new, record, then advance the state (in that order)."""
-    import scanner
-
     report = SourceReport("repo", source.name)
     started = time.perf_counter()
     mirror = Mirror(cache / cache_dir_name(source.name), source.url, source.branches)
     try:
-        if fetch:
-            mirror.fetch()
-        elif not (mirror.path / "HEAD").exists():
-            raise ScanError(f"no mirror in the cache yet ({mirror.path})")
-        plan = mirror.plan()
-        report.first = plan.first
-        result: ScanResult | None = None
-        if plan.first and not source.branches:
-            result = scanner.scan_git_history(mirror.path, rules, options)
-        elif plan.new:
-            result = scanner.scan_git_revs(mirror.path, plan.rev_sets, rules, options)
-        if result is not None:
-            report.commits, report.files, report.bytes = (result.commits, result.files,
-                                                          result.bytes)
-            if result.errors:  # something unread: do not advance, try again next time
-                report.errors = _issues(result)
-                return report
-            report.findings = _new(result.findings, mirror.reported())
-        if report.findings:
-            place = Place(f"scan:{source.name}", source.name, source.public_url)
-            report.queued = sink.record(place, report.findings, revoke=source.auto_revoke)
-            mirror.add_reported(f.secret_sha256 for f in report.findings)
-        mirror.advance(plan)
+        with exclusive(mirror.path.with_suffix(".lock")):
+            _sweep_mirror(source, mirror, rules, options, sink, report, fetch)
     except ScanError as exc:
         report.errors.append(f"{getattr(exc, 'reason', 'error')}: {short(str(exc), 240)}")
     except Exception as exc:  # a bug in one source must not end the sweep
@@ -150,22 +127,43 @@ def sweep_repo(source: RepoSource, cache: Path, rules: list[Rule], options: Scan
     return report
 
 
+def _sweep_mirror(source: RepoSource, mirror: Mirror, rules: list[Rule],
+                  options: ScanOptions, sink: Sink, report: SourceReport,
+                  fetch: bool) -> None:
+    import scanner
+
+    if fetch:
+        mirror.fetch()
+    elif not (mirror.path / "HEAD").exists():
+        raise ScanError(f"no mirror in the cache yet ({mirror.path})")
+    plan = mirror.plan()
+    report.first = plan.first
+    result: ScanResult | None = None
+    if plan.first and not source.branches:
+        result = scanner.scan_git_history(mirror.path, rules, options)
+    elif plan.new:
+        result = scanner.scan_git_revs(mirror.path, plan.rev_sets, rules, options)
+    if result is not None:
+        report.commits, report.files, report.bytes = (result.commits, result.files,
+                                                      result.bytes)
+        if result.errors:  # something unread: do not advance, try again next time
+            report.errors = _issues(result)
+            return
+        report.findings = _new(result.findings, mirror.reported())
+    if report.findings:
+        place = Place(f"scan:{source.name}", source.name, source.public_url)
+        report.queued = sink.record(place, report.findings, revoke=source.auto_revoke)
+        mirror.add_reported(f.secret_sha256 for f in report.findings)
+    mirror.advance(plan)
+
+
 def sweep_log_source(source: LogSource, cache: Path, rules: list[Rule],
                      options: ScanOptions, sink: Sink) -> SourceReport:
     report = SourceReport("logs", source.name)
     started = time.perf_counter()
     try:
-        swept = sweep_logs(source.paths, cache / f"{source.key}.json", rules, options)
-        report.files, report.bytes = swept.files, swept.bytes
-        report.errors = [f"{e.reason}: {e.message}" for e in swept.errors[:5]]
-        report.findings = swept.findings
-        by_path: dict[str, list[Finding]] = {}
-        for finding in swept.findings:
-            by_path.setdefault(finding.path or "-", []).append(finding)
-        for path, found in by_path.items():
-            report.queued += sink.record(Place(f"scan:{path}"), found,
-                                         revoke=source.auto_revoke)
-        swept.commit()
+        with exclusive(cache / f"{source.key}.lock"):
+            _sweep_logs(source, cache, rules, options, sink, report)
     except ScanError as exc:
         report.errors.append(f"{getattr(exc, 'reason', 'error')}: {short(str(exc), 240)}")
     except Exception as exc:
@@ -174,6 +172,20 @@ def sweep_log_source(source: LogSource, cache: Path, rules: list[Rule],
     finally:
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _sweep_logs(source: LogSource, cache: Path, rules: list[Rule], options: ScanOptions,
+                sink: Sink, report: SourceReport) -> None:
+    swept = sweep_logs(source.paths, cache / f"{source.key}.json", rules, options)
+    report.files, report.bytes = swept.files, swept.bytes
+    report.errors = [f"{e.reason}: {e.message}" for e in swept.errors[:5]]
+    report.findings = swept.findings
+    by_path: dict[str, list[Finding]] = {}
+    for finding in swept.findings:
+        by_path.setdefault(finding.path or "-", []).append(finding)
+    for path, found in by_path.items():
+        report.queued += sink.record(Place(f"scan:{path}"), found, revoke=source.auto_revoke)
+    swept.commit()
 
 
 def run_sweep(config: SweepConfig, sink: Sink, rules: list[Rule], *,
