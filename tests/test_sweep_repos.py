@@ -255,5 +255,5 @@ def test_an_overlapping_sweep_leaves_a_busy_repository_alone(
     with exclusive(lock):  # a slow earlier sweep still holds it
         busy = sweep(config)
     assert busy.sources[0].errors[0].startswith("busy: another sweep")
-    assert state(tmp_path, "app") == {}
+    assert not (tmp_path / "cache" / cache_dir_name("app")).exists()  # not even fetched
     assert hashes(sweep(config)) == {sha(token)}
