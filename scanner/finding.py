@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from scanner.redaction import scrub
 from scanner.token import Confidence
 
 __all__ = ["CONFIDENCE_RANK", "Confidence", "Finding", "SourceKind"]
@@ -27,6 +28,10 @@ class SourceKind(StrEnum):
     STDIN = "stdin"
     GIT = "git"
 
+
+#: Free text that reaches reports: scrubbed when a finding is made.
+_SCRUBBED = ("path", "fingerprint_path", "variable", "note", "author_name", "author_email",
+             "date", "location")
 
 #: Fields only git findings fill; present (as null) in every JSON finding, so the shape
 #: is the same whatever the source.
@@ -60,6 +65,17 @@ class Finding:
     date: str | None = None
     location: str | None = None  # "file" | "commit-message" for git findings
     occurrences: int | None = None
+
+    def __post_init__(self) -> None:
+        """Redacted at birth: every free-text field (a path, a git identity, a variable
+        name) may hold a token or bytes that are not text, so each goes through
+        :func:`~scanner.redaction.scrub` here, once, and every report, log line and
+        fingerprint built from a finding is safe and valid UTF-8. Idempotent, so
+        :func:`dataclasses.replace` may run it again."""
+        for name in _SCRUBBED:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, scrub(value))
 
     @property
     def fingerprint(self) -> str:

@@ -24,13 +24,20 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
-from scanner.errors import UsageError
-from scanner.finding import Finding
+from scanner.engine.names import redact_name, scan_names
+from scanner.errors import UsageError, short
+from scanner.finding import Finding, SourceKind
 from scanner.result import PARALLEL_BYTES, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.scan import filter_findings
 from scanner.sources import git
-from scanner.sources.git_objects import Batch, CatFile, Scanned, scan_objects
+from scanner.sources.git_objects import (
+    Batch,
+    CatFile,
+    Scanned,
+    identity_findings,
+    scan_objects,
+)
 
 log = logging.getLogger("cendis_scan")
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -143,7 +150,38 @@ def _other_parents(repo: str, hit: Sequence[tuple[int, git.Commit | None, git.Ch
             for _, commit, _ in hit]
 
 
-def _findings(places: list[_Place]) -> list[Finding]:
+def _path_places(rules: list[Rule], walked: Walked) -> tuple[list[_Place], dict[bytes, str]]:
+    """Paths are content: a token in a path a commit added is new unless the same
+    commit removed a path holding it (a rename). Returns those places, and every
+    changed path that holds a token with its redacted form, for display."""
+    changes = [(order, commit, c) for order, commit, cs in walked for c in cs]
+    paths = list(dict.fromkeys(c.path for _, _, c in changes))
+    found = {paths[i]: h for i, h in scan_names(Detector(rules), paths).items()}
+    if not found:
+        return [], {}
+    renamed = {p: redact_name(p, h) for p, h in found.items()}
+    removed: dict[str, set[str]] = {}
+    for _, commit, c in changes:
+        if c.status == "D" and c.path in found:
+            removed.setdefault(commit.oid if commit else "", set()).update(
+                h.secret_sha256 for h in found[c.path])
+    places = []
+    for order, commit, c in changes:
+        if c.status == "D" or c.path not in found:
+            continue
+        scanned = Scanned([Finding(
+            rule_id=h.rule_id, confidence=h.confidence, path=None, line=None, column=None,
+            offset=h.offset, encoding=h.encoding, redacted=h.redacted,
+            secret_sha256=h.secret_sha256, source=SourceKind.GIT, location="path")
+            for h in found[c.path] if not h.suppressed])
+        new = scanned.secrets - removed.get(commit.oid if commit else "", set()) \
+            if c.status == "A" else set()
+        places.append(_Place(order, commit, c.path, scanned, new))
+    return places, renamed
+
+
+def _findings(places: list[_Place], renamed: dict[bytes, str] | None = None
+              ) -> list[Finding]:
     """One finding per secret, at its earliest introduction; ``occurrences`` counts
     every place (commit and path, or commit message) that wrote it. Oldest first."""
     count: dict[str, set[tuple[str, bytes | None]]] = {}
@@ -160,11 +198,12 @@ def _findings(places: list[_Place]) -> list[Finding]:
     for secret, (_, place) in sorted(best.items(), key=lambda kv: kv[1][0], reverse=True):
         first = min((f for f in place.scanned.findings if f.secret_sha256 == secret),
                     key=lambda f: f.offset)
-        path = git.display(place.path) if place.path is not None else None
+        path = None if place.path is None else (renamed or {}).get(place.path) \
+            or git.display(place.path)
         c = place.commit
         out.append(replace(
             first, path=path, fingerprint_path=path, occurrences=len(count[secret]),
-            location="file" if path is not None else "commit-message",
+            location=first.location or ("file" if path is not None else "commit-message"),
             commit=c.oid if c else None, author_name=c.author_name if c else None,
             author_email=c.author_email if c else None, date=c.date if c else None))
     return out
@@ -176,8 +215,9 @@ def _neg(path: bytes) -> tuple[int, ...]:
 
 
 def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
-            options: ScanOptions, started: float, commits: int) -> ScanResult:
-    findings = _findings(places)
+            options: ScanOptions, started: float, commits: int,
+            renamed: dict[bytes, str] | None = None) -> ScanResult:
+    findings = _findings(places, renamed)
     findings, ignored = filter_findings(findings, options, [] if repo.bare else [repo.path])
     return ScanResult(findings, suppressed, batch.objects, batch.bytes,
                       time.perf_counter() - started, batch.errors, ignored, commits)
@@ -245,11 +285,19 @@ def scan_staged(path: str | os.PathLike[str], rules: list[Rule],
     if repo.bare:
         raise UsageError(f"{path}: --staged needs a work tree (this is a bare repository)")
     objects = _Objects(repo.path, rules)
+    walked: Walked = [(0, None, git.staged(repo))]
     try:
-        places, suppressed = _places(objects, [(0, None, git.staged(repo))])
+        places, suppressed = _places(objects, walked)
     finally:
         objects.close()
-    return _result(repo, places, suppressed, objects.batch, options, started, 0)
+    named, renamed = _path_places(rules, walked)
+    places += named
+    # The identity the commit will carry is published with it: a token there is new.
+    idents = identity_findings(Detector(rules), git.next_identities(repo.path))
+    if idents:
+        scanned = Scanned(idents)
+        places.append(_Place(0, None, None, scanned, scanned.secrets))
+    return _result(repo, places, suppressed, objects.batch, options, started, 0, renamed)
 
 
 def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
@@ -271,8 +319,10 @@ def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
         places, suppressed = _places(objects, walked)
     finally:
         objects.close()
+    named, renamed = _path_places(rules, walked)
     commits = sum(1 for _, commit, _ in walked if commit)
-    return _result(repo, places, suppressed, objects.batch, options, started, commits)
+    return _result(repo, places + named, suppressed, objects.batch, options, started,
+                   commits, renamed)
 
 
 def scan_history(path: str | os.PathLike[str], rules: list[Rule],
@@ -297,10 +347,14 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     objects = _Objects(repo.path, rules, batch=batch, complete=True)
     places: list[_Place] = []
     suppressed = 0
+    renamed: dict[bytes, str] = {}
     if batch.hits:
         walked = _history_walk(repo.path, set(batch.hits))
         places, suppressed = _places(objects, walked, quiet=True)
-    return _result(repo, places, suppressed, batch, options, started, objs.commits)
+        named, renamed = _path_places(rules, walked)
+        places += named
+    return _result(repo, places, suppressed, batch, options, started, objs.commits,
+                   renamed)
 
 
 def new_since(tips: Sequence[str], scanned: Sequence[str]) -> list[list[str]]:
@@ -331,7 +385,7 @@ def push_revs(path: str, lines: Iterable[str], env: Mapping[str, str]) -> list[l
         parts = line.rsplit(maxsplit=3)
         if len(parts) != 4 or not all(_OID.fullmatch(p) for p in parts[1::2]):
             raise UsageError("pre-push: expected lines of '<local ref> <local sha> "
-                             f"<remote ref> <remote sha>', got: {line.strip()[:80]}")
+                             f"<remote ref> <remote sha>', got: {short(line, 80)}")
         _, local, _, remote = parts
         if git.is_zero(local):
             continue  # a deletion sends no commits

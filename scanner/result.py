@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scanner.finding import Finding
+from scanner.redaction import scrub
 from scanner.token import Confidence
 
 __all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]
@@ -46,6 +47,13 @@ class ScanIssue:
     reason: str  # the ``reason`` of the error behind it: source, git, io, internal
     message: str  # one line for people, naming the input
     path: str | None = None
+
+    def __post_init__(self) -> None:
+        """Messages quote paths, revisions and git's words: scrubbed at birth, so JSON
+        ``errors`` and SARIF notifications are as safe as stderr."""
+        object.__setattr__(self, "message", scrub(self.message))
+        if self.path is not None:
+            object.__setattr__(self, "path", scrub(self.path))
 
     def __str__(self) -> str:
         return self.message

@@ -28,8 +28,10 @@ from scanner.engine.fragments import (
     scan_input,
     split_large,
 )
+from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
+from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sources.files import fingerprint_root, git_top, walk
@@ -55,6 +57,17 @@ def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT
         log.debug("scanning %s failed", origin.path, exc_info=True)
         outcome.fail(origin, exc)
     return outcome
+
+
+def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
+    """The origin with its paths as they may be printed: components holding a token
+    redacted, then scrubbed (control characters and undecodable bytes as ``\\xNN``).
+    The file is still opened through ``fs_path``."""
+    path = scrub(redact_path(origin.path or "", renamed))
+    fp_path = scrub(redact_path(origin.fingerprint_path or "", renamed))
+    if path == origin.path and fp_path == origin.fingerprint_path:
+        return origin
+    return replace(origin, path=path, fingerprint_path=fp_path)
 
 
 def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
@@ -93,7 +106,13 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     roots = [os.fspath(p) for p in paths]
     detector = Detector(rules)
     outcome = Outcome()
-    origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors))
+    names: list[tuple[str, str]] = []
+    origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors,
+                        names))
+    found, outcome.suppressed, renamed = path_findings(detector, names)
+    outcome.findings += found
+    if renamed or not is_clean("\n".join(o.path or "" for o in origins)):
+        origins = [_shown(o, renamed) for o in origins]
     total_bytes = sum(o.size for o in origins)
     if executor is None and not pools.worth_it(options.jobs, total_bytes,
                                                options.parallel_bytes, len(origins)):
@@ -172,7 +191,13 @@ def load_fingerprints(path: str, *, report: bool) -> set[str]:
 def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequence[str]
                     ) -> tuple[list[Finding], int]:
     """Drop what is below ``min_confidence`` or listed in the baseline or an ignore file
-    at a scan root (or its git work tree); returns (kept, how many were skipped)."""
+    at a scan root (or its git work tree); returns (kept, how many were skipped).
+
+    An entry matches on path, rule and token hash (``path:rule:hash16``, what a file or
+    staged finding prints), so it also silences the same token once committed; an
+    entry that starts with a commit (``<commit>:path:rule:hash16``) silences that
+    commit's finding only. Both sides are scrubbed text, so a path that is not UTF-8
+    or holds a newline matches as it was printed."""
     floor = CONFIDENCE_RANK[options.min_confidence]
     skip: set[str] = set()
     if options.baseline:
@@ -183,7 +208,7 @@ def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequen
         if os.path.isfile(ignore):
             skip |= load_fingerprints(ignore, report=False)
     kept = [f for f in findings if CONFIDENCE_RANK[f.confidence] >= floor]
-    out = [f for f in kept if f.fingerprint not in skip]
+    out = [f for f in kept if f.fingerprint not in skip and f.fingerprint_base not in skip]
     return out, len(kept) - len(out)
 
 

@@ -104,14 +104,14 @@ def test_names_and_contents_that_are_not_utf8(tmp_path: Path, make_token: Callab
     staged = repo.scan("git", "--staged", "--format", "json")
     assert staged.returncode == 1
     [f] = json.loads(staged.stdout)["findings"]
-    assert f["path"] == "caf\\xe9 \n.env" and f["line"] == 2
+    assert f["path"] == "caf\\xe9 \\x0a.env" and f["line"] == 2  # one escaping everywhere
     repo.commit("add")
     report = repo.scan_json("git")[1]
-    assert report["findings"][0]["path"] == "caf\\xe9 \n.env"
+    assert report["findings"][0]["path"] == "caf\\xe9 \\x0a.env"
     sarif = json.loads(repo.scan("git", "--format", "sarif").stdout)
     uri = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"][
         "artifactLocation"]["uri"]
-    assert uri == "caf%5Cxe9%20%0A.env"
+    assert uri == "caf%E9%20%0A.env"  # the real bytes, percent-encoded
     assert "caf\\xe9" in repo.scan("git").out
 
 

@@ -330,7 +330,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         for rule in load(args.files):
-            sys.stdout.write(f"{rule.id}\t{rule.prefix.decode()}\t{rule.description}\n")
+            fields = (rule.id, rule.prefix.decode("utf-8", "replace"), rule.description)
+            sys.stdout.write("\t".join(scrub(x) for x in fields) + "\n")
         return EXIT_CLEAN
     if not args.files:
         raise UsageError("rules check needs at least one FILE")
@@ -338,11 +339,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     for path in args.files:
         problems = validate_samples(load_file(path))
         for problem in problems:
-            sys.stderr.write(f"{path}: {problem}\n")
+            sys.stderr.write(f"{scrub(path)}: {scrub(problem, 500)}\n")
         if problems:
             status = EXIT_ERROR
         else:
-            sys.stdout.write(f"{path}: ok\n")
+            sys.stdout.write(f"{scrub(path)}: ok\n")
     return status
 
 

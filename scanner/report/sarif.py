@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from scanner.redaction import unescape_bytes
 from scanner.report.text import POSSIBLE, ROTATE
 
 if TYPE_CHECKING:
@@ -36,14 +37,18 @@ def _rule(rule_id: str) -> dict[str, Any]:
 
 
 def _location(f: Finding) -> dict[str, Any]:
-    uri = quote(f.path, safe="/") if f.path else ".git/COMMIT_EDITMSG"
+    # Paths are scrubbed text (``\\xNN`` for a byte that is not UTF-8); a URI
+    # percent-encodes the real bytes of the name instead.
+    uri = quote(unescape_bytes(f.path), safe="/") if f.path else ".git/COMMIT_EDITMSG"
+    artifact = {"uri": uri, "uriBaseId": "%SRCROOT%"}
+    if f.location in ("path", "author", "committer"):  # the name itself, not a place in it
+        return {"physicalLocation": {"artifactLocation": artifact}}
     region: dict[str, Any]
     if f.line is None:
         region = {"byteOffset": f.offset}
     else:
         region = {"startLine": f.line, "startColumn": f.column or 1}
-    return {"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
-                                 "region": region}}
+    return {"physicalLocation": {"artifactLocation": artifact, "region": region}}
 
 
 def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:

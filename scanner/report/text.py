@@ -20,6 +20,11 @@ POSSIBLE = (
 
 
 def where(f: Finding) -> str:
+    commit = f"{f.commit[:12]} " if f.commit else ""
+    if f.location == "path":
+        return f"{commit}{f.path} (in the name)"
+    if f.location in ("author", "committer"):
+        return f"{commit}{f.location} identity"
     if f.line is None:
         place = f"{f.path}:offset {f.offset}" if f.path else f"offset {f.offset}"
     else:

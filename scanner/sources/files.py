@@ -54,10 +54,15 @@ def _matcher(patterns: list[str]) -> Any:
         raise ConfigError(f"bad --exclude pattern: {exc}") from None
 
 
+Names = list[tuple[str, str]]
+
+
 def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitignore: bool,
-         errors: list[ScanIssue]) -> Iterator[Origin]:
+         errors: list[ScanIssue], names: Names | None = None) -> Iterator[Origin]:
     """An origin for every file under ``roots``, in path order; problems go to
-    ``errors``."""
+    ``errors``. ``names`` receives (display path, fingerprint path) of every entry the
+    walk saw, directories and special files included, and of each component of the
+    roots themselves: names are scanned as content."""
     exclude = _matcher(list(excludes)) if excludes else None
     for root in roots:
         try:
@@ -66,15 +71,30 @@ def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitign
             errors.append(ScanIssue("io", f"{root}: {exc.strerror or exc}", root))
             continue
         fp_root = fingerprint_root(root)
+        if names is not None:
+            names += _root_names(root, fp_root)
         if not stat.S_ISDIR(st.st_mode):
             rel = os.path.relpath(os.path.abspath(root), fp_root)
             yield _origin(_display(root), root, rel.replace(os.sep, "/"), st.st_size)
             continue
         fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
         fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
-        walker = _Walker(exclude, {} if respect_gitignore else None, errors)
+        walker = _Walker(exclude, {} if respect_gitignore else None, errors, names, fp_prefix)
         for full, rel, size in walker.files(root, ""):
             yield _origin(_display(full), full, fp_prefix + rel, size)
+
+
+def _root_names(root: str, fp_root: str) -> Names:
+    """Each leading part of a root as given (``a``, ``a/b``, ``a/b/c`` for ``a/b/c``)."""
+    out = []
+    parts = root.split("/")
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        if parts[i - 1] in ("", ".", ".."):
+            continue
+        rel = os.path.relpath(os.path.abspath(prefix), fp_root).replace(os.sep, "/")
+        out.append((_display(prefix), rel))
+    return out
 
 
 def _origin(path: str, fs_path: str, fingerprint_path: str, size: int) -> Origin:
@@ -89,10 +109,13 @@ class _Walker:
     """A sorted, depth-first walk with os.scandir: relative paths are built by string
     concatenation (``os.path.relpath`` per file cost a third of a tree scan)."""
 
-    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[ScanIssue]):
+    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[ScanIssue],
+                 names: Names | None = None, fp_prefix: str = ""):
         self.exclude = exclude
         self.ignores = ignores
         self.errors = errors
+        self.names = names
+        self.fp_prefix = fp_prefix  # prepended to relative paths for fingerprints
 
     def files(self, directory: str, rel: str) -> Iterator[tuple[str, str, int]]:
         try:
@@ -114,10 +137,14 @@ class _Walker:
             if is_dir:
                 if name == ".git" or self._skipped(path + "/", full + "/"):
                     continue
+                if self.names is not None:
+                    self.names.append((_display(full), self.fp_prefix + path))
                 yield from self.files(full, path + "/")
                 continue
             if self._skipped(path, full):
                 continue
+            if self.names is not None:
+                self.names.append((_display(full), self.fp_prefix + path))
             try:
                 st = entry.stat()
             except OSError as exc:

@@ -312,3 +312,18 @@ def gitlinks(repo: str, rev: str) -> list[str]:
     _, out = run(repo, ["ls-tree", "-r", "-z", "--full-tree", rev])
     return [display(entry.split(b"\t", 1)[1]) for entry in out.split(b"\0")
             if entry.startswith(GITLINK.encode())]
+
+
+def next_identities(repo: str) -> bytes:
+    """The author and committer lines the next commit would carry (``git var``), as
+    commit-header lines; empty when git knows no identity yet."""
+    status, out = run(repo, ["var", "-l"], ok=(0, 128))
+    if status != 0:
+        return b""
+    wanted = {b"GIT_AUTHOR_IDENT": b"author ", b"GIT_COMMITTER_IDENT": b"committer "}
+    lines = []
+    for line in out.split(b"\n"):
+        key, _, value = line.partition(b"=")
+        if key in wanted:
+            lines.append(wanted[key] + value)
+    return b"\n".join(lines)

@@ -23,6 +23,7 @@ from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
 from scanner.engine.fragments import READ_WHOLE, Origin, Outcome, Readable, issue, scan_input
 from scanner.engine.inputs import SNIFF, kind_of
+from scanner.engine.names import scan_names
 from scanner.errors import GitError
 from scanner.finding import Finding, SourceKind
 from scanner.result import GZIP_LIMIT, PARALLEL_BYTES, ScanIssue
@@ -72,17 +73,40 @@ def scan_content(detector: Detector, content: bytes | Readable, size: int,
     only the message is scanned, its lines counted from the subject line. Findings have
     no path yet: where the object was written is only known once the history is
     walked (:mod:`scanner.gitscan`)."""
+    identities: list[Finding] = []
     if kind == "commit":
         raw = content if isinstance(content, bytes) else content.read(-1)
         cut = raw.find(b"\n\n")
         content = raw[cut + 2:] if cut != -1 else b""
         size = len(content)
+        identities = identity_findings(detector, raw[:cut] if cut != -1 else raw)
     f = io.BytesIO(content) if isinstance(content, bytes) else content
     outcome = Outcome()
     origin = Origin(None, None, SourceKind.GIT, size)
     scan_input(detector, f, origin, outcome, gzip_limit=gzip_limit,
                seekable=isinstance(content, bytes) and size <= READ_WHOLE)
-    return Scanned(outcome.findings, outcome.suppressed)
+    return Scanned(identities + outcome.findings, outcome.suppressed)
+
+
+def identity_findings(detector: Detector, header: bytes) -> list[Finding]:
+    """Tokens in a commit's author and committer (name and e-mail): published with
+    the commit as surely as its message, so they are content too (``location`` says
+    which)."""
+    lines = [ln for ln in header.split(b"\n") if ln.startswith((b"author ", b"committer "))]
+    if not lines:
+        return []
+    whos = [ln.split(b" ", 1)[0].decode() for ln in lines]
+    idents = [ln.split(b" ", 1)[1].rsplit(b">", 1)[0] + b">" for ln in lines]
+    out = []
+    found = scan_names(detector, idents)
+    for i, hits in sorted(found.items()):
+        who = whos[i]
+        out += [Finding(rule_id=h.rule_id, confidence=h.confidence, path=None, line=None,
+                        column=None, offset=h.offset, encoding=h.encoding,
+                        redacted=h.redacted, secret_sha256=h.secret_sha256,
+                        source=SourceKind.GIT, location=who)
+                for h in hits if not h.suppressed]
+    return out
 
 
 class _Reader:
