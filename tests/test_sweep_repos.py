@@ -198,8 +198,9 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
                     "logs[1].paths must be a list of strings"):
         assert problem in line
     good = write_config(tmp_path, [(tmp_path / "x.git").as_uri()])
-    proc = run(["sweep", str(good), "--shard", "2/2"])
-    assert proc.returncode == 2 and "--shard wants K/N with 0 <= K < N" in proc.err
+    for bad_shard in ("2/2", "1", "-1/2", "a/b"):
+        with pytest.raises(ConfigError, match="--shard wants K/N with 0 <= K < N"):
+            parse_shard(bad_shard)
     assert load(good).repos[0].name == "x"
     for bad_every in ("soon", "15", "0s", "1x"):
         with pytest.raises(ConfigError, match="--every"):
