@@ -69,6 +69,7 @@ class ScanResult:
     errors: list[ScanIssue] = field(default_factory=list)
     ignored: int = 0  # skipped through a baseline or an ignore file
     commits: int = 0  # git: commits whose changes were looked at
+    skipped: int = 0  # FIFOs, devices and sockets met inside directories: not read
 
     @property
     def complete(self) -> bool:
@@ -81,4 +82,6 @@ class ScanResult:
             "suppressed": self.suppressed, "seconds": round(self.seconds, 3)}
         if self.commits:
             out["commits"] = self.commits
+        if self.skipped:
+            out["skipped"] = self.skipped
         return out

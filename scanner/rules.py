@@ -141,6 +141,8 @@ def parse(text: str, source: str) -> list[Rule]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nesting
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise ConfigError(f"{source}: no [[rules]] tables")

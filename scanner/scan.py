@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, as_completed
@@ -48,11 +49,13 @@ BATCH_FILES = 64
 
 def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT) -> Outcome:
     """Scan one file (or one range of a large file); any failure becomes an error for
-    this file alone."""
+    this file alone. What is not a regular file once open (a FIFO, a device,
+    /dev/stdin on a pipe) is streamed in constant memory, like stdin."""
     outcome = Outcome(files=1 if origin.start == 0 else 0)
     try:
         with open(origin.fs_path or "", "rb") as f:
-            scan_input(detector, f, origin, outcome, seekable=True, gzip_limit=gzip_limit)
+            seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            scan_input(detector, f, origin, outcome, seekable=seekable, gzip_limit=gzip_limit)
     except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
         log.debug("scanning %s failed", origin.path, exc_info=True)
         outcome.fail(origin, exc)
@@ -73,7 +76,7 @@ def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
 def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
     """A worker's unit of work; self-contained (rules travel with it), so it runs in
     any process pool, ours or a caller's."""
-    detector = Detector(rules)
+    detector = Detector(rules, max_decompressed=gzip_limit)
     total = Outcome()
     for origin in batch:
         total.merge(scan_origin(detector, origin, gzip_limit))
@@ -104,16 +107,23 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     options = options or ScanOptions()
     started = time.perf_counter()
     roots = [os.fspath(p) for p in paths]
-    detector = Detector(rules)
+    if options.baseline:  # a bad baseline is said before the scan, not after it
+        load_fingerprints(options.baseline, report=True)
+    detector = Detector(rules, max_decompressed=options.max_decompressed)
     outcome = Outcome()
     names: list[tuple[str, str]] = []
+    skipped: list[str] = []
     origins = list(walk(roots, options.excludes, options.respect_gitignore, outcome.errors,
-                        names))
+                        skipped, names))
+    if skipped:
+        log.warning("skipped %d not regular file(s) inside directories (FIFOs, devices, "
+                    "sockets), such as %s", len(skipped), skipped[0])
     found, outcome.suppressed, renamed = path_findings(detector, names)
     outcome.findings += found
     if renamed or not is_clean("\n".join(o.path or "" for o in origins)):
         origins = [_shown(o, renamed) for o in origins]
-    total_bytes = sum(o.size for o in origins)
+    local = [o for o in origins if o.local]  # streams: read here, never in a worker
+    total_bytes = sum(o.size for o in origins if not o.local)
     if executor is None and not pools.worth_it(options.jobs, total_bytes,
                                                options.parallel_bytes, len(origins)):
         for origin in origins:
@@ -122,10 +132,13 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
                 progress(outcome.files, outcome.bytes)
     else:
         jobs = pools.worker_count(options.jobs)
-        origins = [part for o in origins for part in split_large(o, jobs, SPLIT_BYTES)]
+        origins = [part for o in origins if not o.local
+                   for part in split_large(o, jobs, SPLIT_BYTES)]
         with pools.executor(options.jobs, executor) as pool:
             futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
                        for batch in _batches(origins)]
+            for origin in local:  # while the workers scan the files
+                outcome.merge(scan_origin(detector, origin, options.max_decompressed))
             for future in as_completed(futures):
                 outcome.merge(future.result())
                 if progress:
@@ -137,7 +150,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     findings = _note_tracked_env_files(findings)
     findings.sort(key=lambda f: f.sort_key)
     return ScanResult(findings, outcome.suppressed, outcome.files, outcome.bytes,
-                      time.perf_counter() - started, outcome.errors, ignored)
+                      time.perf_counter() - started, outcome.errors, ignored,
+                      skipped=len(skipped))
 
 
 def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None = None, *,
@@ -149,7 +163,8 @@ def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None
     outcome = Outcome(files=1)
     origin = Origin(name, None, SourceKind.STDIN)
     try:
-        scan_input(Detector(rules), stream, origin, outcome, seekable=False,
+        detector = Detector(rules, max_decompressed=options.max_decompressed)
+        scan_input(detector, stream, origin, outcome, seekable=False,
                    gzip_limit=options.max_decompressed)
     except Exception as exc:
         log.debug("scanning %s failed", name, exc_info=True)
@@ -183,6 +198,9 @@ def load_fingerprints(path: str, *, report: bool) -> set[str]:
     try:
         data = json.loads(text)
         return {str(f["fingerprint"]) for f in data["findings"]}
+    except RecursionError:
+        raise ConfigError(f"{path}: not a cendis-scan JSON report (nested too deeply)") \
+            from None
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{path}: not a cendis-scan JSON report (need findings[].fingerprint)") \
             from None

@@ -7,8 +7,12 @@ errors become one line on stderr and status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
@@ -23,10 +27,46 @@ if TYPE_CHECKING:
     from scanner.rules import Rule
 
 EXIT_STATUS = """exit status:
-  0  nothing found
-  1  findings (at or above --min-confidence)
-  2  usage, configuration or I/O error; also when any input could not be read
+  0    nothing found
+  1    findings (at or above --min-confidence)
+  2    usage, configuration or I/O error; also when any input could not be read
+  130  interrupted (Ctrl-C); 143: terminated (SIGTERM); no report is written
 """
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that everything that stops
+    cleanly on Ctrl-C (worker pools, temporary report files) does so on SIGTERM too."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+class _ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` when the shell closed it (``>&-``): Python makes it None, and a
+    write to None is an AttributeError; here it is the I/O error the user sees."""
+
+    def write(self, text: str) -> int:  # bytes too, through .buffer
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    @property
+    def buffer(self) -> _ClosedStdout:
+        return self
+
+
+def _drop_stdout() -> None:
+    """After stdout failed (closed pipe, full disk), point it at the null device, so
+    that Python's final flush of what is still buffered cannot fail a second time with
+    an "Exception ignored" message (the recipe of Python's signal docs)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,15 +202,25 @@ def run(argv: list[str]) -> int:
     debug = getattr(args, "debug", False) or debug_wanted()
     setup_logging(debug)
     func: Callable[[argparse.Namespace], int] = args.func
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    with contextlib.suppress(ValueError):  # not the main thread: a caller's thread
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return func(args)
     except ScanError as exc:
         sys.stderr.write(f"cendis-scan: error: {scrub(str(exc), 500)}\n")
         return exc.exit_status
-    except KeyboardInterrupt:
-        sys.stderr.write("cendis-scan: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        sys.stderr.write(f"cendis-scan: {'terminated' if terminated else 'interrupted'}\n")
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_ERROR
+    except OSError as exc:  # stdin or stdout failing under a command (EIO, ENOSPC...)
+        _drop_stdout()
+        sys.stderr.write(f"cendis-scan: error: I/O error: {scrub(str(exc.strerror or exc))}\n")
         return EXIT_ERROR
     except Exception as exc:  # a bug: one line, the traceback only when asked for
         return internal_error(exc, debug)
@@ -223,6 +273,10 @@ def scan_options(args: argparse.Namespace) -> ScanOptions:
 
     if args.jobs < 0:
         raise UsageError("--jobs must be 0 or more")
+    if args.baseline:  # a bad baseline is said now, not after a long scan
+        from scanner.scan import load_fingerprints
+
+        load_fingerprints(args.baseline, report=True)
     return ScanOptions(min_confidence=Confidence(args.min_confidence),
                        excludes=tuple(getattr(args, "exclude", ())),
                        respect_gitignore=getattr(args, "respect_gitignore", False),
@@ -231,21 +285,69 @@ def scan_options(args: argparse.Namespace) -> ScanOptions:
 
 
 def write_report(text: str, output: str | None) -> None:
-    """To stdout, or to a file replaced atomically (a failed run never truncates it)."""
+    """To stdout, or to ``output``: a regular file (or a new one) is replaced
+    atomically, so a failed or interrupted run never leaves half a report; through a
+    symlink, its target is replaced and the link kept. Anything else (``/dev/null``, a
+    FIFO, a terminal) is opened and written in place: replacing a device by a regular
+    file, as root, would break the machine."""
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _drop_stdout()
+            raise UsageError(f"cannot write the report to stdout: {exc.strerror or exc}") \
+                from None
         return
-    import tempfile
+    import stat
 
-    directory = os.path.dirname(os.path.abspath(output))
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cendis-scan-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, output)
+        try:
+            st: os.stat_result | None = os.stat(output)  # through any symlinks
+        except FileNotFoundError:  # nothing there, or a dangling link: create its target
+            st = None
+        if st is not None and _is_stdout(st):  # -o /dev/stdout: appended as `>>` asked
+            write_report(text, None)
+            return
+        target = os.path.realpath(output)
+        # Not a regular file, a name of this process's own (/dev/stdout, /proc/self/fd/N)
+        # or one whose resolved path is another file: written in place, never renamed over.
+        if st is not None and (not stat.S_ISREG(st.st_mode)
+                               or os.path.abspath(output).startswith(("/dev/", "/proc/"))
+                               or not os.path.exists(target)
+                               or not os.path.samestat(st, os.stat(target))):
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        mode = None if st is None else st.st_mode
+        _replace_atomically(target, text, mode)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _is_stdout(st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(st, os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
+
+
+def _replace_atomically(target: str, text: str, mode: int | None) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".cendis-scan-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode is not None:  # an existing report keeps its permissions
+            os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, target)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def finish(result: ScanResult, args: argparse.Namespace) -> int:
@@ -277,6 +379,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if "-" in paths:
         if len(paths) > 1:
             raise UsageError("'-' (stdin) cannot be combined with other paths")
+        if sys.stdin is None:
+            raise UsageError("stdin is closed: nothing to scan as '-'")
         return finish(scan_stream(sys.stdin.buffer, rules, options), args)
     from scanner.cli.progress import Progress, wanted
 
@@ -292,6 +396,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _stdin_is_pipe() -> bool:
     import stat
 
+    if sys.stdin is None:  # closed (<&-): not a pipe
+        return False
     try:
         mode = os.fstat(sys.stdin.fileno()).st_mode
     except (OSError, ValueError):
@@ -304,7 +410,16 @@ def _stdin_is_pipe() -> bool:
 def cmd_redact(args: argparse.Namespace) -> int:
     from scanner.redact import redact_stream
 
-    count = redact_stream(sys.stdin.buffer, sys.stdout.buffer, load_rules(args.rules))
+    if sys.stdin is None:
+        raise UsageError("stdin is closed: nothing to redact")
+    rules = load_rules(args.rules)
+    try:
+        count = redact_stream(sys.stdin.buffer, sys.stdout.buffer, rules)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _drop_stdout()
+        raise UsageError(f"redact: {exc.strerror or exc}") from None
     sys.stderr.write(f"cendis-scan: {count} token{'s' if count != 1 else ''} redacted\n")
     return EXIT_CLEAN
 
@@ -312,6 +427,9 @@ def cmd_redact(args: argparse.Namespace) -> int:
 def cmd_check_token(args: argparse.Namespace) -> int:
     from scanner.token import check, explain
 
+    if sys.stdin is None:
+        raise UsageError("no token on stdin: stdin is closed (pipe it in: pbpaste | "
+                         "cendis-scan check-token)")
     if sys.stdin.isatty():
         import getpass
 

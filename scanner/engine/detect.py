@@ -12,12 +12,15 @@ See PERF-NOTES.md: an alternation or a character-class scan over every byte woul
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner import token as tk
+from scanner.engine import b64
 from scanner.engine._regex import compile_rule
+from scanner.result import GZIP_LIMIT
 
 if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
     from scanner.rules import Rule
@@ -35,14 +38,21 @@ DEEP_LIMIT = 8 << 20
 LOOKAHEAD = MAX_RUN + DECODE_SPAN + 256
 LOOKBEHIND = CONTEXT
 
-_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
-_NOT_B64 = bytes(b for b in range(256) if b not in _B64)
-_URLSAFE = bytes.maketrans(b"-_", b"+/")
-_DROP = {0: 0, 1: 2, 2: 3}  # leading base64 chars that mix pad bits with the needle
 _VARIABLE = compile_rule(
     rb"""(?:^|[\n\r])[ \t]*(?:export[ \t]+|-[ \t]+|[{,][ \t]*)?["']?([A-Za-z_][A-Za-z0-9_.-]*)"""
-    rb"""["']?[ \t]*[:=][ \t]*["']?$"""
+    rb"""["']?[ \t]*[:=][ \t]*(?:[|>][-+0-9]*[ \t]*\r?\n[ \t]*)?["']?$"""
 )
+#: The nearest quoted key before a value, anywhere on its line: JSON (``{"a":1,"token":"``),
+#: nested objects, Python dicts.
+_QUOTED_KEY = compile_rule(
+    rb"""(?:"([^"\\\r\n]{1,128})"|'([^'\\\r\n]{1,128})')[ \t]*:[ \t]*["']?$"""
+)
+#: One character of escaped text: ``\uXXXX``, ``\xXX`` or itself.
+_ESCAPED_CHAR = compile_rule(rb"(?s)\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|.")
+#: base64 of the gzip magic and method (1f 8b 08): how a gzipped blob in base64 begins.
+GZIP_B64 = b"H4sI"
+#: The longest base64 blob (characters) decoded to look for gzip inside.
+BLOB_SPAN = 4 << 20
 
 
 class Buffer(Protocol):
@@ -75,17 +85,19 @@ class Needle:
     text: bytes
     rule: Rule
     chain: tuple[int, ...]  # byte alignment at each base64 level, outermost first
+    role: str = "full"  # full, plain, head/tail (a half of a base64 needle), escape
+    whole: bytes = b""  # head/tail: the whole base64 needle
 
 
 def _b64_needle(text: bytes, k: int) -> bytes:
     """The characters of base64(``k`` pad bytes + text) that depend only on ``text``."""
     enc = binascii.b2a_base64(b"\0" * k + text, newline=False)
-    return enc[_DROP[k] : (k + len(text)) * 8 // 6]
+    return enc[b64.DROP[k] : (k + len(text)) * 8 // 6]
 
 
 def _needles(rule: Rule) -> tuple[list[Needle], list[Needle]]:
     """(always, deep): plain + single base64; nested base64 is the deep set."""
-    always = [Needle(rule.prefix, rule, ())]
+    always = [Needle(rule.prefix, rule, (), "plain")]
     deep = []
     for k in (0, 1, 2):
         one = _b64_needle(rule.prefix, k)
@@ -101,46 +113,70 @@ def _needles(rule: Rule) -> tuple[list[Needle], list[Needle]]:
     return always, deep
 
 
-def _decode_at(buf: Buffer, p: int, k: int) -> tuple[bytes, int, int, int] | None:
-    """Decode the base64 around a needle found at ``p`` with alignment ``k``.
+def _halves(needle: Needle) -> list[Needle]:
+    """A base64 needle split in two: a line break inside the needle leaves one half whole
+    (the head when it falls in the second half, the tail when it falls in the first)."""
+    cut = len(needle.text) // 2
+    return [Needle(needle.text[:cut], needle.rule, needle.chain, "head", needle.text),
+            Needle(needle.text[cut:], needle.rule, needle.chain, "tail", needle.text)]
 
-    Returns (decoded, where the needle's text starts in it, run start and window end in
-    ``buf``).
-    """
-    g = p - _DROP[k]
-    if g < 0 or buf[g:p].translate(None, _NOT_B64) != buf[g:p]:
-        return None
-    back = g
-    floor = max(0, g - LOOKBEHIND)
-    while back > floor and buf[back - 1] in _B64:
-        back -= 1
-    lo = g - 4 * min((g - back) // 4, 3)
-    hi = p
-    top = min(len(buf), lo + DECODE_SPAN)
-    while hi < top and buf[hi] in _B64:
-        hi += 1
-    chars = buf[lo:hi].translate(_URLSAFE)
-    tail = len(chars) % 4  # unpadded base64: 2 or 3 spare characters still carry bytes
-    chars = chars[: len(chars) - 1] if tail == 1 else chars + b"=" * ((4 - tail) % 4)
-    try:
-        decoded = binascii.a2b_base64(chars)
-    except binascii.Error:
-        return None
-    return decoded, (g - lo) // 4 * 3 + k, back, hi
+
+def _escapes(rule: Rule) -> list[Needle]:
+    """The prefix with its first character written as a ``\\uXXXX`` escape (JSON,
+    JavaScript; the form JSON encoders use to hide a string from naive scanners), as
+    ``\\xXX``, or with its first two characters escaped (a fully escaped string). Only
+    the first character: each literal costs a little in the RE2 pass."""
+    prefix = rule.prefix
+    forms = {b"\\x" + prefix[:1].hex().encode() + prefix[1:]}
+    for upper in (False, True):
+        u = [f"\\u{c:04X}" if upper else f"\\u{c:04x}" for c in prefix[:2]]
+        forms.add(u[0].encode() + prefix[1:])
+        forms.add((u[0] + u[1]).encode())
+    return [Needle(text, rule, (), "escape") for text in sorted(forms)]
 
 
 class Detector:
     """Finds every rule's tokens in a buffer. Stateless between calls, so it can be
-    shared by threads and rebuilt cheaply in worker processes."""
+    shared by threads and rebuilt cheaply in worker processes.
 
-    def __init__(self, rules: list[Rule]):
+    Two search plans. Past the first DEEP_LIMIT bytes of an input (the hot path of a
+    large log) only ``bytes.find`` runs, once per literal: the prefix and its base64
+    forms at the three alignments. In the first DEEP_LIMIT bytes one RE2 pass over an
+    alternation of literals replaces those finds and adds, at no extra cost (13
+    separate finds cost as much as one RE2 pass over 20 literals; past ~25 literals the
+    pass gets slower, so the set is kept small): nested base64, the two halves of each
+    base64 needle (a line break inside the needle of a wrapped run leaves one half
+    whole), ``\\u0063endis_pat_``-style escapes, and the start of a gzipped blob in
+    base64 (``H4sI``).
+    """
+
+    def __init__(self, rules: list[Rule], *, max_decompressed: int = GZIP_LIMIT,
+                 blobs: bool = True):
         self.rules = rules
+        self.max_decompressed = max_decompressed
         self.always: list[Needle] = []
         self.deep: list[Needle] = []
+        literal: dict[bytes, list[Needle]] = {}
         for rule in rules:
             always, deep = _needles(rule)
             self.always += always
             self.deep += deep
+            halves = [h for n in always[1:] for h in _halves(n)]
+            for lit in always[:1] + _escapes(rule) + halves + deep:
+                literal.setdefault(lit.text, []).append(lit)
+        self._by_literal = literal
+        self._blobs = blobs and bool(rules)
+        texts = sorted(literal) + ([GZIP_B64] if self._blobs else [])
+        self._deep_re = compile_rule(b"|".join(re.escape(t) for t in texts))
+        self._longest = max((len(t) for t in texts), default=1)
+        self._inner = Detector(rules, max_decompressed=max_decompressed, blobs=False) \
+            if self._blobs else None
+
+    def literals(self) -> list[bytes]:
+        """Every literal either search plan looks for: a prefilter (git blobs) that
+        keeps only inputs holding one of these misses nothing the detector finds."""
+        texts = {n.text for n in self.always + self.deep} | set(self._by_literal)
+        return sorted(texts | ({GZIP_B64} if self._blobs else set()))
 
     def scan_text(self, buf: bytes) -> list[Hit]:
         """A whole buffer at once (samples, small files, decoded text)."""
@@ -149,26 +185,48 @@ class Detector:
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
         bytes after ``end`` unless the input ends there."""
-        needles = self.always + self.deep if deep else self.always
         hits: list[Hit] = []
-        for needle in needles:
-            text = needle.text
-            stop = min(len(buf), end + len(text) - 1)
-            p = buf.find(text, start, stop)
-            while p != -1:
-                hit = self._resolve(buf, p, needle)
-                if hit is not None:
-                    hits.append(hit)
-                p = buf.find(text, p + 1, stop)
+        if deep:
+            stop = min(len(buf), end + self._longest - 1)
+            m = self._deep_re.search(buf, start, stop)
+            while m is not None and m.start() < end:
+                p = m.start()
+                for n in self._at(buf, p):
+                    hit = self._resolve(buf, p, n)
+                    if hit is not None:
+                        hits.append(hit)
+                if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
+                    hits += self._blob(buf, p)
+                m = self._deep_re.search(buf, p + 1, stop)
+        else:
+            for needle in self.always:
+                text = needle.text
+                stop = min(len(buf), end + len(text) - 1)
+                p = buf.find(text, start, stop)
+                while p != -1:
+                    hit = self._resolve(buf, p, needle)
+                    if hit is not None:
+                        hits.append(hit)
+                    p = buf.find(text, p + 1, stop)
         if len(hits) > 1:
             hits.sort(key=lambda h: h.offset)
         return iter(hits)
 
+    def _at(self, buf: Buffer, p: int) -> Iterator[Needle]:
+        """Every deep literal that starts at ``p`` (literals may share a start)."""
+        window = bytes(buf[p : p + self._longest])
+        for text, needles in self._by_literal.items():
+            if window.startswith(text):
+                yield from needles
+
     def _resolve(self, buf: Buffer, p: int, needle: Needle) -> Hit | None:
+        if needle.role == "escape":
+            return self._escaped(buf, p, needle)
         rule = needle.rule
-        inner, at, origin, end = buf, p, p, -1
+        inner: Any = buf
+        at, origin, end = p, p, -1
         for level, k in enumerate(needle.chain):
-            decoded = _decode_at(inner, at, k)
+            decoded = self._decode(inner, at, k, needle if level == 0 else None)
             if decoded is None:
                 return None
             inner, at, run_start, run_end = decoded
@@ -177,12 +235,13 @@ class Detector:
             if level + 1 < len(needle.chain):
                 # The decoded text holds the next level's needle: find where it begins.
                 want = _b64_needle(rule.prefix, needle.chain[level + 1])
-                if inner[at : at + len(want)].translate(_URLSAFE) != want:
+                if inner[at : at + len(want)].translate(b64.URLSAFE) != want:
                     return None
         if inner[at : at + len(rule.prefix)] != rule.prefix:
             return None
         body_at = at + len(rule.prefix)
-        m = rule.run.match(inner, body_at, min(len(inner), body_at + MAX_RUN))
+        # A slice, not pos/endpos: RE2 takes C ints, and a file's offsets pass 2 GiB.
+        m = rule.run.match(inner[body_at : body_at + MAX_RUN])
         run = m.group(0) if m else b""
         confidence = rule.classify(run)
         if confidence is None:
@@ -190,7 +249,7 @@ class Detector:
         secret = rule.prefix + run
         if end < 0:
             end = p + len(secret)
-        line = _line_around(buf, origin, p + len(needle.text))
+        line = _line_around(buf, origin, max(p + len(needle.text), origin + 1))
         encoding = "plain" if not needle.chain else "+".join(["base64"] * len(needle.chain))
         return Hit(
             rule_id=rule.id,
@@ -201,8 +260,85 @@ class Detector:
             redacted=tk.redact(secret, rule.prefix.decode()),
             secret_sha256=tk.secret_sha256(secret),
             suppressed=any(marker in line for marker in MARKERS),
-            variable=_variable(buf, origin),
+            variable=_variable(buf, _block_start(buf, origin) if needle.chain else origin),
         )
+
+    @staticmethod
+    def _decode(buf: Any, p: int, k: int, needle: Needle | None
+                ) -> tuple[bytes, int, int, int] | None:
+        """Decode the (possibly wrapped) base64 around a needle found at ``p``.
+
+        For a half needle, the whole needle is looked for in the joined run: the tail
+        half only answers when the head half is not there whole (else the head's hit
+        already covers it)."""
+        run = b64.joined(buf, p, max(0, p - LOOKBEHIND), min(len(buf), p + LOOKAHEAD))
+        jp = run.index(p)
+        if jp is None:
+            return None
+        if needle is not None and needle.role == "tail":
+            head = needle.whole[: len(needle.whole) - len(needle.text)]
+            if buf[p - len(head) : p] == head:
+                return None
+            jp -= len(head)
+        if needle is not None and needle.role in ("head", "tail") and (
+                jp < 0 or run.chars[jp : jp + len(needle.whole)] != needle.whole):
+            return None
+        return b64.decode(run, jp, k, DECODE_SPAN)
+
+    def _escaped(self, buf: Buffer, p: int, needle: Needle) -> Hit | None:
+        """A prefix written with ``\\uXXXX``/``\\xXX`` escapes: unescape a window, then
+        read the token as plain text."""
+        rule = needle.rule
+        window = bytes(buf[p : p + 6 * (len(rule.prefix) + MAX_RUN)])
+        text = bytearray()
+        ends: list[int] = []
+        for m in _ESCAPED_CHAR.finditer(window):
+            code = m.group(1) or m.group(2)
+            c = int(code, 16) if code else window[m.start()]
+            if c > 0x7F:
+                break
+            text.append(c)
+            ends.append(p + m.end())
+        if not text.startswith(rule.prefix):
+            return None
+        body = bytes(text[len(rule.prefix) :])
+        m = rule.run.match(body, 0, min(len(body), MAX_RUN))
+        run = m.group(0) if m else b""
+        confidence = rule.classify(run)
+        if confidence is None:
+            return None
+        secret = rule.prefix + run
+        line = _line_around(buf, p, ends[len(secret) - 1])
+        return Hit(
+            rule_id=rule.id, confidence=confidence, offset=p, end=ends[len(secret) - 1],
+            encoding="escaped", redacted=tk.redact(secret, rule.prefix.decode()),
+            secret_sha256=tk.secret_sha256(secret),
+            suppressed=any(marker in line for marker in MARKERS), variable=_variable(buf, p))
+
+    def _blob(self, buf: Buffer, p: int) -> list[Hit]:
+        """A base64 blob that starts with gzip's magic: decoded, decompressed (within
+        ``max_decompressed``) and scanned. A blob that is not really gzip is skipped."""
+        from scanner.engine.inputs import gunzip, scan_stream  # inputs imports detect
+        from scanner.errors import SourceError
+
+        if p > 0 and buf[p - 1] in b64.B64:
+            return []  # not the start of a run
+        data, end = b64.whole_run(buf, p, min(len(buf), p + BLOB_SPAN))
+        assert self._inner is not None
+        hits = []
+        line = _line_around(buf, p, p + len(GZIP_B64))
+        try:
+            for loc in scan_stream(self._inner, gunzip([data], self.max_decompressed)):
+                h = loc.hit
+                more = "" if h.encoding == "plain" else "+" + h.encoding
+                hits.append(Hit(h.rule_id, h.confidence, p, end, "base64+gzip" + more,
+                                h.redacted, h.secret_sha256,
+                                h.suppressed or any(mk in line for mk in MARKERS),
+                                h.variable or _variable(buf, _block_start(buf, p))))
+        except SourceError as exc:
+            if "expands beyond" in str(exc):
+                raise
+        return hits
 
 
 def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:
@@ -211,9 +347,22 @@ def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:
     return buf[start : end if end != -1 else min(len(buf), hi + CONTEXT)]
 
 
+def _block_start(buf: Buffer, origin: int) -> int:
+    """The first line of a wrapped base64 block holding ``origin``: its name is there."""
+    run = b64.joined(buf, origin, max(0, origin - LOOKBEHIND), min(len(buf), origin + 1))
+    return run.offsets[0]
+
+
 def _variable(buf: Buffer, at: int) -> str | None:
-    """The name a token is assigned to on its line (``.env``, YAML, JSON, TOML, INI)."""
+    """The name a token is assigned to: the nearest quoted key before it on its line
+    (JSON, also when other keys come first), else the line's key (``.env``, YAML, TOML,
+    INI, a YAML block scalar's key)."""
     before = buf[max(0, at - 200) : at]
+    line = before[before.rfind(b"\n") + 1 :]
+    m = _QUOTED_KEY.search(line)
+    if m is not None:
+        key = m.group(1) if m.group(1) is not None else m.group(2)
+        return key.decode("utf-8", "replace")
     m = _VARIABLE.search(before)
     if m is None and b"\n" not in before and at <= 200:
         m = _VARIABLE.search(b"\n" + before)

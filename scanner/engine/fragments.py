@@ -10,18 +10,21 @@ that was searched in parallel pieces.
 from __future__ import annotations
 
 import io
+import itertools
 import mmap
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import (
     CHUNK,
     REGION,
     SNIFF,
     Located,
+    data_extents,
     gunzip,
     kind_of,
     locate,
@@ -35,6 +38,9 @@ from scanner.result import GZIP_LIMIT, ScanIssue
 
 #: Inputs up to this size are read whole; larger regular files are mapped.
 READ_WHOLE = 4 << 20
+#: Layers taken off one input (gzip in gzip, a zip in a zip) before the rest is
+#: scanned as it is.
+MAX_NESTING = 4
 
 
 class Readable(Protocol):
@@ -55,6 +61,9 @@ class Origin:
     fs_path: str | None = None  # where to open it (files only)
     start: int = 0  # a byte range of a large file: [start, end)
     end: int | None = None
+    #: Read in the calling process, never a worker: a stream (FIFO, device, pipe) or a
+    #: name only this process can open (/dev/stdin, /dev/fd/N of a process substitution).
+    local: bool = False
 
 
 @dataclass(slots=True)
@@ -119,7 +128,8 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
 
     A stream (stdin, a pipe, a device) is always streamed in constant memory; a regular
     file is read whole when small and mapped when large; gzip and UTF-16 are decoded as
-    streams either way.
+    streams either way (and what a gzip holds is sniffed again: gzip in gzip, a zip);
+    a zip's members are scanned one by one.
     """
     if origin.end is not None:  # a range of a large plain file, already sniffed
         _scan_mapped(detector, f, origin, outcome, binary=False)
@@ -127,15 +137,17 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
     head = f.read(SNIFF)
     kind = kind_of(head)
     binary = kind == "binary"
-    if kind == "gzip":
-        stream = gunzip(_count(_chunks(f, head), outcome), gzip_limit)
-        to_findings(scan_stream(detector, stream), origin, "gzip", outcome)
-    elif kind.startswith("utf-16"):
-        stream = utf16_to_utf8(_count(_chunks(f, head), outcome), kind)
-        to_findings(scan_stream(detector, stream), origin, "utf-16", outcome)
-    elif not seekable:
-        stream = _count(_chunks(f, head), outcome)
-        to_findings(scan_stream(detector, stream), origin, None, outcome, binary=binary)
+    if kind == "zip" and seekable and isinstance(f, io.IOBase) and f.seekable():
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
+        if _scan_archive(detector, f, origin, outcome, None, gzip_limit, 1):
+            outcome.bytes += size
+            return
+        f.seek(len(head))
+        kind, binary = "binary", True
+    if kind in ("gzip", "zip") or kind.startswith("utf-16") or not seekable:
+        _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
+                     gzip_limit, 0)
     elif origin.size <= READ_WHOLE:
         buf = head + f.read(-1)
         outcome.bytes += len(buf)
@@ -143,6 +155,63 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
         to_findings(located, origin, None, outcome, binary=binary)
     else:
         _scan_mapped(detector, f, origin, outcome, binary=binary)
+
+
+def _plus(encoding: str | None, layer: str) -> str:
+    return layer if encoding is None else f"{encoding}+{layer}"
+
+
+def _peek(chunks: Iterable[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``n`` bytes of a stream of chunks, and the whole stream again."""
+    it = iter(chunks)
+    pieces: list[bytes] = []
+    size = 0
+    for piece in it:
+        pieces.append(piece)
+        size += len(piece)
+        if size >= n:
+            break
+    head = b"".join(pieces)
+    return head, itertools.chain([head], it)
+
+
+def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
+                 outcome: Outcome, encoding: str | None, limit: int, depth: int) -> None:
+    """A stream, sniffed again after every layer that is taken off (up to MAX_NESTING
+    layers, each bounded by ``limit`` decompressed bytes)."""
+    head, stream = _peek(chunks, SNIFF)
+    kind = kind_of(head)
+    if kind == "gzip" and depth < MAX_NESTING:
+        _scan_chunks(detector, gunzip(stream, limit), origin, outcome, _plus(encoding, "gzip"),
+                     limit, depth + 1)
+    elif kind.startswith("utf-16"):
+        to_findings(scan_stream(detector, utf16_to_utf8(stream, kind)), origin,
+                    _plus(encoding, "utf-16"), outcome)
+    elif kind == "zip" and depth < MAX_NESTING:
+        pieces, size = [], 0
+        for piece in stream:
+            pieces.append(piece)
+            size += len(piece)
+            if size > IN_MEMORY:  # too large to hold: its bytes are scanned as they are
+                rest = itertools.chain(pieces, stream)
+                to_findings(scan_stream(detector, rest), origin, encoding, outcome, binary=True)
+                return
+        data = io.BytesIO(b"".join(pieces))
+        if not _scan_archive(detector, data, origin, outcome, encoding, limit, depth + 1):
+            to_findings(scan_stream(detector, [data.getvalue(), b""]), origin, encoding,
+                        outcome, binary=True)
+    else:
+        to_findings(scan_stream(detector, stream), origin, encoding, outcome,
+                    binary=kind == "binary")
+
+
+def _scan_archive(detector: Detector, f: io.IOBase, origin: Origin, outcome: Outcome,
+                  encoding: str | None, limit: int, depth: int) -> bool:
+    def member(reader: Bounded, sub: Origin) -> None:
+        _scan_chunks(detector, _chunks(reader, b""), sub, outcome, _plus(encoding, "zip"),
+                     limit, depth)
+
+    return scan_zip(f, origin, outcome, limit, member)  # type: ignore[arg-type]
 
 
 def scan_bytes(detector: Detector, data: bytes, origin: Origin, *,
@@ -166,16 +235,21 @@ def _scan_mapped(detector: Detector, f: Readable, origin: Origin, outcome: Outco
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         return
+    # Offsets are Python ints all the way (a file may pass 2 or 4 GiB); holes of a
+    # sparse file are skipped, not read.
+    extents = data_extents(f.fileno(), origin.start, min(origin.end or size, size))
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if origin.end is None:
             outcome.bytes += size
-            to_findings(scan_buffer(detector, mm, lines=not binary), origin, None, outcome,
-                        binary=binary)
+            located = locate(mm, search(detector, mm, extents=extents), lines=not binary,
+                             columns=not binary, extents=extents)
+            to_findings(located, origin, None, outcome, binary=binary)
             return
         # One range of a split file: lines are counted later, in parallel (line_segments).
         end = min(origin.end, size)
         outcome.bytes += end - origin.start
-        located = locate(mm, search(detector, mm, origin.start, end), lines=False)
+        located = locate(mm, search(detector, mm, origin.start, end, extents), lines=False,
+                         extents=extents)
         to_findings(located, origin, None, outcome)
         if origin.path is not None and origin.fs_path is not None:
             outcome.split[origin.path] = origin.fs_path
@@ -206,13 +280,14 @@ def count_segment(segment: Segment) -> int:
     view = memoryview(buf)
     total = 0
     with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults
-        f.seek(start)
-        while start < end:
-            got = f.readinto(view[: min(len(buf), end - start)])
-            if not got:
-                break
-            total += buf.count(b"\n", 0, got)
-            start += got
+        for lo, hi in data_extents(f.fileno(), start, end):  # holes hold no newline
+            f.seek(lo)
+            while lo < hi:
+                got = f.readinto(view[: min(len(buf), hi - lo)])
+                if not got:
+                    break
+                total += buf.count(b"\n", 0, got)
+                lo += got
     return total
 
 

@@ -10,7 +10,9 @@ memory.
 from __future__ import annotations
 
 import codecs
+import errno
 import mmap
+import os
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +27,10 @@ REGION = 32 << 20
 PAGE = mmap.PAGESIZE
 SNIFF = 8192
 _CONTINUATION = bytes(range(0x80, 0xC0))
+#: Holes shorter than this are read through: one search call beats many tiny ones.
+HOLE_MIN = 1 << 20
+
+Extents = list[tuple[int, int]]  # [start, end) byte ranges of a file that hold data
 
 
 @dataclass(slots=True)
@@ -41,9 +47,12 @@ def code_points(data: bytes) -> int:
 
 
 def kind_of(head: bytes) -> str:
-    """``gzip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the first bytes."""
+    """``gzip``, ``zip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the
+    first bytes."""
     if head[:2] == b"\x1f\x8b":
         return "gzip"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
     if head[:2] == b"\xff\xfe":
         return "utf-16-le"
     if head[:2] == b"\xfe\xff":
@@ -69,9 +78,50 @@ def scan_buffer(detector: Detector, buf: Buffer, start: int = 0, end: int | None
     return locate(buf, search(detector, buf, start, end), start, lines=lines, columns=lines)
 
 
-def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None
-           ) -> list[Hit]:
-    """Find the hits in ``buf[start:end]`` a REGION at a time, straight from the buffer.
+def data_extents(fd: int, start: int, end: int) -> Extents:
+    """The parts of ``[start, end)`` of a file that hold data.
+
+    A hole in a sparse file (a disk image, a preallocated database) reads as zeros,
+    which hold neither a token nor a newline: skipping holes makes a 5 GB file that is
+    mostly hole cost only its data. Where the file system cannot say, it is all data.
+    Moves the file position (callers map the file or seek before reading).
+    """
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None or start >= end:
+        return [(start, end)] if start < end else []
+    out: Extents = []
+    pos = start
+    try:
+        while pos < end:
+            try:
+                lo = os.lseek(fd, pos, seek_data)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # nothing but hole after pos
+                    break
+                raise
+            if lo >= end:
+                break
+            hi = min(os.lseek(fd, lo, seek_hole), end)
+            if out and lo - out[-1][1] < HOLE_MIN:
+                out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+            pos = hi
+    except OSError:  # no SEEK_DATA on this file system: read it all
+        return [(start, end)]
+    return out
+
+
+def _clip(extents: Extents | None, start: int, end: int) -> Extents:
+    if extents is None:
+        return [(start, end)]
+    return [(max(a, start), min(b, end)) for a, b in extents if a < end and b > start]
+
+
+def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = None,
+           extents: Extents | None = None) -> list[Hit]:
+    """Find the hits in ``buf[start:end]`` a REGION at a time, straight from the buffer;
+    with ``extents`` (a file's data), only there.
 
     Lines are not counted here: most large inputs hold no token, and for them counting
     would be a second full pass. A mapped file's pages are given back behind the search,
@@ -80,16 +130,17 @@ def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = No
     end = len(buf) if end is None else end
     release = getattr(buf, "madvise", None)
     hits: list[Hit] = []
-    for lo in range(start, end, REGION):
-        hits += detector.scan(buf, lo, min(end, lo + REGION), deep=lo < DEEP_LIMIT)
-        if release is not None and lo - LOOKBEHIND > PAGE:
-            release(mmap.MADV_DONTNEED, 0, (lo - LOOKBEHIND) & ~(PAGE - 1))
+    for a, b in _clip(extents, start, end):
+        for lo in range(a, b, REGION):
+            hits += detector.scan(buf, lo, min(b, lo + REGION), deep=lo < DEEP_LIMIT)
+            if release is not None and lo - LOOKBEHIND > PAGE:
+                release(mmap.MADV_DONTNEED, 0, (lo - LOOKBEHIND) & ~(PAGE - 1))
     hits.sort(key=lambda h: h.offset)
     return hits
 
 
 def locate(buf: Buffer, hits: list[Hit], start: int = 0, *, lines: bool = True,
-           columns: bool = True) -> list[Located]:
+           columns: bool = True, extents: Extents | None = None) -> list[Located]:
     """Line (counted from ``start``) and column of each hit, counting only up to the
     last one. ``lines=False`` leaves the line to the caller (a split file, counted in
     parallel later) or to nobody (binary files)."""
@@ -99,25 +150,49 @@ def locate(buf: Buffer, hits: list[Hit], start: int = 0, *, lines: bool = True,
         at = hit.offset
         number = column = None
         if lines:
-            line += count_newlines(buf, counted, at)
+            line += count_newlines(buf, counted, at, extents)
             counted = at
             number = line
         if columns:
-            column = code_points(buf[buf.rfind(b"\n", 0, at) + 1 : at]) + 1
+            column = column_of(buf, at, extents)
         out.append(Located(hit, at, number, column))
     return out
 
 
-def count_newlines(buf: Buffer, start: int, end: int) -> int:
-    """``bytes.count`` for any buffer: mapped files lack it, so a REGION at a time."""
+def column_of(buf: Buffer, at: int, extents: Extents | None = None) -> int:
+    """The column (in code points, from 1) of ``at``, copying at most a REGION at a
+    time: a line may be gigabytes long. A hole (see :func:`data_extents`) has no
+    newline, and its zero bytes count one each without being read."""
+    line_start = 0
+    for a, b in reversed(_clip(extents, 0, at)):
+        nl = buf.rfind(b"\n", a, b)
+        if nl != -1:
+            line_start = nl + 1
+            break
+    if at - line_start <= REGION:
+        return code_points(buf[line_start:at]) + 1
+    total, pos = 0, line_start
+    for a, b in _clip(extents, line_start, at):
+        total += a - pos
+        for lo in range(a, b, REGION):
+            total += code_points(buf[lo : min(b, lo + REGION)])
+        pos = b
+    return total + at - pos + 1
+
+
+def count_newlines(buf: Buffer, start: int, end: int, extents: Extents | None = None
+                   ) -> int:
+    """``bytes.count`` for any buffer: mapped files lack it, so a REGION at a time (and
+    only in ``extents``, a file's data, when given)."""
     if isinstance(buf, bytes):
         return buf.count(b"\n", start, end)
     release = getattr(buf, "madvise", None)
     total = 0
-    for lo in range(start, end, REGION):
-        total += buf[lo : min(end, lo + REGION)].count(b"\n")
-        if release is not None and lo > PAGE:
-            release(mmap.MADV_DONTNEED, 0, lo & ~(PAGE - 1))
+    for a, b in _clip(extents, start, end):
+        for lo in range(a, b, REGION):
+            total += buf[lo : min(b, lo + REGION)].count(b"\n")
+            if release is not None and lo > PAGE:
+                release(mmap.MADV_DONTNEED, 0, lo & ~(PAGE - 1))
     return total
 
 

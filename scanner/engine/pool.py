@@ -83,7 +83,10 @@ def stop(pool: ProcessPoolExecutor) -> None:
 
 def _quiet_worker() -> None:
     """Workers leave Ctrl-C and SIGTERM to the parent, which stops them: one line on
-    the terminal instead of a traceback from every worker."""
+    the terminal instead of a traceback from every worker. A forked worker inherits the
+    parent's Python handlers, so SIGTERM (what ``stop`` sends) is given back its
+    default: the worker ends at once, silently."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

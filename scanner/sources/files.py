@@ -6,6 +6,10 @@ ignored by git precisely because they hold secrets), but never anything inside
 :class:`~scanner.engine.fragments.Origin` per file, and the engine reads it. One
 unreadable directory or file is an error for it alone: it is reported and the scan
 goes on.
+
+Anything that is not a regular file (a FIFO, a device, a socket) could block or never
+end: inside a directory it is skipped and counted; named on the command line it is read
+as a stream, in the calling process (see :attr:`Origin.local`).
 """
 
 from __future__ import annotations
@@ -58,12 +62,15 @@ Names = list[tuple[str, str]]
 
 
 def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitignore: bool,
-         errors: list[ScanIssue], names: Names | None = None) -> Iterator[Origin]:
+         errors: list[ScanIssue], skipped: list[str] | None = None,
+         names: Names | None = None) -> Iterator[Origin]:
     """An origin for every file under ``roots``, in path order; problems go to
-    ``errors``. ``names`` receives (display path, fingerprint path) of every entry the
+    ``errors``, and the FIFOs, devices and sockets met inside directories to
+    ``skipped``. ``names`` receives (display path, fingerprint path) of every entry the
     walk saw, directories and special files included, and of each component of the
     roots themselves: names are scanned as content."""
     exclude = _matcher(list(excludes)) if excludes else None
+    skipped = [] if skipped is None else skipped
     for root in roots:
         try:
             st = os.stat(root)
@@ -75,12 +82,14 @@ def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitign
             names += _root_names(root, fp_root)
         if not stat.S_ISDIR(st.st_mode):
             rel = os.path.relpath(os.path.abspath(root), fp_root)
-            yield _origin(_display(root), root, rel.replace(os.sep, "/"), st.st_size)
+            local = not stat.S_ISREG(st.st_mode) or _process_private(root)
+            yield _origin(_display(root), root, rel.replace(os.sep, "/"), st.st_size, local)
             continue
         fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
         fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
-        walker = _Walker(exclude, {} if respect_gitignore else None, errors, names, fp_prefix)
-        for full, rel, size in walker.files(root, ""):
+        walker = _Walker(exclude, {} if respect_gitignore else None, errors, skipped, names,
+                         fp_prefix)
+        for full, rel, size in walker.files(root):
             yield _origin(_display(full), full, fp_prefix + rel, size)
 
 
@@ -97,36 +106,53 @@ def _root_names(root: str, fp_root: str) -> Names:
     return out
 
 
-def _origin(path: str, fs_path: str, fingerprint_path: str, size: int) -> Origin:
-    return Origin(path, fingerprint_path, SourceKind.FILE, size, fs_path)
+def _process_private(path: str) -> bool:
+    """A name that means something else in another process: /dev/stdin, /dev/fd/N,
+    /proc/self/fd/N (a worker has its own file descriptors)."""
+    absolute = os.path.abspath(path)
+    return (absolute.startswith(("/dev/", "/proc/"))
+            or os.path.realpath(path).startswith("/proc/"))
+
+
+def _origin(path: str, fs_path: str, fingerprint_path: str, size: int,
+            local: bool = False) -> Origin:
+    return Origin(path, fingerprint_path, SourceKind.FILE, size, fs_path, local=local)
 
 
 def _error(path: str, message: str | None) -> ScanIssue:
-    return ScanIssue("io", f"{_display(path)}: {message}", _display(path))
+    """An error for one path; a path too long to read (a tree deeper than PATH_MAX)
+    loses its middle in the message, so the reason still fits on the line."""
+    shown = _display(path)
+    short = shown if len(shown) <= 240 else f"{shown[:120]}…{shown[-100:]}"
+    return ScanIssue("io", f"{short}: {message}", shown)
 
 
 class _Walker:
     """A sorted, depth-first walk with os.scandir: relative paths are built by string
-    concatenation (``os.path.relpath`` per file cost a third of a tree scan)."""
+    concatenation (``os.path.relpath`` per file cost a third of a tree scan). It keeps
+    its own stack instead of recursing, so no depth of directories can exhaust
+    Python's recursion limit."""
 
     def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[ScanIssue],
-                 names: Names | None = None, fp_prefix: str = ""):
+                 skipped: list[str], names: Names | None = None, fp_prefix: str = ""):
         self.exclude = exclude
         self.ignores = ignores
         self.errors = errors
+        self.skipped = skipped
         self.names = names
         self.fp_prefix = fp_prefix  # prepended to relative paths for fingerprints
 
-    def files(self, directory: str, rel: str) -> Iterator[tuple[str, str, int]]:
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            self.errors.append(_error(directory, exc.strerror or str(exc)))
-            return
-        if self.ignores is not None:
-            _load_gitignore(directory, self.ignores)
-        for entry in entries:
+    def files(self, top: str) -> Iterator[tuple[str, str, int]]:
+        # Each stack entry: a directory's sorted entries still to visit (reversed, so
+        # pop() takes the next name) and its relative path. A subdirectory is opened
+        # when reached, so the order is the same as the recursive walk's.
+        stack = [(self._entries(top), "")]
+        while stack:
+            pending, rel = stack[-1]
+            if not pending:
+                stack.pop()
+                continue
+            entry = pending.pop()
             name = entry.name
             full = entry.path
             path = rel + name
@@ -139,7 +165,7 @@ class _Walker:
                     continue
                 if self.names is not None:
                     self.names.append((_display(full), self.fp_prefix + path))
-                yield from self.files(full, path + "/")
+                stack.append((self._entries(full), path + "/"))
                 continue
             if self._skipped(path, full):
                 continue
@@ -151,8 +177,21 @@ class _Walker:
                 reason = "broken symlink" if entry.is_symlink() else exc.strerror
                 self.errors.append(_error(full, reason))
                 continue
-            if stat.S_ISREG(st.st_mode):  # not fifos, sockets, devices, linked directories
+            if stat.S_ISREG(st.st_mode):
                 yield full, path, st.st_size
+            elif not stat.S_ISDIR(st.st_mode):  # a FIFO, socket or device (a linked
+                self.skipped.append(_display(full))  # directory is not followed)
+
+    def _entries(self, directory: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            self.errors.append(_error(directory, exc.strerror or str(exc)))
+            return []
+        if self.ignores is not None:
+            _load_gitignore(directory, self.ignores)
+        return entries
 
     def _skipped(self, rel: str, full: str) -> bool:
         if self.exclude is not None and self.exclude.match_file(rel):

@@ -36,7 +36,7 @@ HOLD = 16 << 20
 OBJECT_REGION = 4 << 20
 #: Ids up to this many bytes are written to cat-file without a thread (a pipe holds 64 KiB).
 SMALL_WRITE = 32 << 10
-_MAGIC = (0x1F, 0xFE, 0xFF)  # first bytes of gzip and of UTF-16 byte-order marks
+_MAGIC = (0x1F, 0xFE, 0xFF, 0x50)  # first bytes of gzip, UTF-16 byte-order marks, zip
 
 
 @dataclass(slots=True)
@@ -176,7 +176,7 @@ def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
     """
     batch = Batch()
     reader = _Reader(stream)
-    needles = [n.text for n in detector.always + detector.deep]
+    needles = detector.literals()
     pos = 0  # next header
     spans: list[tuple[str, str, int, int]] = []
     while count:

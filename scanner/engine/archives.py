@@ -1,0 +1,77 @@
+"""Zip archives (``.zip``, ``.jar``, ``.whl``, ``.apk``, office files): every member is
+scanned as an input of its own, reported as ``ARCHIVE!member/path``.
+
+Bounded on every axis an archive can be hostile on: members scanned per archive
+(:data:`MAX_MEMBERS`), decompressed bytes per archive (the same bound as gzip,
+``ScanOptions.max_decompressed``, counted as members are read, whatever their headers
+claim), nesting (an archive inside an archive, see ``fragments.MAX_NESTING``), and the
+size of a nested archive or of a non-seekable one, which is read into memory
+(:data:`IN_MEMORY`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import IO, Any
+
+from scanner.errors import SourceError
+
+#: Members scanned per archive; past it the archive is an error (the rest unscanned).
+MAX_MEMBERS = 10_000
+#: A zip that is not a seekable file (a member, a pipe) is read into memory up to this.
+IN_MEMORY = 64 << 20
+
+
+class Bounded:
+    """A member being read, counted against what the archive may still expand to."""
+
+    def __init__(self, f: IO[bytes], room: int, limit: int):
+        self.f, self.room, self.limit, self.count = f, room, limit, 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self.f.read(n if n >= 0 else self.room + 1)
+        self.count += len(data)
+        if self.count > self.room:
+            raise SourceError(f"zip expands beyond {self.limit >> 20} MiB; not scanned further")
+        return data
+
+
+def member_path(path: str | None, name: str) -> str:
+    return f"{path or '-'}!{name}"
+
+
+def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
+             scan_member: Callable[[Bounded, Any], None]) -> bool:
+    """Scan each member with ``scan_member(reader, member_origin)``. False when ``f`` is
+    not a readable zip (the caller scans it as plain bytes instead)."""
+    from scanner.engine.fragments import issue  # fragments calls this module
+
+    try:
+        archive = zipfile.ZipFile(f)
+        members = [i for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        return False
+    room = limit
+    for info in members[:MAX_MEMBERS]:
+        fp = origin.fingerprint_path
+        sub = replace(origin, path=member_path(origin.path, info.filename),
+                      fingerprint_path=None if fp is None else member_path(fp, info.filename),
+                      size=info.file_size)
+        try:
+            with archive.open(info) as m:
+                reader = Bounded(m, room, limit)
+                scan_member(reader, sub)
+                room -= reader.count
+        except SourceError:
+            raise
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
+                OSError, ValueError) as exc:
+            # An encrypted member, an unknown compression method, a corrupt stream.
+            outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {exc}")))
+    if len(members) > MAX_MEMBERS:
+        outcome.errors.append(issue(origin.path or "-", SourceError(
+            f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
+    return True
