@@ -1,5 +1,9 @@
 """Shared fixtures: the installed CLI as a subprocess, fresh tokens, the spec's vectors.
 
+The vectors and the SARIF schema are read from ``tests/data/``, copies of the files in
+``../shared/spec`` (test_spec_copies.py checks they are equal when that folder is there),
+so a plain clone with nothing beside it can run the suite.
+
 Tokens are generated at run time from the spec's format (``scanner.token.generate``);
 no whole token is ever written into the repository.
 """
@@ -23,7 +27,10 @@ import pytest
 from scanner.token import generate
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "spec"
+#: The spec files the tests read: copies kept in the repository.
+SPEC = Path(__file__).resolve().parent / "data"
+#: The contracts themselves, beside the checkout in the team's layout (absent in a clone).
+SHARED_SPEC = ROOT.parent / "shared" / "spec"
 CLI = shutil.which("cendis-scan") or str(Path(sys.executable).parent / "cendis-scan")
 
 
@@ -153,3 +160,11 @@ def scan() -> Callable[..., tuple[int, dict[str, Any], subprocess.CompletedProce
         return proc.returncode, json.loads(proc.stdout), proc
 
     return _scan
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``early`` first: the pre-commit framework tests build a hook
+    environment (~10 s of pip) that then overlaps the rest of the suite on the other
+    worker instead of finishing alone at the end. (Not xdist's ``--dist loadgroup``:
+    with pytest 9.2 it silently stops grouping, pytest-xdist issue #1386.)"""
+    items.sort(key=lambda item: item.get_closest_marker("early") is None)

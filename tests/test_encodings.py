@@ -154,15 +154,49 @@ def _gzip_bomb(path: Path, expands_to: int) -> None:
 
 def test_gzip_bomb_is_an_error_for_that_file_only(scan: Any, tmp_path: Path,
                                                   make_token: Callable[[], str]) -> None:
-    _gzip_bomb(tmp_path / "a-bomb.gz", GZIP_LIMIT + (8 << 20))
-    assert (tmp_path / "a-bomb.gz").stat().st_size < 2 << 20
+    """The bound is a parameter (--max-decompressed), so the bomb inflates megabytes; the
+    same code path stops it at the default GZIP_LIMIT (1 GiB)."""
+    limit = 4 << 20
+    _gzip_bomb(tmp_path / "a-bomb.gz", limit + (8 << 20))
+    assert (tmp_path / "a-bomb.gz").stat().st_size < 64 << 10
     (tmp_path / "b.txt").write_text(f"after the bomb: {make_token()}\n")
-    status, report, proc = scan([str(tmp_path)])
+    status, report, proc = scan([str(tmp_path), "--max-decompressed", "4M"])
     assert status == 2
     assert [f["path"] for f in report["findings"]] == [str(tmp_path / "b.txt")]
     assert report["summary"]["files"] == 2
     [error] = proc.err.splitlines()
-    assert error.startswith(f"cendis-scan: error: {tmp_path / 'a-bomb.gz'}: gzip expands")
+    assert error == (f"cendis-scan: error: {tmp_path / 'a-bomb.gz'}: gzip expands beyond "
+                     "4 MiB; not scanned further")
+
+
+def test_gzip_just_under_the_bound_is_scanned(scan: Any, tmp_path: Path,
+                                             make_token: Callable[[], str]) -> None:
+    token = make_token()
+    data = b"\0" * ((4 << 20) - 100) + b"\n" + token.encode() + b"\n"
+    (tmp_path / "log.gz").write_bytes(gzip.compress(data, 1))
+    status, report, _ = scan([str(tmp_path / "log.gz"), "--max-decompressed", "4M"])
+    assert status == 1
+    assert [f["encoding"] for f in report["findings"]] == ["gzip"]
+    status, report, proc = scan([str(tmp_path / "log.gz"), "--max-decompressed", "4095K"])
+    assert (status, report["findings"]) == (2, [])
+    assert "gzip expands beyond" in proc.err
+
+
+def test_default_gzip_bound_is_one_gib() -> None:
+    from scanner.cli.commands import build_parser
+    from scanner.scan import Options
+
+    assert GZIP_LIMIT == 1 << 30 == Options().max_decompressed
+    args = build_parser().parse_args(["scan", "x"])
+    assert args.max_decompressed is None  # the library's default applies
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "1.5M", "64MB", "M", ""])
+def test_bad_max_decompressed_is_a_usage_error(size: str, cli: Any, tmp_path: Path) -> None:
+    proc = cli(["scan", str(tmp_path), "--max-decompressed", size])
+    assert proc.returncode == 2
+    [line] = proc.err.splitlines()
+    assert "--max-decompressed" in line and "invalid size" in line
 
 
 def test_corrupt_gzip_is_an_error(scan: Any, tmp_path: Path) -> None:

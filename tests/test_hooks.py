@@ -1,8 +1,9 @@
 """Hooks: ``install-hook`` for plain git, and the pre-commit framework's hooks from
-``.pre-commit-hooks.yaml`` run for real with ``pre-commit try-repo``."""
+``.pre-commit-hooks.yaml`` run for real by ``pre-commit run``."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -121,16 +122,25 @@ def hook_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, 
     return snap.path, sha, env
 
 
-def try_repo(hook_checkout: tuple[Path, str, dict[str, str]], repo: Repo, hook: str,
+def run_hook(hook_checkout: tuple[Path, str, dict[str, str]], repo: Repo, hook: str,
              *args: str) -> subprocess.CompletedProcess:
+    """``pre-commit run HOOK`` with a config naming this checkout at its snapshot, as a
+    project's ``.pre-commit-config.yaml`` would. (Not ``try-repo``: it keeps its store in
+    a new temporary folder each time, ignoring PRE_COMMIT_HOME, and so rebuilt the hook's
+    environment, ~10 s, on every call.) The config sits outside the repository, so it is
+    neither staged nor scanned."""
     checkout, sha, env = hook_checkout
+    config = repo.path.parent / f"pre-commit-config-{hook}.yaml"
+    config.write_text(f"repos:\n- repo: {json.dumps(str(checkout))}\n  rev: {sha}\n"
+                      f"  hooks:\n  - id: {hook}\n")
     return subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(checkout), hook, "--ref", sha,
+        [sys.executable, "-m", "pre_commit", "run", "--config", str(config), hook,
          "--color", "never", *args],
         cwd=repo.path, env={**os.environ, **repo.env, **env}, capture_output=True,
         text=True, timeout=900)
 
 
+@pytest.mark.early
 def test_pre_commit_framework_staged_hook(
         tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
         make_token: Callable[[], str]) -> None:
@@ -138,13 +148,13 @@ def test_pre_commit_framework_staged_hook(
     repo.commit("one", **{"a.txt": "a\n"})
     repo.write("clean.py", "import os\nTOKEN = os.environ['CENDIS_TOKEN']\n")
     repo.git("add", "clean.py")
-    proc = try_repo(hook_checkout, repo, "cendis-scan")
+    proc = run_hook(hook_checkout, repo, "cendis-scan")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Passed" in proc.stdout
     token = make_token()
     repo.write("leak.py", f'TOKEN = "{token}"\n')
     repo.git("add", "leak.py")
-    proc = try_repo(hook_checkout, repo, "cendis-scan")
+    proc = run_hook(hook_checkout, repo, "cendis-scan")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "Failed" in out and f"leak.py:1:10  {redacted(token)}" in out
@@ -152,6 +162,7 @@ def test_pre_commit_framework_staged_hook(
     assert token not in out
 
 
+@pytest.mark.early
 def test_pre_commit_framework_push_hook(
         tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]],
         make_token: Callable[[], str]) -> None:
@@ -159,11 +170,11 @@ def test_pre_commit_framework_push_hook(
     base = repo.commit("one", **{"a.txt": "a\n"})
     clean = repo.commit("two", **{"b.txt": "b\n"})
     stage = ["--hook-stage", "pre-push", "--from-ref"]
-    proc = try_repo(hook_checkout, repo, "cendis-scan-push", *stage, base, "--to-ref", clean)
+    proc = run_hook(hook_checkout, repo, "cendis-scan-push", *stage, base, "--to-ref", clean)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     token = make_token()
     leak = repo.commit("three", **{"c.env": f"C={token}\n"})
-    proc = try_repo(hook_checkout, repo, "cendis-scan-push", *stage, clean, "--to-ref", leak)
+    proc = run_hook(hook_checkout, repo, "cendis-scan-push", *stage, clean, "--to-ref", leak)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "Failed" in out and redacted(token) in out and "push blocked" in out

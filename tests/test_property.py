@@ -65,8 +65,10 @@ def test_token_anywhere_in_random_bytes_is_found_once(
 
 def _noise(rng: random.Random, n: int, text: bool) -> bytes:
     """Random bytes that cannot extend a token run (or look like gzip or UTF-16)."""
-    alphabet = b"abc XYZ 019\n.,;-\xc3\xa9" if text else bytes(range(256))
-    data = bytes(rng.choice(alphabet) for _ in range(n)) if text else rng.randbytes(n)
+    data = rng.randbytes(n)
+    if text:  # each byte drawn from the alphabet (translate: ~0.5 s less per MiB)
+        alphabet = b"abc XYZ 019\n.,;-\xc3\xa9"
+        data = data.translate(bytes(alphabet[i % len(alphabet)] for i in range(256)))
     return b"#" + data.replace(b"cendis_pat_", b"") + b" "
 
 

@@ -1,4 +1,5 @@
-"""Every vector in shared/spec/token-vectors.json, scanned from a real file."""
+"""Every vector in token-vectors.json (tests/data, a copy of the spec's), scanned from a real
+file."""
 
 from __future__ import annotations
 

@@ -126,21 +126,12 @@ def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
     scan.add_argument("--respect-gitignore", action="store_true",
                       help="skip files that .gitignore files ignore (default: scan them: "
                            ".env files are usually git-ignored)")
-    scan.add_argument("--max-decompressed", metavar="SIZE", type=_size, default=None,
-                      help="stop decompressing a gzip input past SIZE (e.g. 64M, 2G; "
-                           "default 1G): a gzip bomb is an error, not a hang")
+    scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
+                      help="a gzip input that inflates past SIZE (bytes, or with K, M or G: "
+                           "64M) is an error, not scanned further (default: 1G)")
     add_common_options(scan)
     add_report_options(scan)
     scan.set_defaults(func=cmd_scan)
-
-
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    number, unit = text.rstrip("KMGkmgBb"), text[len(text.rstrip("KMGkmgBb")):].upper()
-    unit = unit.rstrip("B")
-    if not number.isdigit() or unit not in units or int(number) == 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 64M or 1G)")
-    return int(number) * units[unit]
 
 
 def _redact_parser(sub: argparse._SubParsersAction, command: Command) -> None:
@@ -195,6 +186,19 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
     importlib.import_module(command.module).PARSERS[name](sub, command)
     return root
+
+
+def byte_size(text: str) -> int:
+    """``4096``, ``512K``, ``64M``, ``1G`` (binary units) as a number of bytes."""
+    shifts = {"K": 10, "M": 20, "G": 30}
+    number = text.strip()
+    shift = shifts.get(number[-1:].upper(), 0)
+    if shift:
+        number = number[:-1]
+    if not (number.isascii() and number.isdigit()) or int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: a positive whole number, optionally with K, M or G")
+    return int(number) << shift
 
 
 def run(argv: list[str]) -> int:

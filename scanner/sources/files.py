@@ -17,12 +17,15 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.engine.fragments import Origin
 from scanner.errors import ConfigError
 from scanner.finding import SourceKind
 from scanner.result import ScanIssue
+
+if TYPE_CHECKING:
+    from scanner.sources.ignore import GitIgnore
 
 
 def git_top(directory: str) -> str | None:
@@ -87,8 +90,8 @@ def walk(roots: list[str], excludes: list[str] | tuple[str, ...], respect_gitign
             continue
         fp_prefix = os.path.relpath(os.path.abspath(root), fp_root).replace(os.sep, "/")
         fp_prefix = "" if fp_prefix == "." else fp_prefix + "/"
-        walker = _Walker(exclude, {} if respect_gitignore else None, errors, skipped, names,
-                         fp_prefix)
+        walker = _Walker(exclude, _git_ignore() if respect_gitignore else None, errors, skipped,
+                         names, fp_prefix)
         for full, rel, size in walker.files(root):
             yield _origin(_display(full), full, fp_prefix + rel, size)
 
@@ -133,7 +136,7 @@ class _Walker:
     its own stack instead of recursing, so no depth of directories can exhaust
     Python's recursion limit."""
 
-    def __init__(self, exclude: Any, ignores: dict[str, Any] | None, errors: list[ScanIssue],
+    def __init__(self, exclude: Any, ignores: GitIgnore | None, errors: list[ScanIssue],
                  skipped: list[str], names: Names | None = None, fp_prefix: str = ""):
         self.exclude = exclude
         self.ignores = ignores
@@ -146,7 +149,7 @@ class _Walker:
         # Each stack entry: a directory's sorted entries still to visit (reversed, so
         # pop() takes the next name) and its relative path. A subdirectory is opened
         # when reached, so the order is the same as the recursive walk's.
-        stack = [(self._entries(top), "")]
+        stack = [(self._entries(top, ""), "")]
         while stack:
             pending, rel = stack[-1]
             if not pending:
@@ -161,13 +164,13 @@ class _Walker:
             except OSError:
                 is_dir = False
             if is_dir:
-                if name == ".git" or self._skipped(path + "/", full + "/"):
+                if name == ".git" or self._skipped(path + "/"):
                     continue
                 if self.names is not None:
                     self.names.append((_display(full), self.fp_prefix + path))
-                stack.append((self._entries(full), path + "/"))
+                stack.append((self._entries(full, path + "/"), path + "/"))
                 continue
-            if self._skipped(path, full):
+            if self._skipped(path):
                 continue
             if self.names is not None:
                 self.names.append((_display(full), self.fp_prefix + path))
@@ -182,7 +185,7 @@ class _Walker:
             elif not stat.S_ISDIR(st.st_mode):  # a FIFO, socket or device (a linked
                 self.skipped.append(_display(full))  # directory is not followed)
 
-    def _entries(self, directory: str) -> list[os.DirEntry[str]]:
+    def _entries(self, directory: str, rel: str) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name, reverse=True)
@@ -190,30 +193,17 @@ class _Walker:
             self.errors.append(_error(directory, exc.strerror or str(exc)))
             return []
         if self.ignores is not None:
-            _load_gitignore(directory, self.ignores)
+            self.ignores.enter(directory, rel)
         return entries
 
-    def _skipped(self, rel: str, full: str) -> bool:
+    def _skipped(self, rel: str) -> bool:
         if self.exclude is not None and self.exclude.match_file(rel):
             return True
-        return self.ignores is not None and _ignored(full, self.ignores)
+        return self.ignores is not None and self.ignores.ignored(rel)
 
 
-def _load_gitignore(dirpath: str, ignores: dict[str, Any]) -> None:
-    path = os.path.join(dirpath, ".gitignore")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return
-    import pathspec
+def _git_ignore() -> GitIgnore:
+    """Imported only for --respect-gitignore: the hook path never pays for it."""
+    from scanner.sources.ignore import GitIgnore
 
-    ignores[dirpath] = pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def _ignored(full: str, ignores: dict[str, Any]) -> bool:
-    return any(
-        full.startswith(base + os.sep)
-        and spec.match_file(full[len(base) + 1 :].replace(os.sep, "/"))
-        for base, spec in ignores.items()
-    )
+    return GitIgnore()
