@@ -215,9 +215,14 @@ def run_sweep(config: SweepConfig, sink: Sink, rules: list[Rule], *,
             on_done(report)
         return report
 
-    with ThreadPoolExecutor(max_workers=config.concurrency,
-                            thread_name_prefix="cendis-sweep") as pool:
-        reports = list(pool.map(one, sources))
+    if len(sources) <= 1 or config.concurrency == 1:
+        # In this thread: a single-threaded process may fork its scan workers, which
+        # start faster than the forkserver a threaded one must use.
+        reports = [one(source) for source in sources]
+    else:
+        with ThreadPoolExecutor(max_workers=config.concurrency,
+                                thread_name_prefix="cendis-sweep") as pool:
+            reports = list(pool.map(one, sources))
     problems = sink.finish()
     for report in reports:
         report.revoked = sum(1 for f in report.findings
