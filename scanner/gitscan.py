@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 
 from scanner.engine.detect import Detector
 from scanner.engine.names import redact_name, scan_names
-from scanner.errors import UsageError, short
+from scanner.errors import GitError, UsageError, short
 from scanner.finding import Finding, SourceKind
-from scanner.result import PARALLEL_BYTES, ScanOptions, ScanResult
+from scanner.result import PARALLEL_BYTES, ScanIssue, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.scan import filter_findings
 from scanner.sources import git
@@ -37,6 +37,7 @@ from scanner.sources.git_objects import (
     Scanned,
     identity_findings,
     scan_objects,
+    unreadable,
 )
 
 log = logging.getLogger("cendis_scan")
@@ -47,13 +48,16 @@ MANY = 2000
 
 @dataclass(slots=True)
 class _Place:
-    """A path (or a commit message) that a change wrote, holding at least one token."""
+    """A path (or a commit or tag message) that a change wrote, holding a token."""
 
     order: int  # position in the walk: larger is earlier in history
     commit: git.Commit | None
-    path: bytes | None  # None: the commit message
+    path: bytes | None  # None: a message
     scanned: Scanned
     introduced: set[str]
+    tag: git.Tag | None = None  # the tag whose message this is, or that points here
+    #: The commits whose trees were there before (a staged change's is HEAD).
+    parents: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -104,9 +108,10 @@ def _blob_change(change: git.Change) -> bool:
 
 
 def _places(objects: _Objects, walked: Sequence[tuple[int, git.Commit | None,
-            list[git.Change]]], *, quiet: bool = False) -> tuple[list[_Place], int]:
-    """Every change whose new side holds a token, with what it introduced; and the
-    count of inline-suppressed hits the changes added."""
+            list[git.Change]]], *, quiet: bool = False, staged_parent: str | None = None
+            ) -> tuple[list[_Place], int]:
+    """Every change whose new side holds a token, with what it introduced against the
+    same path in its parents; and the count of inline-suppressed hits it added."""
     submodules = sorted({git.display(c.path) for _, _, changes in walked for c in changes
                          if git.GITLINK in (c.new_mode, c.old_mode)})
     if submodules and not quiet:
@@ -122,21 +127,90 @@ def _places(objects: _Objects, walked: Sequence[tuple[int, git.Commit | None,
                     and c.old_mode != git.GITLINK] + [o for ids in others for o in ids if o])
     places: list[_Place] = []
     suppressed: dict[str, int] = {}
+    staged = (staged_parent,) if staged_parent else ()
     for (order, commit, change), parents in zip(hit, others, strict=True):
         new = objects.get(change.new_oid)
         assert new is not None
         old_ids = [change.old_oid, *parents]
         before = set().union(*(objects.secrets(o) for o in old_ids))
-        places.append(_Place(order, commit, change.path, new, new.secrets - before))
+        places.append(_Place(order, commit, change.path, new, new.secrets - before,
+                             parents=commit.parents if commit else staged))
         olds = [objects.get(o) for o in old_ids]
         added = new.suppressed - max((o.suppressed for o in olds if o), default=0)
         suppressed[change.new_oid] = max(added, suppressed.get(change.new_oid, 0))
     for order, commit, _ in walked:
         message = objects.get(commit.oid) if commit else None
-        if message is not None:
-            places.append(_Place(order, commit, None, message, message.secrets))
-            suppressed[commit.oid if commit else ""] = message.suppressed
+        if commit is not None and message is not None:
+            places.append(_Place(order, commit, None, message, message.secrets,
+                                 parents=commit.parents))
+            suppressed[commit.oid] = message.suppressed
     return places, sum(suppressed.values())
+
+
+def _drop_inherited(objects: _Objects, places: list[_Place], staged: bool = False) -> None:
+    """Only a token that no parent had is new: what a rename or a copy carries over
+    from its source in a parent is an occurrence, not a leak (the same path in every
+    parent was already looked at by :func:`_places`).
+
+    Costs nothing unless some file still introduces a token; then one diff per commit
+    (or one for the index) with git's rename and copy detection names each file's
+    source blob: renames with or without edits, copies from files the change touched,
+    and exact copies of any file (:func:`git.copied_from`). Looking through every blob
+    of the parent tree instead would read 60 MB on git/git for each blocked commit.
+    """
+    files = [p for p in places if p.introduced and p.parents and p.path is not None]
+    moves: dict[tuple[str, str | None], dict[bytes, str]] = {}
+    for place in files:
+        commit = None if staged or place.commit is None else place.commit.oid
+        for par in place.parents:
+            if (par, commit) not in moves:
+                moves[par, commit] = git.copied_from(objects.repo, par, commit)
+    objects.ensure([oid for found in moves.values() for oid in found.values()])
+    for place in files:
+        commit = None if staged or place.commit is None else place.commit.oid
+        for par in place.parents:
+            source = moves[par, commit].get(place.path or b"")
+            place.introduced -= objects.secrets(source)
+
+
+def _tag_places(objects: _Objects, roots: Sequence[tuple[str, str, str]]
+                ) -> tuple[list[_Place], set[str]]:
+    """Tags and what they point at when it is not a commit (a commit's changes are
+    the walk's): each tag object's message, a tagged blob, every blob of a tagged
+    tree. ``roots`` are (name, id, type) as refs or a push name them. A tag has no
+    parent, so all it holds is new; where a commit wrote the same token, the commit
+    (older) keeps the finding and the tag counts as an occurrence. Also returns the
+    ids of every object read for them."""
+    tags = git.read_tags(objects.repo, [oid for _, oid, kind in roots if kind == "tag"])
+    targets: list[tuple[bytes, str, git.Tag | None]] = []  # (path, blob, tag)
+    messages: list[git.Tag] = []
+    for name, oid, kind in roots:
+        tag = None
+        seen: set[str] = set()
+        while kind == "tag" and oid in tags and oid not in seen:
+            seen.add(oid)
+            tag = tags[oid]
+            messages.append(tag)
+            oid, kind = tag.target, tag.kind
+        label = name.encode("utf-8", "surrogateescape")
+        if kind == "blob":
+            targets.append((label, oid, tag))
+        elif kind == "tree":
+            targets += [(label + b":" + path, blob, tag)
+                        for path, blob in git.tree_blobs(objects.repo, oid)]
+    messages = list({t.oid: t for t in messages}.values())
+    ids = [t.oid for t in messages] + [blob for _, blob, _ in targets]
+    objects.ensure(ids)
+    places = []
+    for tag in messages:
+        found = objects.get(tag.oid)
+        if found is not None:
+            places.append(_Place(-1, None, None, found, found.secrets, tag=tag))
+    for path, blob, tag in targets:
+        found = objects.get(blob)
+        if found is not None:
+            places.append(_Place(-1, None, path, found, found.secrets, tag=tag))
+    return places, set(ids)
 
 
 def _other_parents(repo: str, hit: Sequence[tuple[int, git.Commit | None, git.Change]]
@@ -183,30 +257,56 @@ def _path_places(rules: list[Rule], walked: Walked) -> tuple[list[_Place], dict[
 def _findings(places: list[_Place], renamed: dict[bytes, str] | None = None
               ) -> list[Finding]:
     """One finding per secret, at its earliest introduction; ``occurrences`` counts
-    every place (commit and path, or commit message) that wrote it. Oldest first."""
+    every place (commit and path, or message) that wrote it. Oldest first; within one
+    place, in the order of the text (never in the order of a set: the output is the
+    same whatever the hash seed)."""
     count: dict[str, set[tuple[str, bytes | None]]] = {}
     best: dict[str, tuple[tuple[int, bool, tuple[int, ...]], _Place]] = {}
     for place in places:
-        where = (place.commit.oid if place.commit else "", place.path)
+        where = (_owner(place), place.path)
         for secret in place.scanned.secrets:
             count.setdefault(secret, set()).add(where)
         for secret in place.introduced:
             key = (place.order, place.path is not None, _neg(place.path or b""))
             if secret not in best or key > best[secret][0]:
                 best[secret] = (key, place)
-    out = []
-    for secret, (_, place) in sorted(best.items(), key=lambda kv: kv[1][0], reverse=True):
+    chosen = []
+    for secret, (key, place) in best.items():
         first = min((f for f in place.scanned.findings if f.secret_sha256 == secret),
-                    key=lambda f: f.offset)
-        path = None if place.path is None else (renamed or {}).get(place.path) \
-            or git.display(place.path)
-        c = place.commit
-        out.append(replace(
-            first, path=path, fingerprint_path=path, occurrences=len(count[secret]),
-            location=first.location or ("file" if path is not None else "commit-message"),
-            commit=c.oid if c else None, author_name=c.author_name if c else None,
-            author_email=c.author_email if c else None, date=c.date if c else None))
-    return out
+                    key=lambda f: (f.offset, f.secret_sha256))
+        chosen.append(((key, -first.offset, _neg(secret.encode())), first, place, secret))
+    chosen.sort(key=lambda item: item[0], reverse=True)
+    return [_located(first, place, len(count[secret]), renamed or {})
+            for _, first, place, secret in chosen]
+
+
+def _owner(place: _Place) -> str:
+    if place.commit is not None:
+        return place.commit.oid
+    return place.tag.oid if place.tag is not None else ""
+
+
+def _located(first: Finding, place: _Place, occurrences: int, renamed: dict[bytes, str]
+             ) -> Finding:
+    """The engine's finding with where the history put it; ``renamed`` gives the
+    printable form of paths that hold a token themselves."""
+    path = None if place.path is None else renamed.get(place.path) or git.display(place.path)
+    c, tag = place.commit, place.tag
+    location = first.location or ("file" if path is not None else "commit-message")
+    who: tuple[str | None, str | None, str | None, str | None]
+    if c is not None:
+        who = (c.oid, c.author_name, c.author_email, c.date)
+    elif tag is not None:
+        who = (tag.oid, tag.tagger_name, tag.tagger_email, tag.date)
+        location = first.location or ("file" if path is not None else "tag-message")
+    else:
+        who = (None, None, None, None)
+    note = first.note
+    if tag is not None:
+        note = f"tag {tag.name}" + (f"; {note}" if note else "")
+    return replace(first, path=path, fingerprint_path=path, occurrences=occurrences,
+                   location=location, commit=who[0], author_name=who[1],
+                   author_email=who[2], date=who[3], note=note)
 
 
 def _neg(path: bytes) -> tuple[int, ...]:
@@ -219,8 +319,9 @@ def _result(repo: git.Repo, places: list[_Place], suppressed: int, batch: Batch,
             renamed: dict[bytes, str] | None = None) -> ScanResult:
     findings = _findings(places, renamed)
     findings, ignored = filter_findings(findings, options, [] if repo.bare else [repo.path])
+    errors = sorted(batch.errors, key=lambda e: (e.message, e.path or ""))
     return ScanResult(findings, suppressed, batch.objects, batch.bytes,
-                      time.perf_counter() - started, batch.errors, ignored, commits)
+                      time.perf_counter() - started, errors, ignored, commits)
 
 
 Walked = list[tuple[int, git.Commit | None, list[git.Change]]]
@@ -248,23 +349,55 @@ def _walked(repo: str, rev_sets: Sequence[Sequence[str]], keep: set[str] | None 
     return walked
 
 
-def _history_walk(repo: str, keep: set[str]) -> Walked:
+def _history_walk(repo: str, keep: set[str], explained: set[str]) -> Walked:
     """Where the objects in ``keep`` were written, over all refs.
 
     Every blob of a reachable tree is written by some commit against its first parent;
     almost always by a commit with one parent, so the walk first skips the diffs of
-    merges. Only a blob that no such commit wrote (a token added by a merge itself, or
-    an object no ref reaches) costs a second walk, over the merges alone.
+    merges. Only a blob that no such commit wrote, nor a tag holds (``explained``: a
+    token added by a merge itself, or an object no ref reaches) costs a second walk,
+    over the merges alone.
     """
     merges: dict[str, int] = {}
     walked = _walked(repo, [["--all"]], keep=keep, merges=merges)
     written = {c.new_oid for _, _, changes in walked for c in changes}
     written.update(commit.oid for _, commit, _ in walked if commit)
-    if keep - written:
-        for commit, changes in git.walk(repo, ["--all", "--merges"], keep=keep - written):
+    if keep - written - explained:
+        for commit, changes in git.walk(repo, ["--all", "--merges"],
+                                        keep=keep - written - explained):
             if changes:
                 walked.append((merges.get(commit.oid, 0), commit, changes))
     return walked
+
+
+def _named_tags(repo: str, rev_sets: Sequence[Sequence[str]]) -> list[tuple[str, str, str]]:
+    """What the positive side of rev-list expressions names that is not a commit (an
+    annotated tag, a tag of a blob or a tree), as (name, id, type); ``--all`` names
+    every such ref. The walk peels a tag to its commit and drops the rest silently."""
+    names: list[str] = []
+    every = False
+    for revs in rev_sets:
+        negative = False
+        for rev in revs:
+            if rev == "--not":
+                negative = not negative
+            elif rev == "--all":
+                every = every or not negative
+            elif rev.startswith("-") or negative or rev.startswith("^"):
+                continue
+            elif "..." in rev:
+                names += [r or "HEAD" for r in rev.split("...", 1)]
+            elif ".." in rev:
+                names.append(rev.split("..", 1)[1] or "HEAD")
+            else:
+                names.append(rev)
+    names = list(dict.fromkeys(names))
+    roots = [(name, *found) for name, found in zip(names, git.object_types(repo, names),
+                                                    strict=True)
+             if found is not None and found[1] != "commit"]
+    if every:
+        roots += git.tag_refs(repo)
+    return list({(n, o, k): None for n, o, k in roots})
 
 
 def _start(path: str) -> git.Repo:
@@ -287,7 +420,8 @@ def scan_staged(path: str | os.PathLike[str], rules: list[Rule],
     objects = _Objects(repo.path, rules)
     walked: Walked = [(0, None, git.staged(repo))]
     try:
-        places, suppressed = _places(objects, walked)
+        places, suppressed = _places(objects, walked, staged_parent=repo.head)
+        _drop_inherited(objects, places, staged=True)
     finally:
         objects.close()
     named, renamed = _path_places(rules, walked)
@@ -317,6 +451,8 @@ def scan_revs(path: str | os.PathLike[str], rev_sets: Sequence[Sequence[str]],
     try:
         walked = _walked(repo.path, rev_sets)
         places, suppressed = _places(objects, walked)
+        _drop_inherited(objects, places)
+        places += _tag_places(objects, _named_tags(repo.path, rev_sets))[0]
     finally:
         objects.close()
     named, renamed = _path_places(rules, walked)
@@ -333,13 +469,32 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     options = options or ScanOptions()
     started = time.perf_counter()
     repo = _start(os.fspath(path))
-    objs = git.all_objects(repo.path)
-    batch = scan_objects(repo.path, rules, objs, options.jobs, executor,
-                         options.parallel_bytes)
+    check = git.Connectivity.unless_closed(repo.path)
+    try:
+        objs = git.all_objects(repo.path)
+        batch = scan_objects(repo.path, rules, objs, options.jobs, executor,
+                             options.parallel_bytes)
+    except BaseException:
+        if check is not None:
+            check.close()
+        raise
+    try:
+        missing = check.result() if check is not None else []
+    except GitError as exc:  # a tree it could not read: git names it
+        missing = []
+        said = str(exc).removeprefix("error: ").removeprefix("fatal: ")
+        batch.errors.append(ScanIssue("git", f"cannot walk every reachable object: {said}; "
+                                      "the scan is incomplete"))
+    _unreadable(batch, [*objs.unreadable, *missing])
     if repo.head is None and not batch.objects:
         log.warning("the repository has no commits yet: nothing to scan")
     elif repo.head is not None:
-        subs = git.gitlinks(repo.path, repo.head)
+        try:
+            subs = git.gitlinks(repo.path, repo.head)
+        except GitError:
+            if not batch.errors:  # else already said: an object of HEAD is missing
+                raise
+            subs = []
         if subs:
             log.warning(f"skipped submodule{'s' if len(subs) > 1 else ''} (scan each in its "
                         "own repository): " + ", ".join(subs[:5])
@@ -349,12 +504,22 @@ def scan_history(path: str | os.PathLike[str], rules: list[Rule],
     suppressed = 0
     renamed: dict[bytes, str] = {}
     if batch.hits:
-        walked = _history_walk(repo.path, set(batch.hits))
+        tagged, explained = _tag_places(objects, git.tag_refs(repo.path))
+        walked = _history_walk(repo.path, set(batch.hits), explained)
         places, suppressed = _places(objects, walked, quiet=True)
         named, renamed = _path_places(rules, walked)
-        places += named
+        places += named + tagged
     return _result(repo, places, suppressed, batch, options, started, objs.commits,
                    renamed)
+
+
+def _unreadable(batch: Batch, oids: Sequence[str]) -> None:
+    """Objects git lists but cannot give (missing, or corrupt) are errors, once each:
+    a history scan that skipped one cannot say the history is clean."""
+    named = {e.path for e in batch.errors}
+    for oid in dict.fromkeys(oids):
+        if oid not in named:
+            batch.errors.append(ScanIssue("git", unreadable(oid), oid))
 
 
 def new_since(tips: Sequence[str], scanned: Sequence[str]) -> list[list[str]]:

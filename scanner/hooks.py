@@ -39,10 +39,16 @@ def _executable() -> str:
 
 def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> str:
     """Write ``pre-commit`` (or ``pre-push``) where git looks for hooks: ``--git-path
-    hooks`` follows ``core.hooksPath`` and, in a worktree, the common directory."""
+    hooks`` follows ``core.hooksPath`` and, in a worktree, the common directory. A bare
+    repository is refused: neither hook ever runs there."""
     name = "pre-push" if pre_push else "pre-commit"
-    _, out = git.run(repo, ["rev-parse", "--git-path", "hooks"])
-    hooks = os.path.join(repo, out.decode("utf-8", "surrogateescape").strip())
+    _, out = git.run(repo, ["rev-parse", "--is-bare-repository", "--git-path", "hooks"])
+    bare, hooks_dir = out.decode("utf-8", "surrogateescape").splitlines()[:2]
+    if bare == "true":
+        raise UsageError(f"{repo}: a bare repository: no commit is made here and pushes "
+                         f"arrive here (pre-receive), so a {name} hook would never run; "
+                         "install it in the clone you commit and push from")
+    hooks = os.path.join(repo, hooks_dir)
     path = os.path.normpath(os.path.join(hooks, name))
     try:
         with open(path, encoding="utf-8", errors="replace") as f:

@@ -183,11 +183,11 @@ def test_gzip_just_under_the_bound_is_scanned(scan: Any, tmp_path: Path,
 
 
 def test_default_gzip_bound_is_one_gib() -> None:
+    from scanner import ScanOptions
     from scanner.cli.commands import build_parser
-    from scanner.scan import Options
 
-    assert GZIP_LIMIT == 1 << 30 == Options().max_decompressed
-    args = build_parser().parse_args(["scan", "x"])
+    assert GZIP_LIMIT == 1 << 30 == ScanOptions().max_decompressed
+    args = build_parser("scan").parse_args(["scan", "x"])
     assert args.max_decompressed is None  # the library's default applies
 
 

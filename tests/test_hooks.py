@@ -179,3 +179,16 @@ def test_pre_commit_framework_push_hook(
     assert proc.returncode != 0, out
     assert "Failed" in out and redacted(token) in out and "push blocked" in out
     assert token not in out
+
+
+@pytest.mark.early
+def test_pre_commit_framework_push_hook_without_refs_says_nothing_was_scanned(
+        tmp_path: Path, hook_checkout: tuple[Path, str, dict[str, str]]) -> None:
+    """``pre-commit run --hook-stage pre-push`` with no --from-ref/--to-ref: a silent
+    "Passed" would claim a push was checked; the hook fails and says why."""
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    proc = run_hook(hook_checkout, repo, "cendis-scan-push", "--hook-stage", "pre-push")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Failed" in out and "nothing was scanned" in out and "--from-ref" in out

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +158,17 @@ def _deep_tree(root: Path, depth: int, name: str) -> list[str]:
     return made
 
 
-def test_a_thousand_directories_deep(tmp_path: Path, make_token: Callable[[], str]) -> None:
-    tree = tmp_path / "deep"
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A folder for trees deeper than ``shutil.rmtree`` can recurse (pytest's own
+    clean-up would fail at the end of the session): removed with ``rm -rf``, which walks
+    without recursion."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", str(tmp_path)], check=False)
+
+
+def test_a_thousand_directories_deep(deep_tmp: Path, make_token: Callable[[], str]) -> None:
+    tree = deep_tmp / "deep"
     tree.mkdir()
     made = _deep_tree(tree, 1000, "d")
     bottom = tree.joinpath(*["d"] * 1000, "bottom.env")
@@ -182,8 +191,8 @@ def test_a_thousand_directories_deep(tmp_path: Path, make_token: Callable[[], st
 
 
 def test_deeper_than_path_max_is_an_error_for_that_directory(
-        tmp_path: Path, make_token: Callable[[], str]) -> None:
-    tree = tmp_path / "deeper"
+        deep_tmp: Path, make_token: Callable[[], str]) -> None:
+    tree = deep_tmp / "deeper"
     tree.mkdir()
     _deep_tree(tree, 1500, "dd")  # 4,500 characters: more than PATH_MAX
     (tree / "dd" / "k.env").write_text(f"T={make_token()}\n")

@@ -14,15 +14,20 @@ import sys
 from scanner.cli.table import Command
 
 GIT_EXAMPLES = """modes (one at a time; the default is --all):
-  --all              every commit reachable from any ref, commit messages included
+  --all              every commit reachable from any ref, commit and tag messages
+                     included, and blobs or trees a tag points at
   --staged           what the next commit would add (the index against HEAD)
   --pre-push         what a push sends (git's pre-push lines on stdin, or the
-                     pre-commit framework's PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF)
-  --range A..B       the commits of a rev-list range
+                     pre-commit framework's PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF),
+                     tags included
+  --range A..B       the commits of a rev-list range (and B itself if it is a tag)
   --since-commit SHA the commits after SHA (SHA..HEAD)
 
-A token is reported once, at the commit that introduced it; later copies, renames,
-merges and modifications are counted in its "occurrences".
+In every mode, only a token that no parent commit had anywhere in its tree is new:
+a rename, a copy or a merge of a token already there is not a new leak. A token is
+reported once, at the commit that introduced it; later copies, renames, merges and
+modifications are counted in its "occurrences". An object git cannot read (missing
+or corrupt) is an error naming its id, exit status 2.
 
 """
 GIT_MORE = ("cendis-scan git                          whole history of the current repository",
@@ -106,11 +111,18 @@ def cmd_git(args: argparse.Namespace) -> int:
     if args.staged:
         result = gitscan.scan_staged(repo, rules, options)
     elif args.pre_push:
-        lines = ([] if sys.stdin is None or sys.stdin.isatty() else
+        # The pre-commit framework reads git's pre-push lines itself and passes refs in
+        # the environment: never wait on a stdin that is not ours.
+        framework = os.environ.get("PRE_COMMIT") == "1"
+        lines = ([] if framework or sys.stdin is None or sys.stdin.isatty() else
                  sys.stdin.buffer.read().decode("utf-8", "surrogateescape").splitlines())
         rev_sets = gitscan.push_revs(repo, lines, os.environ)
+        if not rev_sets and framework:
+            raise UsageError("pre-push: the pre-commit framework gave no refs, so nothing "
+                             "was scanned (run it with --from-ref A --to-ref B, or let "
+                             "git push run the hook)")
         if not rev_sets:
-            _say("no commits to scan in this push")
+            _say("no commits to scan in this push: nothing was scanned")
         result = gitscan.scan_revs(repo, rev_sets, rules, options)
     elif args.range or args.since_commit:
         if args.range and ".." not in args.range:

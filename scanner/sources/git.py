@@ -131,6 +131,8 @@ class Objects:
     ids: bytes
     sizes: array
     commits: int = 0  # how many of them are commits
+    #: Ids git listed but cannot read (a corrupt loose object shows as "missing").
+    unreadable: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -141,7 +143,9 @@ class Objects:
 
 
 def all_objects(repo: str) -> Objects:
-    """Every blob and commit in the object store, in pack order (cheapest to read back).
+    """Every blob, commit and tag in the object store, in pack order (cheapest to read
+    back). An object git lists but cannot read (a garbled loose object) is kept aside
+    as ``unreadable``.
 
     Unreachable objects are listed too; they never map to a commit of the walk, so they
     drop out of the findings on their own.
@@ -151,15 +155,18 @@ def all_objects(repo: str) -> Objects:
     ids = bytearray()
     sizes = array("q")
     commits = 0
+    unreadable = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith((b"blob ", b"commit ")):
+        if line.startswith((b"blob ", b"commit ", b"tag ")):
             kind, size, oid = line.split(b" ")
             ids += oid
             sizes.append(int(size))
             commits += kind == b"commit"
+        elif line.endswith(b" missing\n"):
+            unreadable.append(display(line.split(b" ", 1)[0]))
     finish(proc, "cat-file")
-    return Objects(bytes(ids), sizes, commits)
+    return Objects(bytes(ids), sizes, commits, tuple(unreadable))
 
 
 def sizes(repo: str, oids: Sequence[str]) -> Objects:
@@ -167,7 +174,69 @@ def sizes(repo: str, oids: Sequence[str]) -> Objects:
     is reported when it is read)."""
     ids = "".join(f"{oid}\n" for oid in oids).encode()
     _, out = run(repo, ["cat-file", "--batch-check=%(objectsize)"], input=ids)
-    return Objects(ids, array("q", (int(n) if n.isdigit() else 0 for n in out.split())))
+    # One line per id: a size, or "<id> missing".
+    return Objects(ids, array("q", (int(n) if n.isdigit() else 0
+                                    for n in out.decode("ascii", "replace").splitlines())))
+
+
+def closed_store(repo: str) -> bool:
+    """Whether the object store is one pack git wrote, with nothing beside it: no loose
+    object, no second pack, no alternate store, no promisor remote (a partial clone).
+
+    Such a pack is closed under reachability: ``git repack`` refuses to write one with
+    an object missing and ``clone`` checks connectivity when it arrives, and reading
+    every blob and commit of it catches any that became unreadable since. Everything
+    else (loose objects a stray ``rm`` can remove, several packs, other stores) needs
+    the reachability walk of :class:`Connectivity` to find what is missing.
+    """
+    _, out = run(repo, ["count-objects", "-v"])
+    fields = dict(line.split(": ", 1) for line in out.decode("utf-8", "replace").splitlines()
+                  if ": " in line)
+    if fields.get("count") != "0" or fields.get("packs") != "1" or "alternate" in fields:
+        return False
+    status, _ = run(repo, ["config", "--get", "extensions.partialClone"], ok=(0, 1))
+    return status == 1
+
+
+class Connectivity:
+    """``rev-list --objects --all --missing=print`` running beside a whole-history scan:
+    the store listing cannot show an object that is not there, so only a walk of every
+    reachable tree names the blobs and trees that are referenced but missing.
+
+    Bounded like cat-file (about 55 MB on git/git); its output (one id a line) is
+    drained by a thread, keeping only the ``?<id>`` lines.
+    """
+
+    def __init__(self, repo: str):
+        import threading
+
+        self.proc = spawn(repo, [*PACK_LIMITS, "rev-list", "--objects", "--all",
+                                 "--missing=print", "--no-object-names"])
+        self.missing: list[str] = []
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(b"?"):
+                self.missing.append(display(line[1:].strip()))
+
+    @classmethod
+    def unless_closed(cls, repo: str) -> Connectivity | None:
+        return None if closed_store(repo) else cls(repo)
+
+    def result(self) -> list[str]:
+        """The missing ids; a GitError if git could not walk (an unreadable tree)."""
+        self.thread.join()
+        finish(self.proc, "rev-list")
+        return self.missing
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.thread.join()
+        self.proc.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +349,145 @@ def _commits(tokens: Iterator[bytes], keep: set[str] | None
             found.append(parse_raw(tokens, token))
     if commit is not None:
         yield commit, found
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """An annotated tag object: what it points at and who made it."""
+
+    oid: str
+    target: str
+    kind: str  # the target's type: commit, tag, tree or blob
+    name: str
+    tagger_name: str
+    tagger_email: str
+    date: str | None  # strict ISO 8601, or None when the tag has no tagger line
+
+
+def _iso(stamp: bytes, zone: bytes) -> str | None:
+    import datetime as dt
+
+    try:
+        offset = int(zone[:3]) * 60 + (1 if zone[:1] != b"-" else -1) * int(zone[3:5])
+        when = dt.datetime.fromtimestamp(int(stamp), dt.timezone(dt.timedelta(minutes=offset)))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return when.isoformat()
+
+
+def parse_tag(oid: str, raw: bytes) -> Tag | None:
+    """The header of a tag object (None if it is not one git would accept)."""
+    head = raw.split(b"\n\n", 1)[0]
+    fields: dict[bytes, bytes] = {}
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        fields.setdefault(key, value)
+    if b"object" not in fields or b"type" not in fields:
+        return None
+    name, email, date = "", "", None
+    tagger = fields.get(b"tagger", b"")
+    if b"<" in tagger and b">" in tagger:
+        who, rest = tagger.split(b"<", 1)
+        mail, when = rest.split(b">", 1)
+        name, email = display(who.strip()), display(mail)
+        parts = when.split()
+        date = _iso(parts[0], parts[1]) if len(parts) == 2 else None
+    return Tag(oid, display(fields[b"object"]), display(fields[b"type"]),
+               display(fields.get(b"tag", b"")), name, email, date)
+
+
+def object_types(repo: str, names: Sequence[str]) -> list[tuple[str, str] | None]:
+    """(id, type) of each name (a rev, a ``rev:path``), None where git has none."""
+    asked = [n for n in names if "\n" not in n]
+    if not asked:
+        return [None] * len(names)
+    _, out = run(repo, ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                 input="".join(f"{n}\n" for n in asked).encode("utf-8", "surrogateescape"))
+    answers = iter(out.decode("utf-8", "replace").splitlines())
+    found: list[tuple[str, str] | None] = []
+    for name in names:
+        parts = next(answers, "").split(" ") if "\n" not in name else []
+        found.append((parts[0], parts[1]) if len(parts) == 2 and parts[1] != "missing"
+                     else None)
+    return found
+
+
+def read_tags(repo: str, oids: Sequence[str]) -> dict[str, Tag]:
+    """Tag objects by id, following chains (a tag of a tag) to the end."""
+    tags: dict[str, Tag] = {}
+    todo = list(dict.fromkeys(oids))
+    while todo:
+        _, out = run(repo, ["cat-file", "--batch"],
+                     input="".join(f"{o}\n" for o in todo).encode())
+        pos, nxt = 0, []
+        for oid in todo:
+            nl = out.find(b"\n", pos)
+            parts = out[pos:nl].split(b" ")
+            pos = nl + 1
+            if len(parts) != 3:
+                continue  # missing: reported when it is read for scanning
+            size = int(parts[2])
+            tag = parse_tag(oid, out[pos:pos + size]) if parts[1] == b"tag" else None
+            pos += size + 1
+            if tag is not None:
+                tags[oid] = tag
+                if tag.kind == "tag" and tag.target not in tags:
+                    nxt.append(tag.target)
+        todo = list(dict.fromkeys(nxt))
+    return tags
+
+
+def tag_refs(repo: str) -> list[tuple[str, str, str]]:
+    """(short name, id, type) of every ref that points at something other than a
+    commit: annotated tags, and refs straight at a tree or a blob."""
+    _, out = run(repo, ["for-each-ref", "--format=%(objecttype) %(objectname) %(refname)"])
+    refs = []
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
+        kind, oid, name = line.split(" ", 2)
+        if kind != "commit":
+            short = name.removeprefix("refs/tags/") if name.startswith("refs/tags/") else name
+            refs.append((short, oid, kind))
+    return refs
+
+
+def tree_blobs(repo: str, tree: str) -> list[tuple[bytes, str]]:
+    """(path, blob id) of every file in a tree (submodule entries left out)."""
+    _, out = run(repo, ["ls-tree", "-r", "-z", "--full-tree", tree])
+    blobs = []
+    for entry in out.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, path = entry.partition(b"\t")
+        parts = meta.split(b" ")
+        if len(parts) == 3 and parts[1] == b"blob":
+            blobs.append((path, parts[2].decode()))
+    return blobs
+
+
+#: Rename limit for :func:`copied_from`: past this many sources times destinations
+#: squared, git keeps exact copies from every file and similar ones from changed files
+#: only, so a large tree costs a hash lookup, not a comparison with every file.
+COPY_LIMIT = "50"
+
+
+def copied_from(repo: str, parent: str, commit: str | None) -> dict[bytes, str]:
+    """For each path that git's rename and copy detection sees as moved or copied from
+    ``parent`` (into ``commit``, or into the index when None): the blob it came from.
+    Renames with edits, copies from changed files, and exact copies of any file."""
+    args = (["diff-index", "--cached"] if commit is None else ["diff-tree", "-r"])
+    _, out = run(repo, [*args, "-z", "--raw", "--no-abbrev", "-M", "-C",
+                        "--find-copies-harder", f"-l{COPY_LIMIT}", "--no-ext-diff",
+                        parent, *([commit] if commit else []), "--"])
+    sources: dict[bytes, str] = {}
+    fields = iter(out.split(b"\0"))
+    for field in fields:
+        if not field.startswith(b":"):
+            continue
+        meta = field[1:].split(b" ")
+        next(fields, b"")  # the path (the source, for a rename or a copy)
+        if len(meta) >= 5 and meta[4][:1] in (b"R", b"C"):
+            sources[next(fields, b"")] = meta[2].decode()
+    return sources
 
 
 def rev_list(repo: str, revs: Sequence[str]) -> list[str]:

@@ -67,14 +67,21 @@ class Batch:
         self.errors += other.errors
 
 
+def unreadable(oid: str) -> str:
+    """The one message for an object git cannot give us, whatever the mode."""
+    return f"object {oid}: missing or corrupt (git cannot read it); the scan is incomplete"
+
+
 def scan_content(detector: Detector, content: bytes | Readable, size: int,
                  kind: str, gzip_limit: int = GZIP_LIMIT) -> Scanned:
     """The full scan of one object, by the engine, as a file is scanned. For a commit
     only the message is scanned, its lines counted from the subject line. Findings have
     no path yet: where the object was written is only known once the history is
-    walked (:mod:`scanner.gitscan`)."""
+    walked (:mod:`scanner.gitscan`). An annotated tag is read like a commit: its
+    message, after the header. The identities in the header (author, committer,
+    tagger) are content too."""
     identities: list[Finding] = []
-    if kind == "commit":
+    if kind in ("commit", "tag"):
         raw = content if isinstance(content, bytes) else content.read(-1)
         cut = raw.find(b"\n\n")
         content = raw[cut + 2:] if cut != -1 else b""
@@ -92,7 +99,8 @@ def identity_findings(detector: Detector, header: bytes) -> list[Finding]:
     """Tokens in a commit's author and committer (name and e-mail): published with
     the commit as surely as its message, so they are content too (``location`` says
     which)."""
-    lines = [ln for ln in header.split(b"\n") if ln.startswith((b"author ", b"committer "))]
+    lines = [ln for ln in header.split(b"\n")
+             if ln.startswith((b"author ", b"committer ", b"tagger "))]
     if not lines:
         return []
     whos = [ln.split(b" ", 1)[0].decode() for ln in lines]
@@ -186,8 +194,7 @@ def read_scan(detector: Detector, stream: IO[bytes], count: int) -> Batch:
             parts = bytes(buf[pos:nl]).split(b" ")
             if len(parts) != 3:
                 name = git.display(parts[0])
-                batch.errors.append(ScanIssue("git", f"object {name}: "
-                                              f"{git.display(parts[-1])}", name))
+                batch.errors.append(ScanIssue("git", unreadable(name), name))
                 pos, count = nl + 1, count - 1
                 continue
             oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
@@ -244,8 +251,8 @@ def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
     for i, (_, kind, s, e) in enumerate(spans):
         batch.objects += 1
         batch.bytes += e - s
-        if kind == "commit":
-            continue  # the needle search below covers commits too
+        if kind in ("commit", "tag"):
+            continue  # the needle search below covers messages too
         if e > s and (buf[s] in _MAGIC or buf.find(b"\0", s, min(e, s + SNIFF)) != -1):
             head = bytes(buf[s : min(e, s + SNIFF)])
             if kind_of(head) not in ("text", "binary"):
