@@ -4,8 +4,9 @@
 ``CENDIS_TOKEN``), like ``scan --revoke`` or a receiver would; a test kills it with
 SIGKILL mid-queue and runs it again. ``python tests/drivers.py record DB REFS SOURCE``
 records a sighting for each (sha256, redacted) pair in the JSON file REFS, in many small
-transactions (20 sightings each, so the two writers interleave), then the first 100 again (identical sightings, which must not be stored
-twice). The drivers never see a raw token: the store API takes hashes only.
+transactions (20 sightings each, so the two writers interleave), then the first 100
+again (identical sightings, which must not be stored twice). The drivers never see a
+raw token: the store API takes hashes only.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ receiver's tables, the migration from schema 1, and two processes sharing one fi
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from scanner.incidents.models import (
     TokenRef,
     severity_of,
 )
-from scanner.incidents.store import Store
+from scanner.incidents.store import Store, claim_owner
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -82,15 +83,14 @@ def test_recorded_false_positive_and_revoke_later(
     # Seen again with auto-revoke: the recorded one is queued, the false positive never.
     later = store.record([(a, _sighting("github")), (b, _sighting("github"))], revoke=True)
     assert [r.status for r in later] == [Status.PENDING, Status.FALSE_POSITIVE]
-    assert [e.sha256 for e in store.next_batch(100)] == [a.sha256]
+    assert [e.sha256 for e in store.claim_batch(100, owner="t", lease=60)] == [a.sha256]
 
 
 def test_outcomes_close_the_queue_and_set_owner_and_severity(
         store: Store, make_token: Callable[[], str]) -> None:
     refs = [TokenRef.from_token(make_token()) for _ in range(3)]
     store.record([(r, _sighting()) for r in refs], revoke=True)
-    batch = store.next_batch(100)
-    store.mark_attempt(batch)
+    batch = store.claim_batch(100, owner="t", lease=60)
     statuses = store.apply_outcomes(batch, [
         RevokeOutcome(refs[0].sha256, Status.REVOKED, "alice", "ci", "acme",
                       ("admin:org",)),
@@ -110,6 +110,32 @@ def test_outcomes_close_the_queue_and_set_owner_and_severity(
     # Closed incidents are never queued again, whoever sees them next.
     store.record([(r, _sighting("gitlab")) for r in refs], revoke=True)
     assert store.queue_depth() == 0
+
+
+def test_claims_keep_two_revokers_from_sending_a_token_twice(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    clock = [T0]
+    store = Store.open(tmp_path / "q.db", now=lambda: clock[0])
+    refs = [TokenRef.from_token(make_token()) for _ in range(3)]
+    store.record([(r, _sighting()) for r in refs], revoke=True)
+    mine, other = claim_owner("a"), claim_owner("b")
+    assert len(store.claim_batch(2, owner=mine, lease=60)) == 2
+    assert [e.sha256 for e in store.claim_batch(100, owner=other, lease=60)] == [
+        refs[2].sha256]  # only what nobody holds
+    assert store.claim_batch(100, owner=claim_owner("c"), lease=60) == []
+    clock[0] = T0 + timedelta(seconds=61)  # a lease ends
+    assert len(store.claim_batch(100, owner=other, lease=60)) == 3
+    # A crashed process's claim ends at once (same host, its pid is gone).
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = f"{socket.gethostname()}:{gone}:x"
+    store.db.execute("UPDATE revoke_queue SET claimed_by = ?", [dead])
+    claimed = store.claim_batch(100, owner=mine, lease=60)
+    assert [e.attempts for e in claimed] == [3, 3, 3]
+    # A failed call releases its claim.
+    store.attempt_failed(claimed, "server_error", answered=True)
+    assert len(store.claim_batch(100, owner=other, lease=60)) == 3
+    store.close()
 
 
 @pytest.mark.parametrize(("scopes", "severity"), [
@@ -188,7 +214,7 @@ def test_migration_from_version_1(tmp_path: Path, make_token: Callable[[], str])
     assert len(first["sightings"]) == 1  # the repeated v1 sighting kept once
     assert [e["kind"] for e in first["events"]] == ["migrated"]
     # The pending v1 incident was never revoked: it is in the queue now.
-    assert [(e.sha256, e.source) for e in store.next_batch(100)] == [
+    assert [(e.sha256, e.source) for e in store.claim_batch(100, owner="t", lease=60)] == [
         (pending.sha256, "github")]
     again = store.record([(revoked, _sighting("gitlab"))], revoke=True)[0]
     assert (again.incident_id, again.status, again.new_sighting) == (2, Status.REVOKED, True)

@@ -23,8 +23,8 @@ MAX_BATCH = 100
 #: The scope revoking other people's tokens needs (and all the service should have).
 REVOKE_SCOPE = "revoke:tokens"
 
-__all__ = ["DEFAULT_API_URL", "REVOKE_SCOPE", "CendisClient", "CendisError", "RevokeResult", "WhoAmI",
-           "api_url_from", "credential_from"]
+__all__ = ["DEFAULT_API_URL", "REVOKE_SCOPE", "CendisClient", "CendisError", "RevokeResult",
+           "WhoAmI", "api_url_from", "credential_from"]
 
 
 def credential_from(option: str | None, environ: Mapping[str, str]) -> str:

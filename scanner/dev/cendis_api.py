@@ -105,11 +105,17 @@ def _error(status: int, error: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, **extra}, status=status)
 
 
-async def _faulted(state: StandIn) -> web.Response | None:
-    """The injected faults, in a fixed order: delay, bad credential, failures, 429."""
+async def _late(state: StandIn, response: web.Response) -> web.Response:
+    """The ``delay`` fault: the work is done, the answer comes late (or, if the caller
+    gives up first, never: a revoke whose answer is lost)."""
+    if state.faults.delay:
+        await asyncio.sleep(state.faults.delay)
+    return response
+
+
+def _faulted(state: StandIn) -> web.Response | None:
+    """The injected refusals, in a fixed order: bad credential, failures, 429."""
     faults = state.faults
-    if faults.delay:
-        await asyncio.sleep(faults.delay)
     if faults.reject_credential:
         return _error(401, "unauthorized", detail="credential rejected (injected)")
     if faults.fail_next > 0:
@@ -133,15 +139,16 @@ def _credential(request: web.Request, state: StandIn) -> ServiceCredential | Non
 
 async def whoami(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if (fault := await _faulted(state)) is not None:
-        return fault
+    if (fault := _faulted(state)) is not None:
+        return await _late(state, fault)
     cred = _credential(request, state)
     if cred is None:
         return _error(401, "unauthorized", detail="missing, wrong, expired or revoked")
     expires = cred.expires_at or state.now() + timedelta(days=90)
-    return web.json_response({"username": cred.username, "org": cred.org,
+    return await _late(state, web.json_response({"username": cred.username, "org": cred.org,
                               "scopes": cred.scopes,
-                              "token": {"name": cred.name, "expires_at": _stamp(expires)}})
+                              "token": {"name": cred.name,
+                                        "expires_at": _stamp(expires)}}))
 
 
 def _validate(body: Any) -> str | None:
@@ -181,14 +188,16 @@ async def revoke(request: web.Request) -> web.Response:
         "notify_owner": body.get("notify_owner") if isinstance(body, dict) else None,
         "status": 0, "results": []}
     state.calls.append(call)
-    response = await _revoke_answer(request, state, body, call)
+    response = _revoke_answer(request, state, body, call)
     call["status"] = response.status
-    return response
+    return await _late(state, response)
 
 
-async def _revoke_answer(request: web.Request, state: StandIn, body: Any,
-                         call: dict[str, Any]) -> web.Response:
-    if (fault := await _faulted(state)) is not None:
+def _revoke_answer(request: web.Request, state: StandIn, body: Any,
+                   call: dict[str, Any]) -> web.Response:
+    """Synchronous on purpose: a revoke, once started, completes even if the caller
+    disconnects (as a real server's would)."""
+    if (fault := _faulted(state)) is not None:
         return fault
     cred = _credential(request, state)
     if cred is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,8 @@ def load(path: str, rng: random.Random | None = None) -> Seed:
     where = Path(path)
     if not where.exists():
         raise ConfigError(f"seed file not found: {short(path, 80)}")
-    if where.is_file() and where.suffix == ".json":
-        seed = _from_json(where)
-    else:
-        seed = _from_scan(path)
+    is_json = where.is_file() and where.suffix == ".json"
+    seed = _from_json(where) if is_json else _from_scan(path)
     if not seed.credentials:
         _add_generated_credential(seed, rng)
     return seed
@@ -96,11 +94,10 @@ def _from_json(path: Path) -> Seed:
 
 
 def _from_scan(path: str) -> Seed:
+    import scanner
     from scanner.incidents.findings import revocable
-    from scanner.rules import load as load_rules
-    from scanner.scan import Options, scan_paths
 
-    result = scan_paths([path], load_rules(), Options())
+    result = scanner.scan_paths([path], scanner.load_rules())
     hashes = list(dict.fromkeys(f.secret_sha256 for f in result.findings if revocable(f)))
     return Seed(tokens=[_demo_token(sha, i) for i, sha in enumerate(hashes)])
 

@@ -6,6 +6,9 @@ everything else (5xx, timeouts, connection errors, 429, 401, 403) keeps it queue
 token is never dropped. Each attempt is written to the database before the call, so
 after a crash an ``already_revoked`` is recognised as our own earlier revoke.
 
+Several revokers (in several processes) may drain one database: each claims the batch
+it sends (see :meth:`Store.claim_batch`), so no token is sent by two of them at once.
+
 Backoff is one state for the whole revoker (Cendis being down is not a property of one
 token): the head batch is retried, the rest wait behind it. Time and randomness are
 parameters, so tests run an outage of any length without sleeping.
@@ -23,13 +26,15 @@ from enum import Enum
 from scanner.cendis.client import CendisClient
 from scanner.cendis.errors import CendisError
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
-from scanner.incidents.store import Store
+from scanner.incidents.store import Store, claim_owner
 
 log = logging.getLogger("cendis_scan.revoker")
 
 BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds
 MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes
 AUTH_RETRY = 60.0  # a bad credential is retried this often, until an operator fixes it
+LEASE = 120.0  # a claim on queued tokens outlives any call; a dead process's ends at once
+BUSY_WAIT = 0.25  # another process holds the queued tokens: look again this soon
 RATE_LIMIT_DEFAULT = 5.0  # a 429 without Retry-After
 
 
@@ -37,6 +42,7 @@ class Step(Enum):
     EMPTY = "empty"  # nothing queued
     PROGRESS = "progress"  # tokens left the queue
     WAITED = "waited"  # a transient failure; waited as told (backoff or Retry-After)
+    BUSY = "busy"  # tokens are queued but another process is sending them
     BLOCKED = "blocked"  # 401/403: only an operator can help
 
 
@@ -49,7 +55,7 @@ class Revoker:
                  rng: random.Random | None = None, batch: int = 100,
                  base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY,
                  auth_retry: float = AUTH_RETRY, notify_owner: bool = True,
-                 reason: str = "leaked") -> None:
+                 reason: str = "leaked", lease: float = LEASE) -> None:
         if not 1 <= batch <= 100:
             raise ValueError("a revoke call names 1 to 100 tokens")
         self.store = store
@@ -63,6 +69,8 @@ class Revoker:
         self.auth_retry = auth_retry
         self.notify_owner = notify_owner
         self.reason = reason
+        self.lease = lease
+        self.owner = claim_owner(f"{self._rng.getrandbits(32):08x}")
         self.healthy = True
         self.unhealthy_reason: str | None = None
         self.failures = 0  # consecutive transient failures (the backoff exponent)
@@ -96,36 +104,41 @@ class Revoker:
             step = await self.step()
             if step is Step.EMPTY:
                 await self._wake.wait()
+            elif step is Step.BUSY:
+                await self._wait_or_wake(BUSY_WAIT)
             elif step is Step.BLOCKED:
                 await self._wait_or_wake(self.auth_retry)
 
     async def drain(self, *, patience: float | None = None) -> int:
-        """Until the queue is empty, or blocked on the credential, or (with ``patience``)
-        that many seconds of failures have passed; returns the tokens closed."""
+        """Until the queue is empty (waiting while another process sends some of it), or
+        blocked on the credential, or (with ``patience``) that many seconds of failures
+        or waiting have passed; returns the tokens this revoker closed."""
         closed_before = self.closed
         started = self._now()
         while True:
             step = await self.step()
             if step in (Step.EMPTY, Step.BLOCKED):
                 break
-            if (step is Step.WAITED and patience is not None
+            if step is Step.BUSY:
+                await self._sleep(BUSY_WAIT)
+            if (step in (Step.WAITED, Step.BUSY) and patience is not None
                     and self._now() - started >= patience):
                 break
         return self.closed - closed_before
 
     async def step(self) -> Step:
         """One batch: call, then record what Cendis said (or wait as it asked)."""
-        entries = self.store.next_batch(self.batch)
+        entries = self.store.claim_batch(self.batch, owner=self.owner, lease=self.lease)
         if not entries:
-            return Step.EMPTY
+            return Step.BUSY if self.store.queue_depth() else Step.EMPTY
         return await self._send(entries)
 
     # -- internals -----------------------------------------------------------------------
 
     async def _send(self, entries: Sequence[QueueEntry]) -> Step:
+        """One call for claimed entries (the attempt is already written)."""
         urls = {e.url for e in entries}
         url = urls.pop() if len(urls) == 1 else ""  # one call, one url: shared or none
-        self.store.mark_attempt(entries)
         self.calls += 1
         try:
             results = await self.client.revoke(
@@ -161,9 +174,12 @@ class Revoker:
                 # Not resent unchanged: each token alone, so one bad entry cannot hold
                 # back the others.
                 for entry in entries:
-                    step = await self._send([entry])
-                    if step is not Step.PROGRESS:
-                        return step
+                    claimed = self.store.claim_batch(1, owner=self.owner, lease=self.lease,
+                                                     only=entry.sha256)
+                    if claimed:
+                        step = await self._send(claimed)
+                        if step is not Step.PROGRESS:
+                            return step
                 return Step.PROGRESS
             self.store.reject(entries[0], exc.reason, str(exc))
             self.closed += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -63,6 +64,28 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def claim_owner(tag: str) -> str:
+    """A revoker's name in the queue's claims: this host and process, and a tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{tag}"
+
+
+def _claim_alive(owner: str | None) -> bool:
+    """False when the claim's process is known to be gone (same host, no such pid)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's: trust its lease
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _since_text(since: datetime | date | str) -> str:
     if isinstance(since, datetime):
         return _iso(since)
@@ -90,6 +113,7 @@ class Store:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("claim_alive", 1, _claim_alive)
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now)
         store._migrate()
         return store
@@ -138,12 +162,12 @@ class Store:
                                   f"cendis-scan ({SCHEMA_VERSION}): upgrade cendis-scan")
 
     def _create_v1(self, db: sqlite_utils.Database) -> None:
-        db["schema_version"].create({"version": int}, not_null={"version"})
-        db["incidents"].create(
+        db.table("schema_version").create({"version": int}, not_null={"version"})
+        db.table("incidents").create(
             {"id": int, "sha256": str, "redacted": str, "first_seen": str, "last_seen": str,
              "status": str}, pk="id", not_null={"sha256", "redacted", "status"})
         db.execute("CREATE UNIQUE INDEX incidents_sha256 ON incidents(sha256)")
-        db["sightings"].create(
+        db.table("sightings").create(
             {"id": int, "incident_id": int, "source": str, "url": str, "commit": str,
              "path": str, "line": int, "received_at": str},
             pk="id", foreign_keys=[("incident_id", "incidents", "id")])
@@ -151,33 +175,33 @@ class Store:
 
     def _migrate_v1_to_v2(self, db: sqlite_utils.Database) -> None:
         for name, kind in _INCIDENT_V2_COLUMNS.items():
-            db["incidents"].add_column(name, kind)
+            db.table("incidents").add_column(name, kind)
         db.execute("UPDATE incidents SET severity = 'unknown', revoke_attempts = 0, "
                    "updated_at = last_seen")
         for name, kind in _SIGHTING_V2_COLUMNS.items():
-            db["sightings"].add_column(name, kind)
+            db.table("sightings").add_column(name, kind)
         # v1 stored repeated sightings; v2 keeps one of each (they were identical).
         db.execute(f"DELETE FROM sightings WHERE id NOT IN "
                    f"(SELECT min(id) FROM sightings GROUP BY {_SIGHTING_KEY})")
         db.execute(f"CREATE UNIQUE INDEX sightings_identity ON sightings({_SIGHTING_KEY})")
         db.execute("CREATE INDEX sightings_incident ON sightings(incident_id)")
-        db["events"].create(
+        db.table("events").create(
             {"id": int, "incident_id": int, "at": str, "kind": str, "detail": str},
             pk="id", not_null={"incident_id", "at", "kind"},
             foreign_keys=[("incident_id", "incidents", "id")])
         db.execute("CREATE INDEX events_incident ON events(incident_id)")
-        db["revoke_queue"].create(
+        db.table("revoke_queue").create(
             {"seq": int, "sha256": str, "incident_id": int, "source": str, "url": str,
              "enqueued_at": str, "next_attempt_at": str, "attempts": int, "uncertain": int,
-             "lost": int, "last_error": str},
+             "lost": int, "last_error": str, "claimed_by": str, "claimed_until": str},
             pk="seq", not_null={"sha256", "incident_id", "source", "enqueued_at"},
             defaults={"attempts": 0, "uncertain": 0, "lost": 0, "url": ""})
         db.execute("CREATE UNIQUE INDEX revoke_queue_sha256 ON revoke_queue(sha256)")
-        db["partner_keys"].create({"partner": str, "keys": str, "etag": str,
+        db.table("partner_keys").create({"partner": str, "keys": str, "etag": str,
                                    "fetched_at": str}, pk="partner")
-        db["deliveries"].create({"partner": str, "delivery_id": str, "received_at": str},
+        db.table("deliveries").create({"partner": str, "delivery_id": str, "received_at": str},
                                 pk=("partner", "delivery_id"))
-        db["probe"].create({"id": int, "at": str}, pk="id")
+        db.table("probe").create({"id": int, "at": str}, pk="id")
         now = _iso(self._now())
         # Incidents a v1 database left pending were never revoked: queue them now.
         db.execute(
@@ -305,7 +329,8 @@ class Store:
                        since: datetime | date | str | None = None,
                        limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first (by last sighting), with the number of sightings."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(str(status))
@@ -345,44 +370,62 @@ class Store:
 
     # -- the revoke queue (used by the revoker) ----------------------------------------
 
-    def next_batch(self, limit: int) -> list[QueueEntry]:
-        """The oldest queued tokens that share the oldest entry's source (one API call
-        names one source)."""
-        with self._lock:
-            head = self.db.execute(
-                "SELECT source FROM revoke_queue ORDER BY seq LIMIT 1").fetchone()
-            if head is None:
-                return []
-            rows = self.db.execute(
-                "SELECT sha256, incident_id, source, url, attempts FROM revoke_queue "
-                "WHERE source = ? ORDER BY seq LIMIT ?", [head[0], limit]).fetchall()
-        return [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
-                           attempts=r[4]) for r in rows]
+    def claim_batch(self, limit: int, *, owner: str, lease: float,
+                    only: str | None = None) -> list[QueueEntry]:
+        """Claim the oldest unclaimed queued tokens that share the oldest one's source (one
+        API call names one source), and record the attempt, in one transaction.
 
-    def mark_attempt(self, entries: Sequence[QueueEntry]) -> None:
-        """Written (and fsynced) BEFORE the call. ``uncertain`` stays set until Cendis
-        answers; if it is still set at the next attempt, that earlier call's answer was
-        lost (timeout, crash) and it is remembered in ``lost``: an ``already_revoked``
-        then is our own earlier revoke."""
-        now = _iso(self._now())
+        The claim keeps two processes sharing the file (a receiver, a sweep, a CLI
+        ``--revoke``) from sending the same token twice. It ends with the answer, or
+        when released after a failure, or after ``lease`` seconds, or at once when the
+        process that holds it is gone (a crash: ``owner`` is ``host:pid:...``).
+
+        The attempt is written (and fsynced) BEFORE the call. ``uncertain`` stays set
+        until Cendis answers; still set at the next attempt, it means that call's answer
+        was lost (timeout, crash) and is kept in ``lost``: an ``already_revoked`` then is
+        our own earlier revoke."""
+        now = self._now()
+        stamp = _iso(now)
+        until = _iso(datetime.fromtimestamp(now.timestamp() + lease, UTC))
+        free = ("(claimed_by IS NULL OR claimed_until < ? OR claimed_by = ? "
+                "OR NOT claim_alive(claimed_by))")
+        columns = "sha256, incident_id, source, url, attempts"
         with self._write() as db:
-            for entry in entries:
-                db.execute("UPDATE revoke_queue SET attempts = attempts + 1, "
-                           "lost = max(lost, uncertain), uncertain = 1 WHERE sha256 = ?",
-                           [entry.sha256])
-                db.execute("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
-                           "WHERE id = ?", [entry.incident_id])
-                self._event(db, entry.incident_id, now, "revoke_attempted")
+            if only is not None:  # one given token (a refused batch, token by token)
+                rows = db.execute(f"SELECT {columns} FROM revoke_queue WHERE sha256 = ? "
+                                  f"AND {free}", [only, stamp, owner]).fetchall()
+            else:
+                head = db.execute(f"SELECT source FROM revoke_queue WHERE {free} "
+                                  "ORDER BY seq LIMIT 1", [stamp, owner]).fetchone()
+                if head is None:
+                    return []
+                rows = db.execute(
+                    f"SELECT {columns} FROM revoke_queue WHERE source = ? AND {free} "
+                    "ORDER BY seq LIMIT ?", [head[0], stamp, owner, limit]).fetchall()
+            entries = [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
+                                  attempts=r[4] + 1) for r in rows]
+            conn = db.conn  # executemany: a batch is 100 rows of each statement
+            conn.executemany("UPDATE revoke_queue SET attempts = attempts + 1, "
+                             "lost = max(lost, uncertain), uncertain = 1, claimed_by = ?, "
+                             "claimed_until = ? WHERE sha256 = ?",
+                             [(owner, until, e.sha256) for e in entries])
+            conn.executemany("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
+                             "WHERE id = ?", [(e.incident_id,) for e in entries])
+            conn.executemany("INSERT INTO events(incident_id, at, kind) VALUES (?, ?, ?)",
+                             [(e.incident_id, stamp, "revoke_attempted") for e in entries])
+        return entries
 
     def attempt_failed(self, entries: Sequence[QueueEntry], reason: str, *,
                        answered: bool, retry_in: float | None = None) -> None:
-        """A call failed; the tokens stay queued. ``answered``: Cendis said no (nothing
-        was done), so the attempt is no longer uncertain."""
+        """A call failed; the tokens stay queued and their claim is released.
+        ``answered``: Cendis said no (nothing was done), so the attempt is no longer
+        uncertain."""
         now = self._now()
         with self._write() as db:
             for entry in entries:
                 params: list[Any] = [reason]
-                sql = "UPDATE revoke_queue SET last_error = ?"
+                sql = ("UPDATE revoke_queue SET last_error = ?, claimed_by = NULL, "
+                       "claimed_until = NULL")
                 if answered:
                     sql += ", uncertain = 0"
                 if retry_in is not None:
@@ -407,35 +450,42 @@ class Store:
                        *, notify_owner: bool) -> list[Status]:
         """Close the queue entries with the API's answers; one transaction."""
         now = _iso(self._now())
-        statuses = []
         by_sha = {entry.sha256: entry for entry in entries}
+        statuses: list[Status] = []
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
         with self._write() as db:
+            marks = ",".join("?" * len(outcomes))
+            lost = {row[0] for row in db.execute(
+                f"SELECT sha256 FROM revoke_queue WHERE lost AND sha256 IN ({marks})",
+                [o.sha256 for o in outcomes])}
             for outcome in outcomes:
-                entry = by_sha[outcome.sha256]
-                row = db.execute("SELECT lost FROM revoke_queue WHERE sha256 = ?",
-                                 [outcome.sha256]).fetchone()
+                incident_id = by_sha[outcome.sha256].incident_id
                 status = outcome.status
                 detail = None
-                if status is Status.ALREADY_REVOKED and row and row[0]:
+                if status is Status.ALREADY_REVOKED and outcome.sha256 in lost:
                     # An earlier call of ours had no answer (timeout or crash): that call
                     # is what revoked it.
                     status = Status.REVOKED
                     detail = "by an earlier call whose answer was lost"
-                db.execute(
-                    "UPDATE incidents SET status = ?, owner = coalesce(?, owner), "
-                    "token_name = coalesce(?, token_name), org = coalesce(?, org), "
-                    "scopes = coalesce(?, scopes), severity = ?, last_error = NULL, "
-                    "updated_at = ? WHERE id = ?",
-                    [status.value, outcome.owner, outcome.token_name, outcome.org,
-                     json.dumps(list(outcome.scopes)) if outcome.token_name is not None
-                     or outcome.scopes else None,
-                     severity_of(outcome.scopes).value, now, entry.incident_id])
-                db.execute("DELETE FROM revoke_queue WHERE sha256 = ?", [outcome.sha256])
-                self._event(db, entry.incident_id, now, status.value, detail)
+                scopes = (json.dumps(list(outcome.scopes))
+                          if outcome.token_name is not None or outcome.scopes else None)
+                updates.append((status.value, outcome.owner, outcome.token_name, outcome.org,
+                                scopes, severity_of(outcome.scopes).value, now, incident_id))
+                events.append((incident_id, now, status.value, detail))
                 if outcome.status is Status.REVOKED and notify_owner:
-                    self._event(db, entry.incident_id, now, "notified",
-                                "Cendis emails the owner")
+                    events.append((incident_id, now, "notified", "Cendis emails the owner"))
                 statuses.append(status)
+            conn = db.conn
+            conn.executemany(
+                "UPDATE incidents SET status = ?, owner = coalesce(?, owner), "
+                "token_name = coalesce(?, token_name), org = coalesce(?, org), "
+                "scopes = coalesce(?, scopes), severity = ?, last_error = NULL, "
+                "updated_at = ? WHERE id = ?", updates)
+            conn.executemany("DELETE FROM revoke_queue WHERE sha256 = ?",
+                             [(o.sha256,) for o in outcomes])
+            conn.executemany("INSERT INTO events(incident_id, at, kind, detail) "
+                             "VALUES (?, ?, ?, ?)", events)
         return statuses
 
     # -- the receiver's partner keys and delivery ids ---------------------------------

@@ -1,0 +1,145 @@
+"""Drain 10,000 queued tokens through the Cendis stand-in, in batches of 100.
+
+The stand-in runs as its own process (``cendis-scan dev cendis-api``) on loopback, seeded
+by hash only; the queue is a fresh SQLite file (WAL, synchronous=FULL). Prints the time to
+record and queue them (one transaction), the drain's tokens per second, and this process's
+peak RSS and Python peak allocation during the drain. As a reference in the same sitting,
+the same number of revoke calls made straight with the client (no store) against a
+freshly started stand-in: what the HTTP round trips alone cost.
+
+No token is written anywhere: the seed and the store get SHA-256 hashes only, and the
+service credential is generated at run time into a temporary folder that is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from pathlib import Path
+
+from scanner.incidents.models import Sighting, TokenRef, utcnow
+from scanner.token import generate
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_standin(cli: str, seed: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen([cli, "dev", "cendis-api", "--port", str(port), "--seed",
+                             str(seed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(url + "/_calls", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the stand-in did not start")
+
+
+async def _drain(db: Path, url: str, credential: str, batch: int) -> tuple[int, float, int]:
+    import aiohttp
+
+    from scanner.cendis.client import CendisClient
+    from scanner.incidents.revoker import Revoker
+    from scanner.incidents.store import Store
+
+    store = Store.open(db)
+    async with aiohttp.ClientSession() as session:
+        revoker = Revoker(store, CendisClient(session, url, credential), batch=batch)
+        tracemalloc.start()
+        started = time.perf_counter()
+        closed = await revoker.drain()
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert store.queue_depth() == 0, "tokens left in the queue"
+    revoked = len(store.list_incidents(status="revoked"))
+    store.close()
+    assert revoked == closed, f"{closed} closed but {revoked} revoked"
+    return closed, elapsed, peak
+
+
+async def _calls_only(url: str, credential: str, hashes: list[str], batch: int) -> float:
+    import aiohttp
+
+    from scanner.cendis.client import CendisClient
+
+    async with aiohttp.ClientSession() as session:
+        client = CendisClient(session, url, credential)
+        started = time.perf_counter()
+        for start in range(0, len(hashes), batch):
+            await client.revoke(hashes[start:start + batch], source="bench")
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--cli", default=shutil.which("cendis-scan")
+                        or str(Path(sys.executable).parent / "cendis-scan"))
+    args = parser.parse_args()
+    rng = random.Random()
+    refs = [TokenRef.from_token(generate(rng)) for _ in range(args.tokens)]
+    hashes = [r.sha256 for r in refs]
+    credential = generate(rng)
+
+    with tempfile.TemporaryDirectory(prefix="bench-revoke-") as tmp:
+        seed = Path(tmp, "seed.json")
+        seed.write_text(json.dumps({"service": [{"token": credential}],
+                                    "tokens": [{"sha256": h} for h in hashes]}))
+        os.chmod(seed, 0o600)
+        db = Path(tmp, "incidents.db")
+
+        from scanner.incidents.store import Store
+
+        store = Store.open(db)
+        started = time.perf_counter()
+        store.record([(r, Sighting(source="bench", received_at=utcnow())) for r in refs],
+                     revoke=True)
+        recorded = time.perf_counter() - started
+        store.close()
+        print(f"record + queue {args.tokens:,} tokens (one transaction): {recorded:.2f} s")
+
+        proc, url = _start_standin(args.cli, seed)
+        try:
+            closed, elapsed, peak = asyncio.run(_drain(db, url, credential, args.batch))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"drain: {closed:,} tokens revoked in {elapsed:.2f} s "
+              f"({closed / elapsed:,.0f} tokens/s, {args.tokens // args.batch} calls of "
+              f"{args.batch}); peak RSS {rss:.0f} MiB, Python peak allocation during the "
+              f"drain {peak / 2**20:.1f} MiB")
+
+        proc, url = _start_standin(args.cli, seed)
+        try:
+            bare = asyncio.run(_calls_only(url, credential, hashes, args.batch))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        print(f"reference, the same calls without the store: {bare:.2f} s "
+              f"({args.tokens / bare:,.0f} tokens/s)")
+
+
+if __name__ == "__main__":
+    main()

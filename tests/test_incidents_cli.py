@@ -1,0 +1,189 @@
+"""The commands as a user runs them: the installed CLI as a subprocess, against
+``cendis-scan dev cendis-api`` started as a real server on loopback."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLI, assert_no_leak, run
+
+from scanner.cendis.client import credential_from
+from scanner.dev import seed as seeds
+from scanner.errors import ConfigError
+from scanner.incidents.models import TokenRef
+from scanner.token import generate
+
+
+@dataclass
+class Api:
+    url: str
+    credential: str
+    admin: str  # carries admin:org
+    weak: str  # lacks revoke:tokens
+    live: list[str]  # tokens the stand-in knows (by hash)
+    unknown: str
+
+    def env(self, credential: str | None = None, **extra: str) -> dict[str, str]:
+        return {"CENDIS_API_URL": self.url, "CENDIS_TOKEN": credential or self.credential,
+                **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
+        captured_dir: Path) -> Iterator[Api]:
+    rng = random.Random("incidents-cli")
+    made = [generate(rng) for _ in range(7)]
+    token_registry.update(made)
+    credential, admin, weak, *live, unknown = made
+    seed = tmp_path_factory.mktemp("standin") / "seed.json"
+    seed.write_text(json.dumps({
+        "service": [{"token": credential, "scopes": ["revoke:tokens"],
+                     "expires_at": "2099-01-01T00:00:00Z"},
+                    {"token": admin, "scopes": ["revoke:tokens", "admin:org"]},
+                    {"token": weak, "scopes": ["read:assets"]}],
+        "tokens": [{"token": live[0], "owner": "alice", "name": "ci", "org": "acme",
+                    "scopes": ["write:assets"]},
+                   {"token": live[1], "owner": "carol", "org": "acme",
+                    "scopes": ["admin:org"]},
+                   {"token": live[2]}]}))
+    port = _free_port()
+    log = (captured_dir / "standin-cli.log").open("wb")
+    proc = subprocess.Popen([CLI, "dev", "cendis-api", "--port", str(port), "--seed",
+                             str(seed)], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/_calls", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise AssertionError("the stand-in exited") from None
+                time.sleep(0.05)
+        yield Api(url, credential, admin, weak, live, unknown)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_dev_cendis_api_starts_and_answers(api: Api, captured_dir: Path) -> None:
+    request = urllib.request.Request(api.url + "/v1/whoami",
+                                     headers={"Authorization": f"Bearer {api.credential}"})
+    body = json.loads(urllib.request.urlopen(request, timeout=5).read())
+    assert body["scopes"] == ["revoke:tokens"] and body["token"]["expires_at"].startswith(
+        "2099-01-01")
+    banner = (captured_dir / "standin-cli.log").read_text()
+    assert f"Cendis stand-in on {api.url}: 3 token(s) known" in banner
+
+
+def _parallel(*calls: tuple[list[str], dict[str, Any]]) -> list[subprocess.CompletedProcess]:
+    """Independent CLI runs at once (each start costs ~0.5 s of imports)."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda call: run(call[0], **call[1]), calls))
+
+
+def test_whoami(api: Api) -> None:
+    ok, admin, weak, bad = _parallel(
+        (["whoami"], {"env": api.env()}),
+        (["whoami", "--token", api.admin], {"env": api.env("ignored-by-the-option")}),
+        (["whoami"], {"env": api.env(api.weak)}),
+        (["whoami"], {"env": api.env("cendis_pat_not-a-credential")}))
+    assert ok.returncode == 0, ok.err
+    assert ok.out.startswith("username: cendis-scan-bot\norg: acme\nscopes: revoke:tokens\n")
+    assert "expires 2099-01-01 (" in ok.out and "days left)" in ok.out and ok.err == ""
+    assert admin.returncode == 0
+    assert "warning: this credential carries admin:org" in admin.err
+    assert "isn't human" in admin.err
+    assert weak.returncode == 2
+    assert weak.err.strip().endswith("lacks the scope revoke:tokens: Cendis will answer 403 "
+                                     "to every revoke")
+    assert bad.returncode == 2 and "(401)" in bad.err and "Regenerate" in bad.err
+    assert len(bad.err.splitlines()) == 1 and "Traceback" not in bad.err
+    for proc in (ok, admin, weak, bad):
+        assert api.credential not in proc.out + proc.err and api.admin not in proc.err
+        assert_no_leak(proc.stdout, proc.stderr)
+
+
+def test_credential_lookup_order() -> None:
+    assert credential_from("from-option", {"CENDIS_TOKEN": "from-env"}) == "from-option"
+    assert credential_from(None, {"CENDIS_TOKEN": "from-env"}) == "from-env"
+    with pytest.raises(ConfigError, match="pass --token or set CENDIS_TOKEN"):
+        credential_from(None, {"CENDIS_TOKEN": " "})
+
+
+def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
+    env = api.env(CENDIS_SCAN_DB=str(tmp_path / "trail.db"))
+    live, unknown = api.live[0], api.unknown
+    ref = TokenRef.from_token(live)
+    first, missing, garbage = _parallel(
+        (["revoke", "--reason", "pasted in chat"], {"input": live + "\n", "env": env}),
+        (["revoke"], {"input": unknown, "env": env}),
+        (["revoke"], {"input": live[:-1] + "x", "env": env}))
+    assert first.returncode == 0, first.err
+    assert first.out == (f"revoked {ref.redacted}: owner alice (acme), token 'ci', scopes "
+                         "write:assets; severity high\n")
+    assert missing.returncode == 1 and missing.out.startswith("not found ")
+    assert garbage.returncode == 2 and "nothing sent" in garbage.err
+    assert "checksum mismatch" in garbage.err and live[:-1] not in garbage.err
+
+    again, listed, table, shown, absent, text = _parallel(
+        (["revoke", "--sha256", ref.sha256.upper()], {"env": env}),
+        (["incidents", "list", "--format", "json", "--since", "2020-01-01"], {"env": env}),
+        (["incidents", "list", "--format", "csv", "--severity", "high"], {"env": env}),
+        (["incidents", "show", ref.sha256[:8], "--format", "json"], {"env": env}),
+        (["incidents", "show", "424242"], {"env": env}),
+        (["incidents", "list"], {"env": env}))
+    assert (again.returncode, again.out) == (0, first.out)  # known: no second call
+    calls = json.loads(urllib.request.urlopen(api.url + "/_calls", timeout=5).read())
+    assert sum(ref.sha256 in c["hashes"] for c in calls) == 1  # one revoke call, ever
+    assert listed.returncode == 0, listed.err
+    rows = sorted(json.loads(listed.out), key=lambda row: row["status"])
+    assert [(r["status"], r["severity"], r["owner"]) for r in rows] == [
+        ("not_found", "unknown", None), ("revoked", "high", "alice")]
+    assert rows[1]["scopes"] == ["write:assets"] and rows[1]["sightings"] == 1
+    assert [(r["redacted"], r["owner"], r["scopes"])
+            for r in csv.DictReader(io.StringIO(table.out))] == [
+        (ref.redacted, "alice", "write:assets")]
+    incident = json.loads(shown.out)
+    assert [e["kind"] for e in incident["events"]] == [
+        "received", "queued", "revoke_attempted", "revoked", "notified"]
+    assert [s["source"] for s in incident["sightings"]] == ["manual"]
+    assert absent.returncode == 1 and "no incident '424242'" in absent.err
+    assert text.returncode == 0 and text.out.startswith("2 incident(s)")
+    assert all(f"│ {row['redacted']} │ {row['status']}" in text.out for row in rows)
+    for proc in (first, again, missing, garbage, listed, table, shown, text):
+        assert_no_leak(proc.stdout, proc.stderr)
+
+
+def test_seed_from_a_scanned_directory(tmp_path: Path, token_registry: set[str]) -> None:
+    """What the README demo does: the stand-in learns the tokens a scan finds."""
+    rng = random.Random("seed-scan")
+    token = generate(rng)
+    token_registry.add(token)
+    (tmp_path / ".env").write_text(f"CENDIS_TOKEN={token}\n")
+    loaded = seeds.load(str(tmp_path), rng)
+    assert [t.sha256 for t in loaded.tokens] == [TokenRef.from_token(token).sha256]
+    assert loaded.tokens[0].owner == "alice" and len(loaded.credentials) == 1
+    assert loaded.shown[0].startswith("service credential (scope revoke:tokens): ")
+    token_registry.update(loaded.credentials)
