@@ -27,7 +27,7 @@ from scanner.incidents.models import TokenRef
 from scanner.token import generate
 
 
-@dataclass
+@dataclass(repr=False)  # a failing assertion must not print the tokens
 class Api:
     url: str
     credential: str
@@ -187,3 +187,62 @@ def test_seed_from_a_scanned_directory(tmp_path: Path, token_registry: set[str])
     assert loaded.tokens[0].owner == "alice" and len(loaded.credentials) == 1
     assert loaded.shown[0].startswith("service credential (scope revoke:tokens): ")
     token_registry.update(loaded.credentials)
+
+
+def test_scan_and_git_record_and_revoke(api: Api, tmp_path: Path) -> None:
+    """``scan --record``, ``scan --revoke`` and ``git --revoke`` feed one trail: the same
+    token found by a scan and in a repository is one incident with two sightings."""
+    from gitrepo import Repo
+
+    db = tmp_path / "trail.db"
+    env = api.env(CENDIS_SCAN_DB=str(db))
+    critical, plain = api.live[1], api.live[2]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / ".env").write_text(f"CENDIS_TOKEN={critical}\nOLD={critical[:40]}\n")
+    repo = Repo.make(tmp_path)
+    repo.commit("config", **{"deploy.yaml": f"token: {critical}\nother: {plain}\n"})
+
+    recorded = run(["scan", str(tree), "--record"], env=env)
+    assert recorded.returncode == 1, recorded.err
+    assert "recorded 2 findings as 2 incidents" in recorded.err
+    assert "revoke" not in recorded.err.splitlines()[-1]
+    revoked = run(["scan", str(tree), "--revoke"], env=env)
+    assert revoked.returncode == 1, revoked.err
+    assert revoked.err.splitlines()[-1].endswith("; revoke: 1 revoked")
+    in_git = run(["git", str(repo.path), "--revoke", "--format", "json"],
+                 env={**env, **repo.env})
+    assert in_git.returncode == 1, in_git.err
+    # The trail's status: the scan already revoked the first; the second is revoked now.
+    assert in_git.err.splitlines()[-1].endswith("; revoke: 2 revoked")
+    listed = run(["incidents", "list", "--format", "json"], env=env)
+    rows = {r["redacted"]: r for r in json.loads(listed.out)}
+    first = rows[TokenRef.from_token(critical).redacted]
+    assert (first["status"], first["severity"], first["owner"]) == (
+        "revoked", "critical", "carol")
+    assert first["sightings"] == 2  # the scan's, then the repository's (same file twice: one)
+    assert rows[TokenRef.from_token(plain).redacted]["status"] == "revoked"
+    assert [r["status"] for r in rows.values()].count("recorded") == 1  # the possible one
+    calls = json.loads(urllib.request.urlopen(api.url + "/_calls", timeout=5).read())
+    sent = [h for c in calls for h in c["hashes"]]
+    assert sent.count(first["sha256"]) == 1  # one revoke call per token, ever
+    for proc in (recorded, revoked, in_git, listed):
+        assert_no_leak(proc.stdout, proc.stderr)
+
+
+def test_revoke_needs_a_credential_and_a_refused_one_is_exit_2(
+        api: Api, tmp_path: Path, make_token: Any) -> None:
+    token = make_token()
+    (tmp_path / "a.env").write_text(f"T={token}\n")
+    env = {"CENDIS_API_URL": api.url, "CENDIS_SCAN_DB": str(tmp_path / "t.db"),
+           "CENDIS_TOKEN": ""}
+    missing = run(["scan", str(tmp_path / "a.env"), "--revoke"], env=env)
+    assert missing.returncode == 2 and missing.out == ""
+    assert "--token" in missing.err and "CENDIS_TOKEN" in missing.err
+    assert not (tmp_path / "t.db").exists()  # said before the scan, nothing recorded
+    refused = run(["scan", str(tmp_path / "a.env"), "--revoke"],
+                  env={**env, "CENDIS_TOKEN": api.weak})
+    assert refused.returncode == 2, refused.err
+    assert "1 pending" in refused.err and "not revoked: still queued" in refused.err
+    assert api.weak not in refused.err
+    assert_no_leak(missing.stdout, missing.stderr, refused.stdout, refused.stderr)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from scanner.cli import debug_wanted
+from scanner.cli.record import add_record_options
 from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
 from scanner.redaction import scrub
@@ -131,6 +132,7 @@ def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
                            "64M) is an error, not scanned further (default: 1G)")
     add_common_options(scan)
     add_report_options(scan)
+    add_record_options(scan)
     scan.set_defaults(func=cmd_scan)
 
 
@@ -354,8 +356,9 @@ def _replace_atomically(target: str, text: str, mode: int | None) -> None:
         raise
 
 
-def finish(result: ScanResult, args: argparse.Namespace) -> int:
-    """Render, write and choose the exit status: errors win over findings."""
+def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
+    """Render, write, record if asked, and choose the exit status: errors (and failed
+    revokes) win over findings."""
     from scanner.report import render
 
     color = (args.format == "text" and args.output is None and not args.no_color
@@ -367,6 +370,11 @@ def finish(result: ScanResult, args: argparse.Namespace) -> int:
         from scanner.report.text import summary_line
 
         sys.stderr.write(summary_line(result) + "\n")
+    if getattr(args, "record", False) or getattr(args, "revoke", False):
+        from scanner.cli.record import record
+
+        if record(result, args, source):
+            return EXIT_ERROR
     if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
@@ -377,6 +385,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     options = scan_options(args)
     rules = load_rules(args.rules)
+    if args.record or args.revoke:
+        from scanner.cli.record import check
+
+        check(args)
     paths = args.paths
     if not paths:
         paths = ["-"] if _stdin_is_pipe() else ["."]
@@ -385,7 +397,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             raise UsageError("'-' (stdin) cannot be combined with other paths")
         if sys.stdin is None:
             raise UsageError("stdin is closed: nothing to scan as '-'")
-        return finish(scan_stream(sys.stdin.buffer, rules, options), args)
+        return finish(scan_stream(sys.stdin.buffer, rules, options), args, "scan:<stdin>")
     from scanner.cli.progress import Progress, wanted
 
     progress = Progress() if wanted(args.format) else None
@@ -394,7 +406,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.close()
-    return finish(result, args)
+    return finish(result, args, "scan:" + ",".join(paths))
 
 
 def _stdin_is_pipe() -> bool:

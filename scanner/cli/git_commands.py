@@ -50,6 +50,7 @@ def _git_parser(sub: argparse._SubParsersAction, command: Command) -> None:
         add_report_options,
         new_parser,
     )
+    from scanner.cli.record import add_record_options
 
     scan = new_parser(
         sub, command,
@@ -70,6 +71,7 @@ def _git_parser(sub: argparse._SubParsersAction, command: Command) -> None:
     mode.add_argument("--since-commit", metavar="SHA", help="the commits after SHA")
     add_common_options(scan)
     add_report_options(scan)
+    add_record_options(scan)
     scan.set_defaults(func=cmd_git)
 
 
@@ -107,6 +109,10 @@ def cmd_git(args: argparse.Namespace) -> int:
 
     options = scan_options(args)
     rules = load_rules(args.rules)
+    if args.record or args.revoke:
+        from scanner.cli.record import check
+
+        check(args)
     repo = args.repo
     if args.staged:
         result = gitscan.scan_staged(repo, rules, options)
@@ -131,7 +137,7 @@ def cmd_git(args: argparse.Namespace) -> int:
         result = gitscan.scan_revs(repo, [[rev]], rules, options)
     else:
         result = gitscan.scan_history(repo, rules, options)
-    status = finish(result, args)
+    status = finish(result, args, f"scan:{repo}")
     if result.findings and (args.staged or args.pre_push):
         from scanner.hooks import blocked_message
 

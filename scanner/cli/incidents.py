@@ -20,7 +20,6 @@ from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, S
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
 
-DEFAULT_DB = "cendis-incidents.db"
 STATUSES = ("pending", "revoked", "already_revoked", "not_found", "false_positive",
             "recorded", "error")
 SEVERITIES = ("critical", "high", "medium", "unknown")
@@ -36,11 +35,6 @@ UrlOption = typer.Option(None, "--cendis-api-url", metavar="URL",
 TokenOption = typer.Option(None, "--token", metavar="CREDENTIAL",
                            help="the service's own Cendis credential (default: "
                                 "$CENDIS_TOKEN); needs revoke:tokens, never admin:org")
-
-
-def db_path(option: str | None) -> str:
-    """``--db``, else ``CENDIS_SCAN_DB``, else ``./cendis-incidents.db``."""
-    return option or os.environ.get("CENDIS_SCAN_DB") or DEFAULT_DB
 
 
 def fail(message: str, status: int = EXIT_ERROR) -> typer.Exit:
@@ -65,6 +59,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def open_store(option: str | None, *, must_exist: bool) -> Store:
+    from scanner.incidents.pipeline import db_path
     from scanner.incidents.store import Store
 
     path = db_path(option)

@@ -23,14 +23,15 @@ def where(f: Finding) -> str:
     commit = f"{f.commit[:12]} " if f.commit else ""
     if f.location == "path":
         return f"{commit}{f.path} (in the name)"
-    if f.location in ("author", "committer"):
+    if f.location in ("author", "committer", "tagger"):
         return f"{commit}{f.location} identity"
     if f.line is None:
         place = f"{f.path}:offset {f.offset}" if f.path else f"offset {f.offset}"
     else:
         place = f"{f.path}:{f.line}:{f.column}"
     if f.commit:
-        place = f"{f.commit[:12]} {place if f.path else 'commit message'}"
+        message = "tag message" if f.location == "tag-message" else "commit message"
+        place = f"{f.commit[:12]} {place if f.path else message}"
     return place
 
 

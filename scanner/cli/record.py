@@ -1,0 +1,68 @@
+"""``--record`` and ``--revoke`` for ``scan`` and ``git``: findings into the incident trail.
+
+Defined once for both commands. Nothing here is imported unless one of the options is
+given, so the hook path never loads SQLite or aiohttp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from scanner.errors import EXIT_ERROR
+from scanner.redaction import scrub
+from scanner.result import ScanResult
+
+
+def add_record_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("incidents (see cendis-scan incidents --help)")
+    group.add_argument("--record", action="store_true",
+                       help="store the findings as incidents (source scan:<path or repo>)")
+    group.add_argument("--revoke", action="store_true",
+                       help="record, then revoke the confirmed tokens through the Cendis API "
+                            "now (exit 2 if one could not be revoked)")
+    group.add_argument("--db", metavar="PATH",
+                       help="incident database (default: $CENDIS_SCAN_DB, else "
+                            "./cendis-incidents.db)")
+    group.add_argument("--token", metavar="CREDENTIAL",
+                       help="with --revoke: the service's Cendis credential (default: "
+                            "$CENDIS_TOKEN; needs revoke:tokens, never admin:org)")
+    group.add_argument("--cendis-api-url", metavar="URL",
+                       help="with --revoke: the Cendis API (default: $CENDIS_API_URL, else "
+                            "https://api.cendis.ai)")
+
+
+def check(args: argparse.Namespace) -> None:
+    """Before the scan: a --revoke without a credential fails now, not after."""
+    if args.revoke:
+        from scanner.cendis.client import credential_from
+
+        credential_from(args.token, os.environ)
+
+
+def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
+    """Record (and revoke) ``result.findings``; one summary line on stderr. Returns 2
+    when a token that should have been revoked was not, else 0."""
+    if not (args.record or args.revoke):
+        return 0
+    from scanner.cendis.client import api_url_from, credential_from
+    from scanner.incidents.pipeline import db_path, record_scan
+
+    db = db_path(args.db)
+    credential = credential_from(args.token, os.environ) if args.revoke else None
+    trail = record_scan(result.findings, scrub(source, 200), db=db, revoke=args.revoke,
+                        credential=credential,
+                        api_url=api_url_from(args.cendis_api_url, os.environ))
+    line = (f"cendis-scan: recorded {trail.recorded} finding"
+            f"{'s' if trail.recorded != 1 else ''} as {trail.incidents} incident"
+            f"{'s' if trail.incidents != 1 else ''} in {scrub(db, 120)}")
+    if args.revoke:
+        said = ", ".join(f"{n} {status.replace('_', ' ')}"
+                         for status, n in sorted(trail.statuses.items()))
+        line += f"; revoke: {said or 'nothing to revoke'}"
+        if trail.failed:
+            line += (f" ({trail.failed} not revoked: still queued; see cendis-scan "
+                     "incidents list --status pending)")
+    sys.stderr.write(line + "\n")
+    return EXIT_ERROR if trail.failed else 0
