@@ -16,8 +16,9 @@ from typing import Any
 
 import typer
 
-from scanner.cli.incidents import DbOption, TokenOption, UrlOption, cli_errors, db_path
+from scanner.cli.incidents import DbOption, TokenOption, UrlOption, cli_errors
 from scanner.errors import ConfigError, short
+from scanner.incidents.pipeline import db_path
 
 SWEEP_HELP = """Sweep every repository and log of a configuration, incrementally: the first
 sweep of a repository scans its whole history, later ones only the commits new since
