@@ -16,6 +16,9 @@ def register(app: typer.Typer) -> None:
         help="Local stand-ins for trying cendis-scan without real services.  "
              "Example: cendis-scan dev cendis-api --seed examples/leaky-project")
     app.add_typer(group, name="dev")
+    from scanner.cli.serve import add_send_report  # issue 9: the local signing partner
+
+    add_send_report(group)
 
     @group.command("cendis-api")
     def cendis_api(

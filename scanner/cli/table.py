@@ -39,6 +39,8 @@ COMMANDS: tuple[Command, ...] = (
             "pbpaste | cendis-scan revoke", "scanner.cli.incidents", False),
     Command("whoami", "Show the service credential's user, org, scopes and expiry.",
             "cendis-scan whoami", "scanner.cli.incidents", False),
+    Command("serve", "Receive signed leak reports from partners; record and revoke them.",
+            "CENDIS_TOKEN=... cendis-scan serve --port 8080", "scanner.cli.serve", False),
     Command("sweep", "Sweep repositories and logs incrementally; record and revoke.",
             "cendis-scan sweep sweep.toml --every 15m", "scanner.cli.sweep", False),
     Command("dev", "Local stand-ins (the Cendis API, a signing partner) for demos.",

@@ -1,0 +1,193 @@
+"""The receiver's app factory: everything with a lifetime opens and closes in
+``cleanup_ctx`` (the client session, the store and its group-commit writer, the partner
+key caches, the Cendis client and the revoker task), in that order and back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from scanner.incidents.store import Store
+from scanner.server.config import ServerConfig
+from scanner.server.keys import KeyCache, http_fetcher
+from scanner.server.metrics import Metrics
+from scanner.server.state import (
+    CONFIG,
+    DELIVERIES,
+    KEY_CACHES,
+    METRICS,
+    NOW,
+    REVOKER,
+    SESSION,
+    STORE,
+    WRITER,
+)
+from scanner.server.views import add_routes
+from scanner.server.writer import BatchWriter
+
+log = logging.getLogger("scanner.server")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@web.middleware
+async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
+    start = time.perf_counter()
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        metrics = request.app[METRICS]
+        metrics.child(metrics.latency, name).observe(time.perf_counter() - start)
+
+
+def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
+               cendis_api_url: str, credential: str | None,
+               now: Callable[[], datetime] = _utcnow,
+               monotonic: Callable[[], float] = time.monotonic,
+               cendis_timeout: float = 10.0,
+               revoker_options: dict[str, Any] | None = None) -> web.Application:
+    """The receiver. ``credential`` None runs without a revoker (reports are recorded
+    and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
+    passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``)."""
+    # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
+    app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[NOW] = now
+    app[KEY_CACHES] = {}
+    app[REVOKER] = None
+    app[DELIVERIES] = {}
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[SESSION] = session
+            yield
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = Store.open(db_path)
+        writer = BatchWriter(lambda: Store.open(db_path), revoke=config.auto_revoke)
+        try:
+            await writer.start()
+            app[STORE], app[WRITER] = store, writer
+            yield
+        finally:
+            await writer.close()
+            store.close()
+
+    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        store, tasks = app[STORE], []
+        for name, partner in config.keyed.items():
+            saved = store.load_partner_keys(name)
+            fetch = http_fetcher(app[SESSION], partner.keys_url,
+                                 github_token=partner.fetch_token,
+                                 timeout=config.key_fetch_timeout)
+
+            def persist(keys: list[dict[str, Any]], etag: str | None, name: str = name) -> None:
+                store.save_partner_keys(name, keys, etag)
+                app[METRICS].key_fetches.labels(name, "updated").inc()
+
+            cache = KeyCache(name, fetch, persist=persist,
+                             initial=saved[0] if saved else None,
+                             etag=saved[1] if saved else None,
+                             refetch_interval=config.key_refetch_interval,
+                             miss_ttl=config.key_miss_ttl, now=monotonic)
+            app[KEY_CACHES][name] = cache
+            if not cache.loaded:
+                tasks.append(asyncio.create_task(_first_fetch(cache)))
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def revoker_ctx(app: web.Application) -> AsyncIterator[None]:
+        if credential is None:
+            yield
+            return
+        from scanner.cendis.client import CendisClient
+        from scanner.incidents.revoker import Revoker
+
+        client = CendisClient(app[SESSION], cendis_api_url, credential,
+                              timeout=cendis_timeout)
+        await _whoami(client, now())
+        revoker = Revoker(app[STORE], client, **(revoker_options or {}))
+        app[REVOKER] = revoker
+        task = asyncio.create_task(revoker.run())
+        yield
+        revoker.stop()  # between batches: a call in flight finishes and is recorded
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.extend([session_ctx, store_ctx, keys_ctx, revoker_ctx])
+    app[METRICS].watch(lambda: _gauges(app))
+    add_routes(app)
+    return app
+
+
+async def _first_fetch(cache: KeyCache) -> None:
+    """Nothing saved: fetch once at start-up (a failure only delays readiness)."""
+    from scanner.server.errors import Unavailable
+
+    try:
+        await cache.refresh()
+        log.info("partner keys fetched", extra={"partner": cache.partner})
+    except Unavailable as exc:
+        log.warning("partner keys not fetched", extra={"partner": cache.partner,
+                                                       "reason": exc.reason})
+
+
+async def _whoami(client: Any, now: datetime) -> None:
+    """Log who we revoke as (never the credential); warn on ``admin:org``."""
+    from scanner.cendis.client import CendisError
+
+    try:
+        who = await client.whoami()
+    except CendisError as exc:
+        level = logging.ERROR if exc.reason in ("unauthorized", "forbidden") else \
+            logging.WARNING
+        log.log(level, "whoami failed: revokes wait until the Cendis API accepts the "
+                "credential", extra={"reason": exc.reason})
+        return
+    except (ValueError, OSError) as exc:  # a URL or header aiohttp refuses: say so, go on
+        log.error("whoami failed", extra={"reason": "client", "error": type(exc).__name__})
+        return
+    days = (who.expires_at - now).days if who.expires_at else None
+    log.info("revoking as %s (%s)", who.username, who.org,
+             extra={"username": who.username, "org": who.org, "days_left": days})
+    if "admin:org" in who.scopes:
+        log.warning("the service credential carries admin:org; Cendis advises granting it "
+                    "to humans only: use a token with revoke:tokens alone",
+                    extra={"reason": "admin_org"})
+
+
+def _gauges(app: web.Application) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    store = app.get(STORE)
+    if store is not None:
+        try:
+            values["revoke_queue_depth"] = store.queue_depth()
+            values["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
+        except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
+            pass
+    revoker = app[REVOKER]
+    if revoker is not None:
+        values["revoker_healthy"] = 1 if revoker.healthy else 0
+        values["tokens_revoked"] = revoker.revoked
+        values["revoke_errors"] = dict(revoker.errors)
+    return values

@@ -1,0 +1,194 @@
+"""The receiver's configuration: a small TOML file, strict (every unknown key is an error
+that names it), with secrets given inline or, better, by the name of an environment
+variable, so the file itself can be committed to an ops repository without secrets.
+
+Example (``cendis-scan serve --config receiver.toml``)::
+
+    body_limit = 33554432                 # bytes; 413 above it
+    reader_token_env = "CENDIS_SCAN_READER_TOKEN"
+
+    [github]
+    keys_url = "https://api.github.com/meta/public_keys/secret_scanning"
+    token_env = "GITHUB_TOKEN"            # optional: a GitHub token for the key fetch
+
+    [gitlab]
+    keys_url = "https://…"                # given to partners privately; off without it
+
+    [partners.acme]                       # POST /partners/acme, Standard Webhooks
+    secrets_env = "ACME_WEBHOOK_SECRET"   # whsec_… (space-separated during rotation)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.server.errors import ServerConfigError
+
+GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
+#: aiohttp's default is 1 MiB; a 1,000-record backfill is ~200 kB, a whole push can be more.
+DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
+DEFAULT_READER_ENV = "CENDIS_SCAN_READER_TOKEN"
+KEYED = ("github", "gitlab")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+_TOP = {"body_limit", "reader_token", "reader_token_env", "auto_revoke", "github", "gitlab",
+        "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout"}
+_KEYED_KEYS = {"keys_url", "token_env", "enabled"}
+_WEBHOOK_KEYS = {"secrets", "secrets_env"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedPartner:
+    """A partner that signs with ECDSA keys it publishes (GitHub, GitLab)."""
+
+    name: str
+    keys_url: str
+    header_prefix: str              # "Github" → Github-Public-Key-Identifier / -Signature
+    fetch_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPartner:
+    """A partner that signs with Standard Webhooks HMAC secrets."""
+
+    name: str
+    secrets: tuple[bytes, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    keyed: dict[str, KeyedPartner]
+    webhooks: dict[str, WebhookPartner]
+    body_limit: int = DEFAULT_BODY_LIMIT
+    reader_token: str | None = field(default=None, repr=False)
+    auto_revoke: bool = True
+    key_refetch_interval: float = 5.0
+    key_miss_ttl: float = 60.0
+    key_fetch_timeout: float = 5.0
+
+
+def decode_whsec(secret: str, where: str) -> bytes:
+    """``whsec_<base64>`` → the HMAC key bytes (the Standard Webhooks convention)."""
+    text = secret.strip()
+    if not text.startswith("whsec_"):
+        raise ServerConfigError(f"{where}: a Standard Webhooks secret starts with whsec_")
+    try:
+        raw = base64.b64decode(text[6:], validate=True)
+    except (binascii.Error, ValueError):
+        raise ServerConfigError(f"{where}: the secret after whsec_ is not base64") from None
+    if len(raw) < 16:
+        raise ServerConfigError(f"{where}: the secret is shorter than 16 bytes")
+    return raw
+
+
+def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ServerConfigError(f"{where}: unknown key {key!r}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ServerConfigError(f"{where}: expected a number")
+    if not isinstance(value, kind):
+        name = kind.__name__ if isinstance(kind, type) else "number"
+        raise ServerConfigError(f"{where}: expected {name}, got {type(value).__name__}")
+    return value
+
+
+def _env(name: str, environ: Mapping[str, str], where: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise ServerConfigError(f"{where}: environment variable {name} is not set")
+    return value
+
+
+def _keyed(name: str, table: Mapping[str, Any], environ: Mapping[str, str],
+           url_option: str | None) -> KeyedPartner | None:
+    where = f"[{name}]"
+    _unknown(table, _KEYED_KEYS, where)
+    if not _typed(table.get("enabled", True), bool, f"{where} enabled"):
+        return None
+    url = url_option or table.get("keys_url") or (GITHUB_KEYS_URL if name == "github" else None)
+    if url is None:
+        return None  # GitLab's key URL is private: no URL, no route
+    _typed(url, str, f"{where} keys_url")
+    if not url.startswith(("http://", "https://")):
+        raise ServerConfigError(f"{where} keys_url: not an http(s) URL")
+    token = None
+    if "token_env" in table:
+        token = _env(_typed(table["token_env"], str, f"{where} token_env"), environ, where)
+    return KeyedPartner(name, url, name.capitalize(), token)
+
+
+def _webhook(name: str, table: Any, environ: Mapping[str, str]) -> WebhookPartner:
+    where = f"[partners.{name}]"
+    if not _NAME.fullmatch(name) or name in KEYED:
+        raise ServerConfigError(f"{where}: a partner name is 1-40 of a-z 0-9 _ - "
+                                "and not github or gitlab")
+    _typed(table, dict, where)
+    _unknown(table, _WEBHOOK_KEYS, where)
+    texts: list[str] = []
+    if "secrets" in table:
+        given = table["secrets"]
+        given = [given] if isinstance(given, str) else _typed(given, list, f"{where} secrets")
+        texts += [_typed(s, str, f"{where} secrets") for s in given]
+    if "secrets_env" in table:
+        var = _typed(table["secrets_env"], str, f"{where} secrets_env")
+        texts += _env(var, environ, where).split()
+    if not texts:
+        raise ServerConfigError(f"{where}: needs secrets or secrets_env")
+    return WebhookPartner(name, tuple(decode_whsec(t, where) for t in texts))
+
+
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str], *,
+                github_keys_url: str | None = None,
+                gitlab_keys_url: str | None = None) -> ServerConfig:
+    """Read and check the file (or the defaults when ``path`` is None); options win."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ServerConfigError(f"{path}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ServerConfigError(f"{path}: not valid TOML: {exc}") from None
+    _unknown(data, _TOP, "config")
+    keyed = {}
+    for name, option in (("github", github_keys_url), ("gitlab", gitlab_keys_url)):
+        partner = _keyed(name, _typed(data.get(name, {}), dict, f"[{name}]"), environ, option)
+        if partner is not None:
+            keyed[name] = partner
+    webhooks = {name: _webhook(name, table, environ)
+                for name, table in _typed(data.get("partners", {}), dict, "[partners]").items()}
+    reader = data.get("reader_token")
+    if reader is not None:
+        _typed(reader, str, "reader_token")
+    elif "reader_token_env" in data:
+        reader = _env(_typed(data["reader_token_env"], str, "reader_token_env"), environ,
+                      "reader_token_env")
+    else:
+        reader = environ.get(DEFAULT_READER_ENV) or None
+    if reader is not None and len(reader) < 16:
+        raise ServerConfigError("reader_token: use at least 16 characters")
+    limit = _typed(data.get("body_limit", DEFAULT_BODY_LIMIT), int, "body_limit")
+    if limit < 1024:
+        raise ServerConfigError("body_limit: at least 1024 bytes")
+    numbers = {}
+    for key in ("key_refetch_interval", "key_miss_ttl", "key_fetch_timeout"):
+        if key in data:
+            value = float(_typed(data[key], (int, float), key))
+            if value < 0:
+                raise ServerConfigError(f"{key}: must not be negative")
+            numbers[key] = value
+    return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
+                        auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
+                        **numbers)

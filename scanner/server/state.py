@@ -1,0 +1,28 @@
+"""Typed ``web.AppKey``s for what the app shares (no globals): one place, so the views
+and the factory agree on names and types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+
+from scanner.incidents.revoker import Revoker
+from scanner.incidents.store import Store
+from scanner.server.config import ServerConfig
+from scanner.server.keys import KeyCache
+from scanner.server.metrics import Metrics
+from scanner.server.writer import BatchWriter
+
+CONFIG = web.AppKey("config", ServerConfig)
+METRICS = web.AppKey("metrics", Metrics)
+NOW: web.AppKey[Callable[[], datetime]] = web.AppKey("now")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+STORE = web.AppKey("store", Store)
+WRITER = web.AppKey("writer", BatchWriter)
+KEY_CACHES: web.AppKey[dict[str, KeyCache]] = web.AppKey("key_caches")
+REVOKER: web.AppKey[Revoker | None] = web.AppKey("revoker")
+#: Webhook delivery ids this process committed (insertion-ordered, bounded by the view).
+DELIVERIES: web.AppKey[dict[tuple[str, str], None]] = web.AppKey("deliveries")

@@ -1,0 +1,37 @@
+"""Group commit: concurrent deliveries share a transaction, each gets its own results,
+in the event loop (the default) and on a writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner.incidents.models import Sighting
+from scanner.incidents.store import Store
+from scanner.server.reports import token_ref
+from scanner.server.writer import BatchWriter
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_concurrent_deliveries_share_commits_and_get_their_slices(
+        tmp_path: Path, make_token: Any, threaded: bool) -> None:
+    db = tmp_path / "w.db"
+    writer = BatchWriter(lambda: Store.open(db), revoke=True, threaded=threaded)
+    await writer.start()
+    now = datetime.now(UTC)
+    deliveries = [[(token_ref(make_token()), Sighting(source="github", received_at=now,
+                                                       url=f"u{i}"))
+                   for _ in range(1 + i % 3)] for i in range(40)]
+    try:
+        results = await asyncio.gather(*(writer.record(d) for d in deliveries))
+        for delivery, recorded in zip(deliveries, results, strict=True):
+            assert [r.sha256 for r in recorded] == [ref.sha256 for ref, _ in delivery]
+            assert all(r.new_incident for r in recorded)
+        assert writer.commits < len(deliveries)  # batched
+        assert await writer.call(lambda s: s.queue_depth()) == sum(map(len, deliveries))
+    finally:
+        await writer.close()
