@@ -116,3 +116,20 @@ async def test_report_to_refuses_a_bad_token_and_the_state_stays(
         assert resp.status == code
     with pytest.raises(ConfigError, match="CENDIS_SCAN_REPORT_TOKEN"):
         RemoteSink(url(rig), None)
+
+
+def test_report_token_in_the_receiver_config(tmp_path: Path) -> None:
+    from scanner.server.config import ServerConfigError, load_config
+
+    assert load_config(None, {}).report_token is None
+    assert load_config(None, {"CENDIS_SCAN_REPORT_TOKEN": REPORT_TOKEN}).report_token \
+        == REPORT_TOKEN
+    conf = tmp_path / "receiver.toml"
+    conf.write_text('report_token_env = "MY_REPORT_TOKEN"\n')
+    assert load_config(str(conf), {"MY_REPORT_TOKEN": REPORT_TOKEN}).report_token \
+        == REPORT_TOKEN
+    conf.write_text('report_token = "short"\n')
+    with pytest.raises(ServerConfigError, match="report_token: use at least 16"):
+        load_config(str(conf), {})
+    assert REPORT_TOKEN not in repr(load_config(None, {"CENDIS_SCAN_REPORT_TOKEN":
+                                                       REPORT_TOKEN}))
