@@ -114,6 +114,18 @@ async def test_report_to_refuses_a_bad_token_and_the_state_stays(
         resp = await rig.client.post("/v1/findings", data=body, headers={
             "Content-Type": "application/json", **headers})
         assert resp.status == code
+    # A path that holds a token (a careless client) is stored redacted, never whole.
+    resp = await rig.client.post("/v1/findings", json={
+        "source": "scan:careless", "findings": [{
+            "sha256": sha(token), "redacted": "cendis_pat_abcd…ef",
+            "path": f"backup-{token}.txt", "line": 3}]},
+        headers={"Authorization": f"Bearer {REPORT_TOKEN}"})
+    assert resp.status == 200
+    with Store.open(rig.db) as db:
+        shown = db.get_incident(sha(token))
+        assert shown is not None
+        paths = [s["path"] for s in shown["sightings"] if s["source"] == "scan:careless"]
+        assert len(paths) == 1 and token not in paths[0] and paths[0].startswith("backup-")
     with pytest.raises(ConfigError, match="CENDIS_SCAN_REPORT_TOKEN"):
         RemoteSink(url(rig), None)
 

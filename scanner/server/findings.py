@@ -25,6 +25,7 @@ from aiohttp import web
 
 from scanner.incidents.findings import revocable
 from scanner.incidents.models import Recorded, Sighting, TokenRef
+from scanner.redaction import scrub
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
 
@@ -56,12 +57,14 @@ def _authorized(request: web.Request) -> None:
 
 
 def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
+    """A text field, scrubbed: a path or an author holding a token (a careless client)
+    is stored with the token redacted, never whole."""
     value = item.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise Rejected("bad_finding", f"{key} must be a string")
-    return value[:limit]
+    return scrub(value, limit)
 
 
 def _parse(body: bytes, now: Callable[[], datetime]
@@ -84,11 +87,12 @@ def _parse(body: bytes, now: Callable[[], datetime]
         if not isinstance(item, dict):
             raise Rejected("bad_finding", "each finding must be an object")
         sha = item.get("sha256")
+        raw = item.get("redacted")
+        if isinstance(raw, str) and _WHOLE_TOKEN.search(raw):
+            raise Rejected("whole_token", "redacted holds a whole token: nothing recorded")
         redacted = _text(item, "redacted", 80) or ""
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise Rejected("bad_finding", "sha256 must be 64 lowercase hex digits")
-        if _WHOLE_TOKEN.search(redacted):
-            raise Rejected("whole_token", "redacted holds a whole token: nothing recorded")
         line = item.get("line")
         if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
             raise Rejected("bad_finding", "line must be an integer")
