@@ -70,8 +70,9 @@ def add_common_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None
 
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("text", "json", "sarif"), default="text",
-                   help="report format (default: text)")
+    p.add_argument("--format", choices=("text", "json", "sarif", "gitlab"), default="text",
+                   help="report format (default: text); gitlab: GitLab's secret detection "
+                        "report")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
     p.add_argument("--min-confidence", choices=("confirmed", "possible"), default="possible",
                    help="report only findings at least this sure (default: possible)")

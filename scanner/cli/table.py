@@ -41,6 +41,8 @@ COMMANDS: tuple[Command, ...] = (
             "cendis-scan whoami", "scanner.cli.incidents", False),
     Command("serve", "Receive signed leak reports from partners; record and revoke them.",
             "CENDIS_TOKEN=... cendis-scan serve --port 8080", "scanner.cli.serve", False),
+    Command("sweep", "Sweep repositories and logs incrementally; record and revoke.",
+            "cendis-scan sweep sweep.toml --every 15m", "scanner.cli.sweep", False),
     Command("dev", "Local stand-ins (the Cendis API, a signing partner) for demos.",
             "cendis-scan dev cendis-api", "scanner.cli.dev", False),
     Command("version", "Print the version.", "cendis-scan version", "scanner.cli.commands",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from scanner.result import ScanResult as Result
 
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "gitlab")
 
 
 def render(fmt: str, result: Result, *, color: bool = False) -> str:

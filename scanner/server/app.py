@@ -18,6 +18,7 @@ from aiohttp import web
 
 from scanner.incidents.store import Store
 from scanner.server.config import ServerConfig
+from scanner.server.findings import add_findings_route
 from scanner.server.keys import KeyCache, http_fetcher
 from scanner.server.metrics import Metrics
 from scanner.server.state import (
@@ -137,6 +138,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app.cleanup_ctx.extend([session_ctx, store_ctx, keys_ctx, revoker_ctx])
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
+    add_findings_route(app)
     return app
 
 

@@ -6,6 +6,7 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
     body_limit = 33554432                 # bytes; 413 above it
     reader_token_env = "CENDIS_SCAN_READER_TOKEN"
+    report_token_env = "CENDIS_SCAN_REPORT_TOKEN" # sweeps' POST /v1/findings (--report-to)
 
     [github]
     keys_url = "https://api.github.com/meta/public_keys/secret_scanning"
@@ -36,10 +37,12 @@ GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 #: aiohttp's default is 1 MiB; a 1,000-record backfill is ~200 kB, a whole push can be more.
 DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 DEFAULT_READER_ENV = "CENDIS_SCAN_READER_TOKEN"
+DEFAULT_REPORT_ENV = "CENDIS_SCAN_REPORT_TOKEN"
 KEYED = ("github", "gitlab")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
-_TOP = {"body_limit", "reader_token", "reader_token_env", "auto_revoke", "github", "gitlab",
+_TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "report_token_env",
+        "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
@@ -69,6 +72,7 @@ class ServerConfig:
     webhooks: dict[str, WebhookPartner]
     body_limit: int = DEFAULT_BODY_LIMIT
     reader_token: str | None = field(default=None, repr=False)
+    report_token: str | None = field(default=None, repr=False)  # POST /v1/findings
     auto_revoke: bool = True
     key_refetch_interval: float = 5.0
     key_miss_ttl: float = 60.0
@@ -179,6 +183,7 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
         reader = environ.get(DEFAULT_READER_ENV) or None
     if reader is not None and len(reader) < 16:
         raise ServerConfigError("reader_token: use at least 16 characters")
+    report = _report_token(data, environ)
     limit = _typed(data.get("body_limit", DEFAULT_BODY_LIMIT), int, "body_limit")
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
@@ -190,5 +195,22 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
                 raise ServerConfigError(f"{key}: must not be negative")
             numbers[key] = value
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
+                        report_token=report,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
                         **numbers)
+
+
+def _report_token(data: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """The bearer token sweeps send with ``--report-to`` (inline, by env name, or
+    ``$CENDIS_SCAN_REPORT_TOKEN``); None: ``POST /v1/findings`` refuses everything."""
+    token = data.get("report_token")
+    if token is not None:
+        _typed(token, str, "report_token")
+    elif "report_token_env" in data:
+        token = _env(_typed(data["report_token_env"], str, "report_token_env"), environ,
+                     "report_token_env")
+    else:
+        token = environ.get(DEFAULT_REPORT_ENV) or None
+    if token is not None and len(token) < 16:
+        raise ServerConfigError("report_token: use at least 16 characters")
+    return token

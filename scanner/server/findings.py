@@ -1,0 +1,146 @@
+"""``POST /v1/findings``: new findings from a scanner of ours (``cendis-scan sweep
+--report-to``), recorded and queued for revocation exactly as partner reports are.
+
+Authenticated with a bearer token (the receiver's ``report_token``, by default
+``$CENDIS_SCAN_REPORT_TOKEN``, the same variable the sweep reads; compared in constant
+time); without a configured token the route refuses everything. The body
+never carries a token: a scanner's findings are hashed and redacted at birth, so it
+sends ``sha256`` and ``redacted``, and a ``redacted`` that looks like a whole token is
+refused. Recording goes through the app's writer (committed before the 200) and wakes
+the app's revoker; ``revoke`` in the body asks for revocation, which the receiver's own
+``auto_revoke`` can still veto.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from scanner.incidents.findings import revocable
+from scanner.incidents.models import Recorded, Sighting, TokenRef
+from scanner.redaction import scrub
+from scanner.server.errors import Rejected, ReportError, Unavailable
+from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
+
+PATH = "/v1/findings"
+LABEL = "scan"  # the metrics' partner label for these reports
+MAX_FINDINGS = 10_000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_WHOLE_TOKEN = re.compile(r"cendis_pat_[A-Za-z0-9]{20,}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Reported:
+    """What :func:`revocable` looks at."""
+
+    rule_id: str
+    confidence: str
+
+
+def add_findings_route(app: web.Application) -> None:
+    app.router.add_post(PATH, findings)
+
+
+def _authorized(request: web.Request) -> None:
+    expected = request.app[CONFIG].report_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not (expected and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+        raise ReportError("unauthorized", "a valid bearer token is required", status=401)
+
+
+def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
+    """A text field, scrubbed: a path or an author holding a token (a careless client)
+    is stored with the token redacted, never whole."""
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Rejected("bad_finding", f"{key} must be a string")
+    return scrub(value, limit)
+
+
+def _parse(body: bytes, now: Callable[[], datetime]
+           ) -> tuple[bool, list[tuple[TokenRef, Sighting, bool]]]:
+    """The body, checked whole before anything is recorded (a bad item refuses all)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Rejected("bad_json", "the body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+        raise Rejected("bad_body", "expected an object with a findings list")
+    source = data.get("source")
+    if not isinstance(source, str) or not source.startswith("scan:") or len(source) > 500:
+        raise Rejected("bad_source", "source must be scan:<repository or path>")
+    if len(data["findings"]) > MAX_FINDINGS:
+        raise Rejected("too_many", f"at most {MAX_FINDINGS} findings per request", status=413)
+    received = now()
+    items = []
+    for item in data["findings"]:
+        if not isinstance(item, dict):
+            raise Rejected("bad_finding", "each finding must be an object")
+        sha = item.get("sha256")
+        raw = item.get("redacted")
+        if isinstance(raw, str) and _WHOLE_TOKEN.search(raw):
+            raise Rejected("whole_token", "redacted holds a whole token: nothing recorded")
+        redacted = _text(item, "redacted", 80) or ""
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise Rejected("bad_finding", "sha256 must be 64 lowercase hex digits")
+        line = item.get("line")
+        if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
+            raise Rejected("bad_finding", "line must be an integer")
+        sighting = Sighting(source=source, received_at=received,
+                            repository=_text(data, "repository", 500),
+                            url=_text(data, "url", 2000), commit=_text(item, "commit", 64),
+                            path=_text(item, "path"), line=line,
+                            author=_text(item, "author", 300))
+        kind = _Reported(_text(item, "rule_id", 100) or "", _text(item, "confidence", 20) or "")
+        items.append((TokenRef(sha, redacted or f"sha256:{sha[:12]}…"), sighting,
+                      revocable(kind)))
+    return data.get("revoke") is True, items
+
+
+async def findings(request: web.Request) -> web.Response:
+    """Record the findings (one or two transactions, committed before the answer),
+    wake the revoker, answer each finding's incident and status in input order."""
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        _authorized(request)
+        if request.content_type != "application/json":
+            raise Rejected("wrong_content_type", "Content-Type must be application/json",
+                           status=415)
+        limit = app[CONFIG].body_limit
+        if request.content_length is not None and request.content_length > limit:
+            raise Rejected("body_too_large", f"body over {limit} bytes", status=413)
+        revoke, items = _parse(await request.read(), app[NOW])
+        writer = app[WRITER]
+        revoke = revoke and writer.revoke  # the receiver's auto_revoke has the last word
+        queued = [(ref, s) for ref, s, can in items if revoke and can]
+        kept = [(ref, s) for ref, s, can in items if not (revoke and can)]
+        try:
+            first = await writer.record(queued) if queued else []
+            second = await writer.call(lambda s: s.record(kept, revoke=False)) if kept else []
+        except Exception:  # noqa: BLE001 - any store failure is our outage
+            raise Unavailable("database", "the incident store is unavailable",
+                              retry_after=5) from None
+    except ReportError as exc:
+        metrics.rejected.labels(LABEL, exc.reason).inc()
+        return web.json_response(exc.to_json(), status=exc.status)
+    metrics.child(metrics.reports, LABEL, "accepted").inc()
+    metrics.child(metrics.records, LABEL, "accepted").inc(len(items))
+    revoker = app[REVOKER]
+    if queued and revoker is not None:
+        revoker.wake()
+    by_sha: dict[str, Recorded] = {r.sha256: r for r in [*first, *second]}
+    return web.json_response({"recorded": [
+        {"sha256": ref.sha256, "incident_id": by_sha[ref.sha256].incident_id,
+         "status": str(by_sha[ref.sha256].status),
+         "new_incident": by_sha[ref.sha256].new_incident} for ref, _, _ in items]})

@@ -1,0 +1,223 @@
+"""The sweep configuration: a TOML file, checked whole before anything runs.
+
+Every problem (an unknown key, a mistyped value, a missing ``url``) is named in one
+error, so an operator fixes the file in one go instead of one cron failure at a time.
+Credentials never live here: private clones use the environment or git's own
+credential helpers, and the Cendis credential comes from ``--token``/``CENDIS_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from scanner.errors import ConfigError, short
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_CACHE = "cendis-sweep-cache"
+
+_SETTINGS = {"database": str, "cache": str, "concurrency": int, "auto_revoke": bool}
+_REPO = {"url": str, "name": str, "branches": list, "auto_revoke": bool}
+_LOGS = {"paths": list, "auto_revoke": bool}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false",
+               list: "a list of strings"}
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSource:
+    """One ``[[repo]]``: cloned into ``cache`` as a bare mirror, swept by its name."""
+
+    url: str  # as given (a clone URL, file:// URL or a local path)
+    name: str  # unique in the file; the shard hash and the incident source use it
+    branches: tuple[str, ...] = ()  # glob patterns; empty: every branch and tag
+    auto_revoke: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"repo:{self.name}"
+
+    @property
+    def public_url(self) -> str:
+        """The URL without any user or password, for sightings and output."""
+        return strip_credentials(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """One ``[[logs]]``: files matched by glob patterns, read from where the last sweep
+    stopped."""
+
+    paths: tuple[str, ...]
+    auto_revoke: bool = False
+
+    @property
+    def name(self) -> str:
+        return ", ".join(self.paths)
+
+    @property
+    def key(self) -> str:
+        return "logs:" + hashlib.sha256("\0".join(self.paths).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    path: str
+    database: str | None = None  # None: --db, $CENDIS_SCAN_DB or ./cendis-incidents.db
+    cache: str = DEFAULT_CACHE
+    concurrency: int = DEFAULT_CONCURRENCY
+    auto_revoke: bool = False
+    repos: tuple[RepoSource, ...] = ()
+    logs: tuple[LogSource, ...] = field(default_factory=tuple)
+
+    @property
+    def sources(self) -> tuple[RepoSource | LogSource, ...]:
+        return (*self.repos, *self.logs)
+
+
+def strip_credentials(url: str) -> str:
+    """``https://user:secret@host/x`` -> ``https://host/x``: never shown or stored."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def default_name(url: str) -> str:
+    """``https://github.com/acme/api.git`` -> ``github.com/acme/api``; a local path or
+    ``file://`` URL -> its last folder name without ``.git``."""
+    clean = strip_credentials(url).rstrip("/")
+    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):(.+)", clean)  # git@host:owner/repo.git
+    if scp:
+        clean = f"{scp.group(1)}/{scp.group(2)}"
+    parts = urlsplit(clean)
+    if parts.scheme in ("http", "https", "ssh", "git"):
+        clean = parts.netloc.rsplit("@", 1)[-1] + parts.path
+    elif parts.scheme == "file" or not parts.scheme:
+        clean = os.path.basename(parts.path if parts.scheme else clean)
+    return clean.removesuffix(".git") or url
+
+
+def _typed(value: Any, kind: type) -> bool:
+    if kind is int and isinstance(value, bool):  # TOML true is not a number
+        return False
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, kind)
+
+
+def _check(table: dict[str, Any], schema: dict[str, type], where: str,
+           problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = schema.get(key)
+        if kind is None:
+            problems.append(f"unknown key {where}.{key} (known: {', '.join(schema)})")
+        elif not _typed(value, kind):
+            problems.append(f"{where}.{key} must be {_TYPE_NAMES[kind]}, not {value!r:.40}")
+        else:
+            out[key] = value
+    return out
+
+
+def _tables(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    problems.append(f"{key} must be an array of tables ([[{key}]])")
+    return []
+
+
+def parse(text: str, path: str) -> SweepConfig:
+    """Check the whole file; raise one :class:`ConfigError` naming every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {short(str(exc), 120)}") from None
+    problems: list[str] = []
+    for key in data:
+        if key not in ("settings", "repo", "logs"):
+            problems.append(f"unknown key {key} (known: settings, [[repo]], [[logs]])")
+    raw_settings = data.get("settings", {})
+    if not isinstance(raw_settings, dict):
+        problems.append("settings must be a table ([settings])")
+        raw_settings = {}
+    settings = _check(raw_settings, _SETTINGS, "settings", problems)
+    if "concurrency" in settings and settings["concurrency"] < 1:
+        problems.append("settings.concurrency must be at least 1")
+    base = Path(path).resolve().parent
+    default_revoke = bool(settings.get("auto_revoke", False))
+    repos: list[RepoSource] = []
+    names: set[str] = set()
+    for i, table in enumerate(_tables(data, "repo", problems), 1):
+        where = f"repo[{i}]"
+        entry = _check(table, _REPO, where, problems)
+        url = entry.get("url")
+        if not url:
+            if "url" not in table:
+                problems.append(f"{where}.url is missing")
+            continue
+        if "://" not in url and not re.match(r"[\w.-]+@[\w.-]+:", url):
+            url = str((base / os.path.expanduser(url)).resolve())  # a local path
+        name = entry.get("name") or default_name(url)
+        if name in names:
+            problems.append(f"{where}.name {name!r} is used twice (names must be unique)")
+        names.add(name)
+        repos.append(RepoSource(url=url, name=name, branches=tuple(entry.get("branches", ())),
+                                auto_revoke=bool(entry.get("auto_revoke", default_revoke))))
+    logs: list[LogSource] = []
+    for i, table in enumerate(_tables(data, "logs", problems), 1):
+        where = f"logs[{i}]"
+        entry = _check(table, _LOGS, where, problems)
+        if not entry.get("paths"):
+            if "paths" not in table:
+                problems.append(f"{where}.paths is missing")
+            elif "paths" in entry:
+                problems.append(f"{where}.paths is empty")
+            continue
+        paths = tuple(str(base / os.path.expanduser(p)) for p in entry["paths"])
+        logs.append(LogSource(paths, bool(entry.get("auto_revoke", default_revoke))))
+    if not repos and not logs and not problems:
+        problems.append("nothing to sweep: add [[repo]] or [[logs]] tables")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    database = settings.get("database")
+    return SweepConfig(
+        path=path,
+        database=str(base / os.path.expanduser(database)) if database else None,
+        cache=str(base / os.path.expanduser(settings.get("cache", DEFAULT_CACHE))),
+        concurrency=settings.get("concurrency", DEFAULT_CONCURRENCY),
+        auto_revoke=default_revoke, repos=tuple(repos), logs=tuple(logs))
+
+
+def load(path: str | os.PathLike[str]) -> SweepConfig:
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    return parse(text, name)
+
+
+def shard_of(source: RepoSource | LogSource, count: int) -> int:
+    """A stable shard number in ``0..count-1`` for a source: the same on every machine
+    and run (SHA-256 of its name or paths, not Python's salted ``hash``)."""
+    ident = source.name if isinstance(source, RepoSource) else source.key
+    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with ``0 <= K < N`` (K as a Kubernetes Indexed Job numbers its pods)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
+        raise ConfigError(f"--shard wants K/N with 0 <= K < N (e.g. 0/4), not {text!r:.40}")
+    return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,257 @@
+"""Bare mirrors in the cache, and each repository's sweep state kept inside its mirror.
+
+The state is a set of refs in a namespace of our own, which the fetch refspecs never
+touch (so ``fetch --prune`` cannot delete it):
+
+- ``refs/cendis-scan/scanned/<ref>``: the commit each branch or tag had when the last
+  finished sweep scanned it;
+- ``refs/cendis-scan/retired/<commit>``: a scanned tip that a force-push or a deletion
+  left behind and that no current tip reaches: kept so that the same commits, pushed
+  again later, are not scanned again.
+
+Being refs, they also keep every scanned commit in the mirror (a force-push does not let
+gc drop what ``--not`` must name), and state and mirror cannot disagree: both live and
+die together. The state moves in one ``update-ref --stdin`` transaction, only after the
+repository's scan finished and its findings were recorded.
+
+Which tokens were already reported for the repository is kept beside the refs (a list
+of SHA-256 hashes, never a token), so a rewritten commit that carries an old token is
+not reported a second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner.errors import GitError, ScanError, short
+
+NAMESPACE = "refs/cendis-scan/"
+SCANNED = NAMESPACE + "scanned/"
+RETIRED = NAMESPACE + "retired/"
+REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+REPORTED_FILE = "cendis-scan-reported"
+#: More state refs written at once than this: pack them (reading loose refs gets slow).
+PACK_REFS_AFTER = 100
+#: A fetch that takes longer than this is a failure of that repository (not a hang).
+FETCH_TIMEOUT = 1800.0
+
+
+def _env() -> dict[str, str]:
+    """Never wait for a password prompt: a sweep runs from cron, nobody is there."""
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
+            "SSH_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+
+
+def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,
+         timeout: float | None = None, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(["git", "-C", str(path), *args], input=input,
+                              capture_output=True, env=_env(), timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror or exc}") from None
+    if proc.returncode not in ok:
+        lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines()
+                 if ln.strip()]
+        said = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
+                    lines[0] if lines else f"git {args[0]} failed ({proc.returncode})")
+        raise GitError(short(said, 240))
+    return proc.returncode, proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def cache_dir_name(name: str) -> str:
+    """A folder name for a repository's mirror: readable, and unique per name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "repo"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.git"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one sweep of a repository has to do."""
+
+    tips: dict[str, str]  # ref -> commit it has now (branches and tags wanted)
+    scanned: dict[str, str]  # state ref -> commit (scanned and retired)
+    new: list[str]  # tip commits not scanned yet
+
+    @property
+    def first(self) -> bool:
+        """No state at all: the whole history is scanned."""
+        return not self.scanned
+
+    @property
+    def rev_sets(self) -> list[list[str]]:
+        """What is new since the last finished sweep (``scanner.new_since``)."""
+        from scanner.gitscan import new_since
+
+        return new_since(self.new, sorted(set(self.scanned.values()))) if self.new else []
+
+
+class Mirror:
+    """One repository's bare mirror in the cache."""
+
+    def __init__(self, path: str | os.PathLike[str], url: str,
+                 branches: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        self.url = url
+        self.branches = tuple(branches)
+
+    # -- the mirror ---------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the bare repository (once) and point it at the URL (every time, so a
+        changed URL in the config takes effect)."""
+        if not (self.path / "HEAD").exists():
+            self.path.mkdir(parents=True, exist_ok=True)
+            _git(self.path, ["init", "-q", "--bare"])
+            _git(self.path, ["config", "gc.autoDetach", "false"])
+        _git(self.path, ["config", "--replace-all", "remote.origin.url", self.url])
+        _git(self.path, ["config", "--unset-all", "remote.origin.fetch"], ok=(0, 5))
+        for spec in REFSPECS:
+            _git(self.path, ["config", "--add", "remote.origin.fetch", spec])
+
+    def fetch(self, timeout: float = FETCH_TIMEOUT) -> None:
+        """Bring branches and tags up to date; deleted ones are pruned (our namespace is
+        outside the refspecs, so the state survives)."""
+        self.ensure()
+        _git(self.path, ["fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head",
+                         "origin"], timeout=timeout)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _refs(self) -> list[tuple[str, str]]:
+        """(ref, commit) for every ref, tags peeled; refs to trees or blobs skipped."""
+        _, out = _git(self.path, ["for-each-ref", "--format=%(refname)%00%(objecttype)%00"
+                                  "%(objectname)%00%(*objecttype)%00%(*objectname)"])
+        refs = []
+        for line in out.splitlines():
+            ref, kind, oid, peeled_kind, peeled = (line.split("\0") + [""] * 5)[:5]
+            if kind == "commit":
+                refs.append((ref, oid))
+            elif kind == "tag" and peeled_kind == "commit":
+                refs.append((ref, peeled))
+        return refs
+
+    def wanted(self, ref: str) -> bool:
+        """Every branch and tag, or with ``branches`` the branches (or full refs) whose
+        name matches one of the patterns."""
+        if ref.startswith(NAMESPACE):
+            return False
+        if not self.branches:
+            return ref.startswith(("refs/heads/", "refs/tags/"))
+        short_name = ref.removeprefix("refs/heads/")
+        return any(fnmatch.fnmatchcase(ref, p) if p.startswith("refs/") else
+                   ref.startswith("refs/heads/") and fnmatch.fnmatchcase(short_name, p)
+                   for p in self.branches)
+
+    def plan(self) -> Plan:
+        refs = self._refs()
+        tips = {ref: oid for ref, oid in refs if self.wanted(ref)}
+        scanned = {ref: oid for ref, oid in refs if ref.startswith(NAMESPACE)}
+        done = set(scanned.values())
+        new = sorted({oid for oid in tips.values() if oid not in done})
+        return Plan(tips, scanned, new)
+
+    def advance(self, plan: Plan) -> None:
+        """Record that ``plan.tips`` are scanned, in one transaction. An old tip that a
+        current tip no longer reaches (force-push, deleted ref) is kept as retired."""
+        target = {SCANNED + ref.removeprefix("refs/"): oid for ref, oid in plan.tips.items()}
+        tip_set = set(target.values())
+        leftovers = {oid for oid in plan.scanned.values() if oid not in tip_set}
+        for oid in sorted(leftovers):
+            if not self._reached(oid, plan.tips.get(self._ref_of(plan, oid)), tip_set):
+                target[RETIRED + oid] = oid
+        lines = [f"update {ref} {oid}" for ref, oid in sorted(target.items())
+                 if plan.scanned.get(ref) != oid]
+        lines += [f"delete {ref}" for ref in sorted(plan.scanned) if ref not in target]
+        if lines:
+            _git(self.path, ["update-ref", "--stdin"],
+                 input=("\n".join(lines) + "\n").encode())
+        if len(lines) > PACK_REFS_AFTER:  # a first sweep of a repository with many tags
+            _git(self.path, ["pack-refs", "--all"])
+
+    @staticmethod
+    def _ref_of(plan: Plan, oid: str) -> str:
+        for ref, value in plan.scanned.items():
+            if value == oid and ref.startswith(SCANNED):
+                return "refs/" + ref.removeprefix(SCANNED)
+        return ""
+
+    def _reached(self, oid: str, same_ref_tip: str | None, tips: Iterable[str]) -> bool:
+        """Is ``oid`` an ancestor of a current tip? The common case (a fast-forward of
+        the same ref) is one cheap ``merge-base --is-ancestor``."""
+        if same_ref_tip is not None:
+            status, _ = _git(self.path, ["merge-base", "--is-ancestor", oid, same_ref_tip],
+                             ok=(0, 1))
+            if status == 0:
+                return True
+        others = sorted(set(tips))
+        if not others:
+            return False
+        _, out = _git(self.path, ["rev-list", "-n", "1", oid, "--not", *others])
+        return not out.strip()
+
+    # -- tokens already reported ---------------------------------------------------------
+
+    def reported(self) -> set[str]:
+        try:
+            text = (self.path / REPORTED_FILE).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return set()
+        return {ln for ln in text.split() if ln}
+
+    def add_reported(self, hashes: Iterable[str]) -> None:
+        """Atomically (write, then rename) extend the list of reported token hashes."""
+        new = set(hashes)
+        if not new:
+            return
+        have = self.reported()
+        if new <= have:
+            return
+        write_atomic(self.path / REPORTED_FILE, "".join(f"{h}\n" for h in sorted(have | new)))
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold ``path`` (a lock file) for one sweep of one source: two sweeps that overlap
+    (a slow cron run and the next) never fetch into or advance the same state at once;
+    the second reports the source as busy instead of waiting."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepBusy(f"another sweep is working on it ({path.name})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class SweepBusy(ScanError):
+    reason = "busy"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside, fsync, rename: a crash leaves the old file or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def state_of(mirror: Mirror) -> Mapping[str, str]:
+    """The state refs (for tests and ``--format json``)."""
+    return mirror.plan().scanned

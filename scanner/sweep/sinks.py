@@ -1,0 +1,267 @@
+"""Where a sweep's new findings go: the local incident store (and its revoke queue), or
+a running receiver (``cendis-scan serve``) through its ``POST /v1/findings``.
+
+Either way a sink answers only after the findings are durable (committed to SQLite, or
+acknowledged by the receiver), because the sweep state advances right after: a failure
+here leaves the repository to be swept again, never a finding lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from scanner.errors import ConfigError, ScanError, short
+from scanner.finding import Finding
+
+log = logging.getLogger("cendis_scan.sweep")
+
+#: How long the revoker keeps retrying through an outage before a sweep gives up waiting
+#: (the tokens stay queued: the next sweep, or ``serve``, revokes them).
+REVOKE_PATIENCE = 60.0
+REPORT_TIMEOUT = 60.0
+REPORT_TOKEN_ENV = "CENDIS_SCAN_REPORT_TOKEN"
+
+
+class SinkError(ScanError):
+    """The findings could not be made durable (database or receiver)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a sweep saw its findings: the incident source and sighting fields."""
+
+    source: str  # "scan:<repository name>" or "scan:<log path>"
+    repository: str | None = None
+    url: str | None = None
+
+
+class Sink(Protocol):
+    def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
+        """Make the findings durable; returns how many were queued for revocation."""
+        ...
+
+    def finish(self) -> list[str]:
+        """Revoke what was queued (where this sink does); return problems, one line each."""
+        ...
+
+    def outcome(self, sha256: str) -> str | None:
+        """The incident's status as far as this sink knows (revoked, pending...)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _author(finding: Finding) -> str | None:
+    name, email = finding.author_name, finding.author_email
+    return f"{name} <{email}>" if name and email else (name or email or None)
+
+
+class LocalSink:
+    """The incident store in this process; revokes run in a background thread with its
+    own event loop while the sweep goes on, so a token found early is revoked early."""
+
+    def __init__(self, db_path: str, *, api_url: str | None, credential: str | None,
+                 now: Callable[[], datetime] | None = None,
+                 patience: float = REVOKE_PATIENCE) -> None:
+        from scanner.incidents.store import Store
+
+        self.store = Store.open(db_path, now=now) if now else Store.open(db_path)
+        self._now = now
+        self._revoker: _RevokeThread | None = None
+        if credential is not None and api_url is not None:
+            self._revoker = _RevokeThread(self.store, api_url, credential, patience)
+        self.queued: set[str] = set()  # hashes this sweep queued (for the summary)
+        self._lock = threading.Lock()
+
+    def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
+        from scanner.incidents.findings import revocable
+        from scanner.incidents.models import Sighting, TokenRef, utcnow
+
+        received = (self._now or utcnow)()
+        queued: list[tuple[TokenRef, Sighting]] = []
+        kept: list[tuple[TokenRef, Sighting]] = []
+        for finding in findings:
+            sighting = replace(Sighting.from_finding(finding, place.source, received),
+                               repository=place.repository, url=place.url)
+            item = (TokenRef.from_finding(finding), sighting)
+            (queued if revoke and revocable(finding) else kept).append(item)
+        try:
+            if queued:
+                self.store.record(queued, revoke=True)
+            if kept:
+                self.store.record(kept, revoke=False)
+        except Exception as exc:  # sqlite3.Error and friends: this source is not advanced
+            raise SinkError("database", f"incident database: {short(str(exc), 100)}") \
+                from None
+        with self._lock:
+            self.queued.update(ref.sha256 for ref, _ in queued)
+        if queued and self._revoker is not None:
+            self._revoker.kick()
+        return len(queued)
+
+    def finish(self) -> list[str]:
+        problems: list[str] = []
+        if self._revoker is not None:
+            problems += self._revoker.flush()
+        with self._lock:
+            pending = sorted(s for s in self.queued if self.outcome(s) == "pending")
+            self.queued.clear()
+        if pending and self._revoker is None:
+            problems.append(f"{len(pending)} token(s) queued for revocation but no Cendis "
+                            "credential (pass --token or set CENDIS_TOKEN)")
+        elif pending:
+            problems.append(f"{len(pending)} token(s) still queued for revocation (kept "
+                            "in the queue: the next sweep or 'serve' retries)")
+        return problems
+
+    def outcome(self, sha256: str) -> str | None:
+        status = self.store.status_of(sha256)
+        return None if status is None else str(status)
+
+    def close(self) -> None:
+        if self._revoker is not None:
+            self._revoker.close()
+        self.store.close()
+
+
+class _RevokeThread:
+    """The durable queue's revoker in a thread with its own event loop, drained whenever
+    a source queued something; one drain at a time (a token is sent once)."""
+
+    def __init__(self, store: Any, api_url: str, credential: str, patience: float) -> None:
+        self._store, self._url, self._credential = store, api_url, credential
+        self._patience = patience
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._problems: list[str] = []
+        self._thread = threading.Thread(target=self._main, name="cendis-revoker", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except Exception as exc:  # noqa: BLE001 - reported in the summary, not a crash
+            log.debug("revoker thread failed", exc_info=True)
+            self._problems.append(f"revoker: {short(str(exc), 100)}")
+        finally:
+            self._loop = None
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        import aiohttp
+
+        from scanner.cendis.client import CendisClient
+        from scanner.incidents.revoker import Revoker
+
+        self._lock = asyncio.Lock()
+        self._stopped = asyncio.Event()
+        async with aiohttp.ClientSession() as session:
+            self._revoker = Revoker(self._store,
+                                    CendisClient(session, self._url, self._credential),
+                                    base_delay=0.5, max_delay=10.0)
+            self._loop = asyncio.get_running_loop()
+            self._ready.set()
+            await self._stopped.wait()
+
+    async def _drain(self) -> None:
+        async with self._lock:
+            try:
+                await self._revoker.drain(patience=self._patience)
+            except Exception as exc:  # noqa: BLE001 - the tokens stay queued
+                log.debug("revoke drain failed", exc_info=True)
+                self._problems.append(f"revoker: {short(str(exc), 100)}")
+
+    def kick(self) -> None:
+        """Something was queued: drain soon (without waiting for it)."""
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._drain(), self._loop)
+
+    def flush(self) -> list[str]:
+        """Drain now and wait; the problems seen since the last flush."""
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result()
+            if not self._revoker.healthy:
+                self._problems.append(
+                    f"revoker blocked: Cendis refused the credential "
+                    f"({self._revoker.unhealthy_reason}); the tokens stay queued")
+        problems, self._problems = self._problems, []
+        return problems
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join()
+
+
+class RemoteSink:
+    """A receiver's ``POST /v1/findings`` (bearer token from the environment): the
+    receiver records the incidents and queues the revokes, as it does partner reports."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = REPORT_TIMEOUT) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--report-to wants an http(s) URL, not {short(url, 60)!r}")
+        if not token:
+            raise ConfigError(f"--report-to needs a bearer token in ${REPORT_TOKEN_ENV}")
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/v1/findings"):
+            self.url += "/v1/findings"
+        self._token = token
+        self._timeout = timeout
+        self._status: dict[str, str] = {}
+
+    def __repr__(self) -> str:  # never the token
+        return f"RemoteSink({self.url!r})"
+
+    def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
+        if not findings:
+            return 0
+        body = json.dumps({
+            "source": place.source, "repository": place.repository, "url": place.url,
+            "revoke": revoke,
+            "findings": [{"sha256": f.secret_sha256, "redacted": f.redacted,
+                          "rule_id": f.rule_id, "confidence": str(f.confidence),
+                          "commit": f.commit, "path": f.path, "line": f.line,
+                          "author": _author(f)} for f in findings]}).encode()
+        request = urllib.request.Request(
+            self.url, data=body, method="POST",
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {self._token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                answer = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            reason = "unauthorized" if exc.code in (401, 403) else "receiver"
+            raise SinkError(reason, f"{self.url} answered {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SinkError("receiver", f"{self.url}: "
+                            f"{short(str(getattr(exc, 'reason', exc)), 80)}") from None
+        queued = 0
+        for item in answer.get("recorded", []) if isinstance(answer, dict) else []:
+            if isinstance(item, dict) and "sha256" in item:
+                self._status[str(item["sha256"])] = str(item.get("status"))
+                queued += item.get("status") == "pending"
+        return queued
+
+    def finish(self) -> list[str]:
+        return []  # the receiver's revoker drains its queue
+
+    def outcome(self, sha256: str) -> str | None:
+        return self._status.get(sha256)
+
+    def close(self) -> None:
+        pass
