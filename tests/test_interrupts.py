@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CLI, assert_no_leak
 
 from scanner.sources.files import walk
-from conftest import CLI, assert_no_leak
 
 
 def _children(pid: int) -> list[int]:
