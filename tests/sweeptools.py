@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from gitrepo import Repo
 
 from scanner.rules import load as load_rules
 from scanner.sweep.config import SweepConfig, load
 from scanner.sweep.run import SweepReport, run_sweep
 from scanner.sweep.sinks import LocalSink
+from scanner.token import secret_sha256
 
 
 class Origin:
@@ -64,3 +66,16 @@ def by_name(report: SweepReport) -> dict[str, object]:
 def hashes(report: SweepReport, name: str | None = None) -> set[str]:
     return {f.secret_sha256 for s in report.sources if name in (None, s.name)
             for f in s.findings}
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imported by each sweep test module: git sees no user or system configuration,
+    and relative paths in configs resolve in the test's own folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+def sha(token: str) -> str:
+    return secret_sha256(token.encode())

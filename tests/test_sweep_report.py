@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from receiver import Rig, RigFactory, make_rig_factory
-from sweeptools import Origin, write_config
+from sweeptools import Origin, isolated_git, sha, write_config  # noqa: F401 - the autouse fixture
 
 from scanner.errors import ConfigError
 from scanner.incidents.store import Store
@@ -20,26 +20,14 @@ from scanner.rules import load as load_rules
 from scanner.sweep.config import load
 from scanner.sweep.run import run_sweep
 from scanner.sweep.sinks import RemoteSink
-from scanner.token import secret_sha256
 
 REPORT_TOKEN = "report-token-for-tests-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
 def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                 make_token: Any) -> RigFactory:
     return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
-
-
-def sha(token: str) -> str:
-    return secret_sha256(token.encode())
 
 
 def url(rig: Rig) -> str:

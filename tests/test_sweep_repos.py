@@ -10,25 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_no_leak, run
-from sweeptools import Origin, by_name, hashes, sweep, write_config
+from sweeptools import Origin, by_name, hashes, isolated_git, sha, sweep, write_config  # noqa: F401 - the autouse fixture
 
 from scanner.cli.sweep import parse_every
 from scanner.errors import ConfigError
 from scanner.incidents.store import Store
 from scanner.sweep.config import load, parse_shard
 from scanner.sweep.mirrors import Mirror, cache_dir_name
-from scanner.token import secret_sha256
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.chdir(tmp_path)
-
-
-def sha(token: str) -> str:
-    return secret_sha256(token.encode())
 
 
 def state(tmp_path: Path, name: str) -> dict[str, str]:

@@ -10,26 +10,14 @@ from typing import Any
 
 import pytest
 from standin import calls, faults, revoked_counts, start
-from sweeptools import Origin, by_name, sweep, write_config
+from sweeptools import Origin, by_name, isolated_git, sha, sweep, write_config  # noqa: F401 - the autouse fixture
 
 from scanner.dev.cendis_api import StandInToken
 from scanner.errors import ConfigError
 from scanner.incidents.store import Store
 from scanner.sweep.config import load
-from scanner.token import secret_sha256
 
 CREDENTIAL = "service-credential-for-tests"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.chdir(tmp_path)
-
-
-def sha(token: str) -> str:
-    return secret_sha256(token.encode())
 
 
 async def test_auto_revoke_on_and_off(tmp_path: Path, aiohttp_client: Any,

@@ -173,17 +173,8 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
             keyed[name] = partner
     webhooks = {name: _webhook(name, table, environ)
                 for name, table in _typed(data.get("partners", {}), dict, "[partners]").items()}
-    reader = data.get("reader_token")
-    if reader is not None:
-        _typed(reader, str, "reader_token")
-    elif "reader_token_env" in data:
-        reader = _env(_typed(data["reader_token_env"], str, "reader_token_env"), environ,
-                      "reader_token_env")
-    else:
-        reader = environ.get(DEFAULT_READER_ENV) or None
-    if reader is not None and len(reader) < 16:
-        raise ServerConfigError("reader_token: use at least 16 characters")
-    report = _report_token(data, environ)
+    reader = _bearer(data, "reader_token", environ, DEFAULT_READER_ENV)
+    report = _bearer(data, "report_token", environ, DEFAULT_REPORT_ENV)
     limit = _typed(data.get("body_limit", DEFAULT_BODY_LIMIT), int, "body_limit")
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
@@ -200,17 +191,18 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
                         **numbers)
 
 
-def _report_token(data: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    """The bearer token sweeps send with ``--report-to`` (inline, by env name, or
-    ``$CENDIS_SCAN_REPORT_TOKEN``); None: ``POST /v1/findings`` refuses everything."""
-    token = data.get("report_token")
+def _bearer(data: Mapping[str, Any], key: str, environ: Mapping[str, str],
+            default_env: str) -> str | None:
+    """A bearer token the receiver checks (``reader_token`` for /incidents,
+    ``report_token`` for sweeps' ``--report-to``): inline, by the name of an environment
+    variable (``KEY_env``), or from ``default_env``; None: that route refuses everything."""
+    token = data.get(key)
     if token is not None:
-        _typed(token, str, "report_token")
-    elif "report_token_env" in data:
-        token = _env(_typed(data["report_token_env"], str, "report_token_env"), environ,
-                     "report_token_env")
+        _typed(token, str, key)
+    elif f"{key}_env" in data:
+        token = _env(_typed(data[f"{key}_env"], str, f"{key}_env"), environ, f"{key}_env")
     else:
-        token = environ.get(DEFAULT_REPORT_ENV) or None
+        token = environ.get(default_env) or None
     if token is not None and len(token) < 16:
-        raise ServerConfigError("report_token: use at least 16 characters")
+        raise ServerConfigError(f"{key}: use at least 16 characters")
     return token
