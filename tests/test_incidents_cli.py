@@ -243,6 +243,6 @@ def test_revoke_needs_a_credential_and_a_refused_one_is_exit_2(
     refused = run(["scan", str(tmp_path / "a.env"), "--revoke"],
                   env={**env, "CENDIS_TOKEN": api.weak})
     assert refused.returncode == 2, refused.err
-    assert "1 pending" in refused.err and "not revoked: still queued" in refused.err
+    assert "1 pending" in refused.err and "not revoked yet: still queued" in refused.err
     assert api.weak not in refused.err
     assert_no_leak(missing.stdout, missing.stderr, refused.stdout, refused.stderr)
