@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from scanner import token as tk
 from scanner.engine import b64
 from scanner.engine._regex import compile_rule
+from scanner.engine.prefilter import compile_literals
 from scanner.result import GZIP_LIMIT
 
 if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
@@ -167,8 +168,19 @@ class Detector:
         self._by_literal = literal
         self._blobs = blobs and bool(rules)
         texts = sorted(literal) + ([GZIP_B64] if self._blobs else [])
-        self._deep_re = compile_rule(b"|".join(re.escape(t) for t in texts))
+        self._deep_texts = texts
+        self._deep_re_: Any = None  # compiled on first use: a hit-free scan needs no RE2
         self._longest = max((len(t) for t in texts), default=1)
+        #: One Hyperscan pass for every literal (the deep plan, git object regions), or
+        #: None: the plain search. Past DEEP_LIMIT a second database holds only the
+        #: ``always`` literals: fewer and longer, so twice as fast as all of them.
+        self.prefilter = compile_literals(self.literals())
+        self._shallow = compile_literals(sorted({n.text for n in self.always}))
+        self._always_at: dict[int, list[int]] = {}
+        if self._shallow is not None:
+            by_text = {t: i for i, t in enumerate(self._shallow.texts)}
+            for n, needle in enumerate(self.always):
+                self._always_at.setdefault(by_text[needle.text], []).append(n)
         self._inner = Detector(rules, max_decompressed=max_decompressed, blobs=False) \
             if self._blobs else None
 
@@ -182,9 +194,23 @@ class Detector:
         """A whole buffer at once (samples, small files, decoded text)."""
         return list(self.scan(buf, 0, len(buf), deep=True))
 
+    @property
+    def _deep_re(self) -> Any:
+        if self._deep_re_ is None:
+            self._deep_re_ = compile_rule(b"|".join(re.escape(t) for t in self._deep_texts))
+        return self._deep_re_
+
+    def candidates(self, buf: Buffer, start: int, stop: int) -> list[int]:
+        """Sorted offsets in ``buf[start:stop]`` where any literal of :meth:`literals`
+        lies whole (a region prefilter, as for git objects). Needs :attr:`prefilter`."""
+        assert self.prefilter is not None
+        return [p for p, _ in self.prefilter.find(buf, start, stop)]
+
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
         bytes after ``end`` unless the input ends there."""
+        if self.prefilter is not None and self._shallow is not None:
+            return self._scan_prefiltered(buf, start, end, deep)
         hits: list[Hit] = []
         if deep:
             stop = min(len(buf), end + self._longest - 1)
@@ -208,6 +234,33 @@ class Detector:
                     if hit is not None:
                         hits.append(hit)
                     p = buf.find(text, p + 1, stop)
+        if len(hits) > 1:
+            hits.sort(key=lambda h: h.offset)
+        return iter(hits)
+
+    def _scan_prefiltered(self, buf: Buffer, start: int, end: int, deep: bool
+                          ) -> Iterator[Hit]:
+        """:meth:`scan` from one Hyperscan pass: the same candidates, taken in the same
+        order as the plain plans take them, so the hits are the same."""
+        db = self.prefilter if deep else self._shallow
+        assert db is not None
+        stop = min(len(buf), end + db.longest - 1)
+        found = [(p, i) for p, i in db.find(buf, start, stop) if p < end]
+        hits: list[Hit] = []
+        if deep:
+            for p in sorted({p for p, _ in found}):
+                for needle in self._at(buf, p):
+                    hit = self._resolve(buf, p, needle)
+                    if hit is not None:
+                        hits.append(hit)
+                if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
+                    hits += self._blob(buf, p)
+        else:
+            todo = sorted((n, p) for p, i in found for n in self._always_at.get(i, ()))
+            for index, at in todo:
+                hit = self._resolve(buf, at, self.always[index])
+                if hit is not None:
+                    hits.append(hit)
         if len(hits) > 1:
             hits.sort(key=lambda h: h.offset)
         return iter(hits)

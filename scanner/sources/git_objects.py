@@ -258,12 +258,15 @@ def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
             if kind_of(head) not in ("text", "binary"):
                 marked.add(i)
     lo, hi = spans[0][2], spans[-1][3]
-    for needle in needles:
-        p = buf.find(needle, lo, hi)
-        while p != -1:
-            i = bisect_right(starts, p) - 1
-            marked.add(i)
-            p = buf.find(needle, spans[i][3], hi)
+    if detector.prefilter is not None:  # one pass for all of them
+        marked.update(bisect_right(starts, p) - 1 for p in detector.candidates(buf, lo, hi))
+    else:
+        for needle in needles:
+            p = buf.find(needle, lo, hi)
+            while p != -1:
+                i = bisect_right(starts, p) - 1
+                marked.add(i)
+                p = buf.find(needle, spans[i][3], hi)
     for i in sorted(marked):
         oid, kind, s, e = spans[i]
         _record(detector, bytes(buf[s:e]), e - s, kind, oid, batch)
