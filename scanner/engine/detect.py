@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from scanner import token as tk
 from scanner.engine import b64
 from scanner.engine._regex import compile_rule
-from scanner.engine.prefilter import compile_literals
+from scanner.engine.prefilter import Literals, compile_literals
 from scanner.result import GZIP_LIMIT
 
 if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
@@ -175,14 +175,32 @@ class Detector:
         #: None: the plain search. Past DEEP_LIMIT a second database holds only the
         #: ``always`` literals: fewer and longer, so twice as fast as all of them.
         self.prefilter = compile_literals(self.literals())
-        self._shallow = compile_literals(sorted({n.text for n in self.always}))
+        # Built on first use (a Detector is made per unit of work in every worker, and
+        # most units never pass DEEP_LIMIT nor hold a gzipped blob).
+        self._shallow_: Literals | None = None
         self._always_at: dict[int, list[int]] = {}
-        if self._shallow is not None:
-            by_text = {t: i for i, t in enumerate(self._shallow.texts)}
+        self._inner_: Detector | None = None
+
+    @property
+    def _shallow(self) -> Literals | None:
+        """The ``always`` literals' database, past DEEP_LIMIT (with the prefilter)."""
+        if self._shallow_ is None and self.prefilter is not None:
+            db = Literals(sorted({n.text for n in self.always}))
+            by_text = {t: i for i, t in enumerate(db.texts)}
+            at: dict[int, list[int]] = {}
             for n, needle in enumerate(self.always):
-                self._always_at.setdefault(by_text[needle.text], []).append(n)
-        self._inner = Detector(rules, max_decompressed=max_decompressed, blobs=False) \
-            if self._blobs else None
+                at.setdefault(by_text[needle.text], []).append(n)
+            # Threads may race here: each builds its own pair, and either pair is right.
+            self._always_at, self._shallow_ = at, db
+        return self._shallow_
+
+    @property
+    def _inner(self) -> Detector | None:
+        """The detector for what a gzipped base64 blob holds (no blobs in blobs)."""
+        if self._inner_ is None and self._blobs:
+            self._inner_ = Detector(self.rules, max_decompressed=self.max_decompressed,
+                                    blobs=False)
+        return self._inner_
 
     def literals(self) -> list[bytes]:
         """Every literal either search plan looks for: a prefilter (git blobs) that
@@ -209,7 +227,7 @@ class Detector:
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
         bytes after ``end`` unless the input ends there."""
-        if self.prefilter is not None and self._shallow is not None:
+        if self.prefilter is not None:
             return self._scan_prefiltered(buf, start, end, deep)
         hits: list[Hit] = []
         if deep:
@@ -256,7 +274,8 @@ class Detector:
                 if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
                     hits += self._blob(buf, p)
         else:
-            todo = sorted((n, p) for p, i in found for n in self._always_at.get(i, ()))
+            always_at = self._always_at
+            todo = sorted((n, p) for p, i in found for n in always_at.get(i, ()))
             for index, at in todo:
                 hit = self._resolve(buf, at, self.always[index])
                 if hit is not None:
