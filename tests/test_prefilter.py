@@ -11,19 +11,21 @@ wheels runs (``CENDIS_SCAN_PREFILTER=plain``)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner.engine import prefilter
 from scanner.engine.detect import Detector, Hit
-from scanner.engine.fragments import Origin, scan_bytes
+from scanner.engine.fragments import Origin, Outcome, scan_bytes
 from scanner.errors import SourceError
 from scanner.rules import load
 from scanner.token import generate
@@ -198,3 +200,35 @@ def test_missing_hyperscan_is_said_once_and_the_scan_goes_on(make_token) -> None
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("WARNING hyperscan is not available")
     assert token not in proc.stderr
+
+
+def test_small_files_searched_together_give_what_each_alone_gives(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """A worker's unit of small files (scanner.scan._scan_batch: one prefilter pass
+    over many files) finds, words errors and counts exactly as scanning each file."""
+    from scanner.scan import _scan_batch, scan_origin
+    from scanner.sources.files import walk
+
+    files: dict[str, bytes] = {f"plain{i}.txt": b"nothing here\n" * i for i in range(20)}
+    files["env"] = f"A=1\nCENDIS_TOKEN={make_token()}\n".encode()
+    files["b64.txt"] = base64.b64encode(f"k={make_token()}".encode()) + b"\n"
+    files["data.gz"] = gzip.compress(f"T={make_token()}\n".encode())
+    files["utf16.txt"] = f"\ufeffT={make_token()}\n".encode("utf-16-le")
+    files["blob.bin"] = b"\0\1\2" + make_token().encode() + b"\0"
+    files["marker.py"] = f"x = '{make_token()}'  # cendis-scan:allow\n".encode()
+    files["edge"] = make_token().encode()  # a token at the very end of a file
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    outcome = Outcome()
+    origins = list(walk([str(tmp_path)], (), False, outcome.errors, [], []))
+    (tmp_path / "plain3.txt").unlink()  # walked, then gone: an error for it alone
+    alone = Outcome()
+    for origin in origins:
+        alone.merge(scan_origin(Detector(RULES), origin))
+    together = _scan_batch(RULES, origins, 1 << 30)
+    key = lambda f: (f.path, f.offset, f.encoding)  # noqa: E731
+    assert sorted(together.findings, key=key) == sorted(alone.findings, key=key)
+    assert len(alone.findings) == 6 and alone.suppressed == 1 and len(alone.errors) == 1
+    assert (together.files, together.bytes, together.suppressed) == (
+        alone.files, alone.bytes, alone.suppressed)
+    assert together.errors == alone.errors
