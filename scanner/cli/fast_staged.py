@@ -59,9 +59,10 @@ def _prefixes() -> list[bytes] | None:
     return out or None
 
 
-def _git(repo: str, args: list[str], data: bytes = b"") -> tuple[int, bytes]:
-    """``git -C repo ARGS`` with ``data`` on stdin (it must fit in a pipe): status and
-    stdout. posix_spawn and pipes, not subprocess, whose imports cost more than git."""
+def _spawn(repo: str, args: list[str], data: bytes = b"") -> tuple[int, int]:
+    """Start ``git -C repo ARGS`` with ``data`` on stdin (it must fit in a pipe): its pid
+    and the read end of its stdout. posix_spawn and pipes, not subprocess, whose
+    imports cost more than git takes."""
     out_r, out_w = os.pipe()
     in_r, in_w = os.pipe()
     actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -69,20 +70,33 @@ def _git(repo: str, args: list[str], data: bytes = b"") -> tuple[int, bytes]:
     try:
         pid = os.posix_spawnp("git", ["git", "-C", repo, *args], os.environ,
                               file_actions=actions)
-    finally:
-        os.close(out_w)
-        os.close(in_r)
+    except BaseException:
+        for fd in (out_r, out_w, in_r, in_w):
+            os.close(fd)
+        raise
+    os.close(out_w)
+    os.close(in_r)
     try:
         if data:
             os.write(in_w, data)
     finally:
         os.close(in_w)
+    return pid, out_r
+
+
+def _collect(started: tuple[int, int]) -> tuple[int, bytes]:
+    """All of a started git's stdout, then its exit status."""
+    pid, out_r = started
     chunks = []
     with os.fdopen(out_r, "rb", buffering=0) as f:
         while chunk := f.read(1 << 20):
             chunks.append(chunk)
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     return status, b"".join(chunks)
+
+
+def _git(repo: str, args: list[str], data: bytes = b"") -> tuple[int, bytes]:
+    return _collect(_spawn(repo, args, data))
 
 
 def _blobs(repo: str, oids: list[bytes]) -> list[bytes] | None:
@@ -111,17 +125,17 @@ def try_clean(args: list[str]) -> int | None:
     if not hasattr(os, "posix_spawnp"):
         return None
     try:
-        status, out = _git(repo, ["rev-parse", "--is-bare-repository",
-                                  "--is-shallow-repository", "--verify", "-q", "HEAD^{commit}"])
+        # Three gits at once (HEAD by name: no need to wait for rev-parse's answer).
+        gits = [_spawn(repo, ["rev-parse", "--is-bare-repository", "--is-shallow-repository",
+                              "--verify", "-q", "HEAD^{commit}"]),
+                _spawn(repo, ["diff-index", "--cached", "-z", "--no-abbrev", "--no-renames",
+                              "--no-ext-diff", "HEAD", "--"]),
+                _spawn(repo, ["var", "-l"])]
+        (status, out), (diff_status, diff), (ident_status, identities) = map(_collect, gits)
         lines = out.split()
         if status != 0 or lines[:2] != [b"false", b"false"] or len(lines) != 3:
             return None
-        status, diff = _git(repo, ["diff-index", "--cached", "-z", "--no-abbrev",
-                                   "--no-renames", "--no-ext-diff", lines[2].decode(), "--"])
-        if status != 0:
-            return None
-        status, identities = _git(repo, ["var", "-l"])
-        if status not in (0, 128):
+        if diff_status != 0 or ident_status not in (0, 128):
             return None
         fields = diff.split(b"\0")
         names: list[bytes] = []
