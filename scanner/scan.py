@@ -206,24 +206,66 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
         jobs = pools.worker_count(options.jobs)
         origins = [part for o in origins if not o.local
                    for part in split_large(o, jobs, SPLIT_BYTES)]
-        with pools.executor(options.jobs, executor) as pool:
-            futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
-                       for batch in _batches(origins)]
-            for origin in local:  # while the workers scan the files
-                outcome.merge(scan_origin(detector, origin, options.max_decompressed))
-            for future in as_completed(futures):
-                outcome.merge(future.result())
-                if progress:
-                    progress(outcome.files, outcome.bytes)
-            segments = line_segments(outcome, jobs * 4)
-            if segments:
-                number_lines(outcome, segments, count_lines(segments, pool))
+        if executor is None and _threads_will_do(detector, origins):
+            _scan_ranges(detector, origins, local, options, outcome, progress, jobs)
+        else:
+            _scan_in_pool(rules, detector, origins, local, options, outcome, progress, jobs,
+                          executor)
     findings, ignored = filter_findings(outcome.findings, options, roots)
     findings = _note_tracked_env_files(findings)
     findings.sort(key=lambda f: f.sort_key)
     return ScanResult(findings, outcome.suppressed, outcome.files, outcome.bytes,
                       time.perf_counter() - started, outcome.errors, ignored,
                       skipped=len(skipped))
+
+
+def _threads_will_do(detector: Detector, parts: list[Origin]) -> bool:
+    """Large plain files cut into ranges, and nothing else: Hyperscan releases the GIL
+    while it searches a mapping, so threads share the work without starting processes
+    (no fork, no multiprocessing import, nothing pickled)."""
+    return (detector.prefilter is not None and bool(parts)
+            and all(p.end is not None for p in parts))
+
+
+def _scan_ranges(detector: Detector, parts: list[Origin], local: list[Origin],
+                 options: ScanOptions, outcome: Outcome, progress: Progress | None,
+                 jobs: int) -> None:
+    """The ranges searched by threads; lines (counting holds the GIL) by processes,
+    started only when there is a finding to number."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as threads:
+        futures = [threads.submit(scan_origin, detector, part, options.max_decompressed)
+                   for part in parts]
+        for origin in local:  # while the threads search the files
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+        for future in as_completed(futures):
+            outcome.merge(future.result())
+            if progress:
+                progress(outcome.files, outcome.bytes)
+    segments = line_segments(outcome, jobs * 4)
+    if segments:
+        with pools.executor(options.jobs) as pool:
+            number_lines(outcome, segments, count_lines(segments, pool))
+
+
+def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
+                  local: list[Origin], options: ScanOptions, outcome: Outcome,
+                  progress: Progress | None, jobs: int, executor: Executor | None) -> None:
+    """Batches of files in worker processes (each builds its own detector), lines of
+    split files counted there too."""
+    with pools.executor(options.jobs, executor) as pool:
+        futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
+                   for batch in _batches(origins)]
+        for origin in local:  # while the workers scan the files
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+        for future in as_completed(futures):
+            outcome.merge(future.result())
+            if progress:
+                progress(outcome.files, outcome.bytes)
+        segments = line_segments(outcome, jobs * 4)
+        if segments:
+            number_lines(outcome, segments, count_lines(segments, pool))
 
 
 def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None = None, *,
