@@ -116,7 +116,10 @@ def main() -> None:
         if "tree" not in skip:
             common.warm_cache(common.tree_files(tree))
             ours = med([*cli, "scan", str(tree), "--format", "json"], n)
-            kf = p["kingfisher"] and med(kingfisher(p, str(tree), out), n)
+            # Its work tree only: without --git-history none Kingfisher also reads the
+            # whole history of a checkout (~60 s here).
+            kf = p["kingfisher"] and med(kingfisher(p, str(tree), out, "--git-history", "none"),
+                                         n)
             gl = p["gitleaks"] and med(gitleaks(p, ["dir"], str(tree), out), slow, 0)
             rg = p["rg"] and med([str(p["rg"]), "-c", common.PREFIX, str(tree)], n)
             rows.append(("git/git work tree", fmt(ours), fmt(kf or None), fmt(gl or None),

@@ -232,3 +232,18 @@ def test_small_files_searched_together_give_what_each_alone_gives(
     assert (together.files, together.bytes, together.suppressed) == (
         alone.files, alone.bytes, alone.suppressed)
     assert together.errors == alone.errors
+
+
+def test_buffers_longer_than_a_hyperscan_block_lose_nothing(monkeypatch) -> None:
+    """Hyperscan takes 32-bit lengths: longer spans are cut into blocks that overlap by
+    a literal's length, and every occurrence is reported once."""
+    if FAST.prefilter is None:
+        return
+    literals = FAST.literals()
+    rng = random.Random(5)
+    data = b"".join(rng.choice([b"xy\n", *literals]) for _ in range(400))
+    whole = FAST.prefilter.find(data, 0, len(data))
+    monkeypatch.setattr(prefilter, "BLOCK", 37)
+    assert FAST.prefilter.find(data, 0, len(data)) == whole
+    assert FAST.prefilter.find(data, 5, len(data) - 3) == [
+        (p, i) for p, i in whole if p >= 5 and p + len(literals[i]) <= len(data) - 3]

@@ -1,8 +1,8 @@
 """The detector: bytes in, redacted hits out.
 
-The hot loop is a handful of ``bytes.find`` calls for fixed strings (the rule's prefix
-and its base64 forms at the three byte alignments), which run at memory speed; RE2 only
-runs where a literal was found. A base64 hit is decoded locally (a window around the
+The hot loop looks for fixed strings only (the rule's prefix and its base64 forms at the
+three byte alignments): one Hyperscan pass for all of them, or without Hyperscan a
+handful of ``bytes.find`` calls; RE2 only runs where a literal was found. A base64 hit is decoded locally (a window around the
 hit, aligned from the needle itself, so the run's start never has to be found first)
 and the decoded bytes are checked at exactly the place the needle promised.
 See PERF-NOTES.md: an alternation or a character-class scan over every byte would cost
@@ -149,6 +149,10 @@ class Detector:
     base64 needle (a line break inside the needle of a wrapped run leaves one half
     whole), ``\\u0063endis_pat_``-style escapes, and the start of a gzipped blob in
     base64 (``H4sI``).
+
+    With Hyperscan (:mod:`scanner.engine.prefilter`) both plans keep their literal
+    sets but each is one Hyperscan pass, and the candidates are taken in the same order
+    as above, so the hits are the same; RE2 confirms every one.
     """
 
     def __init__(self, rules: list[Rule], *, max_decompressed: int = GZIP_LIMIT,
