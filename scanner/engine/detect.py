@@ -3,8 +3,9 @@
 The hot loop looks for fixed strings only (the rule's prefix and its base64 forms at the
 three byte alignments): one Hyperscan pass for all of them, or without Hyperscan a
 handful of ``bytes.find`` calls; RE2 only runs where a literal was found. A base64 hit
-is decoded locally (a window around the hit, aligned from the needle itself, so the run's start never has to be found first)
-and the decoded bytes are checked at exactly the place the needle promised.
+is decoded locally (a window around the hit, aligned from the needle itself, so the
+run's start never has to be found first) and the decoded bytes are checked at exactly
+the place the needle promised.
 See PERF-NOTES.md: an alternation or a character-class scan over every byte would cost
 5-10x.
 """
