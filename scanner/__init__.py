@@ -27,11 +27,14 @@ on first use, because the git hooks start a new Python process for every commit.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the hook a few ms
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from scanner.errors import ConfigError, GitError, ScanError, SourceError, UsageError
     from scanner.finding import Confidence, Finding, SourceKind
     from scanner.gitscan import new_since

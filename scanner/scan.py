@@ -9,10 +9,12 @@ once, from threads, an event loop or worker processes.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from concurrent.futures import Executor, as_completed
 from dataclasses import replace
@@ -21,6 +23,7 @@ from typing import BinaryIO
 from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
 from scanner.engine.fragments import (
+    READ_WHOLE,
     Origin,
     Outcome,
     count_lines,
@@ -29,6 +32,7 @@ from scanner.engine.fragments import (
     scan_input,
     split_large,
 )
+from scanner.engine.inputs import SNIFF, kind_of
 from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError, UsageError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
@@ -44,7 +48,9 @@ IGNORE_FILE = ".cendis-scan-ignore"
 SPLIT_BYTES = 64 << 20
 #: A unit of work sent to a worker: this many bytes or files, whichever comes first.
 BATCH_BYTES = 4 << 20
-BATCH_FILES = 64
+#: Small files are searched together, this many bytes at a time.
+REGION_BYTES = 4 << 20
+BATCH_FILES = 256  # each unit builds a detector (~1 ms): not too many units
 
 
 def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT) -> Outcome:
@@ -78,9 +84,75 @@ def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outc
     any process pool, ours or a caller's."""
     detector = Detector(rules, max_decompressed=gzip_limit)
     total = Outcome()
+    if detector.prefilter is not None:
+        _scan_small(detector, batch, gzip_limit, total)
+        return total
     for origin in batch:
         total.merge(scan_origin(detector, origin, gzip_limit))
     return total
+
+
+def _scan_small(detector: Detector, batch: list[Origin], gzip_limit: int,
+                total: Outcome) -> None:
+    """Small plain files read whole and searched together: one prefilter pass per
+    REGION_BYTES of them, and the full scan (the same as :func:`scan_origin`'s) only for
+    files where a literal is. A source tree is thousands of small files that hold no
+    token, and per file this costs a read instead of a search set-up. Anything else
+    (large, gzip/zip/UTF-16, unreadable, not a regular file) goes through scan_origin,
+    which also words any error."""
+    held: list[tuple[Origin, bytes]] = []
+    size = 0
+    for origin in batch:
+        data = None
+        if origin.end is None and origin.size <= READ_WHOLE and not origin.local:
+            data = _read_small(origin.fs_path or "")
+        if data is None:
+            total.merge(scan_origin(detector, origin, gzip_limit))
+            continue
+        held.append((origin, data))
+        size += len(data) + 1
+        if size >= REGION_BYTES:
+            _search_held(detector, held, gzip_limit, total)
+            held, size = [], 0
+    if held:
+        _search_held(detector, held, gzip_limit, total)
+
+
+def _read_small(fs_path: str) -> bytes | None:
+    """A regular file's bytes if it is small and plain text or binary, else None."""
+    try:
+        with open(fs_path, "rb", buffering=0) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.readall()
+    except OSError:
+        return None
+    if len(data) > READ_WHOLE or kind_of(data[:SNIFF]) not in ("text", "binary"):
+        return None
+    return data
+
+
+def _search_held(detector: Detector, held: list[tuple[Origin, bytes]], gzip_limit: int,
+                 total: Outcome) -> None:
+    starts, pos = [], 0
+    for _, data in held:
+        starts.append(pos)
+        pos += len(data) + 1
+    region = b"\n".join(data for _, data in held)
+    marked = {bisect_right(starts, p) - 1 for p in detector.candidates(region, 0, len(region))}
+    for i, (origin, data) in enumerate(held):
+        if i not in marked:
+            total.files += 1
+            total.bytes += len(data)
+            continue
+        outcome = Outcome(files=1)
+        try:
+            scan_input(detector, io.BytesIO(data), origin, outcome, seekable=True,
+                       gzip_limit=gzip_limit)
+        except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
+            log.debug("scanning %s failed", origin.path, exc_info=True)
+            outcome.fail(origin, exc)
+        total.merge(outcome)
 
 
 def _batches(origins: list[Origin]) -> list[list[Origin]]:
@@ -136,24 +208,66 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
         jobs = pools.worker_count(options.jobs)
         origins = [part for o in origins if not o.local
                    for part in split_large(o, jobs, SPLIT_BYTES)]
-        with pools.executor(options.jobs, executor) as pool:
-            futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
-                       for batch in _batches(origins)]
-            for origin in local:  # while the workers scan the files
-                outcome.merge(scan_origin(detector, origin, options.max_decompressed))
-            for future in as_completed(futures):
-                outcome.merge(future.result())
-                if progress:
-                    progress(outcome.files, outcome.bytes)
-            segments = line_segments(outcome, jobs * 4)
-            if segments:
-                number_lines(outcome, segments, count_lines(segments, pool))
+        if executor is None and _threads_will_do(detector, origins):
+            _scan_ranges(detector, origins, local, options, outcome, progress, jobs)
+        else:
+            _scan_in_pool(rules, detector, origins, local, options, outcome, progress, jobs,
+                          executor)
     findings, ignored = filter_findings(outcome.findings, options, roots)
     findings = _note_tracked_env_files(findings)
     findings.sort(key=lambda f: f.sort_key)
     return ScanResult(findings, outcome.suppressed, outcome.files, outcome.bytes,
                       time.perf_counter() - started, outcome.errors, ignored,
                       skipped=len(skipped))
+
+
+def _threads_will_do(detector: Detector, parts: list[Origin]) -> bool:
+    """Large plain files cut into ranges, and nothing else: Hyperscan releases the GIL
+    while it searches a mapping, so threads share the work without starting processes
+    (no fork, no multiprocessing import, nothing pickled)."""
+    return (detector.prefilter is not None and bool(parts)
+            and all(p.end is not None for p in parts))
+
+
+def _scan_ranges(detector: Detector, parts: list[Origin], local: list[Origin],
+                 options: ScanOptions, outcome: Outcome, progress: Progress | None,
+                 jobs: int) -> None:
+    """The ranges searched by threads; lines (counting holds the GIL) by processes,
+    started only when there is a finding to number."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as threads:
+        futures = [threads.submit(scan_origin, detector, part, options.max_decompressed)
+                   for part in parts]
+        for origin in local:  # while the threads search the files
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+        for future in as_completed(futures):
+            outcome.merge(future.result())
+            if progress:
+                progress(outcome.files, outcome.bytes)
+    segments = line_segments(outcome, jobs * 4)
+    if segments:
+        with pools.executor(options.jobs) as pool:
+            number_lines(outcome, segments, count_lines(segments, pool))
+
+
+def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
+                  local: list[Origin], options: ScanOptions, outcome: Outcome,
+                  progress: Progress | None, jobs: int, executor: Executor | None) -> None:
+    """Batches of files in worker processes (each builds its own detector), lines of
+    split files counted there too."""
+    with pools.executor(options.jobs, executor) as pool:
+        futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
+                   for batch in _batches(origins)]
+        for origin in local:  # while the workers scan the files
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+        for future in as_completed(futures):
+            outcome.merge(future.result())
+            if progress:
+                progress(outcome.files, outcome.bytes)
+        segments = line_segments(outcome, jobs * 4)
+        if segments:
+            number_lines(outcome, segments, count_lines(segments, pool))
 
 
 def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None = None, *,

@@ -168,3 +168,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     worker instead of finishing alone at the end. (Not xdist's ``--dist loadgroup``:
     with pytest 9.2 it silently stops grouping, pytest-xdist issue #1386.)"""
     items.sort(key=lambda item: item.get_closest_marker("early") is None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--prefilter", choices=("auto", "plain"), default=None,
+        help="plain: run everything (the CLI subprocesses too) with the search a platform "
+             "without Hyperscan uses (sets CENDIS_SCAN_PREFILTER)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Set before any test module builds a detector, in each xdist worker too."""
+    choice = config.getoption("--prefilter")
+    if choice:
+        os.environ["CENDIS_SCAN_PREFILTER"] = choice

@@ -1,10 +1,11 @@
 """The detector: bytes in, redacted hits out.
 
-The hot loop is a handful of ``bytes.find`` calls for fixed strings (the rule's prefix
-and its base64 forms at the three byte alignments), which run at memory speed; RE2 only
-runs where a literal was found. A base64 hit is decoded locally (a window around the
-hit, aligned from the needle itself, so the run's start never has to be found first)
-and the decoded bytes are checked at exactly the place the needle promised.
+The hot loop looks for fixed strings only (the rule's prefix and its base64 forms at the
+three byte alignments): one Hyperscan pass for all of them, or without Hyperscan a
+handful of ``bytes.find`` calls; RE2 only runs where a literal was found. A base64 hit
+is decoded locally (a window around the hit, aligned from the needle itself, so the
+run's start never has to be found first) and the decoded bytes are checked at exactly
+the place the needle promised.
 See PERF-NOTES.md: an alternation or a character-class scan over every byte would cost
 5-10x.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from scanner import token as tk
 from scanner.engine import b64
 from scanner.engine._regex import compile_rule
+from scanner.engine.prefilter import Literals, compile_literals
 from scanner.result import GZIP_LIMIT
 
 if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
@@ -148,6 +150,10 @@ class Detector:
     base64 needle (a line break inside the needle of a wrapped run leaves one half
     whole), ``\\u0063endis_pat_``-style escapes, and the start of a gzipped blob in
     base64 (``H4sI``).
+
+    With Hyperscan (:mod:`scanner.engine.prefilter`) both plans keep their literal
+    sets but each is one Hyperscan pass, and the candidates are taken in the same order
+    as above, so the hits are the same; RE2 confirms every one.
     """
 
     def __init__(self, rules: list[Rule], *, max_decompressed: int = GZIP_LIMIT,
@@ -167,10 +173,39 @@ class Detector:
         self._by_literal = literal
         self._blobs = blobs and bool(rules)
         texts = sorted(literal) + ([GZIP_B64] if self._blobs else [])
-        self._deep_re = compile_rule(b"|".join(re.escape(t) for t in texts))
+        self._deep_texts = texts
+        self._deep_re_: Any = None  # compiled on first use: a hit-free scan needs no RE2
         self._longest = max((len(t) for t in texts), default=1)
-        self._inner = Detector(rules, max_decompressed=max_decompressed, blobs=False) \
-            if self._blobs else None
+        #: One Hyperscan pass for every literal (the deep plan, git object regions), or
+        #: None: the plain search. Past DEEP_LIMIT a second database holds only the
+        #: ``always`` literals: fewer and longer, so twice as fast as all of them.
+        self.prefilter = compile_literals(self.literals())
+        # Built on first use (a Detector is made per unit of work in every worker, and
+        # most units never pass DEEP_LIMIT nor hold a gzipped blob).
+        self._shallow_: Literals | None = None
+        self._always_at: dict[int, list[int]] = {}
+        self._inner_: Detector | None = None
+
+    @property
+    def _shallow(self) -> Literals | None:
+        """The ``always`` literals' database, past DEEP_LIMIT (with the prefilter)."""
+        if self._shallow_ is None and self.prefilter is not None:
+            db = Literals(sorted({n.text for n in self.always}))
+            by_text = {t: i for i, t in enumerate(db.texts)}
+            at: dict[int, list[int]] = {}
+            for n, needle in enumerate(self.always):
+                at.setdefault(by_text[needle.text], []).append(n)
+            # Threads may race here: each builds its own pair, and either pair is right.
+            self._always_at, self._shallow_ = at, db
+        return self._shallow_
+
+    @property
+    def _inner(self) -> Detector | None:
+        """The detector for what a gzipped base64 blob holds (no blobs in blobs)."""
+        if self._inner_ is None and self._blobs:
+            self._inner_ = Detector(self.rules, max_decompressed=self.max_decompressed,
+                                    blobs=False)
+        return self._inner_
 
     def literals(self) -> list[bytes]:
         """Every literal either search plan looks for: a prefilter (git blobs) that
@@ -182,9 +217,23 @@ class Detector:
         """A whole buffer at once (samples, small files, decoded text)."""
         return list(self.scan(buf, 0, len(buf), deep=True))
 
+    @property
+    def _deep_re(self) -> Any:
+        if self._deep_re_ is None:
+            self._deep_re_ = compile_rule(b"|".join(re.escape(t) for t in self._deep_texts))
+        return self._deep_re_
+
+    def candidates(self, buf: Buffer, start: int, stop: int) -> list[int]:
+        """Sorted offsets in ``buf[start:stop]`` where any literal of :meth:`literals`
+        lies whole (a region prefilter, as for git objects). Needs :attr:`prefilter`."""
+        assert self.prefilter is not None
+        return [p for p, _ in self.prefilter.find(buf, start, stop)]
+
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
         bytes after ``end`` unless the input ends there."""
+        if self.prefilter is not None:
+            return self._scan_prefiltered(buf, start, end, deep)
         hits: list[Hit] = []
         if deep:
             stop = min(len(buf), end + self._longest - 1)
@@ -208,6 +257,34 @@ class Detector:
                     if hit is not None:
                         hits.append(hit)
                     p = buf.find(text, p + 1, stop)
+        if len(hits) > 1:
+            hits.sort(key=lambda h: h.offset)
+        return iter(hits)
+
+    def _scan_prefiltered(self, buf: Buffer, start: int, end: int, deep: bool
+                          ) -> Iterator[Hit]:
+        """:meth:`scan` from one Hyperscan pass: the same candidates, taken in the same
+        order as the plain plans take them, so the hits are the same."""
+        db = self.prefilter if deep else self._shallow
+        assert db is not None
+        stop = min(len(buf), end + db.longest - 1)
+        found = [(p, i) for p, i in db.find(buf, start, stop) if p < end]
+        hits: list[Hit] = []
+        if deep:
+            for p in sorted({p for p, _ in found}):
+                for needle in self._at(buf, p):
+                    hit = self._resolve(buf, p, needle)
+                    if hit is not None:
+                        hits.append(hit)
+                if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
+                    hits += self._blob(buf, p)
+        else:
+            always_at = self._always_at
+            todo = sorted((n, p) for p, i in found for n in always_at.get(i, ()))
+            for index, at in todo:
+                hit = self._resolve(buf, at, self.always[index])
+                if hit is not None:
+                    hits.append(hit)
         if len(hits) > 1:
             hits.sort(key=lambda h: h.offset)
         return iter(hits)

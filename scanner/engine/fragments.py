@@ -21,7 +21,7 @@ from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import (
     CHUNK,
-    REGION,
+    COUNT_STEP,
     SNIFF,
     Located,
     data_extents,
@@ -281,7 +281,7 @@ Segment = tuple[str, int, int]  # (file to open, start, end)
 def count_segment(segment: Segment) -> int:
     """Newlines in one byte range of a file (a unit of parallel line counting)."""
     fs_path, start, end = segment
-    buf = bytearray(min(REGION, max(0, end - start)))
+    buf = bytearray(min(COUNT_STEP, max(0, end - start)))  # read into cache, count there
     view = memoryview(buf)
     total = 0
     with open(fs_path, "rb", buffering=0) as f:  # read(), not a mapping: no page faults

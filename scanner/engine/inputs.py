@@ -25,6 +25,8 @@ CHUNK = 1 << 20
 #: Mapped files are searched (and their newlines counted) this much at a time.
 REGION = 32 << 20
 PAGE = mmap.PAGESIZE
+#: Newlines of a mapping are counted this much at a time (a slice that stays in cache).
+COUNT_STEP = 256 << 10
 SNIFF = 8192
 _CONTINUATION = bytes(range(0x80, 0xC0))
 #: Holes shorter than this are read through: one search call beats many tiny ones.
@@ -184,14 +186,16 @@ def count_newlines(buf: Buffer, start: int, end: int, extents: Extents | None = 
                    ) -> int:
     """``bytes.count`` for any buffer: mapped files lack it, so a REGION at a time (and
     only in ``extents``, a file's data, when given)."""
-    if isinstance(buf, bytes):
+    if isinstance(buf, bytes | bytearray):
         return buf.count(b"\n", start, end)
     release = getattr(buf, "madvise", None)
     total = 0
     for a, b in _clip(extents, start, end):
-        for lo in range(a, b, REGION):
-            total += buf[lo : min(b, lo + REGION)].count(b"\n")
-            if release is not None and lo > PAGE:
+        for lo in range(a, b, COUNT_STEP):
+            # A small slice is copied into the CPU cache and counted there: twice the
+            # speed of counting a REGION-sized copy, which goes through memory twice.
+            total += buf[lo : min(b, lo + COUNT_STEP)].count(b"\n")
+            if release is not None and lo % REGION == 0 and lo > PAGE:
                 release(mmap.MADV_DONTNEED, 0, lo & ~(PAGE - 1))
     return total
 

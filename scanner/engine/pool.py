@@ -15,12 +15,15 @@ A scan is called from the CLI, from threads of a service, from an asyncio loop (
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # multiprocessing costs ~12 ms to import: only a pool pays for it
+    from concurrent.futures import Executor, ProcessPoolExecutor
 
 #: From this many files on, a scan uses workers whatever their size.
 PARALLEL_FILES = 400
@@ -33,8 +36,10 @@ def worker_count(jobs: int) -> int:
 
 def in_worker() -> bool:
     """True inside a multiprocessing child (a pool worker of ours or of a caller's)."""
-    return multiprocessing.parent_process() is not None or multiprocessing.current_process(
-    ).daemon
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:  # every pool's worker has imported it (fork, spawn or forkserver)
+        return False
+    return mp.parent_process() is not None or mp.current_process().daemon
 
 
 def worth_it(jobs: int, nbytes: int, threshold: int, items: int = 0) -> bool:
@@ -50,6 +55,9 @@ def executor(jobs: int, given: Executor | None = None) -> Iterator[Executor]:
     if given is not None:
         yield given
         return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     method = "fork" if threading.active_count() == 1 else "forkserver"
     if method not in multiprocessing.get_all_start_methods():
         method = "spawn"

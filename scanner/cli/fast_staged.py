@@ -1,0 +1,176 @@
+"""The pre-commit hook's quick answer: a staged change that holds no literal at all.
+
+``cendis-scan git --staged`` runs before every commit, so its start-up is most of its
+cost. Nearly every commit holds no token, and then no token can be found where none of
+the detector's fixed strings (:mod:`scanner.engine.literals`: the prefix, its base64
+and escaped forms) occurs. So this module, which imports nothing beyond the standard
+library's basics, reads what the full scan would read (the staged blobs, their paths,
+the identities the commit will carry) and looks for those strings. When none is there
+it prints the summary line the full scan prints and exits 0, without RE2, the rules'
+regexes, the detector or the report code. Anything else (a literal found, gzip or
+UTF-16 or zip content, a submodule, a shallow or bare repository, no HEAD yet, a large
+change, any option, any git error) returns None and the full scan runs, which says
+everything itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+#: Above this many staged bytes the full scan (with its prefilter) runs instead.
+MAX_BYTES = 4 << 20
+_MAGIC = (b"\x1f\x8b", b"PK", b"\xff\xfe", b"\xfe\xff")
+_GITLINK = b"160000"
+
+
+def _repo_arg(args: list[str]) -> str | None:
+    """The repository of exactly ``git [REPO] --staged`` (no other option), else None."""
+    if not args or args[0] != "git":
+        return None
+    rest = [a for a in args[1:] if a != "--staged"]
+    if len(rest) == len(args) - 1 or len(args) - 1 - len(rest) != 1 or len(rest) > 1:
+        return None
+    if rest and (rest[0].startswith("-") or not rest[0]):
+        return None
+    return rest[0] if rest else "."
+
+
+def _prefixes() -> list[bytes] | None:
+    """The built-in rules' prefixes, read without compiling any rule (nor importing
+    tomllib, which costs more than the whole answer): the ``prefix = "..."`` lines of
+    the rule files we ship, one per ``[[rules]]`` table; anything else, None."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(here, "rules")  # where scanner.rules.builtin_dir finds them
+    if not os.path.isdir(folder):
+        folder = os.path.join(os.path.dirname(here), "rules")
+    out = []
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".toml")):
+        with open(os.path.join(folder, name), "rb") as f:
+            lines = [ln.strip() for ln in f.read().splitlines()]
+        tables = sum(ln == b"[[rules]]" for ln in lines)
+        found = [ln.partition(b"=")[2].strip() for ln in lines
+                 if ln.partition(b"=")[0].strip() == b"prefix"]
+        if len(found) != tables or any(len(v) < 3 or v[:1] != b'"' or v[-1:] != b'"'
+                                       or b"\\" in v or b'"' in v[1:-1] for v in found):
+            return None
+        out += [v[1:-1] for v in found]
+    return out or None
+
+
+def _spawn(repo: str, args: list[str], data: bytes = b"") -> tuple[int, int]:
+    """Start ``git -C repo ARGS`` with ``data`` on stdin (it must fit in a pipe): its pid
+    and the read end of its stdout. posix_spawn and pipes, not subprocess, whose
+    imports cost more than git takes."""
+    out_r, out_w = os.pipe()
+    in_r, in_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    try:
+        pid = os.posix_spawnp("git", ["git", "-C", repo, *args], os.environ,
+                              file_actions=actions)
+    except BaseException:
+        for fd in (out_r, out_w, in_r, in_w):
+            os.close(fd)
+        raise
+    os.close(out_w)
+    os.close(in_r)
+    try:
+        if data:
+            os.write(in_w, data)
+    finally:
+        os.close(in_w)
+    return pid, out_r
+
+
+def _collect(started: tuple[int, int]) -> tuple[int, bytes]:
+    """All of a started git's stdout, then its exit status."""
+    pid, out_r = started
+    chunks = []
+    with os.fdopen(out_r, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            chunks.append(chunk)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return status, b"".join(chunks)
+
+
+def _git(repo: str, args: list[str], data: bytes = b"") -> tuple[int, bytes]:
+    return _collect(_spawn(repo, args, data))
+
+
+def _blobs(repo: str, oids: list[bytes]) -> list[bytes] | None:
+    status, out = _git(repo, ["cat-file", "--batch"], b"".join(o + b"\n" for o in oids))
+    if status != 0:
+        return None
+    blobs, pos = [], 0
+    for oid in oids:
+        nl = out.find(b"\n", pos)
+        header = out[pos:nl].split(b" ")
+        if nl == -1 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
+            return None
+        size = int(header[2])
+        blobs.append(out[nl + 1 : nl + 1 + size])
+        pos = nl + 1 + size + 1
+    return blobs
+
+
+def try_clean(args: list[str]) -> int | None:
+    """0 when ``git [REPO] --staged`` certainly finds nothing (the summary line is
+    written), None when the full scan must run."""
+    repo = _repo_arg(args)
+    if repo is None or os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0"):
+        return None
+    started = time.perf_counter()
+    if not hasattr(os, "posix_spawnp"):
+        return None
+    try:
+        # Three gits at once (HEAD by name: no need to wait for rev-parse's answer).
+        gits = [_spawn(repo, ["rev-parse", "--is-bare-repository", "--is-shallow-repository",
+                              "--verify", "-q", "HEAD^{commit}"]),
+                _spawn(repo, ["diff-index", "--cached", "-z", "--no-abbrev", "--no-renames",
+                              "--no-ext-diff", "HEAD", "--"]),
+                _spawn(repo, ["var", "-l"])]
+        (status, out), (diff_status, diff), (ident_status, identities) = map(_collect, gits)
+        lines = out.split()
+        if status != 0 or lines[:2] != [b"false", b"false"] or len(lines) != 3:
+            return None
+        if diff_status != 0 or ident_status not in (0, 128):
+            return None
+        fields = diff.split(b"\0")
+        names: list[bytes] = []
+        oids: dict[bytes, None] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.lstrip(b"\n")[1:].split(b" ")
+            if not meta.lstrip(b"\n").startswith(b":") or len(parts) < 5:
+                return None
+            if _GITLINK in (parts[0], parts[1]):
+                return None  # the full scan warns about submodules
+            names.append(path)
+            if parts[3].strip(b"0"):
+                oids[parts[3]] = None
+        if len(oids) > 500:
+            return None  # their ids might not fit in the pipe
+        blobs = _blobs(repo, list(oids)) if oids else []
+        if blobs is None:
+            return None
+        total = sum(len(b) for b in blobs)
+        if total > MAX_BYTES:
+            return None
+        if any(b.startswith(_MAGIC) or b"\0" in b[:8192] for b in blobs):
+            return None  # gzip, zip, UTF-16 or binary: the full scan decodes it
+        prefixes = _prefixes()
+        if prefixes is None:
+            return None
+        from scanner.engine.literals import texts
+
+        haystack = b"\n".join([*blobs, *names, identities])
+        if any(lit in haystack for lit in texts(prefixes)):
+            return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    n = len(blobs)
+    sys.stderr.write(f"cendis-scan: 0 findings (0 confirmed, 0 possible); {n} file"
+                     f"{'s' if n != 1 else ''}, {total / 1e6:.1f} MB in "
+                     f"{time.perf_counter() - started:.2f} s\n")
+    return 0
