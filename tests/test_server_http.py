@@ -143,6 +143,9 @@ BAD_CASES: list[tuple[str, bytes, dict[str, str] | str, int, str, dict[str, Any]
     ("webhook: stale timestamp", b"[]", {"webhook": "stale"}, 401,
      "timestamp_out_of_window", {}),
     ("webhook: no headers", b"[]", {"webhook": "none"}, 400, "missing_signature_headers", {}),
+    ("webhook: a 400-digit timestamp", b"[]", {"webhook": "huge"}, 400, "bad_timestamp", {}),
+    ("JSON nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000, SIGNED, 400,
+     "malformed_json", {}),
 ]
 
 
@@ -175,6 +178,8 @@ async def test_bad_delivery_gets_its_status_and_changes_nothing(
             headers["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
         elif how["webhook"] == "stale":
             headers = _webhook_headers(body, stamp=int(time.time()) - 600)
+        elif how["webhook"] == "huge":
+            headers = {**_webhook_headers(body), "webhook-timestamp": "9" * 400}
         else:
             headers = {"Content-Type": "application/json"}
     elif "Content-Type" in how:
@@ -402,7 +407,7 @@ async def test_key_fetch_sends_the_github_token_and_etag(aiohttp_server: Any) ->
     async with aiohttp.ClientSession() as session:
         fetch = http_fetcher(session, str(server.make_url(KEYS_PATH)), github_token="ghp_t")
         first = await fetch(None)
-        assert first.keys and first.etag == '"v1"'
+        assert first.keys and first.etag == app[KEYS_STATE].etag and first.etag != '""'
         again = await fetch(first.etag)
         assert again.keys is None  # 304 Not Modified
     state = app[KEYS_STATE]

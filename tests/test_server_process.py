@@ -146,3 +146,48 @@ def test_serve_refuses_bad_setups_in_one_line(tmp_path: Path, cli: Any) -> None:
         errors = [line for line in proc.err.splitlines() if "error" in line]
         assert len(errors) == 1 and message in errors[0], proc.err
         assert "Traceback" not in proc.err and CREDENTIAL not in proc.err + proc.out
+
+
+async def test_hostile_connections_leave_no_token_in_the_log(
+        aiohttp_server: Any, tmp_path: Path, make_token: Any) -> None:
+    """Malformed requests (aiohttp quotes their bytes in its log) and a body that
+    trickles in: every log line stays one scrubbed JSON object, and the slow body is cut
+    off with 408 after ``body_timeout``."""
+    token = make_token().encode()
+    cendis = await aiohttp_server(standin_app(
+        tokens=[], service_credentials={CREDENTIAL: ["revoke:tokens"]}))
+    keys = await aiohttp_server(create_key_app(PARTNERS["public_keys"]["public_keys"]))
+    config = tmp_path / "receiver.toml"
+    config.write_text("body_timeout = 1\n")
+    log = tmp_path / "serve.log"
+    proc, url = await _start(["--db", str(tmp_path / "i.db"), "--config", str(config),
+                              "--cendis-api-url", str(cendis.make_url("")),
+                              "--github-keys-url", str(keys.make_url(KEYS_PATH))], log)
+    port = int(url.rsplit(":", 1)[1])
+    attacks = [b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + token + b"x" * 9000 + b"\r\n\r\n",
+               token + b" / HTTP/1.1\r\nHost: x\r\n\r\n",
+               b"GET / HTTP/" + token + b"\r\nHost: x\r\n\r\n",
+               b"GET /" + token + b"?" + b"y" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"]
+    try:
+        for attack in attacks:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(attack)
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.read(200), 10))[:10] in (b"HTTP/1.1 4", b"HTTP/1.0 4")
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /partners/github HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nGithub-Public-Key-Identifier: k\r\n"
+                     b"Github-Public-Key-Signature: MEUCIQ==\r\nContent-Length: 1000\r\n\r\n[")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(200), 10)  # not held for ever
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        writer.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    text = log.read_text()
+    keep_output(text.encode(), "serve-hostile")
+    assert token.decode() not in text and "Traceback" not in text
+    assert all(line.startswith("{") for line in text.splitlines())
+    assert_tokens_nowhere([token.decode()], tmp_path)

@@ -76,8 +76,11 @@ def serve(
     import sqlite3
 
     try:
+        # aiohttp's own errors (a malformed request, quoted) go through our scrubbing
+        # formatter: one JSON line, no token, never a multi-line traceback.
         web.run_app(app, host=host, port=port, access_log=None, print=None,
-                    shutdown_timeout=10, handle_signals=True)
+                    shutdown_timeout=10, handle_signals=True,
+                    logger=logging.getLogger("scanner.server.http"))
     except sqlite3.Error as exc:
         raise _fail(f"cannot open the incident database {path}: {exc}") from None
     except (OSError, OverflowError) as exc:

@@ -56,10 +56,17 @@ class KeyServerState:
     public_keys: list[dict[str, Any]]
     mode: str = "ok"            # ok | junk | error | slow
     delay: float = 0.0
-    etag: str = '"v1"'
+    etag: str = ""  # default: derived from the key ids, as a real endpoint's changes
     hits: int = 0
     not_modified: int = 0
     auth_headers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.etag:
+            import hashlib
+
+            ids = ",".join(str(k.get("key_identifier")) for k in self.public_keys)
+            self.etag = f'"{hashlib.sha256(ids.encode()).hexdigest()[:16]}"'
 
 
 STATE = web.AppKey("key_server_state", KeyServerState)

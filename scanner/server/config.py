@@ -5,6 +5,7 @@ variable, so the file itself can be committed to an ops repository without secre
 Example (``cendis-scan serve --config receiver.toml``)::
 
     body_limit = 33554432                 # bytes; 413 above it
+    body_timeout = 10                     # seconds for a body to arrive; 408 after
     reader_token_env = "CENDIS_SCAN_READER_TOKEN"
     report_token_env = "CENDIS_SCAN_REPORT_TOKEN" # sweeps' POST /v1/findings (--report-to)
 
@@ -43,7 +44,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "report_token_env",
         "auto_revoke", "github", "gitlab",
-        "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout"}
+        "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
+        "body_timeout"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
 
@@ -77,6 +79,7 @@ class ServerConfig:
     key_refetch_interval: float = 5.0
     key_miss_ttl: float = 60.0
     key_fetch_timeout: float = 5.0
+    body_timeout: float = 10.0  # seconds for a delivery's body to arrive (slowloris)
 
 
 def decode_whsec(secret: str, where: str) -> bytes:
@@ -179,7 +182,7 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
     numbers = {}
-    for key in ("key_refetch_interval", "key_miss_ttl", "key_fetch_timeout"):
+    for key in ("key_refetch_interval", "key_miss_ttl", "key_fetch_timeout", "body_timeout"):
         if key in data:
             value = float(_typed(data[key], (int, float), key))
             if value < 0:

@@ -28,6 +28,7 @@ from scanner.incidents.models import Recorded, Sighting, TokenRef
 from scanner.redaction import scrub
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
+from scanner.server.views import read_body
 
 PATH = "/v1/findings"
 LABEL = "scan"  # the metrics' partner label for these reports
@@ -72,7 +73,7 @@ def _parse(body: bytes, now: Callable[[], datetime]
     """The body, checked whole before anything is recorded (a bad item refuses all)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
         raise Rejected("bad_json", "the body is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         raise Rejected("bad_body", "expected an object with a findings list")
@@ -114,13 +115,7 @@ async def findings(request: web.Request) -> web.Response:
     metrics = app[METRICS]
     try:
         _authorized(request)
-        if request.content_type != "application/json":
-            raise Rejected("wrong_content_type", "Content-Type must be application/json",
-                           status=415)
-        limit = app[CONFIG].body_limit
-        if request.content_length is not None and request.content_length > limit:
-            raise Rejected("body_too_large", f"body over {limit} bytes", status=413)
-        revoke, items = _parse(await request.read(), app[NOW])
+        revoke, items = _parse(await read_body(request), app[NOW])
         writer = app[WRITER]
         revoke = revoke and writer.revoke  # the receiver's auto_revoke has the last word
         queued = [(ref, s) for ref, s, can in items if revoke and can]

@@ -22,26 +22,42 @@ FIELDS = ("partner", "reason", "incident_id", "redacted", "status", "records", "
 LOGGERS = ("scanner", "cendis_scan")
 
 
+def _scrubbed(record: logging.LogRecord) -> tuple[str, dict[str, Any], str | None]:
+    """Message, fields and exception of a record, each through the one redaction
+    function: a library's message (aiohttp quotes the bytes of a malformed request) can
+    hold whatever an attacker sent, a token included."""
+    from scanner.redaction import scrub
+
+    fields = {}
+    for key in FIELDS:
+        value = record.__dict__.get(key)
+        if value is not None:
+            fields[key] = scrub(value, 500) if isinstance(value, str) else value
+    exc = None
+    if record.exc_info and record.exc_info[0] is not None:
+        exc = scrub(f"{record.exc_info[0].__name__}: {record.exc_info[1]}", 300)
+    return scrub(record.getMessage(), 1000), fields, exc
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        message, fields, exc = _scrubbed(record)
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name,
-            "message": record.getMessage()}
-        for key in FIELDS:
-            value = record.__dict__.get(key)
-            if value is not None:
-                entry[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = record.exc_info[0].__name__
+            "level": record.levelname.lower(), "logger": record.name, "message": message,
+            **fields}
+        if exc is not None:
+            entry["exception"] = exc
         return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={record.__dict__[k]}" for k in FIELDS
-                          if record.__dict__.get(k) is not None)
-        line = f"{record.levelname.lower():7} {record.getMessage()}"
+        message, fields, exc = _scrubbed(record)
+        extras = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{record.levelname.lower():7} {message}"
+        if exc is not None:
+            line += f" ({exc})"
         return f"{line}  {extras}" if extras else line
 
 

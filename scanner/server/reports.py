@@ -69,7 +69,7 @@ def parse_records(body: bytes, *, partner: str, source: str, received_at: dateti
     a malformed record is counted and skipped, never failing the batch."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise Rejected("malformed_json", "the body is not JSON") from None
     if not isinstance(data, list):
         raise Rejected("not_an_array", "the body must be a JSON array of records")

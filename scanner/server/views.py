@@ -4,6 +4,7 @@ logic :mod:`.reports`, the commit :mod:`.writer`; a view only wires them and tur
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -37,7 +38,7 @@ def _error(exc: ReportError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
-async def _body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
     """The raw bytes, after the cheap checks: content type, then size (413)."""
     if request.content_type not in _JSON_TYPES:
         raise Rejected("wrong_content_type", "Content-Type must be application/json",
@@ -45,8 +46,13 @@ async def _body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].body_limit
     if request.content_length is not None and request.content_length > limit:
         raise Rejected("body_too_large", f"body over {limit} bytes", status=413)
+    timeout = request.app[CONFIG].body_timeout
     try:
-        return await request.read()
+        # A body that trickles in (slowloris) is cut off: the connection is not held.
+        return await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise Rejected("body_timeout", f"the body took over {timeout:g} s",
+                       status=408) from None
     except web.HTTPRequestEntityTooLarge:
         raise Rejected("body_too_large", f"body over {limit} bytes", status=413) from None
 
@@ -109,7 +115,7 @@ async def keyed_report(request: web.Request, name: str) -> web.Response:
     prefix = name.capitalize()
 
     async def handle() -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         key_id = request.headers.get(f"{prefix}-Public-Key-Identifier", "").strip()
         signature = request.headers.get(f"{prefix}-Public-Key-Signature", "").strip()
         if not key_id or not signature:
@@ -139,7 +145,7 @@ async def webhook_report(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
 
     async def handle() -> web.Response:
-        body = await _body(request)
+        body = await read_body(request)
         h = request.headers
         msg_id = h.get("webhook-id")
         verify_hmac(partner.secrets, msg_id, h.get("webhook-timestamp"),

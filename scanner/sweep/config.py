@@ -80,6 +80,14 @@ class SweepConfig:
         return (*self.repos, *self.logs)
 
 
+def _has_password(url: str) -> bool:
+    """``https://user:secret@host``: a secret in the config (``ssh://git@host`` is not)."""
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
 def strip_credentials(url: str) -> str:
     """``https://user:secret@host/x`` -> ``https://host/x``: never shown or stored."""
     try:
@@ -164,6 +172,11 @@ def parse(text: str, path: str) -> SweepConfig:
         if not url:
             if "url" not in table:
                 problems.append(f"{where}.url is missing")
+            continue
+        if _has_password(url):
+            problems.append(f"{where}.url holds a password or token: give credentials "
+                            "through git's credential helpers or the environment, never "
+                            "in this file (the mirror's config would keep them)")
             continue
         if "://" not in url and not re.match(r"[\w.-]+@[\w.-]+:", url):
             url = str((base / os.path.expanduser(url)).resolve())  # a local path
