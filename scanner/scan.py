@@ -200,10 +200,16 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     total_bytes = sum(o.size for o in origins if not o.local)
     if executor is None and not pools.worth_it(options.jobs, total_bytes,
                                                options.parallel_bytes, len(origins)):
-        for origin in origins:
-            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
-            if progress:
-                progress(outcome.files, outcome.bytes)
+        if detector.prefilter is not None:  # small files searched together
+            for batch in _batches(origins):
+                _scan_small(detector, batch, options.max_decompressed, outcome)
+                if progress:
+                    progress(outcome.files, outcome.bytes)
+        else:
+            for origin in origins:
+                outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+                if progress:
+                    progress(outcome.files, outcome.bytes)
     else:
         jobs = pools.worker_count(options.jobs)
         origins = [part for o in origins if not o.local
