@@ -87,6 +87,12 @@ def stop(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
     for proc in workers:
         proc.join(5)
+    # The pool's manager thread closes its wake-up pipe on its way out; joined here, the
+    # interpreter's exit hook no longer races it (on 3.11 that race printed an "Exception
+    # ignored ... Bad file descriptor" traceback after a SIGTERM, rarely).
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(5)
 
 
 def _quiet_worker() -> None:
