@@ -16,7 +16,7 @@ import stat
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import replace
 from typing import BinaryIO
 
@@ -245,16 +245,23 @@ def _scan_ranges(detector: Detector, parts: list[Origin], local: list[Origin],
     with ThreadPoolExecutor(jobs) as threads:
         futures = [threads.submit(scan_origin, detector, part, options.max_decompressed)
                    for part in parts]
-        for origin in local:  # while the threads search the files
-            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
-        for future in as_completed(futures):
-            outcome.merge(future.result())
-            if progress:
-                progress(outcome.files, outcome.bytes)
+        _gather(futures, detector, local, options, outcome, progress)
     segments = line_segments(outcome, jobs * 4)
     if segments:
         with pools.executor(options.jobs) as pool:
             number_lines(outcome, segments, count_lines(segments, pool))
+
+
+def _gather(futures: list[Future[Outcome]], detector: Detector, local: list[Origin],
+            options: ScanOptions, outcome: Outcome, progress: Progress | None) -> None:
+    """While the workers (threads or processes) scan, read the inputs only this process
+    can open (streams, /dev/stdin); then merge the workers' outcomes as they finish."""
+    for origin in local:
+        outcome.merge(scan_origin(detector, origin, options.max_decompressed))
+    for future in as_completed(futures):
+        outcome.merge(future.result())
+        if progress:
+            progress(outcome.files, outcome.bytes)
 
 
 def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
@@ -265,12 +272,7 @@ def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
     with pools.executor(options.jobs, executor) as pool:
         futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
                    for batch in _batches(origins)]
-        for origin in local:  # while the workers scan the files
-            outcome.merge(scan_origin(detector, origin, options.max_decompressed))
-        for future in as_completed(futures):
-            outcome.merge(future.result())
-            if progress:
-                progress(outcome.files, outcome.bytes)
+        _gather(futures, detector, local, options, outcome, progress)
         segments = line_segments(outcome, jobs * 4)
         if segments:
             number_lines(outcome, segments, count_lines(segments, pool))
