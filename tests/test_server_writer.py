@@ -1,5 +1,5 @@
 """Group commit: concurrent deliveries share a transaction, each gets its own results,
-in the event loop (the default) and on a writer thread."""
+first tried in the event loop (the default) or always on the writer thread."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from scanner.server.reports import token_ref
 from scanner.server.writer import BatchWriter
 
 
-@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("inline", [False, True])
 async def test_concurrent_deliveries_share_commits_and_get_their_slices(
-        tmp_path: Path, make_token: Any, threaded: bool) -> None:
+        tmp_path: Path, make_token: Any, inline: bool) -> None:
     db = tmp_path / "w.db"
-    writer = BatchWriter(lambda: Store.open(db), revoke=True, threaded=threaded)
+    writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True,
+                         inline=inline)
     await writer.start()
     now = datetime.now(UTC)
     deliveries = [[(token_ref(make_token()), Sighting(source="github", received_at=now,
