@@ -193,4 +193,8 @@ async def test_hostile_connections_leave_no_token_in_the_log(
     keep_output(text.encode(), "serve-hostile")
     assert token.decode() not in text and "Traceback" not in text
     assert all(line.startswith("{") for line in text.splitlines())
+    # malformed requests are the sender's problem: at most a warning, never an error flood
+    levels = Counter(json.loads(line)["level"] for line in text.splitlines())
+    assert levels["error"] == 0 and levels["warning"] <= len(attacks), levels
+    assert any("stopped" in line for line in text.splitlines())  # the shutdown is logged
     assert_tokens_nowhere([token.decode()], tmp_path)

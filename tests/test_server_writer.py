@@ -36,3 +36,32 @@ async def test_concurrent_deliveries_share_commits_and_get_their_slices(
         assert await writer.call(lambda s: s.queue_depth()) == sum(map(len, deliveries))
     finally:
         await writer.close()
+
+
+@pytest.mark.parametrize("bad", [{"line": 2**63}, {"url": "x\ud800"}, {"line": -2**64}])
+async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
+        tmp_path: Path, make_token: Any, bad: dict[str, Any]) -> None:
+    """Past the views' validation (a value SQLite still refuses): the group is retried
+    delivery by delivery, so only the bad one fails, and not as a database outage."""
+    from scanner.server.writer import Unstorable
+
+    db = tmp_path / "w.db"
+    writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True)
+    await writer.start()
+    now = datetime.now(UTC)
+    good = [[(token_ref(make_token()), Sighting(source="github", received_at=now,
+                                                url=f"u{i}"))] for i in range(6)]
+    poisoned = [(token_ref(make_token()), Sighting(source="github", received_at=now,
+                                                   **bad))]
+    try:
+        results = await asyncio.gather(*(writer.record(d) for d in good[:3]),
+                                       writer.record(poisoned),
+                                       *(writer.record(d) for d in good[3:]),
+                                       return_exceptions=True)
+        assert isinstance(results[3], Unstorable)
+        assert all(isinstance(r, list) and r[0].new_incident
+                   for i, r in enumerate(results) if i != 3)
+        assert writer.healthy  # the data's fault, not the database's
+        assert await writer.call(lambda s: s.queue_depth()) == 6
+    finally:
+        await writer.close()
