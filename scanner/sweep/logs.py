@@ -59,6 +59,8 @@ TAIL_BYTES = 4096
 #: A tail with no newline at all is taken whole once it is this long (not a log of lines).
 NO_NEWLINE_LIMIT = 1 << 20
 STATE_VERSION = 2
+#: What stands for a hole in the stream that is scanned (ASCII unit separator).
+HOLE_MARK = 0x1F
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -177,8 +179,9 @@ def load_state(path: Path) -> LogState:
 
 class _Tail(io.RawIOBase):
     """The data of bytes ``start..end`` of an open file, noting where the last newline
-    was. A hole of a sparse file is not read: one zero byte stands for it, so the data
-    on either side is never joined into a token, and :meth:`file_offset` maps a
+    was. A hole of a sparse file is not read: one separator byte stands for it (not a
+    zero, which would make the stream look binary; no token or base64 character, so
+    the data on either side is never joined into one), and :meth:`file_offset` maps a
     position in this stream back to the file."""
 
     def __init__(self, f: io.BufferedReader, start: int, end: int) -> None:
@@ -207,7 +210,7 @@ class _Tail(io.RawIOBase):
                 return 0
             self.pos = self.extents[self.i][0]
             self.f.seek(self.pos)
-            buffer[0] = 0  # the hole
+            buffer[0] = HOLE_MARK  # the hole
             self.streamed += 1
             self.spans.append((self.streamed, self.pos))
             return 1
