@@ -184,7 +184,8 @@ def register(app: typer.Typer) -> None:
                                            help="the sweep's TOML file"),
               every: str | None = typer.Option(None, "--every", metavar="DURATION",
                                                help="keep running, one sweep every "
-                                                    "DURATION (15m, 1h); SIGTERM stops "
+                                                    "DURATION (15m, 1h; 1s to 365d); "
+                                                    "SIGTERM stops "
                                                     "cleanly between repositories"),
               shard: str | None = typer.Option(None, "--shard", metavar="K/N",
                                                help="only the sources in shard K of N "
