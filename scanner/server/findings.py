@@ -9,6 +9,10 @@ sends ``sha256`` and ``redacted``, and a ``redacted`` that looks like a whole to
 refused. Recording goes through the app's writer (committed before the 200) and wakes
 the app's revoker; ``revoke`` in the body asks for revocation, which the receiver's own
 ``auto_revoke`` can still veto.
+
+The 200 answer is the acknowledgement: ``recorded`` lists every finding's ``sha256``
+(with its incident and status, in input order), ``count`` how many, ``queued`` how many
+wait for the revoker. A sweep moves its state only past what is listed there.
 """
 
 from __future__ import annotations
@@ -146,7 +150,10 @@ async def findings(request: web.Request) -> web.Response:
     if queued and revoker is not None:
         revoker.wake()
     by_sha: dict[str, Recorded] = {r.sha256: r for r in [*first, *second]}
-    return web.json_response({"recorded": [
-        {"sha256": ref.sha256, "incident_id": by_sha[ref.sha256].incident_id,
-         "status": str(by_sha[ref.sha256].status),
-         "new_incident": by_sha[ref.sha256].new_incident} for ref, _, _ in items]})
+    recorded = [{"sha256": ref.sha256, "incident_id": by_sha[ref.sha256].incident_id,
+                 "status": str(by_sha[ref.sha256].status),
+                 "new_incident": by_sha[ref.sha256].new_incident} for ref, _, _ in items]
+    # The acknowledgement: a sweep advances only past the sha256s listed here (and the
+    # count), so it never mistakes some other 200 answer for "recorded".
+    return web.json_response({"recorded": recorded, "count": len(recorded),
+                              "queued": sum(r["status"] == "pending" for r in recorded)})
