@@ -58,8 +58,11 @@ def _is_log_state(path: str) -> bool:
         if os.path.getsize(path) > STATE_LIMIT:
             return False
         with open(path, "rb") as handle:
-            data = json.loads(handle.read())
-    except (OSError, ValueError):
+            text = handle.read()
+        if not text.lstrip().startswith(b"{"):
+            return False
+        data = json.loads(text)
+    except (OSError, ValueError, RecursionError):  # inputs: [[[[... nested deep
         return False
     return isinstance(data, dict) and "files" in data and "reported" in data
 

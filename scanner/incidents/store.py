@@ -38,6 +38,7 @@ from scanner.incidents.models import (
     severity_of,
     utcnow,
 )
+from scanner.redaction import is_clean, scrub
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -63,8 +64,11 @@ _SIGHTING_KEY = ("incident_id, source, coalesce(url, ''), coalesce(delivery_id, 
 def _scrubbed(parameters: Any) -> Any:
     """Statement parameters with every text scrubbed (tokens in any form redacted,
     control characters escaped). Idempotent, so a stored value looked up again matches."""
-    from scanner.redaction import scrub
-
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    texts = [v for v in values if isinstance(v, str)]
+    joined = "\n".join(texts)  # one check for the whole statement: nearly always clean
+    if joined.count("\n") == len(texts) - 1 and is_clean(joined) or not texts:
+        return parameters
     if isinstance(parameters, dict):
         return {k: scrub(v) if isinstance(v, str) else v for k, v in parameters.items()}
     return [scrub(v) if isinstance(v, str) else v for v in parameters]
