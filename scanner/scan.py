@@ -22,9 +22,10 @@ from typing import BinaryIO
 
 from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
-from scanner.engine.fragments import (
+from scanner.engine.inputs import SNIFF, kind_of
+from scanner.engine.names import path_findings, redact_path
+from scanner.engine.scan_input import (
     READ_WHOLE,
-    Origin,
     Outcome,
     count_lines,
     line_segments,
@@ -32,14 +33,13 @@ from scanner.engine.fragments import (
     scan_input,
     split_large,
 )
-from scanner.engine.inputs import SNIFF, kind_of
-from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError, UsageError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
 from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sources.files import fingerprint_root, git_top, walk
+from scanner.sources.origin import Origin
 
 log = logging.getLogger("cendis_scan")
 

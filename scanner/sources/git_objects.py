@@ -21,9 +21,9 @@ from typing import IO, Any
 
 from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
-from scanner.engine.fragments import READ_WHOLE, Origin, Outcome, Readable, issue, scan_input
 from scanner.engine.inputs import SNIFF, kind_of
 from scanner.engine.names import scan_names
+from scanner.engine.scan_input import READ_WHOLE, Origin, Outcome, Readable, issue, scan_input
 from scanner.errors import GitError
 from scanner.finding import Finding, SourceKind
 from scanner.result import GZIP_LIMIT, PARALLEL_BYTES, ScanIssue
