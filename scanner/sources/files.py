@@ -21,23 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from scanner.errors import ConfigError
 from scanner.finding import SourceKind
+from scanner.git.proc import top as git_top
 from scanner.result import ScanIssue
 from scanner.sources.origin import Origin
 
 if TYPE_CHECKING:
     from scanner.sources.ignore import GitIgnore
-
-
-def git_top(directory: str) -> str | None:
-    """The enclosing git work tree, found by looking for ``.git`` upwards (no subprocess)."""
-    here = os.path.abspath(directory)
-    while True:
-        if os.path.exists(os.path.join(here, ".git")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
 
 
 def _display(path: str) -> str:

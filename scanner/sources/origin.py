@@ -35,3 +35,35 @@ class Origin:
     #: Read in the calling process, never a worker: a stream (FIFO, device, pipe) or a
     #: name only this process can open (/dev/stdin, /dev/fd/N of a process substitution).
     local: bool = False
+
+
+@dataclass(slots=True)
+class Region:
+    """Many small git objects read back to back into one buffer, handed over together
+    so that the engine searches them in one pass: ``spans`` are (id, type, start, end)
+    in ``buf``. Valid until the source is asked for its next item (the buffer is
+    reused)."""
+
+    buf: bytearray
+    spans: list[tuple[str, str, int, int]]
+
+
+@dataclass(slots=True)
+class Large:
+    """A git object too large to hold, read as it comes out of the pipe. Whatever the
+    engine leaves unread is skipped by the source."""
+
+    oid: str
+    kind: str
+    size: int
+    content: Readable
+
+
+@dataclass(slots=True)
+class Missing:
+    """An object git was asked for and cannot give (missing or corrupt)."""
+
+    name: str
+
+
+GitItem = Region | Large | Missing
