@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scanner.errors import GitError
@@ -47,13 +47,16 @@ def display(raw: bytes) -> str:
 
 def run(repo: str, args: Sequence[str], *, input: bytes | None = None,
         ok: tuple[int, ...] = (0,), timeout: float | None = None,
-        own_repository: bool = False) -> tuple[int, bytes]:
+        own_repository: bool = False, extra: Mapping[str, str] | None = None
+        ) -> tuple[int, bytes]:
     """Run ``git -C repo ARGS``; any status outside ``ok`` is a GitError with git's words,
     and so is a git still running after ``timeout`` seconds (a fetch that hangs).
-    ``own_repository``: answer for ``repo`` even inside another repository's hook."""
+    ``own_repository``: answer for ``repo`` even inside another repository's hook;
+    ``extra``: more environment (the sweep's allowed transports)."""
     try:
         proc = subprocess.run(["git", "-C", repo, *args], input=input, capture_output=True,
-                              env=environment(own_repository=own_repository),
+                              env={**environment(own_repository=own_repository),
+                                   **(extra or {})},
                               timeout=timeout,
                               stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from scanner.errors import ScanError
 from scanner.git.plumbing import run
+from scanner.sweep.config import TRANSPORTS
 
 NAMESPACE = "refs/cendis-scan/"
 SCANNED = NAMESPACE + "scanned/"
@@ -45,11 +46,19 @@ PACK_REFS_AFTER = 100
 FETCH_TIMEOUT = 1800.0
 
 
+#: Only the sweep's transports, by git's own allow-list (it covers every git command, a
+#: redirect and a submodule too), so an ``ext::`` or ``fd::`` URL that got past the
+#: config check still runs nothing and hangs on nothing. (No prompt ever waits: every
+#: git gets :data:`scanner.git.proc.NO_PROMPT`.)
+_ALLOW = {"GIT_ALLOW_PROTOCOL": ":".join(TRANSPORTS)}
+
+
 def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,
          timeout: float | None = None, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
     """git in a mirror, through the one runner (:func:`scanner.git.plumbing.run`: never a
-    password prompt, git's error in one line), its output as text."""
-    status, out = run(str(path), args, input=input, timeout=timeout, ok=ok)
+    password prompt, git's error in one line) and the sweep's transports only; its
+    output as text."""
+    status, out = run(str(path), args, input=input, timeout=timeout, ok=ok, extra=_ALLOW)
     return status, out.decode("utf-8", "surrogateescape")
 
 
