@@ -1,161 +1,22 @@
-"""The one function every string passes through before it leaves the tool.
-
-Paths, git identities, ref names, commit messages, arguments quoted back in error
-messages: any of them can hold a token, so none is printed, logged or written as is.
-:func:`scrub` replaces every token-shaped run by its redacted form and escapes control
-characters (a newline or a terminal escape sequence in a file name must not forge a
-line of output). Cheap and dependency-free: it runs on the hook path.
-"""
+"""Deprecated name of :mod:`scanner.scrub` (the output scrub), kept so that code that
+imports it keeps working; it will be removed in a later release."""
 
 from __future__ import annotations
 
-import binascii
-import re
+import warnings
 
-from scanner.token import PREFIX, redact
+from scanner.scrub import (
+    SHOWN,
+    escape_controls,
+    is_clean,
+    redact_base64,
+    redact_tokens,
+    scrub,
+    unescape_bytes,
+)
 
-_BODY = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
-_B64_DROP = {0: 0, 1: 2, 2: 3}  # leading characters that mix pad bits with the prefix
-#: Shorter runs after the prefix are placeholders and shown as they are.
-SHOWN = 8
+__all__ = ["SHOWN", "escape_controls", "is_clean", "redact_base64", "redact_tokens",
+           "scrub", "unescape_bytes"]
 
-
-def redact_tokens(text: str, prefixes: tuple[str, ...] = (PREFIX,)) -> str:
-    """Every run of body characters after a prefix that is at least SHOWN long becomes
-    its redacted form (``cendis_pat_WEKi…Xv``)."""
-    for prefix in prefixes:
-        if prefix not in text:
-            continue
-        out: list[str] = []
-        pos = 0
-        at = text.find(prefix)
-        while at != -1:
-            end = at + len(prefix)
-            while end < len(text) and text[end] in _BODY:
-                end += 1
-            if end - at - len(prefix) >= SHOWN:
-                out += [text[pos:at], redact(text[at:end], prefix)]
-                pos = end
-            at = text.find(prefix, max(end, at + 1))
-        out.append(text[pos:])
-        text = "".join(out)
-    return text
-
-
-def _b64_needles(prefix: str) -> tuple[str, ...]:
-    """The characters of base64(``k`` pad bytes + prefix) that depend only on the prefix,
-    at the three alignments, standard and URL-safe."""
-    out = []
-    for k in (0, 1, 2):
-        enc = binascii.b2a_base64(b"\0" * k + prefix.encode(), newline=False).decode()
-        needle = enc[_B64_DROP[k] : (k + len(prefix)) * 8 // 6]
-        out.append(needle)
-        out.append(needle.replace("+", "-").replace("/", "_"))
-    return tuple(dict.fromkeys(out))
-
-
-_NEEDLES = _b64_needles(PREFIX)
-
-
-def redact_base64(text: str, needles: tuple[str, ...] = _NEEDLES) -> str:
-    """A base64 run that encodes a token (a file named after ``base64(token)``, an
-    e-mail address made of one) becomes ``[base64 of cendis_pat_WEKi…Xv]``: the whole run
-    goes, since any part of it may carry token bits."""
-    if not any(n in text for n in needles):
-        return text
-    spans: list[tuple[int, int]] = []
-    for needle in needles:
-        at = text.find(needle)
-        while at != -1:
-            lo, hi = at, at + len(needle)
-            while lo > 0 and text[lo - 1] in _B64:
-                lo -= 1
-            while hi < len(text) and text[hi] in _B64:
-                hi += 1
-            spans.append((lo, hi))
-            at = text.find(needle, hi)
-    out, pos = [], 0
-    for lo, hi in sorted(spans):
-        if lo < pos:
-            continue
-        out += [text[pos:lo], _decoded_label(text[lo:hi])]
-        pos = hi
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _decoded_label(run: str) -> str:
-    """What replaces a base64 run: the redacted token it decodes to, when it does."""
-    chars = run.rstrip("=").replace("-", "+").replace("_", "/")
-    for skip in range(4):
-        body = chars[skip:]
-        body = body[:-1] if len(body) % 4 == 1 else body + "=" * (-len(body) % 4)
-        try:
-            decoded = binascii.a2b_base64(body).decode("latin-1")
-        except (binascii.Error, ValueError):
-            continue
-        shown = redact_tokens(decoded)
-        if PREFIX in decoded and shown != decoded:
-            at = shown.find(PREFIX)
-            end = at + len(PREFIX)
-            while end < len(shown) and (shown[end] in _BODY or shown[end] == "…"):
-                end += 1
-            return f"[base64 of {shown[at:end]}]"
-    return "[base64 redacted]"
-
-
-def escape_controls(text: str) -> str:
-    """Control characters (and lone surrogates from undecodable bytes) as ``\\xNN``."""
-    if text.isprintable() and text.isascii():
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: an undecodable byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xD800 <= code < 0xE000:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def is_clean(text: str) -> bool:
-    """True when :func:`scrub` would leave ``text`` as it is, apart from newlines (so
-    many names joined by newlines are checked in one pass, at C speed)."""
-    if PREFIX in text or any(n in text for n in _NEEDLES):
-        return False
-    return text.isascii() and text.replace("\n", "").isprintable()
-
-
-def scrub(text: str, limit: int | None = None) -> str:
-    """Redact tokens (plain and base64), escape control characters and undecodable
-    bytes, and cut to ``limit`` characters: the form of any untrusted text in output.
-
-    Idempotent (scrubbing scrubbed text changes nothing), so a message built from
-    scrubbed parts may be scrubbed again on its way out."""
-    text = escape_controls(redact_base64(redact_tokens(text)))
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
-
-_ESCAPE = re.compile(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})")
-
-
-def unescape_bytes(text: str) -> bytes:
-    """The bytes a scrubbed path stands for: ``\\xNN`` back to byte NN (an undecodable
-    byte or a control character), the rest as UTF-8. For SARIF URIs, which
-    percent-encode the real bytes of a name."""
-    out = bytearray()
-    pos = 0
-    for m in _ESCAPE.finditer(text):
-        out += text[pos : m.start()].encode("utf-8", "surrogateescape")
-        if m.group(1) is not None:
-            out.append(int(m.group(1), 16))
-        else:
-            out += chr(int(m.group(2), 16)).encode("utf-8", "surrogatepass")
-        pos = m.end()
-    out += text[pos:].encode("utf-8", "surrogateescape")
-    return bytes(out)
+warnings.warn("scanner.redaction is renamed scanner.scrub", DeprecationWarning,
+              stacklevel=2)

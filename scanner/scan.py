@@ -36,9 +36,9 @@ from scanner.engine.inputs import SNIFF, kind_of
 from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError, UsageError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
-from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
+from scanner.scrub import is_clean, scrub
 from scanner.sources.files import fingerprint_root, git_top, walk
 
 log = logging.getLogger("cendis_scan")
