@@ -27,7 +27,6 @@ from scanner.engine.names import ref_findings
 from scanner.errors import GitError, UsageError, short
 from scanner.result import ScanIssue, ScanOptions, ScanResult
 from scanner.rules import Rule
-from scanner.scan import filter_findings
 from scanner.sources import git
 from scanner.sources.git_history import (
     ObjectScans,
@@ -46,6 +45,7 @@ from scanner.sources.git_objects import (
     scan_objects,
     unreadable,
 )
+from scanner.suppress import filter_findings
 
 log = logging.getLogger("cendis_scan")
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

@@ -256,3 +256,17 @@ def test_old_module_names_still_work(old: str, new: str) -> None:
     assert shim.__all__
     for name in shim.__all__:
         assert getattr(shim, name) is getattr(target, name)
+
+
+def test_the_git_entry_point_does_not_import_the_file_entry_point() -> None:
+    """Suppression is its own module: the git scan applies it without importing
+    :mod:`scanner.scan`, and the file scan still re-exports its names."""
+    import scanner.scan
+    import scanner.suppress
+
+    edges = graph()
+    git_side = [n for n in edges if n == "scanner.gitscan" or n.startswith("scanner.git.")]
+    assert git_side
+    assert [n for n in git_side if "scanner.scan" in edges[n]] == []
+    for name in ("IGNORE_FILE", "filter_findings", "load_fingerprints"):
+        assert getattr(scanner.scan, name) is getattr(scanner.suppress, name)
