@@ -153,6 +153,11 @@ class Revoker:
         statuses = self.store.apply_outcomes(entries, outcomes, notify_owner=self.notify_owner)
         self.closed += len(statuses)
         self.revoked += sum(1 for s in statuses if s is Status.REVOKED)
+        incident_of = {e.sha256: e.incident_id for e in entries}
+        for outcome, status in zip(outcomes, statuses, strict=True):  # one line each
+            log.info("token %s", status.value.replace("_", " "),
+                     extra={"incident_id": incident_of.get(outcome.sha256),
+                            "status": status.value})
         self.failures = 0
         if not self.healthy:
             log.info("revoker recovered: Cendis accepts the credential again")

@@ -58,6 +58,10 @@ class Metrics:
         self.records = Counter("cendis_records", "Records in accepted deliveries, by outcome "
                                "(accepted, malformed, false_positive)",
                                ["partner", "outcome"], registry=r)
+        self.malformed = Counter("cendis_records_malformed", "Records skipped as malformed, "
+                                 "by partner and reason", ["partner", "reason"], registry=r)
+        self.http_errors = Counter("cendis_malformed_requests", "Malformed HTTP requests "
+                                   "refused by the server, by reason", ["reason"], registry=r)
         self.key_fetches = Counter("cendis_partner_key_fetches", "Public-key fetches",
                                    ["partner", "outcome"], registry=r)
         self.latency = Histogram("cendis_request_seconds", "Request latency by route",
