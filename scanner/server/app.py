@@ -5,11 +5,10 @@ key caches, the Cendis client and the revoker task), in that order and back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,10 +60,13 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                now: Callable[[], datetime] = _utcnow,
                monotonic: Callable[[], float] = time.monotonic,
                cendis_timeout: float = 10.0,
-               revoker_options: dict[str, Any] | None = None) -> web.Application:
+               revoker_options: dict[str, Any] | None = None,
+               restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
-    passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``)."""
+    passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``); ``restart_sleep``
+    is the supervisor's wait before restarting a crashed revoker."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
     app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
     app[CONFIG] = config
@@ -145,21 +147,26 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
             yield
             return
         from scanner.cendis.client import CendisClient
-        from scanner.incidents.revoker import Revoker
+        from scanner.incidents.revoker import Revoker, supervise
 
         client = CendisClient(app[SESSION], cendis_api_url, credential,
-                              timeout=cendis_timeout)
+                              timeout=cendis_timeout, now=now)
         await _whoami(client, now())
         revoker = Revoker(app[STORE], client, **(revoker_options or {}))
         app[REVOKER] = revoker
-        task = asyncio.create_task(revoker.run())
+        # Supervised: a crash is logged, counted and restarted; /readyz says so meanwhile.
+        task = asyncio.create_task(supervise(revoker, sleep=restart_sleep))
         yield
         revoker.stop()  # between batches: a call in flight finishes and is recorded
         done, _ = await asyncio.wait({task}, timeout=5)
         if not done:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on (exit 0), said once
+            log.error("revoker failed at shutdown", extra={"reason": type(exc).__name__})
 
     app.cleanup_ctx.extend([lifecycle_ctx, session_ctx, store_ctx, keys_ctx, revoker_ctx])
     app.on_shutdown.append(_stopping)
@@ -230,6 +237,7 @@ def _gauges(app: web.Application) -> dict[str, Any]:
     revoker = app[REVOKER]
     if revoker is not None:
         values["revoker_healthy"] = 1 if revoker.healthy else 0
+        values["revoker_crashes"] = dict(revoker.crashes)
         values["tokens_revoked"] = revoker.revoked
         values["revoke_errors"] = dict(revoker.errors)
     return values
