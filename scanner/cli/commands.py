@@ -345,10 +345,21 @@ def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
 
     color = (args.format == "text" and args.output is None and not args.no_color
              and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    write_report(render(args.format, result, color=color), args.output)
+    # A hook (git --staged / --pre-push) is quiet when all is well, and when it blocks,
+    # its own message says what to do: the text report does not say it a second time.
+    hook = bool(getattr(args, "staged", False) or getattr(args, "pre_push", False))
+    if hook and args.format == "text":
+        from scanner.report import text
+
+        report = text.render(result, color=color, advice=False)
+    else:
+        report = render(args.format, result, color=color)
+    write_report(report, args.output)
     for error in result.errors:
         sys.stderr.write(f"cendis-scan: error: {scrub(error.message, 500)}\n")
-    if args.format == "text":
+    # The summary line only where it adds something: not after an error (that one line
+    # says it: exit 2), not from a hook (silence is success, the block message counts).
+    if args.format == "text" and not result.errors and not hook:
         from scanner.report.text import summary_line
 
         sys.stderr.write(summary_line(result) + "\n")

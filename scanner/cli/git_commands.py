@@ -127,14 +127,15 @@ def cmd_git(args: argparse.Namespace) -> int:
             raise UsageError("pre-push: the pre-commit framework gave no refs, so nothing "
                              "was scanned (run it with --from-ref A --to-ref B, or let "
                              "git push run the hook)")
-        if not rev_sets:
-            _say("no commits to scan in this push: nothing was scanned")
         refs = [part.encode("utf-8", "surrogateescape") for line in lines
                 for part in line.rsplit(maxsplit=3)[0::2] if part]
         refs += [os.environ[name].encode("utf-8", "surrogateescape")
                  for name in ("PRE_COMMIT_LOCAL_BRANCH", "PRE_COMMIT_REMOTE_BRANCH")
                  if os.environ.get(name)]
         result = gitscan.scan_revs(repo, rev_sets, rules, options, refs=refs)
+        if not lines and not result.errors:  # run by hand, no refs: say it (a push of
+            # deletions only is a push with nothing to check, and as quiet as a clean one)
+            _say("no commits to scan in this push: nothing was scanned")
     elif args.range or args.since_commit:
         if args.range and ".." not in args.range:
             raise UsageError(f"--range wants A..B, got {args.range!r}")
