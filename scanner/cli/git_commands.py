@@ -13,7 +13,7 @@ import sys
 
 from scanner.cli.table import Command
 
-GIT_EXAMPLES = """modes (one at a time; the default is --all):
+GIT_EXAMPLES = """Modes (one at a time; the default is --all):
   --all              every commit reachable from any ref, commit and tag messages
                      included, and blobs or trees a tag points at
   --staged           what the next commit would add (the index against HEAD)
@@ -39,7 +39,7 @@ a change adds a token. It is written where git looks for hooks (core.hooksPath i
 followed); a hook that cendis-scan did not write is left alone unless --force.
 With the pre-commit framework, use the hooks in .pre-commit-hooks.yaml instead.
 
-exit status: 0 installed, 2 refused or failed
+Exit status: 0 installed, 2 refused or failed
 """
 
 
