@@ -11,6 +11,11 @@ COPY scanner ./scanner
 COPY rules ./rules
 RUN pip install --no-cache-dir . && useradd --create-home scanner \
     && mkdir /data && chown scanner:scanner /data
+# A repository bind-mounted at /src (or anywhere) is owned by the host's user, not by
+# `scanner`, and git refuses such a repository ("dubious ownership"). That check guards a
+# shared machine against running another user's repository config; in this container
+# the only repositories are the ones its user mounted to be scanned, so git trusts them.
+RUN git config --system --add safe.directory '*'
 USER scanner
 # The incident database (and the partner-key cache inside it) lives on a volume, so a new
 # container picks up the queue and the keys where the old one stopped.
