@@ -453,9 +453,10 @@ def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
     write_report(report, args.output)
     for error in result.errors:
         sys.stderr.write(f"cendis-scan: error: {scrub(error.message, 500)}\n")
-    # The summary line only where it adds something: not after an error (that one line
-    # says it: exit 2), not from a hook (silence is success, the block message counts).
-    if args.format == "text" and not result.errors and not hook:
+    # The summary line only where it adds something: not after an error when nothing was
+    # found (that one line says it: exit 2), not from a hook (silence is success, and
+    # the block message counts).
+    if args.format == "text" and not hook and (result.findings or not result.errors):
         from scanner.report.text import summary_line
 
         sys.stderr.write(summary_line(result) + "\n")
