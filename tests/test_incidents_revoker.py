@@ -24,8 +24,15 @@ from scanner.incidents.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    db = Store.open(tmp_path / "incidents.db")
+def time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def store(tmp_path: Path, time: FakeTime) -> Store:
+    """The store's clock is the revoker's (a backoff written to the queue comes due as
+    the injected sleeps pass)."""
+    db = Store.open(tmp_path / "incidents.db", now=time.wall)
     yield db
     db.close()
 
@@ -43,7 +50,8 @@ def _known(tokens: list[str], scopes: tuple[str, ...] = ("read:assets",)) -> lis
 
 
 async def test_revoked_already_revoked_and_not_found(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     live, earlier, unknown = make_token(), make_token(), make_token()
     http, client = await start(aiohttp_client, make_token(),
                                _known([live, earlier], ("admin:org",)))
@@ -68,12 +76,12 @@ async def test_revoked_already_revoked_and_not_found(
 
 
 async def test_outage_of_six_503s_then_recovery(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     tokens = [make_token() for _ in range(250)]
     http, client = await start(aiohttp_client, make_token(), _known(tokens))
     hashes = _queue(store, tokens)
     await faults(http, fail_next=6, status=503)
-    time = FakeTime()
     revoker = Revoker(store, client, now=time.clock, sleep=time.sleep, rng=random.Random(7))
     assert await revoker.drain() == 250
     # Six backoffs, each in the upper half of an exponentially growing ceiling.
@@ -91,12 +99,12 @@ async def test_outage_of_six_503s_then_recovery(
 
 
 async def test_429_waits_at_least_retry_after(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     tokens = [make_token() for _ in range(3)]
     http, client = await start(aiohttp_client, make_token(), _known(tokens))
     _queue(store, tokens)
     await faults(http, rate_limit_next=2, retry_after=7)
-    time = FakeTime()
     revoker = Revoker(store, client, now=time.clock, sleep=time.sleep)
     assert await revoker.drain() == 3
     assert time.sleeps == [7.0, 7.0]
@@ -104,12 +112,12 @@ async def test_429_waits_at_least_retry_after(
 
 
 async def test_401_keeps_everything_pending_then_recovers(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     tokens = [make_token() for _ in range(120)]
     http, client = await start(aiohttp_client, make_token(), _known(tokens))
     hashes = _queue(store, tokens)
     await faults(http, reject_credential=True)
-    time = FakeTime()
     revoker = Revoker(store, client, now=time.clock, sleep=time.sleep, auth_retry=60)
     assert await revoker.drain() == 0  # blocked: drain returns, nothing dropped
     assert (revoker.healthy, revoker.unhealthy_reason) == (False, "unauthorized")
@@ -136,7 +144,8 @@ async def test_401_keeps_everything_pending_then_recovers(
 
 
 async def test_403_names_the_missing_scope_and_blocks(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     token = make_token()
     http, client = await start(aiohttp_client, make_token(), _known([token]), ["read:assets"])
     _queue(store, [token])
@@ -150,7 +159,8 @@ async def test_403_names_the_missing_scope_and_blocks(
 
 
 async def test_400_is_not_retried_unchanged(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     tokens = [make_token() for _ in range(3)]
     http, client = await start(aiohttp_client, make_token(), _known(tokens))
     hashes = _queue(store, tokens)
@@ -173,14 +183,14 @@ async def test_400_is_not_retried_unchanged(
 
 
 async def test_timeout_then_already_revoked_is_our_own_revoke(
-        aiohttp_client: Any, store: Store, make_token: Callable[[], str]) -> None:
+        aiohttp_client: Any, store: Store, make_token: Callable[[], str],
+        time: FakeTime) -> None:
     """The answer to a call is lost (timeout) but Cendis did revoke: the retry's
     already_revoked is recorded as revoked, and no token is lost."""
     token = make_token()
     http, client = await start(aiohttp_client, make_token(), _known([token]), timeout=0.1)
     [sha] = _queue(store, [token])
     await faults(http, delay=0.3)
-    time = FakeTime()
 
     async def answers_are_quick_again(seconds: float) -> None:
         await faults(http, delay=0)
@@ -196,13 +206,12 @@ async def test_timeout_then_already_revoked_is_our_own_revoke(
 
 
 async def test_connection_refused_is_retried_without_dropping(
-        store: Store, make_token: Callable[[], str]) -> None:
+        store: Store, make_token: Callable[[], str], time: FakeTime) -> None:
     import aiohttp
 
     from scanner.cendis.client import CendisClient
 
     [sha] = _queue(store, [make_token()])
-    time = FakeTime()
     async with aiohttp.ClientSession() as session:
         client = CendisClient(session, "http://127.0.0.1:9", make_token())
         revoker = Revoker(store, client, now=time.clock, sleep=time.sleep)

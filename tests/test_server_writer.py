@@ -1,5 +1,5 @@
 """Group commit: concurrent deliveries share a transaction, each gets its own results,
-in the event loop (the default) and on a writer thread."""
+first tried in the event loop (the default) or always on the writer thread."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from scanner.server.reports import token_ref
 from scanner.server.writer import BatchWriter
 
 
-@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("inline", [False, True])
 async def test_concurrent_deliveries_share_commits_and_get_their_slices(
-        tmp_path: Path, make_token: Any, threaded: bool) -> None:
+        tmp_path: Path, make_token: Any, inline: bool) -> None:
     db = tmp_path / "w.db"
-    writer = BatchWriter(lambda: Store.open(db), revoke=True, threaded=threaded)
+    writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True,
+                         inline=inline)
     await writer.start()
     now = datetime.now(UTC)
     deliveries = [[(token_ref(make_token()), Sighting(source="github", received_at=now,
@@ -33,5 +34,34 @@ async def test_concurrent_deliveries_share_commits_and_get_their_slices(
             assert all(r.new_incident for r in recorded)
         assert writer.commits < len(deliveries)  # batched
         assert await writer.call(lambda s: s.queue_depth()) == sum(map(len, deliveries))
+    finally:
+        await writer.close()
+
+
+@pytest.mark.parametrize("bad", [{"line": 2**63}, {"url": "x\ud800"}, {"line": -2**64}])
+async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
+        tmp_path: Path, make_token: Any, bad: dict[str, Any]) -> None:
+    """Past the views' validation (a value SQLite still refuses): the group is retried
+    delivery by delivery, so only the bad one fails, and not as a database outage."""
+    from scanner.server.writer import Unstorable
+
+    db = tmp_path / "w.db"
+    writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True)
+    await writer.start()
+    now = datetime.now(UTC)
+    good = [[(token_ref(make_token()), Sighting(source="github", received_at=now,
+                                                url=f"u{i}"))] for i in range(6)]
+    poisoned = [(token_ref(make_token()), Sighting(source="github", received_at=now,
+                                                   **bad))]
+    try:
+        results = await asyncio.gather(*(writer.record(d) for d in good[:3]),
+                                       writer.record(poisoned),
+                                       *(writer.record(d) for d in good[3:]),
+                                       return_exceptions=True)
+        assert isinstance(results[3], Unstorable)
+        assert all(isinstance(r, list) and r[0].new_incident
+                   for i, r in enumerate(results) if i != 3)
+        assert writer.healthy  # the data's fault, not the database's
+        assert await writer.call(lambda s: s.queue_depth()) == 6
     finally:
         await writer.close()

@@ -8,18 +8,27 @@ else: no log line, no error message, no ``repr``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
+from scanner.cendis.contract import (
+    ContractError,
+    RevokeResult,
+    WhoAmI,
+    retry_after_seconds,
+    revoke_results,
+    whoami_answer,
+)
 from scanner.cendis.errors import CendisError
 from scanner.errors import ConfigError, short
 
 DEFAULT_API_URL = "https://api.cendis.ai"
 MAX_BATCH = 100
+#: The largest answer read (100 results are ~50 KiB); a longer one breaks the contract.
+MAX_ANSWER = 1 << 20
 #: The scope revoking other people's tokens needs (and all the service should have).
 REVOKE_SCOPE = "revoke:tokens"
 
@@ -60,34 +69,22 @@ def api_url_from(option: str | None, environ: Mapping[str, str]) -> str:
     return url.rstrip("/")
 
 
-@dataclass(frozen=True)
-class WhoAmI:
-    username: str
-    org: str
-    scopes: list[str]
-    token_name: str
-    expires_at: datetime
-
-    def days_left(self, now: datetime) -> int:
-        return (self.expires_at - now).days
-
-
-@dataclass(frozen=True)
-class RevokeResult:
-    sha256: str
-    status: str  # "revoked" | "already_revoked" | "not_found"
-    owner: str | None = None
-    token_name: str | None = None
-    org: str | None = None
-    scopes: list[str] = field(default_factory=list)
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class CendisClient:
-    """``whoami`` and ``revoke``; every failure is a :class:`CendisError` with a reason."""
+    """``whoami`` and ``revoke``; every failure is a :class:`CendisError` with a reason.
+
+    Every answer is checked against the contract (see :mod:`scanner.cendis.contract`);
+    redirects are never followed (a 3xx is the error ``redirect``): the credential goes
+    to the configured host only, and an answer from anywhere else is never believed.
+    ``now`` (wall clock) reads a ``Retry-After`` given as an HTTP-date."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, credential: str, *,
-                 timeout: float = 10) -> None:
+                 timeout: float = 10, now: Callable[[], datetime] = _utcnow) -> None:
         self._session = session
+        self._now = now
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {credential}",
                          "Accept": "application/json"}
@@ -99,14 +96,9 @@ class CendisClient:
     async def whoami(self) -> WhoAmI:
         body = await self._call("GET", "/v1/whoami")
         try:
-            token = body["token"]
-            expires = datetime.fromisoformat(str(token["expires_at"]).replace("Z", "+00:00"))
-            return WhoAmI(username=str(body["username"]), org=str(body["org"]),
-                          scopes=[str(s) for s in body["scopes"]],
-                          token_name=str(token["name"]), expires_at=expires)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CendisError("bad_response", f"unexpected whoami answer ({exc!r:.60})",
-                              status=200) from None
+            return whoami_answer(body)
+        except ContractError as exc:
+            raise _broken("whoami", exc) from None
 
     async def revoke(self, sha256s: Sequence[str], *, source: str, url: str = "",
                      reason: str = "leaked", notify_owner: bool = True) -> list[RevokeResult]:
@@ -117,40 +109,32 @@ class CendisClient:
                    "source": source, "url": url, "notify_owner": notify_owner}
         body = await self._call("POST", "/v1/tokens/revoke", payload)
         try:
-            results = [self._result(item) for item in body["results"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CendisError("bad_response", f"unexpected revoke answer ({exc!r:.60})",
-                              status=200) from None
-        if [r.sha256 for r in results] != list(sha256s):
-            raise CendisError("bad_response", "revoke answer does not match the request",
-                              status=200)
-        return results
-
-    @staticmethod
-    def _result(item: Mapping[str, Any]) -> RevokeResult:
-        status = str(item["status"])
-        if status not in ("revoked", "already_revoked", "not_found"):
-            raise ValueError(f"status {short(status, 30)!r}")
-        sha = str(item["sha256"])
-        token = item.get("token") or {}
-        return RevokeResult(sha256=sha, status=status, owner=token.get("owner"),
-                            token_name=token.get("name"), org=token.get("org"),
-                            scopes=[str(s) for s in token.get("scopes") or []])
+            return revoke_results(body, sha256s)
+        except ContractError as exc:
+            raise _broken("revoke", exc) from None
 
     async def _call(self, method: str, path: str,
                     payload: Mapping[str, Any] | None = None) -> Any:
         try:
             async with self._session.request(method, self._base + path, json=payload,
-                                             headers=self._headers,
-                                             timeout=self._timeout) as resp:
-                text = await resp.text()
+                                             headers=self._headers, timeout=self._timeout,
+                                             allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    raise CendisError("redirect", f"Cendis answered a redirect "
+                                      f"({resp.status}); redirects are never followed",
+                                      status=resp.status)
+                data = await _read_bounded(resp)
                 if resp.status == 200:
+                    if len(data) > MAX_ANSWER:
+                        raise _broken(path, ContractError("the answer is too large"))
                     try:
-                        return json.loads(text)
-                    except ValueError:
-                        raise CendisError("bad_response", "the answer is not JSON",
-                                          status=200) from None
-                raise _error_for(resp.status, text, resp.headers.get("Retry-After"))
+                        return json.loads(data.decode("utf-8"))
+                    except (ValueError, RecursionError):  # bad UTF-8; nested too deep
+                        raise _broken(path, ContractError("the answer is not JSON")) \
+                            from None
+                text = data[:MAX_ANSWER].decode("utf-8", "replace")
+                wait = retry_after_seconds(resp.headers.get("Retry-After"), self._now())
+                raise _error_for(resp.status, text, wait)
         except TimeoutError:
             raise CendisError("timeout", f"no answer from {self._base} in time") from None
         except aiohttp.ClientError as exc:
@@ -158,7 +142,23 @@ class CendisClient:
                               f"{short(type(exc).__name__, 40)}") from None
 
 
-def _error_for(status: int, text: str, retry_after: str | None) -> CendisError:
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """The body, but never more than MAX_ANSWER + 1 bytes of it."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            break
+    return b"".join(chunks)
+
+
+def _broken(call: str, exc: ContractError) -> CendisError:
+    return CendisError("contract", f"Cendis's {call.rsplit('/', 1)[-1]} answer breaks the "
+                       f"API contract: {short(str(exc), 100)}", status=200)
+
+
+def _error_for(status: int, text: str, retry_after: float | None) -> CendisError:
     detail = ""
     missing = None
     try:
@@ -176,14 +176,9 @@ def _error_for(status: int, text: str, retry_after: str | None) -> CendisError:
         scope = str(missing) if missing else "revoke:tokens"
         return CendisError("forbidden", f"the credential lacks the scope {scope} (403)",
                            status=status, missing_scope=scope)
-    if status == 429:
-        wait = None
-        try:
-            wait = max(0.0, float(retry_after)) if retry_after is not None else None
-        except ValueError:
-            wait = None
+    if status == 429:  # retry_after is already bounded (contract.retry_after_seconds)
         return CendisError("rate_limited", "Cendis is rate limiting us (429)", status=status,
-                           retry_after=wait)
+                           retry_after=retry_after)
     if status == 400:
         return CendisError("bad_request", f"Cendis refused the request (400){suffix}",
                            status=status)

@@ -10,7 +10,7 @@ from scanner.errors import ScanError
 
 #: Every reason a :class:`CendisError` can carry.
 REASONS = ("unauthorized", "forbidden", "rate_limited", "bad_request", "server_error",
-           "timeout", "connection", "bad_response")
+           "timeout", "connection", "bad_response", "contract", "redirect")
 
 
 class CendisError(ScanError):

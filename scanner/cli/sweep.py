@@ -32,16 +32,27 @@ Exit status: 0 nothing new, 1 new findings, 2 a source (or a revoke) failed.
 """
 
 
+#: The longest --every: a sweep a year apart is already no schedule; anything longer
+#: (999999999d) would overflow the wait, so it is a usage error instead.
+MAX_EVERY = 365 * 86400
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def parse_every(text: str) -> float:
-    """``15m``, ``1h``, ``90s``, ``1h30m`` -> seconds."""
-    parts = re.findall(r"(\d+)\s*([smhd])", text.strip().lower())
-    rebuilt = "".join(f"{n}{u}" for n, u in parts)
-    if not parts or rebuilt != re.sub(r"\s+", "", text.strip().lower()):
+    """``15m``, ``1h``, ``90s``, ``1h30m`` -> seconds, from 1 s to 365 days."""
+    compact = re.sub(r"\s+", "", text.strip().lower())
+    parts = re.findall(r"([0-9]+)([smhd])", compact)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != compact:
         raise ConfigError(f"--every wants a duration such as 15m, 1h or 90s, not "
                           f"{short(text, 30)!r}")
-    seconds = sum(int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts):  # int() of 5000 digits refuses
+        raise ConfigError(f"--every must be at most {MAX_EVERY // 86400}d")
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds < 1:
         raise ConfigError("--every must be at least 1s")
+    if seconds > MAX_EVERY:
+        raise ConfigError(f"--every must be at most {MAX_EVERY // 86400}d (not "
+                          f"{short(text, 30)!r})")
     return float(seconds)
 
 
@@ -52,10 +63,20 @@ def _human(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
+def _revoked(s: Any) -> str:
+    """What is true of revocation: revoked here, or (``--report-to``) revoked when the
+    receiver answered plus how many it queued for its own revoker."""
+    if s.revoked_by == "receiver" and s.queued:
+        return f"{s.revoked} (+{s.queued} queued at receiver)"
+    return str(s.revoked)
+
+
 def write_table(report: Any) -> None:
     """The summary (one row per repository or log table), then the new findings."""
     from rich.console import Console
     from rich.table import Table
+
+    from scanner.report.text import where
 
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -72,15 +93,13 @@ def write_table(report: Any) -> None:
         else:
             scanned = f"{_human(s.bytes)} in {s.files} file{'s' if s.files != 1 else ''}"
         errors = "skipped (shutdown)" if s.skipped else "; ".join(s.errors)
-        table.add_row(s.name, scanned, str(len(s.findings)), str(s.revoked), errors,
+        table.add_row(s.name, scanned, str(len(s.findings)), _revoked(s), errors,
                       f"{s.seconds:.2f}")
     console.print(table)
     for s in report.sources:
-        for f in s.findings:
-            where = f"{f.path}:{f.line}" if f.line else (f.path or "commit message")
-            commit = f" {f.commit[:12]}" if f.commit else ""
-            console.print(f"  {s.name}{commit} {where}  {f.redacted}  ({f.confidence})",
-                          soft_wrap=True)
+        for f in s.findings:  # placed as 'cendis-scan git' and 'scan' place them
+            console.print(f"  {s.name} {where(f)}  {f.redacted}  ({f.confidence})",
+                          soft_wrap=True, markup=False)
     for problem in report.problems:
         sys.stderr.write(f"cendis-scan: error: {problem}\n")
 
@@ -165,7 +184,8 @@ def register(app: typer.Typer) -> None:
                                            help="the sweep's TOML file"),
               every: str | None = typer.Option(None, "--every", metavar="DURATION",
                                                help="keep running, one sweep every "
-                                                    "DURATION (15m, 1h); SIGTERM stops "
+                                                    "DURATION (15m, 1h; 1s to 365d); "
+                                                    "SIGTERM stops "
                                                     "cleanly between repositories"),
               shard: str | None = typer.Option(None, "--shard", metavar="K/N",
                                                help="only the sources in shard K of N "

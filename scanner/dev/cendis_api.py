@@ -6,9 +6,15 @@ Tokens (leaked ones and service credentials alike) are held as SHA-256 hashes on
 
 Faults are injected over HTTP, so a test drives the real client through a real outage:
 ``POST /_faults`` with ``{"fail_next": N, "status": 503}``, ``{"rate_limit_next": N,
-"retry_after": 2}``, ``{"delay": 0.5}``, ``{"reject_credential": true}`` or
-``{"reset": true}``; ``GET /_calls`` lists the revoke calls received, ``GET
-/_notifications`` the owner e-mails that Cendis would have sent.
+"retry_after": 2}`` (a number, or any string sent as is: ``"inf"``, an HTTP-date,
+``"garbage"``; null sends no header), ``{"answer_next": N, "answer": {...}}`` (a 200
+with that JSON instead of the real answer, nothing revoked; ``"answer_text"`` sends raw
+text), ``{"redirect_next": N, "location": URL, "redirect_status": 307}``, ``{"delay":
+0.5}``, ``{"reject_credential": true}``, ``{"open": true}`` (answer every revoke call
+"revoked" without checking any credential: an impostor host to redirect to) or
+``{"reset": true}``; ``GET /_calls`` lists the revoke calls received (with whether they
+carried a credential), ``GET /_notifications`` the owner e-mails that Cendis would have
+sent.
 """
 
 from __future__ import annotations
@@ -80,9 +86,15 @@ class Faults:
     fail_next: int = 0
     fail_status: int = 503
     rate_limit_next: int = 0
-    retry_after: float = 1.0
+    retry_after: float | str | None = 1.0  # a string is sent as is; None: no header
+    answer_next: int = 0
+    answer: str = "{}"  # the raw 200 body of the next answer_next answers
+    redirect_next: int = 0
+    redirect_status: int = 307
+    location: str = ""
     delay: float = 0.0
     reject_credential: bool = False
+    open: bool = False
 
 
 @dataclass(slots=True)
@@ -124,8 +136,17 @@ def _faulted(state: StandIn) -> web.Response | None:
     if faults.rate_limit_next > 0:
         faults.rate_limit_next -= 1
         response = _error(429, "rate_limited")
-        response.headers["Retry-After"] = f"{faults.retry_after:g}"
+        value = faults.retry_after
+        if value is not None:
+            response.headers["Retry-After"] = value if isinstance(value, str) else f"{value:g}"
         return response
+    if faults.redirect_next > 0:
+        faults.redirect_next -= 1
+        return web.Response(status=faults.redirect_status,
+                            headers={"Location": faults.location})
+    if faults.answer_next > 0:
+        faults.answer_next -= 1
+        return web.Response(status=200, text=faults.answer, content_type="application/json")
     return None
 
 
@@ -186,7 +207,7 @@ async def revoke(request: web.Request) -> web.Response:
         "source": body.get("source") if isinstance(body, dict) else None,
         "url": body.get("url") if isinstance(body, dict) else None,
         "notify_owner": body.get("notify_owner") if isinstance(body, dict) else None,
-        "status": 0, "results": []}
+        "authorized": bool(request.headers.get("Authorization")), "status": 0, "results": []}
     state.calls.append(call)
     response = _revoke_answer(request, state, body, call)
     call["status"] = response.status
@@ -199,6 +220,13 @@ def _revoke_answer(request: web.Request, state: StandIn, body: Any,
     disconnects (as a real server's would)."""
     if (fault := _faulted(state)) is not None:
         return fault
+    if state.faults.open:  # an impostor: "revoked", whoever asks, and nothing done
+        hashes = [str(t.get("sha256")) for t in body.get("tokens", []) if isinstance(t, dict)] \
+            if isinstance(body, dict) and isinstance(body.get("tokens"), list) else []
+        call["results"] = ["revoked"] * len(hashes)
+        return web.json_response({"results": [
+            {"sha256": h, "status": "revoked", "token": StandInToken(sha256=h).as_json()}
+            for h in hashes]})
     cred = _credential(request, state)
     if cred is None:
         return _error(401, "unauthorized", detail="missing, wrong, expired or revoked")
@@ -243,7 +271,21 @@ async def set_faults(request: web.Request) -> web.Response:
         faults.fail_status = int(body.get("status", 503))
     if "rate_limit_next" in body:
         faults.rate_limit_next = int(body["rate_limit_next"])
-        faults.retry_after = float(body.get("retry_after", 1))
+        value = body.get("retry_after", 1)
+        if isinstance(value, str) and not value.isprintable():
+            return _error(400, "bad_request", detail="retry_after: printable text")
+        faults.retry_after = value if value is None or isinstance(value, str) \
+            else float(value)
+    if "answer_next" in body:
+        faults.answer_next = int(body["answer_next"])
+        text = body.get("answer_text")
+        faults.answer = text if isinstance(text, str) else json.dumps(body.get("answer"))
+    if "redirect_next" in body:
+        faults.redirect_next = int(body["redirect_next"])
+        faults.redirect_status = int(body.get("redirect_status", 307))
+        faults.location = str(body.get("location", ""))
+    if "open" in body:
+        faults.open = bool(body["open"])
     if "delay" in body:
         faults.delay = float(body["delay"])
     if "reject_credential" in body:
@@ -251,6 +293,8 @@ async def set_faults(request: web.Request) -> web.Response:
     return web.json_response({"fail_next": faults.fail_next, "status": faults.fail_status,
                               "rate_limit_next": faults.rate_limit_next,
                               "retry_after": faults.retry_after, "delay": faults.delay,
+                              "answer_next": faults.answer_next,
+                              "redirect_next": faults.redirect_next, "open": faults.open,
                               "reject_credential": faults.reject_credential})
 
 

@@ -10,8 +10,14 @@ Several revokers (in several processes) may drain one database: each claims the 
 it sends (see :meth:`Store.claim_batch`), so no token is sent by two of them at once.
 
 Backoff is one state for the whole revoker (Cendis being down is not a property of one
-token): the head batch is retried, the rest wait behind it. Time and randomness are
+token): the head batch is retried, the rest wait behind it. The wait is also written to
+the queue (``next_attempt_at``), so another process sharing the database does not resend
+those tokens before it ends. Every wait is bounded (a ``Retry-After`` to [1 s, 1 h]), and
+a ``drain`` with patience never waits past its deadline. Time and randomness are
 parameters, so tests run an outage of any length without sleeping.
+
+In a service, :func:`supervise` runs the loop: a crash is logged, counted and restarted
+with backoff, and the revoker reports itself down (``healthy`` false) meanwhile.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
 from scanner.cendis.client import CendisClient
+from scanner.cendis.contract import RETRY_AFTER_MAX, RETRY_AFTER_MIN
 from scanner.cendis.errors import CendisError
+from scanner.errors import short
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
 
@@ -35,7 +43,10 @@ MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes
 AUTH_RETRY = 60.0  # a bad credential is retried this often, until an operator fixes it
 LEASE = 120.0  # a claim on queued tokens outlives any call; a dead process's ends at once
 BUSY_WAIT = 0.25  # another process holds the queued tokens: look again this soon
-RATE_LIMIT_DEFAULT = 5.0  # a 429 without Retry-After
+RATE_LIMIT_DEFAULT = 5.0  # a 429 without a readable Retry-After
+POLL_CAP = 60.0  # queued tokens not yet due: look again at the latest this soon
+RESTART_BASE = 1.0  # a crashed run() restarts after this, doubling per crash in a row
+RESTART_MAX = 60.0  # ... up to this
 
 
 class Step(Enum):
@@ -43,6 +54,7 @@ class Step(Enum):
     PROGRESS = "progress"  # tokens left the queue
     WAITED = "waited"  # a transient failure; waited as told (backoff or Retry-After)
     BUSY = "busy"  # tokens are queued but another process is sending them
+    DEFERRED = "deferred"  # tokens are queued but not due yet (a backoff, any process's)
     BLOCKED = "blocked"  # 401/403: only an operator can help
 
 
@@ -71,8 +83,12 @@ class Revoker:
         self.reason = reason
         self.lease = lease
         self.owner = claim_owner(f"{self._rng.getrandbits(32):08x}")
-        self.healthy = True
-        self.unhealthy_reason: str | None = None
+        self._credential_ok = True
+        self._blocked_reason: str | None = None
+        self.down: str | None = None  # why run() crashed, until it runs again
+        self.crashes: dict[str, int] = {}  # reason -> count, for metrics
+        self.deferred = 0.0  # after Step.DEFERRED: seconds until the next token is due
+        self._deadline: float | None = None  # a drain's patience ends then (self._now)
         self.failures = 0  # consecutive transient failures (the backoff exponent)
         self.calls = 0
         self.closed = 0  # tokens that left the queue with an answer
@@ -83,6 +99,16 @@ class Revoker:
 
     # -- public ------------------------------------------------------------------------
 
+    @property
+    def healthy(self) -> bool:
+        """False while Cendis refuses the credential, or while run() is down (crashed)."""
+        return self._credential_ok and self.down is None
+
+    @property
+    def unhealthy_reason(self) -> str | None:
+        """``down`` after a crash, else the credential's refusal reason, else None."""
+        return "down" if self.down is not None else self._blocked_reason
+
     def wake(self) -> None:
         """New work was queued: drain now instead of at the next timer."""
         self._wake.set()
@@ -90,6 +116,11 @@ class Revoker:
     def outcome(self, sha256: str) -> Status | None:
         """The incident's status, for partner feedback (None if never recorded)."""
         return self.store.status_of(sha256)
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called."""
+        return self._stopping
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the batch in flight (graceful shutdown)."""
@@ -102,10 +133,13 @@ class Revoker:
         while not self._stopping:
             self._wake.clear()
             step = await self.step()
+            self.down = None  # a step went through: up again (after a restart)
             if step is Step.EMPTY:
                 await self._wake.wait()
             elif step is Step.BUSY:
                 await self._wait_or_wake(BUSY_WAIT)
+            elif step is Step.DEFERRED:
+                await self._wait_or_wake(min(self.deferred, POLL_CAP))
             elif step is Step.BLOCKED:
                 await self._wait_or_wake(self.auth_retry)
 
@@ -114,23 +148,37 @@ class Revoker:
         blocked on the credential, or (with ``patience``) that many seconds of failures
         or waiting have passed; returns the tokens this revoker closed."""
         closed_before = self.closed
-        started = self._now()
-        while True:
-            step = await self.step()
-            if step in (Step.EMPTY, Step.BLOCKED):
-                break
-            if step is Step.BUSY:
-                await self._sleep(BUSY_WAIT)
-            if (step in (Step.WAITED, Step.BUSY) and patience is not None
-                    and self._now() - started >= patience):
-                break
+        self._deadline = None if patience is None else self._now() + max(0.0, patience)
+        try:
+            while True:
+                step = await self.step()
+                if step in (Step.EMPTY, Step.BLOCKED):
+                    break
+                if step is Step.BUSY:
+                    await self._pause(BUSY_WAIT)
+                elif step is Step.DEFERRED:
+                    if (self._deadline is not None
+                            and self._now() + self.deferred > self._deadline):
+                        break  # nothing comes due within our patience: stop now
+                    await self._pause(min(self.deferred, POLL_CAP))
+                if (step is not Step.PROGRESS and self._deadline is not None
+                        and self._now() >= self._deadline):
+                    break
+        finally:
+            self._deadline = None
         return self.closed - closed_before
 
     async def step(self) -> Step:
         """One batch: call, then record what Cendis said (or wait as it asked)."""
         entries = self.store.claim_batch(self.batch, owner=self.owner, lease=self.lease)
         if not entries:
-            return Step.BUSY if self.store.queue_depth() else Step.EMPTY
+            due_in = self.store.next_attempt_in()
+            if due_in is None:
+                return Step.EMPTY
+            if due_in > 0:
+                self.deferred = due_in
+                return Step.DEFERRED
+            return Step.BUSY
         return await self._send(entries)
 
     # -- internals -----------------------------------------------------------------------
@@ -153,20 +201,25 @@ class Revoker:
         statuses = self.store.apply_outcomes(entries, outcomes, notify_owner=self.notify_owner)
         self.closed += len(statuses)
         self.revoked += sum(1 for s in statuses if s is Status.REVOKED)
+        incident_of = {e.sha256: e.incident_id for e in entries}
+        for outcome, status in zip(outcomes, statuses, strict=True):  # one line each
+            log.info("token %s", status.value.replace("_", " "),
+                     extra={"incident_id": incident_of.get(outcome.sha256),
+                            "status": status.value})
         self.failures = 0
-        if not self.healthy:
+        if not self._credential_ok:
             log.info("revoker recovered: Cendis accepts the credential again")
-        self.healthy, self.unhealthy_reason = True, None
+        self._credential_ok, self._blocked_reason = True, None
         return Step.PROGRESS
 
     async def _failed(self, entries: Sequence[QueueEntry], exc: CendisError) -> Step:
         answered = exc.status is not None  # an HTTP answer: Cendis did nothing
         if exc.credential_problem:
             self.store.attempt_failed(entries, exc.reason, answered=True)
-            if self.healthy:
+            if self._credential_ok:
                 log.error("revoker blocked: %s; every token stays queued until the "
                           "credential is fixed", exc)
-            self.healthy, self.unhealthy_reason = False, exc.reason
+            self._credential_ok, self._blocked_reason = False, exc.reason
             return Step.BLOCKED
         if exc.reason == "bad_request":
             self.store.attempt_failed(entries, exc.reason, answered=True)
@@ -185,18 +238,19 @@ class Revoker:
             self.closed += 1
             return Step.PROGRESS
         if exc.reason == "rate_limited":
-            wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_DEFAULT
+            wait = _bounded_retry_after(exc.retry_after)
             self.store.attempt_failed(entries, exc.reason, answered=True, retry_in=wait)
             log.warning("Cendis rate limit: waiting %.1f s", wait)
-            await self._sleep(wait)
+            await self._pause(wait)
             return Step.WAITED
         # 5xx, timeout, connection error, an answer we cannot read: back off and retry.
         delay = self._backoff()
         self.store.attempt_failed(entries, exc.reason,
                                   answered=answered and exc.reason == "server_error",
                                   retry_in=delay)
-        log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason, delay)
-        await self._sleep(delay)
+        log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason, delay,
+                    extra={"reason": exc.reason})
+        await self._pause(delay)
         return Step.WAITED
 
     def _backoff(self) -> float:
@@ -204,6 +258,14 @@ class Revoker:
         ceiling = min(self.max_delay, self.base_delay * 2 ** min(self.failures, 30))
         self.failures += 1
         return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` (the injected sleep), but never past a drain's deadline: a
+        one-off ``revoke --wait 5`` returns after 5 s even if Cendis asked for an hour
+        (the token stays queued, due when Cendis said)."""
+        if self._deadline is not None:
+            seconds = min(seconds, max(0.0, self._deadline - self._now()))
+        await self._sleep(seconds)
 
     async def _wait_or_wake(self, seconds: float) -> None:
         """Sleep ``seconds`` (the injected sleep), cut short by :meth:`wake`."""
@@ -214,3 +276,41 @@ class Revoker:
         finally:
             for task in (sleeper, waker):
                 task.cancel()
+
+
+def _bounded_retry_after(seconds: float | None) -> float:
+    """A 429's wait: the client bounds Retry-After already; bounded again here, since a
+    wait becomes a sleep and a queue date (nan, inf or 0 would spin or overflow)."""
+    if seconds is None or seconds != seconds:  # absent or nan
+        return RATE_LIMIT_DEFAULT
+    return min(RETRY_AFTER_MAX, max(RETRY_AFTER_MIN, seconds))
+
+
+async def supervise(revoker: Revoker, *,
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                    base: float = RESTART_BASE, cap: float = RESTART_MAX) -> None:
+    """Run ``revoker.run()`` for a service's life. A crash (a bug, a database error) is
+    one log line with its reason, counted in ``revoker.crashes``; ``revoker.down`` holds
+    the reason (so /readyz and the health gauge report it) until the restarted loop gets
+    a step through; restarts back off from ``base`` to ``cap``. Returns after
+    :meth:`Revoker.stop`; a cancellation propagates. Tokens are never lost by a crash:
+    they stay queued and their claims end with the lease."""
+    in_a_row = 0
+    while True:
+        try:
+            await revoker.run()
+            return
+        except Exception as exc:  # noqa: BLE001 - the point: nothing kills the revoker
+            reason = getattr(exc, "reason", None)
+            if not isinstance(reason, str) or not reason:
+                reason = type(exc).__name__
+            reason = short(reason, 40)
+            in_a_row = 1 if revoker.down is None else in_a_row + 1
+            revoker.down = reason
+            revoker.crashes[reason] = revoker.crashes.get(reason, 0) + 1
+            delay = min(cap, base * 2 ** min(in_a_row - 1, 30))
+            log.error("revoker crashed (%s); restarting in %.1f s; queued tokens wait",
+                      reason, delay, extra={"reason": reason, "error": short(str(exc), 200)})
+        await sleep(delay)
+        if revoker.stopping:
+            return

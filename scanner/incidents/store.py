@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -38,6 +38,11 @@ from scanner.incidents.models import (
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+#: The furthest ahead a queue timestamp is set (a lease, a backoff, a Retry-After):
+#: any delay, even 1e12 or inf, becomes a date that exists.
+MAX_AHEAD = 366 * 86400.0
+#: A queued token this close to its next_attempt_at is due (a timer may fire a tick early).
+DUE_SLACK = 0.001
 
 # Version 1 (the first release) had only these two tables and a version row:
 #   incidents(id, sha256 UNIQUE, redacted, first_seen, last_seen, status)
@@ -62,6 +67,13 @@ def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _after(moment: datetime, seconds: float) -> str:
+    """``moment`` plus a delay, as stored text. The delay is bounded first (nan and
+    negatives are 0, the rest at most MAX_AHEAD): no delay can overflow a datetime."""
+    bounded = min(seconds, MAX_AHEAD) if seconds > 0 else 0.0  # nan > 0 is False
+    return _iso(moment + timedelta(seconds=bounded))
 
 
 def claim_owner(tag: str) -> str:
@@ -404,6 +416,20 @@ class Store:
         with self._lock:
             return int(self.db.execute("SELECT count(*) FROM revoke_queue").fetchone()[0])
 
+    def next_attempt_in(self) -> float | None:
+        """Seconds until the earliest queued token is due (0 when one is due now, if
+        claimed), None when the queue is empty: a revoker waits this long instead of
+        polling while a backoff (its own or another process's) runs."""
+        with self._lock:
+            row = self.db.execute("SELECT count(*), min(coalesce(next_attempt_at, '')) "
+                                  "FROM revoke_queue").fetchone()
+        if not row[0]:
+            return None
+        if not row[1]:
+            return 0.0
+        due = datetime.fromisoformat(row[1])
+        return max(0.0, (due - self._now()).total_seconds())
+
     def oldest_pending_age(self) -> float | None:
         with self._lock:
             row = self.db.execute("SELECT min(enqueued_at) FROM revoke_queue").fetchone()
@@ -426,25 +452,31 @@ class Store:
         The attempt is written (and fsynced) BEFORE the call. ``uncertain`` stays set
         until Cendis answers; still set at the next attempt, it means that call's answer
         was lost (timeout, crash) and is kept in ``lost``: an ``already_revoked`` then is
-        our own earlier revoke."""
+        our own earlier revoke. A token whose ``next_attempt_at`` is still ahead (a
+        backoff or Retry-After, from any process) is not claimed."""
         now = self._now()
         stamp = _iso(now)
-        until = _iso(datetime.fromtimestamp(now.timestamp() + lease, UTC))
+        until = _after(now, lease)
         free = ("(claimed_by IS NULL OR claimed_until < ? OR claimed_by = ? "
                 "OR NOT claim_alive(claimed_by))")
+        # A backoff or a Retry-After holds across processes: nobody sends before it ends.
+        due = "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        due_by = _after(now, DUE_SLACK)
         columns = "sha256, incident_id, source, url, attempts"
         with self._write() as db:
             if only is not None:  # one given token (a refused batch, token by token)
                 rows = db.execute(f"SELECT {columns} FROM revoke_queue WHERE sha256 = ? "
-                                  f"AND {free}", [only, stamp, owner]).fetchall()
+                                  f"AND {free} AND {due}",
+                                  [only, stamp, owner, due_by]).fetchall()
             else:
-                head = db.execute(f"SELECT source FROM revoke_queue WHERE {free} "
-                                  "ORDER BY seq LIMIT 1", [stamp, owner]).fetchone()
+                head = db.execute(f"SELECT source FROM revoke_queue WHERE {free} AND {due} "
+                                  "ORDER BY seq LIMIT 1", [stamp, owner, due_by]).fetchone()
                 if head is None:
                     return []
                 rows = db.execute(
                     f"SELECT {columns} FROM revoke_queue WHERE source = ? AND {free} "
-                    "ORDER BY seq LIMIT ?", [head[0], stamp, owner, limit]).fetchall()
+                    f"AND {due} ORDER BY seq LIMIT ?",
+                    [head[0], stamp, owner, due_by, limit]).fetchall()
             entries = [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
                                   attempts=r[4] + 1) for r in rows]
             conn = db.conn  # executemany: a batch is 100 rows of each statement
@@ -473,8 +505,7 @@ class Store:
                     sql += ", uncertain = 0"
                 if retry_in is not None:
                     sql += ", next_attempt_at = ?"
-                    params.append(_iso(datetime.fromtimestamp(now.timestamp() + retry_in,
-                                                              UTC)))
+                    params.append(_after(now, retry_in))
                 db.execute(sql + " WHERE sha256 = ?", [*params, entry.sha256])
                 db.execute("UPDATE incidents SET last_error = ?, updated_at = ? WHERE id = ?",
                            [reason, _iso(now), entry.incident_id])

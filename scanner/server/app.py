@@ -5,11 +5,10 @@ key caches, the Cendis client and the revoker task), in that order and back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from scanner.incidents.store import Store
 from scanner.server.config import ServerConfig
 from scanner.server.findings import add_findings_route
 from scanner.server.keys import KeyCache, http_fetcher
+from scanner.server.logs import MalformedRequestFilter, watch_malformed_requests
 from scanner.server.metrics import Metrics
 from scanner.server.state import (
     CONFIG,
@@ -60,10 +60,13 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                now: Callable[[], datetime] = _utcnow,
                monotonic: Callable[[], float] = time.monotonic,
                cendis_timeout: float = 10.0,
-               revoker_options: dict[str, Any] | None = None) -> web.Application:
+               revoker_options: dict[str, Any] | None = None,
+               restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
-    passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``)."""
+    passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``); ``restart_sleep``
+    is the supervisor's wait before restarting a crashed revoker."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
     app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
     app[CONFIG] = config
@@ -73,6 +76,19 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[REVOKER] = None
     app[DELIVERIES] = {}
 
+    async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
+        """First in, last out: malformed requests counted, not logged at ERROR each; one
+        line when everything has stopped."""
+        metrics = app[METRICS]
+        detach = watch_malformed_requests(MalformedRequestFilter(
+            lambda reason: metrics.child(metrics.http_errors, reason).inc(),
+            monotonic=monotonic))
+        try:
+            yield
+        finally:
+            detach()
+            log.info("stopped", extra={"reason": "shutdown"})
+
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
             app[SESSION] = session
@@ -80,7 +96,9 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store.open(db_path)
-        writer = BatchWriter(lambda: Store.open(db_path), revoke=config.auto_revoke)
+        writer = BatchWriter(lambda wait: Store.open(db_path, busy_timeout=wait),
+                             revoke=config.auto_revoke, busy_timeout=config.db_busy_timeout,
+                             monotonic=monotonic)
         try:
             await writer.start()
             app[STORE], app[WRITER] = store, writer
@@ -90,52 +108,68 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
             store.close()
 
     async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
-        store, tasks = app[STORE], []
+        store, writer = app[STORE], app[WRITER]
         for name, partner in config.keyed.items():
-            saved = store.load_partner_keys(name)
+            saved = await asyncio.to_thread(store.load_partner_keys, name)
             fetch = http_fetcher(app[SESSION], partner.keys_url,
                                  github_token=partner.fetch_token,
                                  timeout=config.key_fetch_timeout)
 
-            def persist(keys: list[dict[str, Any]], etag: str | None, name: str = name) -> None:
-                store.save_partner_keys(name, keys, etag)
+            async def persist(keys: list[dict[str, Any]], etag: str | None,
+                              name: str = name) -> None:
                 app[METRICS].key_fetches.labels(name, "updated").inc()
+                try:  # on the writer's thread: a held lock must not stop the loop
+                    await writer.call(lambda s: s.save_partner_keys(name, keys, etag))
+                except Exception as exc:  # noqa: BLE001 - the keys in memory are in use
+                    log.warning("partner keys not saved", extra={
+                        "partner": name, "reason": "database", "error": type(exc).__name__})
 
             cache = KeyCache(name, fetch, persist=persist,
                              initial=saved[0] if saved else None,
                              etag=saved[1] if saved else None,
                              refetch_interval=config.key_refetch_interval,
-                             miss_ttl=config.key_miss_ttl, now=monotonic)
+                             miss_ttl=config.key_miss_ttl,
+                             refresh_interval=config.key_refresh_interval, now=monotonic)
             app[KEY_CACHES][name] = cache
-            if not cache.loaded:
-                tasks.append(asyncio.create_task(_first_fetch(cache)))
+        # Saved keys too: trusted only until this first fetch says what is current.
+        tasks = [asyncio.create_task(_first_fetch(cache)) for cache in app[KEY_CACHES].values()]
+        tasks += [asyncio.create_task(_refresh_timer(cache))
+                  for cache in app[KEY_CACHES].values()]
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for cache in app[KEY_CACHES].values():
+            await cache.close()
 
     async def revoker_ctx(app: web.Application) -> AsyncIterator[None]:
         if credential is None:
             yield
             return
         from scanner.cendis.client import CendisClient
-        from scanner.incidents.revoker import Revoker
+        from scanner.incidents.revoker import Revoker, supervise
 
         client = CendisClient(app[SESSION], cendis_api_url, credential,
-                              timeout=cendis_timeout)
+                              timeout=cendis_timeout, now=now)
         await _whoami(client, now())
         revoker = Revoker(app[STORE], client, **(revoker_options or {}))
         app[REVOKER] = revoker
-        task = asyncio.create_task(revoker.run())
+        # Supervised: a crash is logged, counted and restarted; /readyz says so meanwhile.
+        task = asyncio.create_task(supervise(revoker, sleep=restart_sleep))
         yield
         revoker.stop()  # between batches: a call in flight finishes and is recorded
         done, _ = await asyncio.wait({task}, timeout=5)
         if not done:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on (exit 0), said once
+            log.error("revoker failed at shutdown", extra={"reason": type(exc).__name__})
 
-    app.cleanup_ctx.extend([session_ctx, store_ctx, keys_ctx, revoker_ctx])
+    app.cleanup_ctx.extend([lifecycle_ctx, session_ctx, store_ctx, keys_ctx, revoker_ctx])
+    app.on_shutdown.append(_stopping)
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
     add_findings_route(app)
@@ -143,7 +177,8 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
 
 
 async def _first_fetch(cache: KeyCache) -> None:
-    """Nothing saved: fetch once at start-up (a failure only delays readiness)."""
+    """Fetch once at start-up: nothing saved (a failure only delays readiness), or saved
+    keys to confirm (a failure keeps them)."""
     from scanner.server.errors import Unavailable
 
     try:
@@ -152,6 +187,18 @@ async def _first_fetch(cache: KeyCache) -> None:
     except Unavailable as exc:
         log.warning("partner keys not fetched", extra={"partner": cache.partner,
                                                        "reason": exc.reason})
+
+
+async def _stopping(app: web.Application) -> None:
+    log.info("shutting down: finishing the deliveries and the revoke call in flight",
+             extra={"reason": "shutdown"})
+
+
+async def _refresh_timer(cache: KeyCache) -> None:
+    """Refresh on schedule even when no delivery comes (a :meth:`KeyCache.get` would)."""
+    while True:
+        await asyncio.sleep(min(cache.refresh_interval, 60.0))
+        cache.refresh_if_due()
 
 
 async def _whoami(client: Any, now: datetime) -> None:
@@ -190,6 +237,7 @@ def _gauges(app: web.Application) -> dict[str, Any]:
     revoker = app[REVOKER]
     if revoker is not None:
         values["revoker_healthy"] = 1 if revoker.healthy else 0
+        values["revoker_crashes"] = dict(revoker.crashes)
         values["tokens_revoked"] = revoker.revoked
         values["revoke_errors"] = dict(revoker.errors)
     return values

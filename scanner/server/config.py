@@ -6,6 +6,9 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
     body_limit = 33554432                 # bytes; 413 above it
     body_timeout = 10                     # seconds for a body to arrive; 408 after
+    max_records = 10000                   # records per delivery; 413 above it
+    db_busy_timeout = 5                   # seconds to wait for another process's lock; 503
+    key_refresh_interval = 600            # partner keys refetched (withdrawn keys dropped)
     reader_token_env = "CENDIS_SCAN_READER_TOKEN"
     report_token_env = "CENDIS_SCAN_REPORT_TOKEN" # sweeps' POST /v1/findings (--report-to)
 
@@ -38,6 +41,9 @@ from scanner.server.errors import ServerConfigError
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 #: aiohttp's default is 1 MiB; a 1,000-record backfill is ~200 kB, a whole push can be more.
 DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
+#: Records per delivery: parsing and committing are per record, the byte limit alone lets
+#: one signed body of 200,000 tiny records hold the receiver for seconds.
+DEFAULT_MAX_RECORDS = 10_000
 DEFAULT_READER_ENV = "CENDIS_SCAN_READER_TOKEN"
 DEFAULT_REPORT_ENV = "CENDIS_SCAN_REPORT_TOKEN"
 KEYED = ("github", "gitlab")
@@ -46,7 +52,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "report_token_env",
         "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
-        "body_timeout"}
+        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
 
@@ -81,6 +87,9 @@ class ServerConfig:
     key_miss_ttl: float = 60.0
     key_fetch_timeout: float = 5.0
     body_timeout: float = 10.0  # seconds for a delivery's body to arrive (slowloris)
+    max_records: int = DEFAULT_MAX_RECORDS  # records per delivery; 413 above it
+    db_busy_timeout: float = 5.0  # seconds a commit waits for another process's lock; 503
+    key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
     #: What an optional setting left unset turned off, for ``serve`` to log at start-up
     #: (one line each): the file starts as written, and says what it is running without.
     notes: tuple[str, ...] = ()
@@ -200,14 +209,18 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
     numbers = {}
-    for key in ("key_refetch_interval", "key_miss_ttl", "key_fetch_timeout", "body_timeout"):
+    for key in ("key_refetch_interval", "key_miss_ttl", "key_fetch_timeout", "body_timeout",
+                "db_busy_timeout", "key_refresh_interval"):
         if key in data:
             value = float(_typed(data[key], (int, float), key))
             if value < 0:
                 raise ServerConfigError(f"{key}: must not be negative")
             numbers[key] = value
+    max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
+    if max_records < 1:
+        raise ServerConfigError("max_records: at least 1")
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
-                        report_token=report,
+                        report_token=report, max_records=max_records,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
                         notes=tuple(notes), **numbers)
 

@@ -9,12 +9,17 @@ sends ``sha256`` and ``redacted``, and a ``redacted`` that looks like a whole to
 refused. Recording goes through the app's writer (committed before the 200) and wakes
 the app's revoker; ``revoke`` in the body asks for revocation, which the receiver's own
 ``auto_revoke`` can still veto.
+
+The 200 answer is the acknowledgement: ``recorded`` lists every finding's ``sha256``
+(with its incident and status, in input order), ``count`` how many, ``queued`` how many
+wait for the revoker. A sweep moves its state only past what is listed there.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +32,16 @@ from scanner.incidents.findings import revocable
 from scanner.incidents.models import Recorded, Sighting, TokenRef
 from scanner.redaction import scrub
 from scanner.server.errors import Rejected, ReportError, Unavailable
+from scanner.server.reports import storable
 from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
 from scanner.server.views import read_body
+from scanner.server.writer import Unstorable
 
+log = logging.getLogger("scanner.server")
 PATH = "/v1/findings"
 LABEL = "scan"  # the metrics' partner label for these reports
 MAX_FINDINGS = 10_000
+MAX_LINE = 2**31 - 1  # SQLite's integers end at 2**63; no file has 2**31 lines
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _WHOLE_TOKEN = re.compile(r"cendis_pat_[A-Za-z0-9]{20,}")
 
@@ -63,8 +72,8 @@ def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
     value = item.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise Rejected("bad_finding", f"{key} must be a string")
+    if not isinstance(value, str) or not storable(value):
+        raise Rejected("bad_finding", f"{key} must be a string of Unicode text")
     return scrub(value, limit)
 
 
@@ -95,8 +104,9 @@ def _parse(body: bytes, now: Callable[[], datetime]
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise Rejected("bad_finding", "sha256 must be 64 lowercase hex digits")
         line = item.get("line")
-        if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
-            raise Rejected("bad_finding", "line must be an integer")
+        if line is not None and (isinstance(line, bool) or not isinstance(line, int)
+                                 or not 0 <= line <= MAX_LINE):
+            raise Rejected("bad_finding", f"line must be an integer from 0 to {MAX_LINE}")
         sighting = Sighting(source=source, received_at=received,
                             repository=_text(data, "repository", 500),
                             url=_text(data, "url", 2000), commit=_text(item, "commit", 64),
@@ -123,6 +133,8 @@ async def findings(request: web.Request) -> web.Response:
         try:
             first = await writer.record(queued) if queued else []
             second = await writer.call(lambda s: s.record(kept, revoke=False)) if kept else []
+        except Unstorable as exc:  # validated above: not expected, and not an outage
+            raise Rejected(exc.reason, "a finding could not be stored", status=422) from None
         except Exception:  # noqa: BLE001 - any store failure is our outage
             raise Unavailable("database", "the incident store is unavailable",
                               retry_after=5) from None
@@ -131,11 +143,17 @@ async def findings(request: web.Request) -> web.Response:
         return web.json_response(exc.to_json(), status=exc.status)
     metrics.child(metrics.reports, LABEL, "accepted").inc()
     metrics.child(metrics.records, LABEL, "accepted").inc(len(items))
+    new = sum(1 for r in [*first, *second] if r.new_incident)
+    log.info("sweep findings recorded: %d, %d new incidents, %d queued for revocation",
+             len(items), new, len(queued), extra={"partner": LABEL, "records": len(items)})
     revoker = app[REVOKER]
     if queued and revoker is not None:
         revoker.wake()
     by_sha: dict[str, Recorded] = {r.sha256: r for r in [*first, *second]}
-    return web.json_response({"recorded": [
-        {"sha256": ref.sha256, "incident_id": by_sha[ref.sha256].incident_id,
-         "status": str(by_sha[ref.sha256].status),
-         "new_incident": by_sha[ref.sha256].new_incident} for ref, _, _ in items]})
+    recorded = [{"sha256": ref.sha256, "incident_id": by_sha[ref.sha256].incident_id,
+                 "status": str(by_sha[ref.sha256].status),
+                 "new_incident": by_sha[ref.sha256].new_incident} for ref, _, _ in items]
+    # The acknowledgement: a sweep advances only past the sha256s listed here (and the
+    # count), so it never mistakes some other 200 answer for "recorded".
+    return web.json_response({"recorded": recorded, "count": len(recorded),
+                              "queued": sum(r["status"] == "pending" for r in recorded)})

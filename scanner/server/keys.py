@@ -9,6 +9,14 @@ needs no fetch. An unknown key id triggers a refetch, but:
 * an id still unknown after a fetch is remembered for ``miss_ttl`` seconds and rejected
   at once (4xx) without another fetch.
 
+Keys are also refreshed on a schedule (``refresh_interval``, on the injected clock): a
+key the partner withdrew stops verifying after the next refresh, since a fetched list
+replaces the old one. Keys loaded from the database at a restart are trusted only until
+the first refresh succeeds; while the endpoint is down the last known set is kept (a
+partner cannot deliver at all without it). A refresh that is due is started in the
+background by the next :meth:`get` (the delivery does not wait for it) and by the app's
+timer, at most once per ``refetch_interval`` while it fails.
+
 Keys marked ``is_current: false`` are kept and accepted: a delivery signed just before a
 rotation still verifies. ``now`` is a parameter (a monotonic clock), so tests need no
 fake time. The HTTP fetch itself is :func:`http_fetcher` (ETag, optional GitHub token).
@@ -17,7 +25,10 @@ fake time. The HTTP fetch itself is :func:`http_fetcher` (ETag, optional GitHub 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from scanner.server.errors import SignatureError, Unavailable
 from scanner.server.verify import load_p256_key
+
+log = logging.getLogger("scanner.server")
 
 if TYPE_CHECKING:
     import aiohttp
@@ -51,7 +64,7 @@ class Fetched:
 
 
 Fetch = Callable[[str | None], Awaitable[Fetched]]
-Persist = Callable[[list[dict[str, Any]], str | None], None]
+Persist = Callable[[list[dict[str, Any]], str | None], Awaitable[None] | None]
 
 
 def parse_keys(entries: Any) -> dict[str, PublicKey]:
@@ -82,6 +95,7 @@ class KeyCache:
     def __init__(self, partner: str, fetch: Fetch, *, persist: Persist | None = None,
                  initial: list[dict[str, Any]] | None = None, etag: str | None = None,
                  refetch_interval: float = 5.0, miss_ttl: float = 60.0,
+                 refresh_interval: float = 600.0,
                  now: Callable[[], float] = time.monotonic) -> None:
         self.partner = partner
         self._fetch = fetch
@@ -89,6 +103,9 @@ class KeyCache:
         self._now = now
         self.refetch_interval = refetch_interval
         self.miss_ttl = miss_ttl
+        self.refresh_interval = max(1.0, refresh_interval)
+        self.refreshed_at: float | None = None  # last fetch that worked (None: unconfirmed)
+        self._background: asyncio.Task[None] | None = None
         self.keys: dict[str, PublicKey] = {}
         self.etag = etag if initial else None
         self.fetches = 0
@@ -111,6 +128,7 @@ class KeyCache:
 
         Raises :class:`SignatureError` ``unknown_key`` (4xx) when the id is still unknown
         after a fetch, and :class:`Unavailable` (503) when no fetch could be made."""
+        self.refresh_if_due()
         key = self.keys.get(key_id)
         if key is not None:
             return key
@@ -143,16 +161,56 @@ class KeyCache:
         async with self._lock:
             await self._refresh()
 
+    @property
+    def due(self) -> bool:
+        """A scheduled refresh is due (never confirmed, or confirmed too long ago), and
+        no attempt was made in the last ``refetch_interval`` seconds."""
+        now = self._now()
+        if self._last_attempt is not None and now - self._last_attempt < \
+                self.refetch_interval:
+            return False
+        return self.refreshed_at is None or now - self.refreshed_at >= self.refresh_interval
+
+    def refresh_if_due(self) -> None:
+        """Start a background refresh when one is due; nothing waits for it."""
+        if self.due and (self._background is None or self._background.done()):
+            self._background = asyncio.ensure_future(self._scheduled())
+
+    async def _scheduled(self) -> None:
+        try:
+            async with self._lock:
+                if self.due:  # a fetch made while we waited for the lock counts
+                    await self._refresh()
+        except Unavailable as exc:
+            log.warning("partner keys not refreshed: the last known keys stay in use",
+                        extra={"partner": self.partner, "reason": exc.reason})
+
+    async def close(self) -> None:
+        """Cancel a background refresh (at shutdown)."""
+        if self._background is not None and not self._background.done():
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+
     async def _refresh(self) -> None:
         self._last_attempt = self._now()
         self.fetches += 1
         try:
             fetched = await self._fetch(self.etag if self.keys else None)
             if fetched.keys is not None:
-                self.keys = parse_keys(fetched.keys)
+                keys = parse_keys(fetched.keys)
+                withdrawn = sorted(set(self.keys) - set(keys))
+                self.keys = keys  # replaced, not merged: a withdrawn key stops verifying
                 self.etag = fetched.etag
+                if withdrawn:
+                    log.info("partner keys withdrawn: %d", len(withdrawn),
+                             extra={"partner": self.partner, "reason": "key_withdrawn"})
                 if self._persist is not None:
-                    self._persist([k.to_json() for k in self.keys.values()], self.etag)
+                    saved = self._persist([k.to_json() for k in self.keys.values()],
+                                          self.etag)
+                    if inspect.isawaitable(saved):  # the app's goes to the writer thread
+                        await saved
+            self.refreshed_at = self._now()
             self.last_error = None
         except Unavailable as exc:
             self.last_error = exc.reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -74,3 +75,60 @@ def setup_logging(stream: IO[str] | None = None, *, json_lines: bool | None = No
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+
+
+#: The loggers aiohttp reports a malformed request on: ours in ``serve``, its default.
+HTTP_LOGGERS = ("scanner.server.http", "aiohttp.server")
+
+
+class MalformedRequestFilter(logging.Filter):
+    """A malformed request is the sender's problem, and anyone can send thousands: aiohttp
+    logs each at ERROR with a traceback. This filter turns them into one WARNING line at
+    most every ``interval`` seconds (saying how many were dropped since), without the
+    traceback, and counts every one through ``count(reason)``. Real errors (an exception
+    in a handler) pass unchanged."""
+
+    def __init__(self, count: Callable[[str], None], *, interval: float = 10.0,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        super().__init__()
+        import time
+
+        self._count = count
+        self.interval = interval
+        self._now = monotonic or time.monotonic
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        reason = type(exc).__name__
+        self._count(reason)
+        now = self._now()
+        if self._last is not None and now - self._last < self.interval:
+            self.suppressed += 1
+            return False
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "malformed HTTP request refused (%d more since the last such line)"
+        record.args = (self.suppressed,)
+        record.__dict__["reason"] = reason
+        record.exc_info = record.exc_text = None
+        self._last, self.suppressed = now, 0
+        return True
+
+
+def watch_malformed_requests(flt: MalformedRequestFilter) -> Callable[[], None]:
+    """Attach ``flt`` to aiohttp's request loggers; returns the function that detaches it
+    (the app does both in its cleanup context: no filter outlives its app)."""
+    loggers = [logging.getLogger(name) for name in HTTP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(flt)
+
+    def detach() -> None:
+        for logger in loggers:
+            logger.removeFilter(flt)
+
+    return detach

@@ -28,7 +28,8 @@ class _StoreCollector(Collector):
         values = self._read()
         for name, doc in (("revoke_queue_depth", "Tokens waiting for a revoke call"),
                           ("revoke_oldest_pending_seconds", "Age of the oldest queued token"),
-                          ("revoker_healthy", "1 unless the Cendis credential was refused")):
+                          ("revoker_healthy", "1 unless the Cendis credential was refused "
+                                              "or the revoker task is down (crashed)")):
             family = GaugeMetricFamily(f"cendis_{name}", doc)
             value = values.get(name)
             family.add_metric([], float(value) if value is not None else 0.0)
@@ -43,6 +44,11 @@ class _StoreCollector(Collector):
         for reason, count in sorted((values.get("revoke_errors") or {}).items()):
             errors.add_metric([reason], float(count))
         yield errors
+        crashes = CounterMetricFamily("cendis_revoker_crashes", "Revoker task crashes (each "
+                                      "restarted with backoff), by reason", labels=["reason"])
+        for reason, count in sorted((values.get("revoker_crashes") or {}).items()):
+            crashes.add_metric([reason], float(count))
+        yield crashes
 
 
 class Metrics:
@@ -58,6 +64,10 @@ class Metrics:
         self.records = Counter("cendis_records", "Records in accepted deliveries, by outcome "
                                "(accepted, malformed, false_positive)",
                                ["partner", "outcome"], registry=r)
+        self.malformed = Counter("cendis_records_malformed", "Records skipped as malformed, "
+                                 "by partner and reason", ["partner", "reason"], registry=r)
+        self.http_errors = Counter("cendis_malformed_requests", "Malformed HTTP requests "
+                                   "refused by the server, by reason", ["reason"], registry=r)
         self.key_fetches = Counter("cendis_partner_key_fetches", "Public-key fetches",
                                    ["partner", "outcome"], registry=r)
         self.latency = Histogram("cendis_request_seconds", "Request latency by route",

@@ -46,6 +46,43 @@ class ParsedReport:
     token_types: list[str] = field(default_factory=list)   # per item, for the feedback
     false_positive: set[str] = field(default_factory=set)  # sha256s not Cendis by format
     malformed: int = 0
+    malformed_reasons: dict[str, int] = field(default_factory=dict)  # reason -> records
+
+    def skip(self, reason: str) -> None:
+        """Count a malformed record (a metric label each); it is not stored."""
+        self.malformed += 1
+        self.malformed_reasons[reason] = self.malformed_reasons.get(reason, 0) + 1
+
+
+class _Malformed(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def storable(text: str) -> bool:
+    """False for text SQLite cannot store: a lone surrogate (JSON's ``"\\ud800"``
+    decodes to one, and UTF-8 has no form for it)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _field(record: dict[str, Any], key: str) -> str | None:
+    """An optional text field of a record: a string or absent/null, storable, else the
+    record is malformed (never stringified, never a failure of the whole delivery)."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Malformed("bad_type")
+    if not storable(value):
+        raise _Malformed("bad_text")
+    return value
 
 
 def _text(value: Any) -> str | None:
@@ -64,29 +101,47 @@ def token_ref(token: str) -> TokenRef:
 
 
 def parse_records(body: bytes, *, partner: str, source: str, received_at: datetime,
-                  delivery_id: str | None = None) -> ParsedReport:
-    """Parse a verified body. Malformed JSON or a non-array is the sender's error;
-    a malformed record is counted and skipped, never failing the batch."""
+                  delivery_id: str | None = None,
+                  max_records: int | None = None) -> ParsedReport:
+    """Parse a verified body. Malformed JSON, a non-array, or more than ``max_records``
+    records (413) is the sender's error for the whole delivery; a malformed record (not
+    an object, no token, a field of the wrong type or with text SQLite cannot store) is
+    counted with its reason and skipped, never failing the rest: everything that joins
+    the group commit has been checked here, so no record can fail another delivery."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise Rejected("malformed_json", "the body is not JSON") from None
     if not isinstance(data, list):
         raise Rejected("not_an_array", "the body must be a JSON array of records")
+    if max_records is not None and len(data) > max_records:
+        raise Rejected("too_many_records", f"over {max_records} records in one delivery",
+                       status=413)
     report = ParsedReport()
     for record in data:
-        token = record.get("token") if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            report.skip("not_an_object")
+            continue
+        token = record.get("token")
         if not isinstance(token, str) or not token.strip():
-            report.malformed += 1
+            report.skip("no_token")
+            continue
+        try:
+            if not storable(token):
+                raise _Malformed("bad_text")
+            url, kind, origin = (_field(record, "url"), _field(record, "type"),
+                                 _field(record, "source"))
+        except _Malformed as exc:
+            report.skip(exc.reason)
             continue
         ref = token_ref(token)
         if not is_cendis_token(token):
             report.false_positive.add(ref.sha256)
-        token_type = _text(record.get("type"))
+        token_type = _text(kind)
         report.items.append((ref, Sighting(
             source=source, received_at=received_at, partner=partner,
-            url=_text(record.get("url")) or None, record_type=token_type,
-            record_source=_text(record.get("source")), delivery_id=delivery_id)))
+            url=_text(url) or None, record_type=token_type,
+            record_source=_text(origin), delivery_id=delivery_id)))
         report.token_types.append(token_type or "")
     return report
 

@@ -66,19 +66,30 @@ def standard_webhooks_sign(secret: bytes, msg_id: str, timestamp: int | str,
     return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
 
 
+def check_webhook_headers(msg_id: str | None, timestamp: str | None,
+                          signature: str | None, *, now: float,
+                          tolerance: float = TOLERANCE) -> None:
+    """The Standard Webhooks headers alone, before the body is read: present, a
+    timestamp in ASCII digits within ``tolerance`` of now, and at least one ``v1,``."""
+    if not msg_id or not timestamp or not signature:
+        raise SignatureError("missing_signature_headers", status=400)
+    text = timestamp.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 20:
+        # not a number, or absurdly long (int() of 400 digits is costly)
+        raise SignatureError("bad_timestamp", status=400)
+    if abs(now - int(text)) > tolerance:
+        raise SignatureError("timestamp_out_of_window")
+    if not any(part.startswith("v1,") and len(part) > 3 for part in signature.split()):
+        raise SignatureError("bad_signature")
+
+
 def verify_hmac(secrets: Iterable[bytes], msg_id: str | None, timestamp: str | None,
                 signature: str | None, body: bytes, *, now: float,
                 tolerance: float = TOLERANCE) -> None:
     """Standard Webhooks: any of the space-separated ``v1,`` signatures made with any of
     our secrets (rotation on either side), and a timestamp within ``tolerance`` of now."""
-    if not msg_id or not timestamp or not signature:
-        raise SignatureError("missing_signature_headers", status=400)
-    try:
-        stamp = int(timestamp) if len(timestamp) <= 20 else int("x")
-    except ValueError:  # not a number, or absurdly long (int() of 400 digits is costly)
-        raise SignatureError("bad_timestamp", status=400) from None
-    if abs(now - stamp) > tolerance:
-        raise SignatureError("timestamp_out_of_window")
+    check_webhook_headers(msg_id, timestamp, signature, now=now, tolerance=tolerance)
+    assert msg_id is not None and timestamp is not None and signature is not None
     given: list[bytes] = []
     for part in signature.split():
         version, _, text = part.partition(",")

@@ -5,11 +5,12 @@ logic :mod:`.reports`, the commit :mod:`.writer`; a view only wires them and tur
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -25,10 +26,17 @@ from scanner.server.state import (
     STORE,
     WRITER,
 )
-from scanner.server.verify import verify_ecdsa, verify_hmac
+from scanner.server.verify import (
+    check_webhook_headers,
+    decode_signature,
+    verify_ecdsa,
+    verify_hmac,
+)
+from scanner.server.writer import StoreBusy, Unstorable
 
 log = logging.getLogger("scanner.server")
 _JSON_TYPES = {"application/json"}
+MAX_LIMIT = 1000  # incidents per /incidents page
 
 
 def _error(exc: ReportError) -> web.Response:
@@ -38,14 +46,21 @@ def _error(exc: ReportError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The raw bytes, after the cheap checks: content type, then size (413)."""
+def check_request(request: web.Request) -> None:
+    """What the headers alone tell, before a byte of the body is read (an unauthenticated
+    client must not make us buffer 30 MB): the content type, then the declared size."""
     if request.content_type not in _JSON_TYPES:
         raise Rejected("wrong_content_type", "Content-Type must be application/json",
                        status=415)
     limit = request.app[CONFIG].body_limit
     if request.content_length is not None and request.content_length > limit:
         raise Rejected("body_too_large", f"body over {limit} bytes", status=413)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw bytes, after the cheap checks (:func:`check_request`): 415, 413, 408."""
+    check_request(request)
+    limit = request.app[CONFIG].body_limit
     timeout = request.app[CONFIG].body_timeout
     try:
         # A body that trickles in (slowloris) is cut off: the connection is not held.
@@ -57,22 +72,31 @@ async def read_body(request: web.Request) -> bytes:
         raise Rejected("body_too_large", f"body over {limit} bytes", status=413) from None
 
 
+def delivery_key(delivery_id: str) -> str:
+    """What de-duplicates a webhook delivery: a hash of the whole id (never a prefix, so
+    two ids sharing their first 200 characters stay two deliveries)."""
+    return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 async def _accept(request: web.Request, partner: str, source: str, body: bytes,
                   delivery_id: str | None) -> web.Response:
     """Parse, commit (the 200 waits for it), wake the revoker, answer the feedback."""
     app = request.app
     metrics = app[METRICS]
     report = parse_records(body, partner=partner, source=source, delivery_id=delivery_id,
-                           received_at=app[NOW]())
+                           received_at=app[NOW](), max_records=app[CONFIG].max_records)
+    for reason, count in report.malformed_reasons.items():
+        metrics.child(metrics.malformed, partner, reason).inc(count)
     try:
         recorded = await app[WRITER].record(report.items,
                                             false_positive=report.false_positive)
-    except Exception as exc:  # noqa: BLE001 - any store failure is our outage
-        log.error("could not record a delivery", extra={"partner": partner,
-                                                        "reason": "database",
-                                                        "error": type(exc).__name__})
-        raise Unavailable("database", "the incident store is unavailable",
+    except StoreBusy as exc:  # the database's failure: our outage, the sender retries
+        raise Unavailable(exc.reason, "the incident store is unavailable",
                           retry_after=5) from None
+    except Unstorable as exc:  # this delivery's data, not the database's fault
+        log.warning("a delivery's records could not be stored",
+                    extra={"partner": partner, "reason": exc.reason, "error": exc.error})
+        raise Rejected(exc.reason, "a record could not be stored", status=422) from None
     new = 0
     for (ref, _), result in zip(report.items, recorded, strict=True):
         if result.new_incident:
@@ -88,7 +112,9 @@ async def _accept(request: web.Request, partner: str, source: str, body: bytes,
     if report.malformed:
         metrics.child(metrics.records, partner, "malformed").inc(report.malformed)
         log.warning("malformed records skipped", extra={"partner": partner,
-                                                        "malformed": report.malformed})
+                                                        "malformed": report.malformed,
+                                                        "reason": ",".join(sorted(
+                                                            report.malformed_reasons))})
     revoker = app[REVOKER]
     if revoker is not None and len(report.items) > fps:
         revoker.wake()
@@ -107,24 +133,38 @@ async def _guard(request: web.Request, partner: str,
         return _error(exc)
 
 
+def _key_headers(request: web.Request, prefix: str) -> tuple[str, str]:
+    """The key id and signature headers, present and plausible (an opaque id, but short
+    printable ASCII; a signature that decodes to DER), or a 4xx before the body is read."""
+    key_id = request.headers.get(f"{prefix}-Public-Key-Identifier", "").strip()
+    signature = request.headers.get(f"{prefix}-Public-Key-Signature", "").strip()
+    if not key_id or not signature:
+        raise SignatureError("missing_signature_headers", status=400)
+    if len(key_id) > 256 or not (key_id.isascii() and key_id.isprintable()):
+        raise SignatureError("bad_key_identifier", status=400)
+    if len(signature) > 256:
+        raise SignatureError("signature_not_der")
+    decode_signature(signature)
+    return key_id, signature
+
+
 async def keyed_report(request: web.Request, name: str) -> web.Response:
-    """GitHub's and GitLab's protocol: ECDSA P-256 over the raw body."""
+    """GitHub's and GitLab's protocol: ECDSA P-256 over the raw body. Every header check
+    (type, size, signature headers, the key itself) comes before the body is read."""
     cache = request.app[KEY_CACHES].get(name)
     if cache is None:
         raise web.HTTPNotFound()
     prefix = name.capitalize()
 
     async def handle() -> web.Response:
-        body = await read_body(request)
-        key_id = request.headers.get(f"{prefix}-Public-Key-Identifier", "").strip()
-        signature = request.headers.get(f"{prefix}-Public-Key-Signature", "").strip()
-        if not key_id or not signature:
-            raise SignatureError("missing_signature_headers", status=400)
+        check_request(request)
+        key_id, signature = _key_headers(request, prefix)
         key = await cache.get(key_id)
+        body = await read_body(request)
         verify_ecdsa(key.key, signature, body)
-        return await _accept(request, name, name, body,
-                             request.headers.get("X-GitHub-Delivery") if name == "github"
-                             else None)
+        # No delivery id: X-GitHub-Delivery is not signed, so a replay of one body under
+        # new ids must add no sighting; a sighting is its content (token, url, source).
+        return await _accept(request, name, name, body, None)
 
     return await _guard(request, name, handle)
 
@@ -145,14 +185,17 @@ async def webhook_report(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
 
     async def handle() -> web.Response:
-        body = await read_body(request)
+        check_request(request)
         h = request.headers
         msg_id = h.get("webhook-id")
+        now = request.app[NOW]().timestamp()
+        check_webhook_headers(msg_id, h.get("webhook-timestamp"), h.get("webhook-signature"),
+                              now=now)
+        body = await read_body(request)
         verify_hmac(partner.secrets, msg_id, h.get("webhook-timestamp"),
-                    h.get("webhook-signature"), body,
-                    now=request.app[NOW]().timestamp())
-        assert msg_id is not None  # checked by verify_hmac
-        delivery = msg_id[:200]
+                    h.get("webhook-signature"), body, now=now)
+        assert msg_id is not None  # checked by check_webhook_headers
+        delivery = delivery_key(msg_id)
         seen = request.app[DELIVERIES]
         if (name, delivery) in seen:  # an exact redelivery: dropped, nothing written
             request.app[METRICS].reports.labels(name, "redelivery").inc()
@@ -160,8 +203,16 @@ async def webhook_report(request: web.Request) -> web.Response:
         # Recorded first, remembered after: a crash between the two makes the sender's
         # redelivery record again, which adds nothing (same delivery id, same sightings),
         # whereas remembering first could drop a delivery that was never committed.
-        answer = await _accept(request, name, f"partner:{name}", body, delivery)
-        fresh = await request.app[WRITER].call(lambda s: s.remember_delivery(name, delivery))
+        shown = msg_id if len(msg_id) <= 200 and msg_id.isprintable() else delivery
+        answer = await _accept(request, name, f"partner:{name}", body, shown)
+        try:
+            fresh = await request.app[WRITER].call(
+                lambda s: s.remember_delivery(name, delivery))
+        except Exception as exc:  # noqa: BLE001 - recorded already; a redelivery adds nothing
+            log.warning("delivery id not remembered", extra={"partner": name,
+                                                             "reason": "database",
+                                                             "error": type(exc).__name__})
+            fresh = True
         seen[(name, delivery)] = None
         if len(seen) > 50_000:
             seen.pop(next(iter(seen)))
@@ -173,19 +224,25 @@ async def webhook_report(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the loop answers. Never the database (a lock held elsewhere is not a
+    reason to restart us)."""
     return web.json_response({"ok": True})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store takes a write, every partner's keys are loaded, and the
-    revoker is not blocked on a refused credential; else 503 with the reasons."""
+    """Ready when the last commit did not fail on the database (the writer's own flag:
+    readiness never writes), the store answers a read within a second (off the loop),
+    every partner's keys are loaded, and the revoker is not blocked on a refused
+    credential; else 503 with the reasons."""
     app = request.app
     reasons = []
-    try:
-        if not await app[WRITER].call(lambda s: s.writable()):
-            reasons.append("database_not_writable")
-    except Exception:  # noqa: BLE001
+    if not app[WRITER].healthy:
         reasons.append("database_not_writable")
+    else:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(app[STORE].schema_version), 1.0)
+        except Exception:  # noqa: BLE001 - any failure to read is "not ready"
+            reasons.append("database_not_readable")
     for name, cache in app[KEY_CACHES].items():
         if not cache.loaded:
             reasons.append(f"{name}_keys_not_loaded")
@@ -222,27 +279,60 @@ def _dumps(value: object) -> str:
                       else str(v))
 
 
+def _bad_query(error: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": error}),
+                              content_type="application/json")
+
+
+def _limit(text: str | None) -> int:
+    """1..1000 in ASCII digits, else a 400: ``str.isdigit`` says yes to ``²`` (which
+    ``int()`` refuses) and ``int()`` reads ``١`` as 1, twenty digits overflow SQLite, and
+    a negative limit means "every row" to SQLite."""
+    if text is None:
+        return 100
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 4 or not \
+            1 <= int(text) <= MAX_LIMIT:
+        raise _bad_query("bad_limit")
+    return int(text)
+
+
+def _since(text: str | None) -> datetime | None:
+    """An ISO date or time, naive meaning UTC; years and offsets that cannot be turned
+    into UTC (``0001-01-01T00:00:00+14:00``) are a 400, not an overflow."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip()) if text.isascii() else None
+        if moment is None:
+            raise ValueError(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _bad_query("bad_since") from None
+
+
 async def incidents(request: web.Request) -> web.Response:
     _reader(request)
     q = request.query
+    limit, since = _limit(q.get("limit")), _since(q.get("since"))
+    store = request.app[STORE]
     try:
-        limit = int(q["limit"]) if "limit" in q else 100
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "bad_limit"}',
-                                 content_type="application/json") from None
-    try:
-        rows = request.app[STORE].list_incidents(status=q.get("status"),
-                                                 severity=q.get("severity"),
-                                                 since=q.get("since"), limit=limit)
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "bad_query"}',
-                                 content_type="application/json") from None
+        rows = await asyncio.to_thread(store.list_incidents, status=q.get("status"),
+                                       severity=q.get("severity"), since=since, limit=limit)
+    except (ValueError, OverflowError):
+        raise _bad_query("bad_query") from None
     return web.json_response(rows, dumps=_dumps)
 
 
 async def incident(request: web.Request) -> web.Response:
     _reader(request)
-    found = request.app[STORE].get_incident(request.match_info["ident"])
+    ident = request.match_info["ident"].strip()
+    found = None
+    # an id (ASCII digits) or a hash prefix (ASCII hex): "²" or "١" is nothing of ours
+    if ident.isascii() and ident.isalnum() and len(ident) <= 64:
+        found = await asyncio.to_thread(request.app[STORE].get_incident, ident)
     if found is None:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json")
     return web.json_response(found, dumps=_dumps)

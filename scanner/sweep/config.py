@@ -15,9 +15,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from scanner.errors import ConfigError, short
+from scanner.redaction import redact_base64, redact_tokens
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_CACHE = "cendis-sweep-cache"
@@ -80,12 +81,51 @@ class SweepConfig:
         return (*self.repos, *self.logs)
 
 
+#: The transports a sweep fetches over; the same list goes to git's own allow-list
+#: (``GIT_ALLOW_PROTOCOL`` in :mod:`scanner.sweep.mirrors`), so neither a config nor a
+#: redirect can reach ``ext::`` (runs a command), ``fd::`` (hangs on a descriptor) or
+#: any other remote helper.
+TRANSPORTS = ("https", "ssh", "git", "file")
+_HELPER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::")  # git's <transport>::<address>
+_SCP = re.compile(r"[\w.-]+@[\w.-]+:")  # git@host:owner/repo.git
+
+
 def _has_password(url: str) -> bool:
     """``https://user:secret@host``: a secret in the config (``ssh://git@host`` is not)."""
     try:
         return urlsplit(url).password is not None
     except ValueError:
         return False
+
+
+def _holds_token(url: str) -> bool:
+    """A token anywhere in the URL (its user name, path or query), as written or
+    percent-decoded, whole or base64: refused, since the mirror's config would keep it
+    and git would print it."""
+    for text in (url, unquote(url)):
+        if redact_tokens(text) != text or redact_base64(text) != text:
+            return True
+    return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` may not be swept (one line that never quotes it), or None."""
+    if _holds_token(url):
+        return ("holds a token: give credentials through git's credential helpers or "
+                "the environment, never in this file (the mirror's config would keep it)")
+    if _has_password(url):
+        return ("holds a password or token: give credentials through git's credential "
+                "helpers or the environment, never in this file (the mirror's config "
+                "would keep them)")
+    if _HELPER.match(url):
+        return (f"uses a git remote helper ({url.split('::', 1)[0][:20]}::); a sweep "
+                f"fetches only over {', '.join(TRANSPORTS)}")
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in TRANSPORTS:
+            return (f"uses the {scheme[:20]!r} transport; a sweep fetches only over "
+                    f"{', '.join(TRANSPORTS)}")
+    return None
 
 
 def strip_credentials(url: str) -> str:
@@ -173,12 +213,11 @@ def parse(text: str, path: str) -> SweepConfig:
             if "url" not in table:
                 problems.append(f"{where}.url is missing")
             continue
-        if _has_password(url):
-            problems.append(f"{where}.url holds a password or token: give credentials "
-                            "through git's credential helpers or the environment, never "
-                            "in this file (the mirror's config would keep them)")
+        problem = url_problem(url)
+        if problem is not None:
+            problems.append(f"{where}.url {problem}")
             continue
-        if "://" not in url and not re.match(r"[\w.-]+@[\w.-]+:", url):
+        if "://" not in url and not _SCP.match(url):
             url = str((base / os.path.expanduser(url)).resolve())  # a local path
         name = entry.get("name") or default_name(url)
         if name in names:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.errors import GitError, ScanError, short
+from scanner.sweep.config import TRANSPORTS
 
 NAMESPACE = "refs/cendis-scan/"
 SCANNED = NAMESPACE + "scanned/"
@@ -46,9 +47,13 @@ FETCH_TIMEOUT = 1800.0
 
 
 def _env() -> dict[str, str]:
-    """Never wait for a password prompt: a sweep runs from cron, nobody is there."""
+    """Never wait for a password prompt: a sweep runs from cron, nobody is there. Only
+    the sweep's transports, by git's own allow-list (it covers every git command, a
+    redirect and a submodule too), so an ``ext::`` or ``fd::`` URL that got past the
+    config check still runs nothing and hangs on nothing."""
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-            "SSH_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+            "SSH_ASKPASS": "true", "GCM_INTERACTIVE": "never",
+            "GIT_ALLOW_PROTOCOL": ":".join(TRANSPORTS)}
 
 
 def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,

@@ -47,12 +47,14 @@ class SourceReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     skipped: bool = False  # a shutdown came before it started
+    revoked_by: str = "sweep"  # "sweep" (here) or "receiver" (--report-to)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "first": self.first,
                 "commits": self.commits, "files": self.files, "bytes": self.bytes,
                 "new_findings": len(self.findings), "queued": self.queued,
-                "revoked": self.revoked, "errors": self.errors,
+                "revoked": self.revoked, "revoked_by": self.revoked_by,
+                "errors": self.errors,
                 "seconds": round(self.seconds, 3), "skipped": self.skipped,
                 "findings": [f.to_dict() for f in self.findings]}
 
@@ -183,8 +185,15 @@ def _sweep_logs(source: LogSource, cache: Path, rules: list[Rule], options: Scan
     by_path: dict[str, list[Finding]] = {}
     for finding in swept.findings:
         by_path.setdefault(finding.path or "-", []).append(finding)
+    acknowledged: set[str] = set()
     for path, found in by_path.items():
-        report.queued += sink.record(Place(f"scan:{path}"), found, revoke=source.auto_revoke)
+        try:
+            report.queued += sink.record(Place(f"scan:{path}"), found,
+                                         revoke=source.auto_revoke)
+        except ScanError:  # the offsets stay: the unacknowledged are found again
+            swept.keep(acknowledged)
+            raise
+        acknowledged.update(f.secret_sha256 for f in found)
     swept.commit()
 
 
@@ -225,6 +234,7 @@ def run_sweep(config: SweepConfig, sink: Sink, rules: list[Rule], *,
             reports = list(pool.map(one, sources))
     problems = sink.finish()
     for report in reports:
+        report.revoked_by = sink.revoked_by
         report.revoked = sum(1 for f in report.findings
                              if sink.outcome(f.secret_sha256) in ("revoked",
                                                                    "already_revoked"))

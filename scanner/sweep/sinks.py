@@ -49,6 +49,10 @@ class Place:
 
 
 class Sink(Protocol):
+    #: Who revokes what this sink queued: "sweep" (this process, before it exits) or
+    #: "receiver" (in its background; the sweep knows only what the answer said).
+    revoked_by: str
+
     def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
         """Make the findings durable; returns how many were queued for revocation."""
         ...
@@ -72,6 +76,8 @@ def _author(finding: Finding) -> str | None:
 class LocalSink:
     """The incident store in this process; revokes run in a background thread with its
     own event loop while the sweep goes on, so a token found early is revoked early."""
+
+    revoked_by = "sweep"
 
     def __init__(self, db_path: str, *, api_url: str | None, credential: str | None,
                  now: Callable[[], datetime] | None = None,
@@ -208,9 +214,41 @@ class _RevokeThread:
         self._thread.join()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error, never followed: the bearer token must not reach another
+    host, and an answer from elsewhere acknowledges nothing."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        return None
+
+
+def acknowledged(answer: Any, sent: Sequence[str]) -> dict[str, str] | None:
+    """Each sent sha256's status, when the receiver's answer names every one of them and
+    nothing else (``{"recorded": [{"sha256": ..., "status": ...}, ...]}``); None when it
+    is no acknowledgement (``{}``, ``[]``, a list that misses or adds a finding)."""
+    items = answer.get("recorded") if isinstance(answer, dict) else None
+    if not isinstance(items, list) or len(items) != len(sent):
+        return None
+    status: dict[str, str] = {}
+    for item in items:
+        if not (isinstance(item, dict) and isinstance(item.get("sha256"), str)
+                and isinstance(item.get("status"), str)):
+            return None
+        status[item["sha256"]] = item["status"]
+    count = answer.get("count", len(sent))
+    if set(status) != set(sent) or isinstance(count, bool) or count != len(sent):
+        return None
+    return status
+
+
 class RemoteSink:
     """A receiver's ``POST /v1/findings`` (bearer token from the environment): the
-    receiver records the incidents and queues the revokes, as it does partner reports."""
+    receiver records the incidents and queues the revokes, as it does partner reports.
+    Its 200 answer must name each finding it recorded (by sha256): only then does the
+    sweep's state move past them. Redirects are refused."""
+
+    revoked_by = "receiver"
 
     def __init__(self, url: str, token: str | None, *, timeout: float = REPORT_TIMEOUT) -> None:
         if not url.startswith(("http://", "https://")):
@@ -223,6 +261,7 @@ class RemoteSink:
         self._token = token
         self._timeout = timeout
         self._status: dict[str, str] = {}
+        self._opener = urllib.request.build_opener(_NoRedirects)
 
     def __repr__(self) -> str:  # never the token
         return f"RemoteSink({self.url!r})"
@@ -230,6 +269,7 @@ class RemoteSink:
     def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
         if not findings:
             return 0
+        sent = list(dict.fromkeys(f.secret_sha256 for f in findings))
         body = json.dumps({
             "source": place.source, "repository": place.repository, "url": place.url,
             "revoke": revoke,
@@ -242,20 +282,27 @@ class RemoteSink:
             headers={"Content-Type": "application/json",
                      "Authorization": f"Bearer {self._token}"})
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                answer = json.loads(response.read() or b"{}")
+            with self._opener.open(request, timeout=self._timeout) as response:
+                code = response.status
+                answer = json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise SinkError("redirect", f"{self.url} answered {exc.code} (a redirect): "
+                                "reports never follow redirects; give --report-to the "
+                                "receiver's own address") from None
             reason = "unauthorized" if exc.code in (401, 403) else "receiver"
             raise SinkError(reason, f"{self.url} answered {exc.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, RecursionError) as exc:
             raise SinkError("receiver", f"{self.url}: "
                             f"{short(str(getattr(exc, 'reason', exc)), 80)}") from None
-        queued = 0
-        for item in answer.get("recorded", []) if isinstance(answer, dict) else []:
-            if isinstance(item, dict) and "sha256" in item:
-                self._status[str(item["sha256"])] = str(item.get("status"))
-                queued += item.get("status") == "pending"
-        return queued
+        status = acknowledged(answer, sent) if code == 200 else None
+        if status is None:
+            raise SinkError("unacknowledged", f"{self.url} answered {code} without "
+                            f"acknowledging the {len(sent)} finding(s) sent (its answer "
+                            "must list each one's sha256): not advanced, sent again next "
+                            "time")
+        self._status.update(status)
+        return sum(1 for s in status.values() if s == "pending")
 
     def finish(self) -> list[str]:
         return []  # the receiver's revoker drains its queue
