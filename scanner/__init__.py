@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 
     from scanner.errors import ConfigError, GitError, ScanError, SourceError, UsageError
     from scanner.finding import Confidence, Finding, SourceKind
-    from scanner.gitscan import new_since
-    from scanner.gitscan import scan_history as scan_git_history
-    from scanner.gitscan import scan_revs as scan_git_revs
-    from scanner.gitscan import scan_staged as scan_git_staged
+    from scanner.git.scan import new_since
+    from scanner.git.scan import scan_history as scan_git_history
+    from scanner.git.scan import scan_revs as scan_git_revs
+    from scanner.git.scan import scan_staged as scan_git_staged
     from scanner.result import ScanIssue, ScanOptions, ScanResult
     from scanner.rules import Rule
     from scanner.rules import load as load_rules
@@ -52,10 +52,10 @@ _PUBLIC = {
     "scan_paths": ("scanner.scan", "scan_paths"),
     "scan_stream": ("scanner.scan", "scan_stream"),
     "scan_bytes": ("scanner.scan", "scan_bytes"),
-    "scan_git_staged": ("scanner.gitscan", "scan_staged"),
-    "scan_git_revs": ("scanner.gitscan", "scan_revs"),
-    "scan_git_history": ("scanner.gitscan", "scan_history"),
-    "new_since": ("scanner.gitscan", "new_since"),
+    "scan_git_staged": ("scanner.git.scan", "scan_staged"),
+    "scan_git_revs": ("scanner.git.scan", "scan_revs"),
+    "scan_git_history": ("scanner.git.scan", "scan_history"),
+    "new_since": ("scanner.git.scan", "new_since"),
     "Finding": ("scanner.finding", "Finding"),
     "Confidence": ("scanner.finding", "Confidence"),
     "SourceKind": ("scanner.finding", "SourceKind"),

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from scanner.errors import UsageError
 from scanner.finding import Finding
+from scanner.git import plumbing as git
 from scanner.report.text import ROTATE, where
-from scanner.sources import git
 
 #: Every hook this tool writes carries this line; a hook without it is someone else's.
 MARKER = "# cendis-scan hook: installed by `cendis-scan install-hook`"

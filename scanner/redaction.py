@@ -5,12 +5,20 @@ messages: any of them can hold a token, so none is printed, logged or written as
 :func:`scrub` replaces every token-shaped run by its redacted form and escapes control
 characters (a newline or a terminal escape sequence in a file name must not forge a
 line of output). Cheap and dependency-free: it runs on the hook path.
+
+A token is found whole, base64-encoded (either alphabet, any alignment), and behind the
+escapes a URL or a string literal puts on it (``%5F``, ``%2B`` inside base64, ``\\x5f``,
+``&#95;``, nested up to :data:`DECODE_ROUNDS` times): a partner's record URL or a client's
+``?access_token=`` query is text from outside, and the store, the API and the revoke call
+must never carry a token in any of those forms.
 """
 
 from __future__ import annotations
 
 import binascii
+import html
 import re
+from urllib.parse import unquote
 
 from scanner.token import PREFIX, redact
 
@@ -69,8 +77,8 @@ def redact_base64(text: str, needles: tuple[str, ...] = _NEEDLES) -> str:
         at = text.find(needle)
         while at != -1:
             lo, hi = at, at + len(needle)
-            while lo > 0 and text[lo - 1] in _B64:
-                lo -= 1
+            while lo > 0 and text[lo - 1] in _B64 and text[lo - 1] != "=":
+                lo -= 1  # "=" only pads a run's end: "?blob=" is not part of the run
             while hi < len(text) and text[hi] in _B64:
                 hi += 1
             spans.append((lo, hi))
@@ -105,16 +113,74 @@ def _decoded_label(run: str) -> str:
     return "[base64 redacted]"
 
 
+#: How many layers of escaping are undone when looking for a token behind them.
+DECODE_ROUNDS = 5
+_BACKSLASH = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))")
+
+
+def _unbackslash(text: str) -> str:
+    return _BACKSLASH.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
+
+
+_FORMS = re.compile("|".join(re.escape(n) for n in (PREFIX, *_NEEDLES)))
+
+
+def _has_token_form(text: str) -> bool:
+    """Cheap (one C-speed search): the prefix or a base64 needle is there (maybe only a
+    placeholder or a redacted form)."""
+    return _FORMS.search(text) is not None
+
+
+def _decoded(text: str) -> str | None:
+    """``text`` with its percent, backslash and HTML escapes undone (repeatedly) and its
+    tokens redacted, when the decoded text holds a token; else None."""
+    layer = text
+    for _ in range(DECODE_ROUNDS):
+        if "%" not in layer and "\\" not in layer and "&" not in layer:
+            break
+        nxt = unquote(layer, errors="surrogateescape")
+        nxt = html.unescape(_unbackslash(nxt)) if "\\" in nxt or "&" in nxt else nxt
+        if nxt == layer:
+            break
+        layer = nxt
+    if layer is text or not _has_token_form(layer):
+        return None
+    shown = redact_base64(redact_tokens(layer))
+    return shown if shown != layer else None
+
+
+def redact_secrets(text: str) -> str:
+    """Every token form (plain, base64, or behind URL, backslash or HTML escapes) in
+    ``text`` redacted; the rest kept. When a token hides behind escapes, the whole text
+    is shown decoded (``%41`` elsewhere becomes ``A``): the token must go, and the escapes
+    around it are no longer needed to read it."""
+    if "%" in text or "\\" in text or "&" in text:
+        decoded = _decoded(text)
+        if decoded is not None:
+            return decoded
+    if not _has_token_form(text):
+        return text
+    return redact_base64(redact_tokens(text))
+
+
+#: Format characters that reorder or break a line on a terminal (bidirectional
+#: overrides and isolates, line and paragraph separators): escaped like controls.
+_LINE_FORGERS = frozenset([0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
 def escape_controls(text: str) -> str:
-    """Control characters (and lone surrogates from undecodable bytes) as ``\\xNN``."""
-    if text.isprintable() and text.isascii():
+    """Control characters (C0, DEL, C1), bidirectional overrides, line separators and lone
+    surrogates (from undecodable bytes) as ``\\xNN`` / ``\\uNNNN``: what terminal output
+    shows of any stored or remote text, so none of it can forge a line or recolour one."""
+    if text.isprintable():  # everything escaped below is non-printable (Cc, Cs, Cf, Zl, Zp)
         return text
     out = []
     for ch in text:
         code = ord(ch)
         if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: an undecodable byte
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xD800 <= code < 0xE000:
+        elif (code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xD800 <= code < 0xE000
+              or code in _LINE_FORGERS):
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
             out.append(ch)
@@ -124,7 +190,9 @@ def escape_controls(text: str) -> str:
 def is_clean(text: str) -> bool:
     """True when :func:`scrub` would leave ``text`` as it is, apart from newlines (so
     many names joined by newlines are checked in one pass, at C speed)."""
-    if PREFIX in text or any(n in text for n in _NEEDLES):
+    if _has_token_form(text):
+        return False
+    if ("%" in text or "\\" in text or "&" in text) and _decoded(text) is not None:
         return False
     return text.isascii() and text.replace("\n", "").isprintable()
 
@@ -135,7 +203,7 @@ def scrub(text: str, limit: int | None = None) -> str:
 
     Idempotent (scrubbing scrubbed text changes nothing), so a message built from
     scrubbed parts may be scrubbed again on its way out."""
-    text = escape_controls(redact_base64(redact_tokens(text)))
+    text = escape_controls(redact_secrets(text))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

@@ -77,6 +77,18 @@ class ScanIssue:
         return self.message
 
 
+def issue(name: str, exc: BaseException) -> ScanIssue:
+    """A ScanIssue from an exception, with its ``reason`` (``internal`` for a bug).
+    Here, beside the type, so every reader of inputs (files, zips, git objects) makes
+    them the same way without importing another."""
+    if isinstance(exc, OSError):
+        return ScanIssue("io", f"{name}: {exc.strerror or exc}", name)
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return ScanIssue(reason, f"{name}: {exc}", name)
+    return ScanIssue("internal", f"{name}: internal error: {type(exc).__name__}: {exc}", name)
+
+
 @dataclass(slots=True)
 class ScanResult:
     findings: list[Finding]

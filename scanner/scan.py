@@ -22,9 +22,10 @@ from typing import BinaryIO
 
 from scanner.engine import pool as pools
 from scanner.engine.detect import Detector
-from scanner.engine.fragments import (
+from scanner.engine.inputs import SNIFF, kind_of
+from scanner.engine.names import path_findings, redact_path
+from scanner.engine.scan_input import (
     READ_WHOLE,
-    Origin,
     Outcome,
     count_lines,
     line_segments,
@@ -32,14 +33,13 @@ from scanner.engine.fragments import (
     scan_input,
     split_large,
 )
-from scanner.engine.inputs import SNIFF, kind_of
-from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ConfigError, UsageError
 from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
 from scanner.redaction import is_clean, scrub
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sources.files import fingerprint_root, git_top, walk
+from scanner.sources.origin import Origin
 
 log = logging.getLogger("cendis_scan")
 
@@ -357,7 +357,7 @@ def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequen
 def _note_tracked_env_files(findings: list[Finding]) -> list[Finding]:
     """Cendis's docs: keep ``.env``/``.envrc`` in ``.gitignore``. Say so when git would
     pick one up. Runs ``git check-ignore`` once per such file, only for findings."""
-    import subprocess
+    from scanner.git.plumbing import ignored
 
     seen: dict[str, bool] = {}
     out = []
@@ -369,15 +369,7 @@ def _note_tracked_env_files(findings: list[Finding]) -> list[Finding]:
         if f.path not in seen:
             absolute = os.path.abspath(f.path or "")
             top = git_top(os.path.dirname(absolute))
-            exposed = False
-            if top is not None:
-                try:
-                    rc = subprocess.run(["git", "-C", top, "check-ignore", "-q", "--",
-                                         absolute], capture_output=True, timeout=10).returncode
-                    exposed = rc == 1
-                except (OSError, subprocess.SubprocessError):
-                    exposed = False
-            seen[f.path or ""] = exposed
+            seen[f.path or ""] = top is not None and ignored(top, absolute) is False
         if seen[f.path or ""]:
             f = replace(f, note=f"{name} is not ignored by git: add it to .gitignore so it "
                                 "is never committed")

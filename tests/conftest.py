@@ -142,6 +142,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     keep_output(text.encode("utf-8", "replace"), "pytest")
 
 
+def keep_standin_journal(journal: Any, kind: str = "standin") -> None:
+    """Keep what a Cendis stand-in received (every request: headers, body) for the
+    privacy test: a token in a revoke call's url or source is a token forwarded."""
+    keep_output(json.dumps(journal, indent=1).encode(), kind)
+
+
+def _keep_journals(apps: list[Any]) -> None:
+    from scanner.dev.cendis_api import STATE
+
+    for app in apps:
+        state = app.get(STATE) if hasattr(app, "get") else None
+        if state is not None:
+            keep_standin_journal({"requests": state.requests, "calls": state.calls,
+                                  "notifications": state.notifications})
+
+
+@pytest.fixture
+def aiohttp_server(aiohttp_server: Any) -> Iterator[Any]:
+    """pytest-aiohttp's, and at teardown every Cendis stand-in it served leaves its
+    journal in captured/ (so no test has to remember to)."""
+    apps: list[Any] = []
+
+    async def serve(app: Any, **kw: Any) -> Any:
+        apps.append(app)
+        return await aiohttp_server(app, **kw)
+
+    yield serve
+    _keep_journals(apps)
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Any) -> Iterator[Any]:
+    """pytest-aiohttp's, journalling Cendis stand-ins as :func:`aiohttp_server` does."""
+    apps: list[Any] = []
+
+    async def connect(target: Any, *args: Any, **kw: Any) -> Any:
+        apps.append(getattr(target, "app", target))
+        return await aiohttp_client(target, *args, **kw)
+
+    yield connect
+    _keep_journals(apps)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, Any]:
     return json.loads((SPEC / "token-vectors.json").read_text())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, assert_no_leak, run
+from conftest import CLI, assert_no_leak, keep_standin_journal, run
 
 from scanner.cendis.client import credential_from
 from scanner.dev import seed as seeds
@@ -81,6 +81,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
                     raise AssertionError("the stand-in exited") from None
                 time.sleep(0.05)
         yield Api(url, credential, admin, weak, live, unknown)
+        keep_standin_journal({route: json.loads(urllib.request.urlopen(
+            url + route, timeout=5).read()) for route in ("/_requests", "/_calls")})
     finally:
         proc.terminate()
         proc.wait(10)

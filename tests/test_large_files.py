@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from scanner.engine.detect import Detector
-from scanner.engine.fragments import READ_WHOLE, Origin, split_large
+from scanner.engine.scan_input import READ_WHOLE, split_large
 from scanner.rules import load
 from scanner.scan import SPLIT_BYTES, scan_origin
+from scanner.sources.origin import Origin
 
 
 def test_minified_line_of_three_megabytes(scan: Any, tmp_path: Path,

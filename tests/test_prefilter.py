@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from scanner.engine import prefilter
 from scanner.engine.detect import Detector, Hit
-from scanner.engine.fragments import Origin, Outcome, scan_bytes
+from scanner.engine.scan_input import Outcome, scan_bytes
 from scanner.errors import SourceError
 from scanner.rules import load
+from scanner.sources.origin import Origin
 from scanner.token import generate
 
 RULES = load()

@@ -1,66 +1,36 @@
-"""Runs last (by its name): no token the suite generated is in any SQLite database, log or
-captured output the suite wrote, neither whole nor base64-encoded.
+"""Runs last (by its name): no token the suite generated is in any SQLite database, state
+file, cache, log, captured output or request to a stand-in, neither whole nor
+base64-encoded nor percent-encoded (tests/privacy.py).
 
-What is searched: every SQLite file under pytest's temporary folders (found by its header,
-with its -wal and -shm files) and everything kept in the ``captured/`` folder (each CLI
-subprocess's stdout and stderr, pytest's captured stdout/stderr/logs of every test, the
-servers' and drivers' logs). Inputs the tests wrote on purpose (files to scan, seed
-files) are not outputs and are not searched.
+What is searched, under pytest's temporary folders:
+- every SQLite file (found by its header, with its -wal, -shm and -journal files);
+- every sweep state file: a log sweep's JSON state (found by its shape) and, in each
+  sweep mirror of the cache (``<name>-<hash>.git``), its git ``config`` (the remote URL)
+  and its file of reported hashes;
+- everything kept in the ``captured/`` folder: each CLI subprocess's stdout and stderr,
+  pytest's captured stdout/stderr/logs of every test, the servers' and drivers' logs, and
+  the journal of every Cendis stand-in (every request it received, headers and body:
+  conftest's ``aiohttp_server``/``aiohttp_client`` keep it at teardown).
+Inputs the tests wrote on purpose (files to scan, seed files, the repositories a mirror
+fetches) are not outputs and are not searched.
+
+With pytest-xdist each worker has its own temporary folder and its own registry of
+tokens: this test checks the worker it runs on.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from privacy import Needles
 
 from scanner.token import generate
-
-PREFIX = b"cendis_pat_"
-WHOLE = re.compile(rb"cendis_pat_[A-Za-z0-9]{36}")
-CORE = 52  # base64 characters compared: 39 bytes, the prefix and 28 of the 36 characters
-
-
-def _base64_forms(token: bytes) -> dict[bytes, set[bytes]]:
-    """For each alignment in a larger base64 text (0, 1, 2 bytes before the token) and
-    both alphabets: the fixed-prefix literal to look for, and the token's cores."""
-    forms: dict[bytes, set[bytes]] = {}
-    for shift, skip in ((0, 0), (1, 2), (2, 3)):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            core = encode(b"\0" * shift + token)[skip:skip + CORE]
-            forms.setdefault(core[:12], set()).add(core)
-    return forms
-
-
-class Needles:
-    """Every generated token, whole and base64-encoded, searchable in one pass per form."""
-
-    def __init__(self, tokens: Iterable[str]) -> None:
-        self.whole: set[bytes] = set()
-        self.encoded: dict[bytes, set[bytes]] = {}
-        for token in tokens:
-            raw = token.encode("ascii")
-            self.whole.add(raw)
-            for literal, cores in _base64_forms(raw).items():
-                self.encoded.setdefault(literal, set()).update(cores)
-
-    def find(self, data: bytes) -> str | None:
-        for match in WHOLE.finditer(data):
-            if match.group() in self.whole:
-                return f"a whole token at byte {match.start()}"
-        for literal, cores in self.encoded.items():
-            start = data.find(literal)
-            while start != -1:
-                if data[start:start + CORE] in cores:
-                    return f"a base64-encoded token at byte {start}"
-                start = data.find(literal, start + 1)
-        return None
-
 
 #: Outputs sit near the top of each test's folder; some tests build trees 1,000 levels
 #: deep (longer than PATH_MAX) as scan inputs, which are not walked to the bottom.
@@ -75,9 +45,32 @@ def _is_sqlite(path: str) -> bool:
         return False
 
 
+#: A sweep mirror's folder in the cache (scanner.sweep.mirrors.cache_dir_name).
+MIRROR = re.compile(r".+-[0-9a-f]{10}\.git")
+#: What a sweep keeps in a mirror besides the fetched objects and refs.
+MIRROR_STATE = ("config", "cendis-scan-reported")
+STATE_LIMIT = 16 << 20
+
+
+def _is_log_state(path: str) -> bool:
+    """A log sweep's JSON state: an object with ``files`` and ``reported``."""
+    try:
+        if os.path.getsize(path) > STATE_LIMIT:
+            return False
+        with open(path, "rb") as handle:
+            text = handle.read()
+        if not text.lstrip().startswith(b"{"):
+            return False
+        data = json.loads(text)
+    except (OSError, ValueError, RecursionError):  # inputs: [[[[... nested deep
+        return False
+    return isinstance(data, dict) and "files" in data and "reported" in data
+
+
 def _outputs(base: Path) -> list[str]:
-    """Every SQLite file (with its -wal, -shm or -journal file) and every file in the
-    captured/ folder, walked without recursion and without following links."""
+    """Every SQLite file (with its -wal, -shm or -journal file), every sweep state file
+    and every file in the captured/ folder, walked without recursion and without
+    following links."""
     found: list[str] = []
     stack = [(str(base), 0, False)]
     while stack:
@@ -87,10 +80,16 @@ def _outputs(base: Path) -> list[str]:
         except OSError:
             continue
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False) and MIRROR.fullmatch(entry.name):
+                found += [p for p in (os.path.join(entry.path, n) for n in MIRROR_STATE)
+                          if os.path.isfile(p)]
+            elif entry.is_dir(follow_symlinks=False):
                 if depth < MAX_DEPTH:
                     stack.append((entry.path, depth + 1,
                                   captured or (depth == 0 and entry.name == "captured")))
+            elif entry.is_file(follow_symlinks=False) and not captured and \
+                    entry.name.endswith(".json") and _is_log_state(entry.path):
+                found.append(entry.path)
             elif entry.is_file(follow_symlinks=False) and (captured or _is_sqlite(entry.path)):
                 found.append(entry.path)
                 for suffix in ("-wal", "-shm", "-journal"):
@@ -113,6 +112,17 @@ def test_the_detector_finds_what_it_must(tmp_path: Path) -> None:
         text = base64.b64encode(b"k" * shift + token.encode() + b"\n").decode()
         assert needles.find(f'data: {{token: "{text}"}}'.encode()) is not None
     assert needles.find(f"fine: {token[:15]}…{token[-2:]}".encode()) is None
+    assert needles.find(("?t=" + token.replace("_", "%5F")).encode()) is not None
+    # State files are found by what they are, wherever a test put its sweep cache.
+    state = tmp_path / "cache" / "logs-app.json"
+    mirror = tmp_path / "cache" / "app-0123456789.git"
+    mirror.mkdir(parents=True)
+    state.write_text(json.dumps({"files": {}, "reported": []}))
+    (mirror / "config").write_text("[remote]\n")
+    (tmp_path / "input.json").write_text("{}")
+    found = _outputs(tmp_path)
+    assert {str(state), str(mirror / "config")} <= set(found)
+    assert str(tmp_path / "input.json") not in found
     db.unlink()
 
 

@@ -102,11 +102,15 @@ class CendisClient:
 
     async def revoke(self, sha256s: Sequence[str], *, source: str, url: str = "",
                      reason: str = "leaked", notify_owner: bool = True) -> list[RevokeResult]:
-        """Revoke 1..100 tokens named by hash; results in request order."""
+        """Revoke 1..100 tokens named by hash; results in request order. Tokens go out
+        by hash only, and ``source``, ``url`` and ``reason`` are scrubbed on the way out
+        (the store holds them scrubbed already; a caller outside it may not)."""
+        from scanner.redaction import scrub
+
         if not 1 <= len(sha256s) <= MAX_BATCH:
             raise ValueError(f"1 to {MAX_BATCH} tokens per call, not {len(sha256s)}")
-        payload = {"tokens": [{"sha256": s} for s in sha256s], "reason": reason,
-                   "source": source, "url": url, "notify_owner": notify_owner}
+        payload = {"tokens": [{"sha256": s} for s in sha256s], "reason": scrub(reason),
+                   "source": scrub(source), "url": scrub(url), "notify_owner": notify_owner}
         body = await self._call("POST", "/v1/tokens/revoke", payload)
         try:
             return revoke_results(body, sha256s)

@@ -4,18 +4,21 @@
 cost. Nearly every commit holds no token, and then no token can be found where none of
 the detector's fixed strings (:mod:`scanner.engine.literals`: the prefix, its base64
 and escaped forms) occurs. So this module, which imports nothing beyond the standard
-library's basics, reads what the full scan would read (the staged blobs, their paths,
-the identities the commit will carry) and looks for those strings. When none is there
-it exits 0, as silently as the full scan (a hook is quiet when all is well), without
-RE2, the rules' regexes, the detector or the report code. Anything else (a literal
-found, gzip or UTF-16 or zip content, a submodule, a shallow or bare repository, no
-HEAD yet, a large change, any option, any git error) returns None and the full scan
-runs, which says everything itself.
+library's basics and the two git modules built for it (the process runner
+:mod:`scanner.git.proc`, the ``cat-file`` parser :mod:`scanner.git.batch`), reads what
+the full scan would read (the staged blobs, their paths, the identities the commit will
+carry) and looks for those strings. When none is there it exits 0, as silently as the
+full scan (a hook is quiet when all is well), without RE2, the rules' regexes, the
+detector or the report code. Anything else (a literal found, gzip or UTF-16 or zip content, a
+submodule, a shallow or bare repository, no HEAD yet, a large change, any option, any
+git error) returns None and the full scan runs, which says everything itself.
 """
 
 from __future__ import annotations
 
 import os
+
+from scanner.git import batch, proc
 
 #: Above this many staged bytes the full scan (with its prefilter) runs instead.
 MAX_BYTES = 4 << 20
@@ -57,60 +60,17 @@ def _prefixes() -> list[bytes] | None:
     return out or None
 
 
-def _spawn(repo: str, args: list[str], data: bytes = b"") -> tuple[int, int]:
-    """Start ``git -C repo ARGS`` with ``data`` on stdin (it must fit in a pipe): its pid
-    and the read end of its stdout. posix_spawn and pipes, not subprocess, whose
-    imports cost more than git takes."""
-    out_r, out_w = os.pipe()
-    in_r, in_w = os.pipe()
-    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
-    try:
-        pid = os.posix_spawnp("git", ["git", "-C", repo, *args], os.environ,
-                              file_actions=actions)
-    except BaseException:
-        for fd in (out_r, out_w, in_r, in_w):
-            os.close(fd)
-        raise
-    os.close(out_w)
-    os.close(in_r)
-    try:
-        if data:
-            os.write(in_w, data)
-    finally:
-        os.close(in_w)
-    return pid, out_r
-
-
-def _collect(started: tuple[int, int]) -> tuple[int, bytes]:
-    """All of a started git's stdout, then its exit status."""
-    pid, out_r = started
-    chunks = []
-    with os.fdopen(out_r, "rb", buffering=0) as f:
-        while chunk := f.read(1 << 20):
-            chunks.append(chunk)
-    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    return status, b"".join(chunks)
-
-
-def _git(repo: str, args: list[str], data: bytes = b"") -> tuple[int, bytes]:
-    return _collect(_spawn(repo, args, data))
-
-
 def _blobs(repo: str, oids: list[bytes]) -> list[bytes] | None:
-    status, out = _git(repo, ["cat-file", "--batch"], b"".join(o + b"\n" for o in oids))
+    """The staged blobs, in the order asked (None: any other answer)."""
+    status, out = proc.collect(proc.start(repo, ["cat-file", "--batch"],
+                                          b"".join(o + b"\n" for o in oids)))
     if status != 0:
         return None
-    blobs, pos = [], 0
-    for oid in oids:
-        nl = out.find(b"\n", pos)
-        header = out[pos:nl].split(b" ")
-        if nl == -1 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
-            return None
-        size = int(header[2])
-        blobs.append(out[nl + 1 : nl + 1 + size])
-        pos = nl + 1 + size + 1
-    return blobs
+    got = list(batch.entries(out))
+    if len(got) != len(oids) or any(oid != asked or kind != b"blob"
+                                    for (oid, kind, _), asked in zip(got, oids, strict=True)):
+        return None
+    return [content for _, _, content in got]
 
 
 def try_clean(args: list[str]) -> int | None:
@@ -119,16 +79,16 @@ def try_clean(args: list[str]) -> int | None:
     repo = _repo_arg(args)
     if repo is None or os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0"):
         return None
-    if not hasattr(os, "posix_spawnp"):
+    if not proc.can_start():
         return None
     try:
         # Three gits at once (HEAD by name: no need to wait for rev-parse's answer).
-        gits = [_spawn(repo, ["rev-parse", "--is-bare-repository", "--is-shallow-repository",
-                              "--verify", "-q", "HEAD^{commit}"]),
-                _spawn(repo, ["diff-index", "--cached", "-z", "--no-abbrev", "--no-renames",
-                              "--no-ext-diff", "HEAD", "--"]),
-                _spawn(repo, ["var", "-l"])]
-        (status, out), (diff_status, diff), (ident_status, identities) = map(_collect, gits)
+        gits = [proc.start(repo, ["rev-parse", "--is-bare-repository",
+                                  "--is-shallow-repository", "--verify", "-q", "HEAD^{commit}"]),
+                proc.start(repo, ["diff-index", "--cached", "-z", "--no-abbrev",
+                                  "--no-renames", "--no-ext-diff", "HEAD", "--"]),
+                proc.start(repo, ["var", "-l"])]
+        (status, out), (diff_status, diff), (ident_status, identities) = map(proc.collect, gits)
         lines = out.split()
         if status != 0 or lines[:2] != [b"false", b"false"] or len(lines) != 3:
             return None

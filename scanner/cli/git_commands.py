@@ -1,5 +1,5 @@
 """The ``git`` and ``install-hook`` commands: argparse only, the work is in
-:mod:`scanner.gitscan` and :mod:`scanner.hooks`.
+:mod:`scanner.git.scan` and :mod:`scanner.hooks`.
 
 ``git --staged`` runs in every pre-commit hook, so this module imports nothing at load
 time beyond argparse; each command imports what it uses.
@@ -103,9 +103,9 @@ def _say(message: str) -> None:
 
 
 def cmd_git(args: argparse.Namespace) -> int:
-    from scanner import gitscan
     from scanner.cli.commands import finish, load_rules, scan_options
     from scanner.errors import UsageError
+    from scanner.git import scan
 
     options = scan_options(args)
     rules = load_rules(args.rules)
@@ -115,24 +115,21 @@ def cmd_git(args: argparse.Namespace) -> int:
         check(args)
     repo = args.repo
     if args.staged:
-        result = gitscan.scan_staged(repo, rules, options)
+        result = scan.scan_staged(repo, rules, options)
     elif args.pre_push:
+        from scanner.git.protocol import read_push
+
         # The pre-commit framework reads git's pre-push lines itself and passes refs in
         # the environment: never wait on a stdin that is not ours.
         framework = os.environ.get("PRE_COMMIT") == "1"
         lines = ([] if framework or sys.stdin is None or sys.stdin.isatty() else
                  sys.stdin.buffer.read().decode("utf-8", "surrogateescape").splitlines())
-        rev_sets = gitscan.push_revs(repo, lines, os.environ)
-        if not rev_sets and framework:
+        push = read_push(repo, lines, os.environ)
+        if not push.rev_sets and framework:
             raise UsageError("pre-push: the pre-commit framework gave no refs, so nothing "
                              "was scanned (run it with --from-ref A --to-ref B, or let "
                              "git push run the hook)")
-        refs = [part.encode("utf-8", "surrogateescape") for line in lines
-                for part in line.rsplit(maxsplit=3)[0::2] if part]
-        refs += [os.environ[name].encode("utf-8", "surrogateescape")
-                 for name in ("PRE_COMMIT_LOCAL_BRANCH", "PRE_COMMIT_REMOTE_BRANCH")
-                 if os.environ.get(name)]
-        result = gitscan.scan_revs(repo, rev_sets, rules, options, refs=refs)
+        result = scan.scan_revs(repo, push.rev_sets, rules, options, refs=push.refs)
         if not lines and not result.errors:  # run by hand, no refs: say it (a push of
             # deletions only is a push with nothing to check, and as quiet as a clean one)
             _say("no commits to scan in this push: nothing was scanned")
@@ -140,9 +137,9 @@ def cmd_git(args: argparse.Namespace) -> int:
         if args.range and ".." not in args.range:
             raise UsageError(f"--range wants A..B, got {args.range!r}")
         rev = args.range or f"{args.since_commit}..HEAD"
-        result = gitscan.scan_revs(repo, [[rev]], rules, options)
+        result = scan.scan_revs(repo, [[rev]], rules, options)
     else:
-        result = gitscan.scan_history(repo, rules, options)
+        result = scan.scan_history(repo, rules, options)
     status = finish(result, args, f"scan:{repo}")
     if result.findings and (args.staged or args.pre_push):
         from scanner.hooks import blocked_message

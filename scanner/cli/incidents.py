@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, ScanError, short
+from scanner.redaction import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
@@ -140,11 +141,15 @@ def _parse_ident(text: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A stored or remote value as the terminal shows it: through the one scrub every
+    output uses (control characters escaped, so a partner's URL holding ``\\x1b[31m`` or
+    ``\\r`` cannot recolour or forge a line; any token form redacted, in case the
+    database was written before the store scrubbed)."""
     if value is None:
         return ""
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+        return " ".join(scrub(str(v)) for v in value)
+    return scrub(str(value))
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
@@ -159,15 +164,17 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
 def _write_table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{len(rows)} incident(s)", title_justify="left")
     for name in ("id", "token", "status", "severity", "owner", "org", "scopes", "seen",
                  "last seen"):
         table.add_column(name, no_wrap=name in ("token", "last seen"))
-    for row in rows:
-        table.add_row(str(row["id"]), row["redacted"], row["status"], row["severity"],
-                      _cell(row.get("owner")), _cell(row.get("org")), _cell(row["scopes"]),
-                      str(row["sightings"]), row["last_seen"][:19].replace("T", " "))
+    for row in rows:  # Text: a stored "[bold]" is shown, not taken as rich markup
+        table.add_row(*(Text(_cell(v)) for v in (
+            row["id"], row["redacted"], row["status"], row["severity"], row.get("owner"),
+            row.get("org"), row["scopes"], row["sightings"],
+            _cell(row["last_seen"])[:19].replace("T", " "))))
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = 200  # a pipe or a file gets every column whole
@@ -288,7 +295,7 @@ def register(app: typer.Typer) -> None:
 
 def _show_text(incident: dict[str, Any]) -> None:
     out = sys.stdout.write
-    out(f"incident {incident['id']}: {incident['redacted']}\n")
+    out(f"incident {_cell(incident['id'])}: {_cell(incident['redacted'])}\n")
     for key in ("sha256", "status", "severity", "owner", "token_name", "org", "scopes",
                 "first_seen", "last_seen", "revoke_attempts", "last_error"):
         value = _cell(incident.get(key))
@@ -296,13 +303,14 @@ def _show_text(incident: dict[str, Any]) -> None:
             out(f"  {key}: {value}\n")
     out(f"sightings ({len(incident['sightings'])}):\n")
     for s in incident["sightings"]:
-        where = " ".join(f"{k}={s[k]}" for k in ("partner", "repository", "url", "commit",
-                                                 "path", "line", "author", "record_type",
-                                                 "delivery_id") if s.get(k) is not None)
-        out(f"  {s['received_at']}  {s['source']}  {where}\n")
+        where = " ".join(f"{k}={_cell(s[k])}" for k in (
+            "partner", "repository", "url", "commit", "path", "line", "author",
+            "record_type", "record_source", "delivery_id") if s.get(k) is not None)
+        out(f"  {_cell(s['received_at'])}  {_cell(s['source'])}  {where}\n")
     out(f"events ({len(incident['events'])}):\n")
     for e in incident["events"]:
-        out(f"  {e['at']}  {e['kind']}{'  ' + e['detail'] if e['detail'] else ''}\n")
+        detail = f"  {_cell(e['detail'])}" if e["detail"] else ""
+        out(f"  {_cell(e['at'])}  {_cell(e['kind'])}{detail}\n")
 
 
 def _read_token_from_stdin() -> str:
@@ -369,11 +377,11 @@ def _report_revoke(incident: dict[str, Any]) -> int:
     who = incident.get("owner")
     detail = ""
     if who:
-        detail = (f": owner {who} ({incident.get('org')}), token "
-                  f"{incident.get('token_name')!r}, scopes "
-                  f"{', '.join(incident['scopes']) or 'none'}; severity "
-                  f"{incident['severity']}")
-    name = incident.get("redacted", "token")
+        detail = (f": owner {_cell(who)} ({_cell(incident.get('org'))}), token "
+                  f"'{_cell(incident.get('token_name'))}', scopes "
+                  f"{', '.join(map(_cell, incident['scopes'])) or 'none'}; severity "
+                  f"{_cell(incident['severity'])}")
+    name = _cell(incident.get("redacted", "token"))
     if status in ("revoked", "already_revoked"):
         sys.stdout.write(f"{status.replace('_', ' ')} {name}{detail}\n")
         return EXIT_CLEAN
@@ -381,7 +389,7 @@ def _report_revoke(incident: dict[str, Any]) -> int:
         sys.stdout.write(f"not found {name}: Cendis knows no such token (never issued, or "
                          "mistyped)\n")
         return EXIT_FINDINGS
-    error = incident.get("last_error") or "no answer"
+    error = _cell(incident.get("last_error")) or "no answer"
     sys.stderr.write(f"cendis-scan: error: {name} not revoked ({status}, {error}); "
                      f"incident {incident.get('id')} keeps it"
                      f"{' queued for the next run' if status == 'pending' else ''}\n")
@@ -416,8 +424,9 @@ async def _whoami_call(base: str, credential: str) -> int:
             raise
     days = me.days_left(datetime.now(UTC))
     out = sys.stdout.write
-    out(f"username: {me.username}\norg: {me.org}\nscopes: {', '.join(me.scopes) or 'none'}\n")
-    out(f"credential: {me.token_name}, expires {me.expires_at.date().isoformat()} "
+    out(f"username: {_cell(me.username)}\norg: {_cell(me.org)}\n"
+        f"scopes: {', '.join(map(_cell, me.scopes)) or 'none'}\n")
+    out(f"credential: {_cell(me.token_name)}, expires {me.expires_at.date().isoformat()} "
         f"({days} day{'s' if days != 1 else ''} left)\n")
     if "admin:org" in me.scopes:
         sys.stderr.write("cendis-scan: warning: this credential carries admin:org; Cendis "

@@ -14,7 +14,10 @@ text), ``{"redirect_next": N, "location": URL, "redirect_status": 307}``, ``{"de
 "revoked" without checking any credential: an impostor host to redirect to) or
 ``{"reset": true}``; ``GET /_calls`` lists the revoke calls received (with whether they
 carried a credential), ``GET /_notifications`` the owner e-mails that Cendis would have
-sent.
+sent, and ``GET /_requests`` every API request as it arrived (method, path, query,
+headers, body), so a test can prove that nothing it sent carried a token. The one header
+the contract fills with a secret, ``Authorization``, is journalled as the hash of its
+credential.
 """
 
 from __future__ import annotations
@@ -108,9 +111,34 @@ class StandIn:
     faults: Faults = field(default_factory=Faults)
     calls: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # the journal
 
 
 STATE = web.AppKey("standin", StandIn)
+
+
+def _journalled_headers(request: web.Request) -> dict[str, str]:
+    """The headers as received, the credential replaced by its hash."""
+    headers = {}
+    for name, value in request.headers.items():
+        if name.lower() == "authorization":
+            scheme, _, secret = value.partition(" ")
+            value = f"{scheme} sha256:{_hash(secret.strip())}"
+        headers[name] = value
+    return headers
+
+
+@web.middleware
+async def _journal(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every API request (not the ``/_`` control routes) into ``requests``, whole."""
+    if not request.path.startswith("/_"):
+        body = await request.read()  # cached: the handler reads it again
+        request.app[STATE].requests.append({
+            "method": request.method, "path": request.path, "query": request.query_string,
+            "headers": _journalled_headers(request),
+            "body": body.decode("utf-8", "replace")})
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _error(status: int, error: str, **extra: Any) -> web.Response:
@@ -306,6 +334,10 @@ async def get_notifications(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].notifications)
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].requests)
+
+
 def create_app(*, tokens: Iterable[StandInToken],
                service_credentials: Mapping[str, list[str] | ServiceCredential],
                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
@@ -316,12 +348,13 @@ def create_app(*, tokens: Iterable[StandInToken],
         cred = value if isinstance(value, ServiceCredential) else ServiceCredential(
             scopes=list(value))
         creds[_hash(secret)] = cred
-    app = web.Application()
+    app = web.Application(middlewares=[_journal])
     app[STATE] = StandIn(tokens={t.sha256: t for t in tokens}, credentials=creds, now=now)
     app.router.add_get("/v1/whoami", whoami)
     app.router.add_post("/v1/tokens/revoke", revoke)
     app.router.add_post("/_faults", set_faults)
     app.router.add_get("/_calls", get_calls)
     app.router.add_get("/_notifications", get_notifications)
+    app.router.add_get("/_requests", get_requests)
     return app
 

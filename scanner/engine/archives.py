@@ -4,7 +4,7 @@ scanned as an input of its own, reported as ``ARCHIVE!member/path``.
 Bounded on every axis an archive can be hostile on: members scanned per archive
 (:data:`MAX_MEMBERS`), decompressed bytes per archive (the same bound as gzip,
 ``ScanOptions.max_decompressed``, counted as members are read, whatever their headers
-claim), nesting (an archive inside an archive, see ``fragments.MAX_NESTING``), and the
+claim), nesting (an archive inside an archive, see ``scan_input.MAX_NESTING``), and the
 size of a nested archive or of a non-seekable one, which is read into memory
 (:data:`IN_MEMORY`).
 """
@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import IO, Any
 
 from scanner.errors import SourceError
+from scanner.result import issue
 
 #: Members scanned per archive; past it the archive is an error (the rest unscanned).
 MAX_MEMBERS = 10_000
@@ -47,8 +48,6 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
     """Scan each member with ``scan_member(reader, member_origin)``. False when ``f`` is
     not a readable zip (the caller scans it as plain bytes instead)."""
     import zipfile  # only for zips: ~7 ms of imports
-
-    from scanner.engine.fragments import issue  # fragments calls this module
 
     try:
         archive = zipfile.ZipFile(f)

@@ -65,7 +65,7 @@ def executor(jobs: int, given: Executor | None = None) -> Iterator[Executor]:
     if method == "forkserver":
         # Workers forked from a server that already imported the scanner start in
         # milliseconds instead of importing it again each.
-        context.set_forkserver_preload(["scanner.scan", "scanner.gitscan"])
+        context.set_forkserver_preload(["scanner.scan", "scanner.git.scan"])
     pool = ProcessPoolExecutor(worker_count(jobs), mp_context=context,
                                initializer=_quiet_worker)
     try:

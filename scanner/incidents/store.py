@@ -7,7 +7,10 @@ short, so two processes queue for the write lock instead of failing half-way. Ca
 never see SQL, so a server database could be added behind the same methods later.
 
 No raw token ever reaches this module: it takes :class:`TokenRef` (hash and redacted
-form) only.
+form) only. And since the texts beside it (a partner's URL, a Cendis owner name, an
+error detail) come from outside, every text bound to a statement passes
+:func:`~scanner.redaction.scrub` in the connection itself (:class:`_ScrubbedConnection`):
+no method, present or future, can store a token or a control character.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from scanner.incidents.models import (
     severity_of,
     utcnow,
 )
+from scanner.redaction import is_clean, scrub
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -60,6 +64,30 @@ _SIGHTING_V2_COLUMNS = {
 }
 _SIGHTING_KEY = ("incident_id, source, coalesce(url, ''), coalesce(delivery_id, ''), "
                  "coalesce(\"commit\", ''), coalesce(path, '')")
+
+
+def _scrubbed(parameters: Any) -> Any:
+    """Statement parameters with every text scrubbed (tokens in any form redacted,
+    control characters escaped). Idempotent, so a stored value looked up again matches."""
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    texts = [v for v in values if isinstance(v, str)]
+    joined = "\n".join(texts)  # one check for the whole statement: nearly always clean
+    if joined.count("\n") == len(texts) - 1 and is_clean(joined) or not texts:
+        return parameters
+    if isinstance(parameters, dict):
+        return {k: scrub(v) if isinstance(v, str) else v for k, v in parameters.items()}
+    return [scrub(v) if isinstance(v, str) else v for v in parameters]
+
+
+class _ScrubbedConnection(sqlite3.Connection):
+    """The store's one boundary: every ``execute`` and ``executemany`` (sqlite-utils
+    goes through these too) binds scrubbed text only."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, _scrubbed(parameters))
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, (_scrubbed(p) for p in seq_of_parameters))
 
 
 def _iso(moment: datetime) -> str:
@@ -120,7 +148,8 @@ class Store:
     def open(cls, path: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
              busy_timeout: float = BUSY_TIMEOUT) -> Store:
         """Open (creating or migrating) the database at ``path``."""
-        conn = sqlite3.connect(os.fspath(path), timeout=busy_timeout, check_same_thread=False)
+        conn = sqlite3.connect(os.fspath(path), timeout=busy_timeout, check_same_thread=False,
+                               factory=_ScrubbedConnection)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")

@@ -74,7 +74,7 @@ def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
         return None
     if not isinstance(value, str) or not storable(value):
         raise Rejected("bad_finding", f"{key} must be a string of Unicode text")
-    return scrub(value, limit)
+    return scrub(value[:limit * 4], limit)
 
 
 def _parse(body: bytes, now: Callable[[], datetime]
@@ -89,6 +89,7 @@ def _parse(body: bytes, now: Callable[[], datetime]
     source = data.get("source")
     if not isinstance(source, str) or not source.startswith("scan:") or len(source) > 500:
         raise Rejected("bad_source", "source must be scan:<repository or path>")
+    source = scrub(source)  # a token in the repository URL it names is not stored
     if len(data["findings"]) > MAX_FINDINGS:
         raise Rejected("too_many", f"at most {MAX_FINDINGS} findings per request", status=413)
     received = now()

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from scanner.incidents.models import Recorded, Sighting, Status, TokenRef
+from scanner.redaction import scrub
 from scanner.server.errors import Rejected
 from scanner.token import (
     ENTROPY_FLOOR,
@@ -26,7 +27,7 @@ from scanner.token import (
 
 _TRUE = {Status.REVOKED, Status.ALREADY_REVOKED}
 _FALSE = {Status.NOT_FOUND, Status.FALSE_POSITIVE}
-_MAX_TEXT = 2048  # url, type and source are stored as given, but not without bound
+_MAX_TEXT = 2048  # url, type and source are stored scrubbed, and not without bound
 _SHAPE = re.compile(r"cendis_pat_[0-9A-Za-z]{36}")
 
 
@@ -86,10 +87,15 @@ def _field(record: dict[str, Any], key: str) -> str | None:
 
 
 def _text(value: Any) -> str | None:
+    """A record's url, type or source, scrubbed where it enters: a partner may quote the
+    token it found in any of them (a ``?access_token=`` query, its base64), and what is
+    stored, served, echoed in the feedback and forwarded to Cendis must not hold it.
+    Cut before the scrub too (bounded work per record), far enough out that what the cut
+    leaves of a token is only ever its first characters, which stay redacted."""
     if value is None:
         return None
     text = value if isinstance(value, str) else json.dumps(value)
-    return text[:_MAX_TEXT]
+    return scrub(text[:_MAX_TEXT * 4], _MAX_TEXT)
 
 
 def token_ref(token: str) -> TokenRef:

@@ -3,7 +3,7 @@
 Every file is looked at, dotfiles and git-ignored ones included (``.env`` files are
 ignored by git precisely because they hold secrets), but never anything inside
 ``.git/``. This module only walks and names: it yields an
-:class:`~scanner.engine.fragments.Origin` per file, and the engine reads it. One
+:class:`~scanner.sources.origin.Origin` per file, and the engine reads it. One
 unreadable directory or file is an error for it alone: it is reported and the scan
 goes on.
 
@@ -19,25 +19,14 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from scanner.engine.fragments import Origin
 from scanner.errors import ConfigError
 from scanner.finding import SourceKind
+from scanner.git.proc import top as git_top
 from scanner.result import ScanIssue
+from scanner.sources.origin import Origin
 
 if TYPE_CHECKING:
     from scanner.sources.ignore import GitIgnore
-
-
-def git_top(directory: str) -> str | None:
-    """The enclosing git work tree, found by looking for ``.git`` upwards (no subprocess)."""
-    here = os.path.abspath(directory)
-    while True:
-        if os.path.exists(os.path.join(here, ".git")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
 
 
 def _display(path: str) -> str:

@@ -23,13 +23,9 @@ is looked at (the walk does not enter it).
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
-#: Variables that would point git at another repository than the folder it runs in (set
-#: while a git hook runs, for one).
-_REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
-                   "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
+from scanner.git.plumbing import listing
 
 
 class _GitListing:
@@ -90,9 +86,9 @@ class GitIgnore:
         if rel:
             parent = self._chains.get(rel[: rel.rfind("/", 0, len(rel) - 1) + 1], ())
         if not rel or os.path.lexists(os.path.join(directory, ".git")):
-            listing = git_listing(directory)
-            if listing is not None:  # a work tree (or a part of one) git answers for
-                self._chains[rel] = (_GitListing(rel, listing),)
+            files = listing(directory)
+            if files is not None:  # a work tree (or a part of one) git answers for
+                self._chains[rel] = (_GitListing(rel, files),)
                 return
         if parent and isinstance(parent[0], _GitListing):
             self._chains[rel] = parent  # git's list already covers this folder
@@ -107,23 +103,6 @@ class GitIgnore:
             if decision is not None:
                 return decision
         return False
-
-
-def git_listing(directory: str) -> list[str] | None:
-    """The files git considers under ``directory`` (tracked, or untracked and not
-    ignored), relative to it; None when ``directory`` is not in a work tree git will
-    read."""
-    env = {k: v for k, v in os.environ.items() if k not in _REPOSITORY_ENV}
-    try:
-        proc = subprocess.run(
-            ["git", "-C", directory, "ls-files", "-z", "--cached", "--others",
-             "--exclude-standard"],
-            capture_output=True, env=env, stdin=subprocess.DEVNULL)
-    except OSError:  # git is not installed
-        return None
-    if proc.returncode != 0:
-        return None
-    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
 
 
 def _read_ignore_file(directory: str, rel: str) -> _IgnoreFile | None:

@@ -27,12 +27,12 @@ import fnmatch
 import hashlib
 import os
 import re
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.errors import GitError, ScanError, short
+from scanner.errors import ScanError
+from scanner.git.plumbing import run
 from scanner.sweep.config import TRANSPORTS
 
 NAMESPACE = "refs/cendis-scan/"
@@ -46,33 +46,20 @@ PACK_REFS_AFTER = 100
 FETCH_TIMEOUT = 1800.0
 
 
-def _env() -> dict[str, str]:
-    """Never wait for a password prompt: a sweep runs from cron, nobody is there. Only
-    the sweep's transports, by git's own allow-list (it covers every git command, a
-    redirect and a submodule too), so an ``ext::`` or ``fd::`` URL that got past the
-    config check still runs nothing and hangs on nothing."""
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-            "SSH_ASKPASS": "true", "GCM_INTERACTIVE": "never",
-            "GIT_ALLOW_PROTOCOL": ":".join(TRANSPORTS)}
+#: Only the sweep's transports, by git's own allow-list (it covers every git command, a
+#: redirect and a submodule too), so an ``ext::`` or ``fd::`` URL that got past the
+#: config check still runs nothing and hangs on nothing. (No prompt ever waits: every
+#: git gets :data:`scanner.git.proc.NO_PROMPT`.)
+_ALLOW = {"GIT_ALLOW_PROTOCOL": ":".join(TRANSPORTS)}
 
 
 def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,
          timeout: float | None = None, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(["git", "-C", str(path), *args], input=input,
-                              capture_output=True, env=_env(), timeout=timeout,
-                              stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc.strerror or exc}") from None
-    if proc.returncode not in ok:
-        lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines()
-                 if ln.strip()]
-        said = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
-                    lines[0] if lines else f"git {args[0]} failed ({proc.returncode})")
-        raise GitError(short(said, 240))
-    return proc.returncode, proc.stdout.decode("utf-8", "surrogateescape")
+    """git in a mirror, through the one runner (:func:`scanner.git.plumbing.run`: never a
+    password prompt, git's error in one line) and the sweep's transports only; its
+    output as text."""
+    status, out = run(str(path), args, input=input, timeout=timeout, ok=ok, extra=_ALLOW)
+    return status, out.decode("utf-8", "surrogateescape")
 
 
 def cache_dir_name(name: str) -> str:
@@ -97,7 +84,7 @@ class Plan:
     @property
     def rev_sets(self) -> list[list[str]]:
         """What is new since the last finished sweep (``scanner.new_since``)."""
-        from scanner.gitscan import new_since
+        from scanner.git.scan import new_since
 
         return new_since(self.new, sorted(set(self.scanned.values()))) if self.new else []
 

@@ -1,10 +1,10 @@
-"""From an input's bytes and their origin to findings.
+"""Scanning one input: from its bytes and their origin to findings.
 
-A source says where bytes come from (an :class:`Origin`: a file, a range of a large
-file, stdin, a git object) and hands over a readable binary stream; everything after
-that is here: sniffing (gzip, UTF-16, binary), choosing how to read (whole, mapped,
-streamed), locating hits, building findings, and numbering the lines of a large file
-that was searched in parallel pieces.
+A source says where bytes come from (an :class:`~scanner.sources.origin.Origin`: a
+file, a range of a large file, stdin, a git object) and hands over a readable binary
+stream; everything after that is here: sniffing (gzip, UTF-16, binary), choosing how to
+read (whole, mapped, streamed), locating hits, building findings, and numbering the
+lines of a large file that was searched in parallel pieces.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import mmap
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
 from scanner.engine.detect import Detector
@@ -33,37 +33,15 @@ from scanner.engine.inputs import (
     search,
     utf16_to_utf8,
 )
-from scanner.finding import Finding, SourceKind
-from scanner.result import GZIP_LIMIT, ScanIssue
+from scanner.finding import Finding
+from scanner.result import GZIP_LIMIT, ScanIssue, issue
+from scanner.sources.origin import Origin, Readable
 
 #: Inputs up to this size are read whole; larger regular files are mapped.
 READ_WHOLE = 4 << 20
 #: Layers taken off one input (gzip in gzip, a zip in a zip) before the rest is
 #: scanned as it is.
 MAX_NESTING = 4
-
-
-class Readable(Protocol):
-    """Any binary input: a file, a pipe, or a git object coming out of cat-file."""
-
-    def read(self, n: int, /) -> bytes: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an input's bytes come from: what a source yields, and all a worker
-    process needs to read them again (it pickles)."""
-
-    path: str | None  # as shown to people; None for a git object not yet placed
-    fingerprint_path: str | None = None
-    source: SourceKind = SourceKind.FILE
-    size: int = 0
-    fs_path: str | None = None  # where to open it (files only)
-    start: int = 0  # a byte range of a large file: [start, end)
-    end: int | None = None
-    #: Read in the calling process, never a worker: a stream (FIFO, device, pipe) or a
-    #: name only this process can open (/dev/stdin, /dev/fd/N of a process substitution).
-    local: bool = False
 
 
 @dataclass(slots=True)
@@ -86,16 +64,6 @@ class Outcome:
     def fail(self, origin: Origin, exc: BaseException) -> None:
         """One input failed: an error for it alone, and the scan goes on."""
         self.errors.append(issue(origin.path or "-", exc))
-
-
-def issue(name: str, exc: BaseException) -> ScanIssue:
-    """A ScanIssue from an exception, with its ``reason`` (``internal`` for a bug)."""
-    if isinstance(exc, OSError):
-        return ScanIssue("io", f"{name}: {exc.strerror or exc}", name)
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str):
-        return ScanIssue(reason, f"{name}: {exc}", name)
-    return ScanIssue("internal", f"{name}: internal error: {type(exc).__name__}: {exc}", name)
 
 
 def to_findings(located: Iterable[Located], origin: Origin, encoding: str | None,
