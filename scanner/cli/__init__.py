@@ -105,7 +105,7 @@ def dispatch(args: list[str]) -> int:
     if command is None:
         import difflib
 
-        from scanner.redaction import scrub
+        from scanner.scrub import scrub
 
         kind = "option" if args[0].startswith("-") else "command"
         names = ("--help", "--version", "--debug") if kind == "option" else BY_NAME

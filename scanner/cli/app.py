@@ -17,7 +17,7 @@ from typer.core import TyperArgument, TyperOption
 
 from scanner.cli.table import Command
 from scanner.errors import EXIT_ERROR, ScanError
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 
 def build_app(module: str) -> typer.Typer:
