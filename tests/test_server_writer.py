@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,8 @@ from scanner.server.writer import BatchWriter
 
 @pytest.mark.parametrize("inline", [False, True])
 async def test_concurrent_deliveries_share_commits_and_get_their_slices(
-        tmp_path: Path, make_token: Any, inline: bool) -> None:
-    db = tmp_path / "w.db"
+        store_url: str, make_token: Any, inline: bool) -> None:
+    db = store_url
     writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True,
                          inline=inline)
     await writer.start()
@@ -38,14 +37,16 @@ async def test_concurrent_deliveries_share_commits_and_get_their_slices(
         await writer.close()
 
 
-@pytest.mark.parametrize("bad", [{"line": 2**63}, {"url": "x\ud800"}, {"line": -2**64}])
+# (A lone surrogate in a text is no longer one: the store's scrub escapes it.)
+@pytest.mark.parametrize("bad", [{"line": 2**63}, {"line": 2**100}, {"line": -2**64}])
 async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
-        tmp_path: Path, make_token: Any, bad: dict[str, Any]) -> None:
-    """Past the views' validation (a value SQLite still refuses): the group is retried
-    delivery by delivery, so only the bad one fails, and not as a database outage."""
+        store_url: str, make_token: Any, bad: dict[str, Any]) -> None:
+    """Past the views' validation (a value the database still refuses): the group is
+    retried delivery by delivery, so only the bad one fails, and not as a database
+    outage."""
     from scanner.server.writer import Unstorable
 
-    db = tmp_path / "w.db"
+    db = store_url
     writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True)
     await writer.start()
     now = datetime.now(UTC)
