@@ -17,7 +17,7 @@ DEFAULT_PARTNER_URL = "http://127.0.0.1:8080/partners/github"
 
 
 def _fail(message: str) -> typer.Exit:
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     sys.stderr.write(f"cendis-scan: error: {scrub(message, 500)}\n")
     return typer.Exit(EXIT_ERROR)
@@ -70,11 +70,13 @@ def serve(
     if not credential.isprintable() or any(ch.isspace() for ch in credential):
         raise _fail("the Cendis credential holds a space or control character "
                     "(a line break copied along?)")
-    from scanner.incidents.store import Store, database_failure, mask_url
+    from scanner.incidents.store import DatabaseUnavailable, Store, database_failure, mask_url
 
     path = db_path(db)
     try:  # before any log line: an unreachable database or a wrong schema is one line
         Store.open(path, migrate=migrate).close()
+    except DatabaseUnavailable as exc:
+        raise _fail(f"cannot open the {exc}") from None
     except ScanError as exc:
         raise _fail(str(exc)) from None
     setup_logging()

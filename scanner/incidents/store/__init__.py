@@ -104,7 +104,7 @@ def open_store(target: str | os.PathLike[str], *, now: Callable[[], datetime] = 
     if is_postgres(target):
         from scanner.incidents.store.postgres import PostgresStore
 
-        return PostgresStore.connect(os.fspath(target), now=now, busy_timeout=busy_timeout,
+        return PostgresStore.connect(target, now=now, busy_timeout=busy_timeout,
                                      migrate=migrate)
     from scanner.incidents.store.sqlite import SqliteStore
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from scanner.errors import ConfigError
-from scanner.redaction import is_clean, scrub
+from scanner.scrub import is_clean, scrub
 
 #: The schema both backends are at after ``db migrate``.
 SCHEMA_VERSION = 2

@@ -23,6 +23,7 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ from scanner.incidents.models import (
     TokenRef,
     utcnow,
 )
-from scanner.incidents.store import Store, postgres_schema
+from scanner.incidents.store import postgres_schema
 from scanner.incidents.store.common import (
     DUE_SLACK,
     TABLES,
@@ -92,7 +93,7 @@ class _Console:
             return cur
 
 
-class PostgresStore(Store):
+class PostgresStore:
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
@@ -109,12 +110,13 @@ class PostgresStore(Store):
     # -- opening, schema and migrations ------------------------------------------------
 
     @classmethod
-    def connect(cls, url: str, *, now: Callable[[], datetime] = utcnow,
+    def connect(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
                 busy_timeout: float = 30.0, migrate: bool = True,
                 statement_timeout: float = STATEMENT_TIMEOUT,
                 pool_size: int = POOL_SIZE) -> PostgresStore:
         """Reach the server once (a failure is one line naming the masked URL), then
         open the pool and migrate (or only check the schema, ``migrate`` False)."""
+        url = os.fspath(target)
         shown = mask_url(url)
         try:
             conninfo = conninfo_for(url, statement_timeout)
@@ -129,6 +131,12 @@ class PostgresStore(Store):
             reconnect_timeout=0)
         pool.open(wait=False)
         return cls(pool, now, shown, busy_timeout)
+
+    @classmethod
+    def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
+             busy_timeout: float = 30.0, migrate: bool = True) -> PostgresStore:
+        """The protocol's ``Store.open``, for this backend: :meth:`connect`."""
+        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
 
     def migrate(self, *, allowed: bool = True) -> int:
         with self._conn() as conn:

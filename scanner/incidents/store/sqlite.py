@@ -12,7 +12,7 @@ receiver call it through ``asyncio.to_thread``).
 No raw token ever reaches this module: it takes :class:`TokenRef` (hash and redacted
 form) only. And since the texts beside it (a partner's URL, a Cendis owner name, an
 error detail) come from outside, every text bound to a statement passes
-:func:`~scanner.redaction.scrub` in the connection itself (:class:`_ScrubbedConnection`):
+:func:`~scanner.scrub.scrub` in the connection itself (:class:`_ScrubbedConnection`):
 no method, present or future, can store a token or a control character.
 
 The queue and the receiver's tables are in :mod:`.sqlite_queue` and
@@ -33,7 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef, utcnow
-from scanner.incidents.store import Store, schema
+from scanner.incidents.store import schema
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
@@ -60,7 +60,7 @@ class _ScrubbedConnection(sqlite3.Connection):
         return super().executemany(sql, (scrubbed(p) for p in seq_of_parameters))
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver, Store):
+class SqliteStore(SqliteQueue, SqliteReceiver):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
@@ -96,6 +96,12 @@ class SqliteStore(SqliteQueue, SqliteReceiver, Store):
             store.close()
             raise
         return store
+
+    @classmethod
+    def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
+             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> SqliteStore:
+        """The protocol's ``Store.open``, for this backend: :meth:`connect`."""
+        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
 
     def migrate(self, *, allowed: bool = True) -> int:
         """Bring the schema up to date under the write lock (one process migrates, the
