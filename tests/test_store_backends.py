@@ -233,8 +233,9 @@ async def test_serve_on_postgres_answers_503_while_the_database_is_away(
     partner = PartnerKey.generate()
     keys = await aiohttp_server(create_key_app(
         [*PARTNERS["public_keys"]["public_keys"], partner.entry()]))
-    with fresh_schema() as db:
-        schema = db.rsplit("search_path%3D", 1)[1]
+    with fresh_schema() as url_of_schema:
+        schema = url_of_schema.rsplit("search_path%3D", 1)[1]
+        db = f"{url_of_schema}&application_name={schema}"  # only its backends are killed
         base = require()
         log = tmp_path / "serve.log"
         proc, url = await _start(["--db", db, "--cendis-api-url", str(cendis.make_url("")),
@@ -262,9 +263,8 @@ async def test_serve_on_postgres_answers_503_while_the_database_is_away(
                     admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                   "WHERE datname = current_database() AND pid <> "
                                   "pg_backend_pid() AND usename = current_user AND "
-                                  "query NOT ILIKE '%pg_stat_activity%' AND "
-                                  "backend_type = 'client backend' AND "
-                                  "application_name = ''")
+                                  "query NOT ILIKE '%%pg_stat_activity%%' AND "
+                                  "application_name = %s", [schema])
                     away = [await send([t]) for t in tokens[4:8]]
                     assert set(away) == {503}, away
                     assert await ready() == 503
