@@ -46,28 +46,31 @@ def fail(message: str, status: int = EXIT_ERROR) -> typer.Exit:
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Library errors as one line and exit 2, never a traceback."""
-    import sqlite3
-
     try:
         yield
     except ScanError as exc:
         raise fail(str(exc), exc.exit_status) from None
-    except sqlite3.Error as exc:
-        raise fail(f"incident database: {short(str(exc), 100)}") from None
     except KeyboardInterrupt:
         sys.stderr.write("cendis-scan: interrupted\n")
         raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - a database's failure (either backend)
+        from scanner.incidents.store import database_failure
+
+        if database_failure(exc) is None:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise fail(f"incident database: {scrub(short(first, 100))}") from None
 
 
 def open_store(option: str | None, *, must_exist: bool) -> Store:
     """The store for a command that writes (``revoke``): created if missing."""
     from scanner.incidents.pipeline import db_path
-    from scanner.incidents.store import Store
+    from scanner.incidents.store import Store, is_postgres, mask_url
 
     path = db_path(option)
-    if must_exist and not os.path.exists(path):
-        raise ConfigError(f"no incident database at {short(path, 80)} (record some with "
-                          "'cendis-scan scan --record', or pass --db)")
+    if must_exist and not is_postgres(path) and not os.path.exists(path):
+        raise ConfigError(f"no incident database at {short(mask_url(path), 80)} (record "
+                          "some with 'cendis-scan scan --record', or pass --db)")
     return Store.open(path)
 
 
@@ -78,9 +81,11 @@ def open_reader(option: str | None) -> Store:
     import stat
 
     from scanner.incidents.pipeline import db_path
-    from scanner.incidents.store import Store
+    from scanner.incidents.store import is_postgres, open_reader
 
     path = db_path(option)
+    if is_postgres(path):
+        return open_reader(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -91,7 +96,7 @@ def open_reader(option: str | None) -> Store:
     if not stat.S_ISREG(mode):  # a FIFO would block the open forever
         raise ConfigError(f"{short(path, 80)} is not an incident database (not a "
                           "regular file)")
-    return Store.open_readonly(path)
+    return open_reader(path)
 
 
 #: The largest --limit: more rows than that is a mistake, not a listing.

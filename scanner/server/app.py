@@ -62,11 +62,14 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                cendis_timeout: float = 10.0,
                revoker_options: dict[str, Any] | None = None,
                restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               migrate: bool = True,
                ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
     passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``); ``restart_sleep``
-    is the supervisor's wait before restarting a crashed revoker."""
+    is the supervisor's wait before restarting a crashed revoker. ``db_path`` is an
+    SQLite path or a PostgreSQL URL; ``migrate`` brings its schema up to date at start-up
+    (under the backend's lock), else an old schema stops the start-up."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
     app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
     app[CONFIG] = config
@@ -95,8 +98,9 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
             yield
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = Store.open(db_path)
-        writer = BatchWriter(lambda wait: Store.open(db_path, busy_timeout=wait),
+        store = Store.open(db_path, migrate=migrate)
+        writer = BatchWriter(lambda wait: Store.open(db_path, busy_timeout=wait,
+                                                     migrate=False),
                              revoke=config.auto_revoke, busy_timeout=config.db_busy_timeout,
                              monotonic=monotonic)
         try:

@@ -257,7 +257,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     from scanner.server.metrics import CONTENT_TYPE
 
-    return web.Response(body=request.app[METRICS].render(),
+    body = await asyncio.to_thread(request.app[METRICS].render)  # gauges read the store
+    return web.Response(body=body,
                         headers={"Content-Type": CONTENT_TYPE})
 
 
