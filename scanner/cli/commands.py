@@ -309,8 +309,9 @@ def write_report(text: str, output: str | None) -> None:
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
             return
-        mode = None if st is None else st.st_mode
-        _replace_atomically(target, text, mode)
+        from scanner.atomic import write_atomic
+
+        write_atomic(target, text, mode=None if st is None else st.st_mode)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
@@ -320,22 +321,6 @@ def _is_stdout(st: os.stat_result) -> bool:
         return os.path.samestat(st, os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError):
         return False
-
-
-def _replace_atomically(target: str, text: str, mode: int | None) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".cendis-scan-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        if mode is not None:  # an existing report keeps its permissions
-            os.chmod(tmp, mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
