@@ -103,7 +103,7 @@ def dispatch(args: list[str]) -> int:
         return 0
     command = BY_NAME.get(args[0])
     if command is None:
-        from scanner.redaction import scrub
+        from scanner.scrub import scrub
 
         kind = "option" if args[0].startswith("-") else "command"
         sys.stderr.write(f"cendis-scan: error: no such {kind} {scrub(args[0], 40)!r} "

@@ -14,7 +14,7 @@ import typer
 
 from scanner.cli.table import Command
 from scanner.errors import EXIT_ERROR, ScanError
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 
 def build_app(module: str) -> typer.Typer:

@@ -19,7 +19,7 @@ from scanner.cli import ClosedStdout, debug_wanted, drop_stdout
 from scanner.cli.record import add_record_options
 from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -391,7 +391,7 @@ def _stdin_is_pipe() -> bool:
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
-    from scanner.redact import redact_stream
+    from scanner.redact_filter import redact_stream
 
     if sys.stdin is None:
         raise UsageError("stdin is closed: nothing to redact")

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
             loaded = seeds.load(seed) if seed else seeds.generated()
             app = create_app(tokens=loaded.tokens, service_credentials=loaded.credentials)
-            from scanner.redaction import scrub
+            from scanner.scrub import scrub
 
             url = scrub(f"http://{host}:{port}")
             out = sys.stdout.write

@@ -97,7 +97,7 @@ PARSERS = {"git": _git_parser, "install-hook": _hook_parser}
 
 
 def _say(message: str) -> None:
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     sys.stderr.write(f"cendis-scan: {scrub(message)}\n")
 

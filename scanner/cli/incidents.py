@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, ScanError, short
-from scanner.redaction import scrub
+from scanner.incidents.models import Severity, Status
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
 
-STATUSES = ("pending", "revoked", "already_revoked", "not_found", "false_positive",
-            "recorded", "error")
-SEVERITIES = ("critical", "high", "medium", "unknown")
+STATUSES = tuple(s.value for s in Status)  # the model's enums, never a copy
+SEVERITIES = tuple(s.value for s in Severity)
 COLUMNS = ("id", "redacted", "status", "severity", "owner", "token_name", "org", "scopes",
            "sightings", "first_seen", "last_seen", "revoke_attempts", "last_error", "sha256")
 

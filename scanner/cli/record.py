@@ -12,8 +12,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from scanner.errors import EXIT_ERROR, ConfigError
-from scanner.redaction import scrub
 from scanner.result import ScanResult
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store

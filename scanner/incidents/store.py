@@ -9,7 +9,7 @@ never see SQL, so a server database could be added behind the same methods later
 No raw token ever reaches this module: it takes :class:`TokenRef` (hash and redacted
 form) only. And since the texts beside it (a partner's URL, a Cendis owner name, an
 error detail) come from outside, every text bound to a statement passes
-:func:`~scanner.redaction.scrub` in the connection itself (:class:`_ScrubbedConnection`):
+:func:`~scanner.scrub.scrub` in the connection itself (:class:`_ScrubbedConnection`):
 no method, present or future, can store a token or a control character.
 """
 
@@ -38,7 +38,7 @@ from scanner.incidents.models import (
     severity_of,
     utcnow,
 )
-from scanner.redaction import is_clean, scrub
+from scanner.scrub import is_clean, scrub
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
