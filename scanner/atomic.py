@@ -11,10 +11,25 @@ import contextlib
 import os
 
 
+def _umask() -> int:
+    """This process's umask: read from Linux's /proc where it says it (no other thread
+    can see a changed umask), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``text`` (UTF-8). ``mode`` sets the permission bits (an
-    existing file's, to keep them; 0o755 for a hook); without it the file is private
-    to its owner (0o600), as the temporary file was made."""
+    existing file's, to keep them; 0o755 for a hook); without it the file gets what any
+    new file gets (0666 & ~umask, as a shell's ``>`` gives it), not mkstemp's 0600."""
     import tempfile
 
     target = os.fspath(path)
@@ -24,8 +39,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode & 0o7777)
+        os.chmod(tmp, (mode & 0o7777) if mode is not None else 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
         with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ bearer check through the real app; the atomic write on real files."""
 from __future__ import annotations
 
 import ast
+import os
 import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -148,7 +149,13 @@ def test_write_atomic_replaces_whole_with_the_mode_asked(tmp_path: Path,
     target.write_text("old\n")
     write_atomic(target, "new é\n", mode=mode)
     assert target.read_text(encoding="utf-8") == "new é\n"
-    assert stat.S_IMODE(target.stat().st_mode) == (0o600 if mode is None else mode)
+    old = os.umask(0o027)
+    try:
+        write_atomic(target, "newer\n", mode=mode)
+    finally:
+        os.umask(old)
+    assert target.read_text(encoding="utf-8") == "newer\n"
+    assert stat.S_IMODE(target.stat().st_mode) == (0o640 if mode is None else mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 

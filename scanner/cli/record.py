@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def add_record_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("incidents (see cendis-scan incidents --help)")
+    group = p.add_argument_group("Incidents (see cendis-scan incidents --help)")
     group.add_argument("--record", action="store_true",
                        help="store the findings as incidents (source scan:<path or repo>)")
     group.add_argument("--revoke", action="store_true",

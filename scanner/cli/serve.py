@@ -73,6 +73,8 @@ def serve(
 
     logging.getLogger("scanner.server").info(
         "starting", extra={"host": host, "port": port})
+    for note in settings.notes:  # an optional setting left unset: what it turned off
+        logging.getLogger("scanner.server").warning(note)
     import sqlite3
 
     try:

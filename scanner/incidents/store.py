@@ -159,6 +159,49 @@ class Store:
         store._migrate()
         return store
 
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str], *,
+                      now: Callable[[], datetime] = utcnow) -> Store:
+        """Open an existing database for reading only (``incidents list``/``show``): it
+        works on a read-only file or mount and never creates anything beside the file.
+
+        SQLite's ``mode=ro`` still creates the ``-wal`` and ``-shm`` files of a WAL
+        database when it may (as root, or in a writable folder). So when no ``-wal``
+        file is there (no writer has the database open, everything is in the main file),
+        the file is opened ``immutable``, which creates nothing; with a ``-wal`` (a
+        receiver running), plain ``mode=ro`` reads the writer's latest commits too, and
+        if the folder refuses it the ``immutable`` read is the fallback. Never migrates:
+        a database that is not at this version is an error that says so."""
+        from urllib.parse import quote
+
+        from scanner.errors import ConfigError, short
+
+        name = os.fspath(path)
+        uri = "file:" + quote(os.path.abspath(name)) + "?mode=ro"
+        queries = ([""] if os.path.exists(name + "-wal") else []) + ["&immutable=1"]
+        for index, extra in enumerate(queries):
+            conn = sqlite3.connect(uri + extra, uri=True, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                break
+            except sqlite3.OperationalError:
+                conn.close()
+                if index == len(queries) - 1:
+                    raise
+        conn.create_function("claim_alive", 1, _claim_alive)
+        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now)
+        version = store.schema_version()
+        if version != SCHEMA_VERSION:
+            store.close()
+            what = ("holds no incident tables" if version == 0 else
+                    f"is at schema {version}, this cendis-scan reads {SCHEMA_VERSION} "
+                    "(a writing command such as 'serve' or 'scan --record' upgrades it)"
+                    if version < SCHEMA_VERSION else
+                    f"is at schema {version}, newer than this cendis-scan: upgrade it")
+            raise ConfigError(f"{short(name, 80)}: not a readable incident database: it {what}")
+        return store
+
     def close(self) -> None:
         with self._lock:
             self.db.close()
