@@ -54,10 +54,11 @@ def _open(db: str) -> Store:
     """The incident store, or one line naming the database and what is wrong."""
     import sqlite3
 
-    from scanner.incidents.store import Store, mask_url
+    from scanner.incidents.store import mask_url
+    from scanner.incidents.trail import open_store
 
     try:
-        return Store.open(db)
+        return open_store(db)
     except (sqlite3.Error, OSError) as exc:
         raise ConfigError(f"incident database {mask_url(db)}: {exc}") from None
 

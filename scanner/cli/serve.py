@@ -70,11 +70,12 @@ def serve(
     if not credential.isprintable() or any(ch.isspace() for ch in credential):
         raise _fail("the Cendis credential holds a space or control character "
                     "(a line break copied along?)")
-    from scanner.incidents.store import DatabaseUnavailable, Store, database_failure, mask_url
+    from scanner.incidents.store import DatabaseUnavailable, database_failure, mask_url
+    from scanner.incidents.trail import open_store
 
     path = db_path(db)
     try:  # before any log line: an unreachable database or a wrong schema is one line
-        Store.open(path, migrate=migrate).close()
+        open_store(path, migrate=migrate).close()
     except DatabaseUnavailable as exc:
         raise _fail(f"cannot open the {exc}") from None
     except ScanError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from scanner.server.state import (
     WRITER,
 )
 from scanner.server.verify import (
+    bearer_matches,
     check_webhook_headers,
     decode_signature,
     verify_ecdsa,
@@ -264,12 +264,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def _reader(request: web.Request) -> None:
     """Bearer token check in constant time; no configured token means no reader."""
-    expected = request.app[CONFIG].reader_token
-    given = request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    ok = expected is not None and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), expected.encode())
-    if not ok:
+    if not bearer_matches(request.headers.get("Authorization", ""),
+                          request.app[CONFIG].reader_token):
         raise web.HTTPUnauthorized(text=json.dumps({"error": "unauthorized"}),
                                    content_type="application/json",
                                    headers={"WWW-Authenticate": "Bearer"})
