@@ -18,14 +18,16 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scanner.token import generate
+pytest.register_assert_rewrite("privacy")  # a plugin (below) that this module imports
+from privacy import keep_output, keep_standin_journal  # noqa: E402
+
+from scanner.token import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The spec files the tests read: copies kept in the repository.
@@ -94,58 +96,21 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 
 @pytest.fixture
-def make_token(rng: random.Random, token_registry: set[str]) -> Callable[[], str]:
+def make_token(rng: random.Random) -> Callable[[], str]:
+    """Fresh tokens, reproducible per test (``generate`` records each for the privacy
+    check by itself)."""
     def make() -> str:
-        token = generate(rng)
-        token_registry.add(token)
-        return token
+        return generate(rng)
 
     return make
 
 
-# -- privacy: tests/test_zz_privacy.py runs last and greps every SQLite file and every
-# captured output (CLI subprocesses, pytest's captured stdout/stderr/logs, servers' logs
-# kept under the captured/ folder) for every token the suite generated.
+# -- privacy: the plugin in tests/privacy.py records every token any process of the run
+# generates and, once all workers have finished, looks for them in every SQLite file and
+# every captured output (CLI subprocesses, pytest's captured stdout/stderr/logs, servers'
+# logs and the stand-ins' journals, kept under each worker's captured/ folder).
 
-CAPTURE_ENV = "CENDIS_SCAN_TEST_CAPTURE"
-
-
-@pytest.fixture(scope="session")
-def token_registry() -> set[str]:
-    """Every token the suite generated (``make_token`` adds to it; so do tests that call
-    ``generate`` themselves)."""
-    return set()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def captured_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Where outputs are kept for the privacy test (also given to subprocesses)."""
-    path = tmp_path_factory.getbasetemp() / "captured"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CAPTURE_ENV, str(path))
-        yield path
-
-
-def keep_output(data: bytes, kind: str) -> None:
-    """Keep a copy of an output for the privacy test (no-op outside a test session)."""
-    where = os.environ.get(CAPTURE_ENV)
-    if where and data.strip():
-        (Path(where) / f"{kind}-{uuid.uuid4().hex}.out").write_bytes(data)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    text = "\n".join(f"{title}\n{content}" for title, content in report.sections)
-    keep_output(text.encode("utf-8", "replace"), "pytest")
-
-
-def keep_standin_journal(journal: Any, kind: str = "standin") -> None:
-    """Keep what a Cendis stand-in received (every request: headers, body) for the
-    privacy test: a token in a revoke call's url or source is a token forwarded."""
-    keep_output(json.dumps(journal, indent=1).encode(), kind)
+pytest_plugins = ["privacy"]
 
 
 def _keep_journals(apps: list[Any]) -> None:
