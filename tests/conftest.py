@@ -150,6 +150,47 @@ def aiohttp_client(aiohttp_client: Any) -> Iterator[Any]:
     _keep_journals(apps)
 
 
+# -- shared by the service tests: ports, the injected clock, the store, the receiver rig
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a real ``serve`` or stand-in process,
+    which must be told its port before it starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def time() -> Any:
+    """An injected clock and sleep (tests/standin.py's ``FakeTime``): sleeping advances
+    it at once, so timing-dependent tests never wait."""
+    from standin import FakeTime
+
+    return FakeTime()
+
+
+@pytest.fixture
+def store(tmp_path: Path, time: Any) -> Iterator[Any]:
+    """A real SQLite incident store in the test's folder whose clock is ``time``'s (a
+    backoff written to the queue comes due as the injected sleeps pass)."""
+    from scanner.incidents.store import Store
+
+    db = Store.open(tmp_path / "incidents.db", now=time.wall)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
+                make_token: Callable[[], str]) -> Any:
+    """Builds receivers wired to a key server and a Cendis stand-in (tests/receiver.py)."""
+    from receiver import make_rig_factory
+
+    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, Any]:
     return json.loads((SPEC / "token-vectors.json").read_text())
