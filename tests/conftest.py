@@ -214,6 +214,25 @@ def assert_no_leak(*outputs: bytes | str) -> None:
         assert leaked is None, f"whole token in output at byte {leaked.start()}"
 
 
+#: Expected outputs, compared byte for byte (tests/test_git_golden.py, test_report_golden.py).
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+
+
+def assert_golden(name: str, data: bytes) -> None:
+    """``data`` is ``tests/data/golden/NAME`` byte for byte. After an intended change of
+    output, run with ``UPDATE_GOLDEN=1`` to rewrite the files, and review the diff. A
+    golden file never holds a whole token."""
+    assert TOKEN_SHAPED.search(data) is None, f"a whole token in the golden output {name}"
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_bytes(data)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to write it"
+    # Compared as text for a readable diff; surrogateescape keeps it byte for byte.
+    assert data.decode("utf-8", "surrogateescape") == \
+        path.read_bytes().decode("utf-8", "surrogateescape"), \
+        f"{name} differs from the golden file (UPDATE_GOLDEN=1 rewrites it)"
+
+
 @pytest.fixture
 def no_leak() -> Callable[..., None]:
     return assert_no_leak
