@@ -29,6 +29,7 @@ import json
 import os
 import re
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -241,7 +242,7 @@ def check(root: Path) -> tuple[int, int, list[str]]:
 # -- the plugin: tests/conftest.py loads it (pytest_plugins) ---------------------------
 
 REGISTRY = pytest.StashKey[TokenRegistry]()
-VERDICT = pytest.StashKey[tuple[int, int, list[str]]]()
+VERDICT = pytest.StashKey[tuple[int, int, list[str], float]]()
 PATCHED = pytest.StashKey[list[tuple[Any, Callable[..., str]]]]()
 
 
@@ -272,13 +273,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "generate", None) is original:
             patched.append((module, original))
-            module.generate = wrapper
+            setattr(module, "generate", wrapper)  # noqa: B010 (any module)
     config.stash[PATCHED] = patched
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for module, original in config.stash.get(PATCHED, []):
-        module.generate = original
+        setattr(module, "generate", original)  # noqa: B010 (any module)
     if REGISTRY in config.stash:
         config.stash[REGISTRY].close()
 
@@ -329,19 +330,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return
-    verdict = check(shared_root(config))
-    config.stash[VERDICT] = verdict
-    if verdict[2] and session.exitstatus == pytest.ExitCode.OK:
+    start = time.perf_counter()
+    tokens, files, leaks = check(shared_root(config))
+    config.stash[VERDICT] = tokens, files, leaks, time.perf_counter() - start
+    if leaks and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if VERDICT not in config.stash:
         return
-    tokens, files, leaks = config.stash[VERDICT]
+    tokens, files, leaks, seconds = config.stash[VERDICT]
     if not leaks:
         terminalreporter.write_line(f"privacy: no leak of {tokens} generated tokens in "
-                                    f"{files} outputs")
+                                    f"{files} outputs ({seconds:.1f} s)")
         return
     terminalreporter.write_line(f"privacy: FAILED: {len(leaks)} outputs hold a generated "
                                 f"token ({tokens} tokens, {files} outputs searched)", red=True)

@@ -62,7 +62,7 @@ def _sqlite(path: Path, text: str) -> None:
 
 #: Where a token made in one worker can end up in another's outputs: each writes a file
 #: under ``<worker folder>`` holding the token in some form.
-PLANTS: dict[str, Callable[[Path, str], None]] = {
+PLANTS: dict[str, Callable[[Path, str], object]] = {
     "captured output, whole": lambda base, token: (base / "captured" / "cli-1.out")
     .write_text(f"error near {token}\n"),
     "captured output, base64": lambda base, token: (base / "captured" / "standin-1.out")
