@@ -22,7 +22,11 @@ RUN groupadd --system --gid 10001 scanner \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/scanner scanner \
     && mkdir /data && chown 10001:10001 /data
 
-# (git's safe.directory for mounted repositories goes here.)
+# A repository bind-mounted at /src (or anywhere) is owned by the host's user, not by
+# `scanner`, and git refuses such a repository ("dubious ownership"). That check guards a
+# shared machine against running another user's repository config; in this container
+# the only repositories are the ones its user mounted to be scanned, so git trusts them.
+RUN git config --system --add safe.directory '*'
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -22,7 +22,7 @@ class ScanError(Exception):
     exit_status = EXIT_ERROR
 
     def __init__(self, message: object = "", *args: object) -> None:
-        from scanner.redaction import scrub
+        from scanner.scrub import scrub
 
         super().__init__(scrub(str(message)), *args)
 
@@ -54,6 +54,6 @@ class GitError(ScanError):
 def short(text: str, limit: int = 120) -> str:
     """Untrusted text in messages: tokens redacted, control characters escaped, cut
     short."""
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     return scrub(text.strip(), limit)

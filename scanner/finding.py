@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 from scanner.token import Confidence
 
 __all__ = ["CONFIDENCE_RANK", "Confidence", "Finding", "SourceKind"]
@@ -69,7 +69,7 @@ class Finding:
     def __post_init__(self) -> None:
         """Redacted at birth: every free-text field (a path, a git identity, a variable
         name) may hold a token or bytes that are not text, so each goes through
-        :func:`~scanner.redaction.scrub` here, once, and every report, log line and
+        :func:`~scanner.scrub.scrub` here, once, and every report, log line and
         fingerprint built from a finding is safe and valid UTF-8. Idempotent, so
         :func:`dataclasses.replace` may run it again."""
         for name in _SCRUBBED:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scanner.finding import Finding
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 from scanner.token import Confidence
 
 __all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]

@@ -33,17 +33,21 @@ from scanner.engine.scan_input import (
     scan_input,
     split_large,
 )
-from scanner.errors import ConfigError, UsageError
-from scanner.finding import CONFIDENCE_RANK, Finding, SourceKind
-from scanner.redaction import is_clean, scrub
+from scanner.errors import UsageError
+from scanner.finding import Finding, SourceKind
 from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
-from scanner.sources.files import fingerprint_root, git_top, walk
+from scanner.scrub import is_clean, scrub
+from scanner.sources.files import git_top, walk
 from scanner.sources.origin import Origin
+from scanner.suppress import (  # noqa: F401  (IGNORE_FILE: re-exported, public before)
+    IGNORE_FILE,
+    filter_findings,
+    load_fingerprints,
+)
 
 log = logging.getLogger("cendis_scan")
 
-IGNORE_FILE = ".cendis-scan-ignore"
 #: Files at least this large are cut into one range per worker.
 SPLIT_BYTES = 64 << 20
 #: A unit of work sent to a worker: this many bytes or files, whichever comes first.
@@ -304,54 +308,6 @@ def scan_bytes(data: bytes, rules: list[Rule], options: ScanOptions | None = Non
     import io
 
     return scan_stream(io.BytesIO(data), rules, options, name=name)
-
-
-def load_fingerprints(path: str, *, report: bool) -> set[str]:
-    """Fingerprints from a JSON report (``--baseline``) or an ignore file."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
-            from None
-    if not report:
-        return {ln.strip() for ln in text.splitlines() if ln.strip() and not
-                ln.lstrip().startswith("#")}
-    try:
-        data = json.loads(text)
-        return {str(f["fingerprint"]) for f in data["findings"]}
-    except RecursionError:
-        raise ConfigError(f"{path}: not a cendis-scan JSON report (nested too deeply)") \
-            from None
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path}: not a cendis-scan JSON report (need findings[].fingerprint)") \
-            from None
-
-
-def filter_findings(findings: list[Finding], options: ScanOptions, roots: Sequence[str]
-                    ) -> tuple[list[Finding], int]:
-    """Drop what is below ``min_confidence`` or listed in the baseline or an ignore file
-    at a scan root (or its git work tree); returns (kept, how many were skipped).
-
-    An entry matches on path, rule and token hash (``path:rule:hash16``, what a file or
-    staged finding prints), so it also silences the same token once committed; an
-    entry that starts with a commit (``<commit>:path:rule:hash16``) silences that
-    commit's finding only. Both sides are scrubbed text, so a path that is not UTF-8
-    or holds a newline matches as it was printed."""
-    floor = CONFIDENCE_RANK[options.min_confidence]
-    skip: set[str] = set()
-    if options.baseline:
-        skip |= load_fingerprints(options.baseline, report=True)
-    for base in {fingerprint_root(r) for r in roots} | {
-            os.path.abspath(r) for r in roots if os.path.isdir(r)}:
-        ignore = os.path.join(base, IGNORE_FILE)
-        if os.path.isfile(ignore):
-            skip |= load_fingerprints(ignore, report=False)
-    kept = [f for f in findings if CONFIDENCE_RANK[f.confidence] >= floor]
-    out = [f for f in kept if f.fingerprint not in skip and f.fingerprint_base not in skip]
-    return out, len(kept) - len(out)
 
 
 def _note_tracked_env_files(findings: list[Finding]) -> list[Finding]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +15,6 @@ from scanner.cli.fast_staged import _prefixes, _repo_arg
 from scanner.engine import literals
 from scanner.engine.detect import Detector
 from scanner.rules import load
-
-
-def _summary(err: str) -> str:
-    return re.sub(r"in [0-9.]+ s", "in T s", err.strip().splitlines()[-1])
 
 
 def test_the_literals_and_prefixes_are_the_detectors() -> None:
@@ -48,8 +43,7 @@ def test_a_clean_change_reads_as_the_full_scan_says(tmp_path: Path) -> None:
     full = repo.scan("git", "--staged", "--format", "text")  # an option: the full scan
     assert quick.returncode == full.returncode == 0
     assert quick.out == full.out == ""
-    assert _summary(quick.err) == _summary(full.err)
-    assert "2 files, 0.0 MB" in quick.err
+    assert quick.err == full.err == ""  # a hook is quiet when all is well
 
 
 def test_anything_with_a_literal_goes_to_the_full_scan(

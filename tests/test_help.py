@@ -4,6 +4,7 @@ example (a command without help fails here)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,4 +37,87 @@ def test_every_command_has_help_with_an_example(command: str, cli: Any) -> None:
 
 @pytest.mark.parametrize("command", ["scan", "redact", "check-token", "rules"])
 def test_help_states_exit_status(command: str, cli: Any) -> None:
-    assert "exit status" in cli([command, "--help"]).out
+    assert "exit status" in cli([command, "--help"]).out.lower()
+
+
+# ------------------------------------------------------------- one style, every command
+
+
+def _subcommands(command: str) -> list[str]:
+    """The sub-commands a group's help lists (incidents, dev, rules), else none."""
+    out = run([command, "--help"]).out
+    if "\nCommands:\n" not in out:
+        return []
+    section = out.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^  (\S+)\s", section, flags=re.MULTILINE)
+
+
+def _every_command() -> list[list[str]]:
+    found = []
+    for command in _commands():
+        found.append([command])
+        found += [[command, sub] for sub in _subcommands(command)]
+    return found
+
+
+EVERY = _every_command()
+
+
+def test_the_groups_and_their_commands_are_found() -> None:
+    assert {("rules", "list"), ("rules", "check"), ("incidents", "list"),
+            ("incidents", "show"), ("dev", "cendis-api")} <= {tuple(c) for c in EVERY}
+
+
+@pytest.mark.parametrize("command", EVERY, ids=" ".join)
+def test_every_help_has_the_one_style(command: list[str], cli: Any) -> None:
+    """argparse's commands and typer's read alike: ``Usage:`` naming the command itself
+    (``rules list --help`` is the help of ``rules list``, not of ``rules``), the
+    description, ``Options:``, UPPERCASE metavars: no ``usage:``, no ``{a,b}`` choices
+    or ``{ARG}`` braces, no ``<str>`` types."""
+    proc = cli([*command, "--help"])
+    assert proc.returncode == 0 and proc.err == "", proc.err
+    usage = proc.out.splitlines()[0]
+    assert usage.startswith(f"Usage: cendis-scan {' '.join(command)} [OPTIONS]"), usage
+    assert "{" not in usage and "<" not in usage
+    assert "\nOptions:\n" in proc.out and "usage:" not in proc.out
+    assert "  -h, --help" in proc.out and "Show this message and exit." in proc.out
+    assert "positional arguments" not in proc.out and "\noptions:" not in proc.out
+    for line in proc.out.splitlines():
+        if line.startswith("  -"):  # an option's row: its metavar
+            assert not re.search(r"<[a-z][a-z ]*>|\{[a-z]", line), line
+        if re.match(r"  [A-Z][A-Z|0-9_-]+ ", line):  # an argument's row
+            assert "<" not in line, line
+
+
+@pytest.mark.parametrize(("group", "sub"), [("rules", "list"), ("rules", "check"),
+                                            ("incidents", "list"), ("dev", "cendis-api")])
+def test_a_sub_command_help_is_its_own(group: str, sub: str, cli: Any) -> None:
+    mine, parents = cli([group, sub, "--help"]).out, cli([group, "--help"]).out
+    assert mine != parents
+    assert mine.startswith(f"Usage: cendis-scan {group} {sub} ")
+    assert "Commands:" not in mine
+
+
+TYPOS = [
+    (["scna"], "unknown command 'scna'; did you mean 'scan'?"),
+    (["incidnets", "list"], "unknown command 'incidnets'; did you mean 'incidents'?"),
+    (["sweeep"], "unknown command 'sweeep'; did you mean 'sweep'?"),
+    (["revok"], "unknown command 'revok'; did you mean 'revoke'?"),
+    (["check-tokne"], "unknown command 'check-tokne'; did you mean 'check-token'?"),
+    (["--verison"], "unknown option '--verison'; did you mean '--version'?"),
+    (["incidents", "lst"], "unknown command 'lst'; did you mean 'list'?"),
+    (["dev", "cendis-ap"], "unknown command 'cendis-ap'; did you mean 'cendis-api'?"),
+    (["rules", "lsit"], "unknown command 'lsit'; did you mean 'list'?"),
+    (["scan", "--format", "jsno", "."], "unknown --format 'jsno'; did you mean 'json'?"),
+    (["xyzzy"], "unknown command 'xyzzy' (see"),
+    (["incidents", "xyzzy"], "unknown command 'xyzzy' (see"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), TYPOS, ids=[" ".join(a) for a, _ in TYPOS])
+def test_a_mistyped_name_says_the_closest_one(args: list[str], message: str, cli: Any,
+                                              tmp_path: Path) -> None:
+    proc = cli(args, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.out == ""
+    [line] = proc.err.splitlines()
+    assert message in line, line

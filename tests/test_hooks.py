@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -192,3 +193,127 @@ def test_pre_commit_framework_push_hook_without_refs_says_nothing_was_scanned(
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "Failed" in out and "nothing was scanned" in out and "--from-ref" in out
+
+
+# ------------------------------------------------ quiet when all is well, clear when not
+
+
+def _git_commit(repo: Repo, message: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo.path,
+                          env={**os.environ, **repo.env, "NO_COLOR": "1"},
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("change", ["text", "placeholder", "gzip", "deletion", "many-files",
+                                    "binary"])
+def test_a_clean_commit_through_the_real_hook_prints_nothing(tmp_path: Path,
+                                                              change: str) -> None:
+    """Whichever path answers (the quick literal check, or the full scan for a literal,
+    gzip or binary content), a hook that finds nothing says nothing."""
+    import gzip
+
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n", "old.txt": "old\n"})
+    assert repo.scan("install-hook").returncode == 0
+    if change == "text":
+        repo.write("b.py", "import os\nTOKEN = os.environ['CENDIS_TOKEN']\n")
+    elif change == "placeholder":
+        repo.write("b.md", "export CENDIS_TOKEN=cendis_pat_<your token here>\n")
+    elif change == "gzip":
+        repo.write("b.gz", gzip.compress(b"nothing secret\n" * 100))
+    elif change == "deletion":
+        repo.git("rm", "-q", "old.txt")
+    elif change == "many-files":
+        for i in range(30):
+            repo.write(f"d/f{i}.txt", f"line {i}\n")
+    else:
+        repo.write("b.bin", bytes(range(256)) * 10)
+    repo.git("add", "-A")
+    before = repo.head()
+    proc = _git_commit(repo, "clean")
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout, proc.stderr) == ("", "")
+    assert repo.head() != before
+    direct = repo.scan("git", "--staged")  # nothing staged now: still quiet
+    assert (direct.returncode, direct.out, direct.err) == (0, "", "")
+
+
+def test_a_clean_push_through_the_real_hook_prints_nothing(tmp_path: Path) -> None:
+    remote = Repo.make(tmp_path, "remote.git", bare=True)
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.git("remote", "add", "origin", str(remote.path))
+    repo.git("push", "-q", "origin", "main")
+    assert repo.scan("install-hook", "--pre-push").returncode == 0
+    repo.commit("two", **{"b.txt": "b\n"})
+    proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo.path,
+                          env={**os.environ, **repo.env, "NO_COLOR": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout, proc.stderr) == ("", "")
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+@pytest.mark.parametrize("encoding", ["plain", "base64"])
+def test_a_blocked_commit_says_what_to_do_once(tmp_path: Path, tokens: int, encoding: str,
+                                              make_token: Callable[[], str]) -> None:
+    import base64
+
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    assert repo.scan("install-hook").returncode == 0
+    for i in range(tokens):
+        line = f"T={make_token()}\n"
+        if encoding == "base64":
+            line = base64.b64encode(line.encode()).decode() + "\n"
+        repo.write(f"leak{i}.env", line)
+    repo.git("add", "-A")
+    proc = _git_commit(repo, "leak")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert out.count("What to do") == 1, out
+    assert "commit blocked" in out and "finding" not in proc.stderr
+
+
+def test_a_blocked_push_says_what_to_do_once(tmp_path: Path,
+                                            make_token: Callable[[], str]) -> None:
+    remote = Repo.make(tmp_path, "remote.git", bare=True)
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    repo.git("remote", "add", "origin", str(remote.path))
+    repo.git("push", "-q", "origin", "main")
+    assert repo.scan("install-hook", "--pre-push").returncode == 0
+    repo.commit("leak", **{"b.env": f"B={make_token()}\n"})
+    proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo.path,
+                          env={**os.environ, **repo.env, "NO_COLOR": "1"},
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "push blocked" in out
+    assert out.count("What to do") == 1, out
+
+
+def test_a_scan_outside_a_hook_still_says_what_to_do_and_sums_up(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.env": f"A={make_token()}\n"})
+    proc = repo.scan("git")
+    assert proc.returncode == 1
+    assert proc.out.count("What to do") == 1
+    assert proc.err.startswith("cendis-scan: 1 finding")
+
+
+@pytest.mark.parametrize("args", [
+    ["scan", "{tmp}/missing"],
+    ["scan", "{tmp}/missing", "{tmp}/present.txt"],
+    ["git", "{tmp}"],
+    ["git", "{tmp}", "--staged"],
+    ["git", "{tmp}/missing", "--pre-push"],
+    ["scan", "{tmp}/present.txt", "--rules", "{tmp}/missing.toml"],
+])
+def test_an_exit_2_error_is_one_line(cli: Any, tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "present.txt").write_text("nothing\n")
+    proc = cli([a.format(tmp=tmp_path) for a in args], cwd=tmp_path,
+               env={"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
+    assert proc.returncode == 2
+    assert proc.err.count("\n") == 1 and proc.err.startswith("cendis-scan"), proc.err
+    assert "finding" not in proc.err

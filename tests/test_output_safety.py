@@ -20,7 +20,7 @@ from typing import Any
 from conftest import run
 from gitrepo import Repo
 
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 
 def forms(token: str) -> list[bytes]:

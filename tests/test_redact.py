@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import CLI
 
-from scanner.redact import LINE_LIMIT
+from scanner.redact_filter import LINE_LIMIT
 from scanner.token import redact
 
 

@@ -188,3 +188,43 @@ def test_fingerprint_does_not_depend_on_where_the_scan_starts(
                                 (str(tmp_path), "/"))}
     assert len(prints) == 1
     assert prints.pop().startswith("src/app/x.py:cendis-pat:")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0o027, 0o000])
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
+def test_a_new_report_file_follows_the_umask(tmp_path: Path, umask: int, fmt: str,
+                                             make_token: Callable[[], str]) -> None:
+    """0666 & ~umask, as a shell's redirection creates it (not mkstemp's 0600)."""
+    import os
+    import stat
+
+    from conftest import CLI
+
+    (tmp_path / "a.env").write_text(f"T={make_token()}\n")
+    report = tmp_path / "out" / "report"
+    report.parent.mkdir()
+    proc = subprocess.run([CLI, "scan", str(tmp_path / "a.env"), "--format", fmt,
+                           "-o", str(report)], capture_output=True, umask=umask,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert stat.S_IMODE(os.stat(report).st_mode) == 0o666 & ~umask
+    assert os.listdir(report.parent) == ["report"]  # no temporary file left
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664])
+def test_a_replaced_report_keeps_its_mode(tmp_path: Path, mode: int) -> None:
+    import os
+    import stat
+
+    from conftest import CLI
+
+    (tmp_path / "a.txt").write_text("nothing\n")
+    report = tmp_path / "report.json"
+    report.write_text("old\n")
+    report.chmod(mode)
+    proc = subprocess.run([CLI, "scan", str(tmp_path / "a.txt"), "--format", "json",
+                           "-o", str(report)], capture_output=True, umask=0o022,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE(os.stat(report).st_mode) == mode
+    assert json.loads(report.read_text())["findings"] == []

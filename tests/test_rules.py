@@ -80,7 +80,18 @@ INVALID = [
     ("back-reference", _rule(body=r'"[a-f](x)\\1[a-f]"'),
      "rule acme: 'body' is not a valid RE2 class: Backreferences not supported"),
     ("look-behind", _rule(body='"[a-f](?<=a)[a-f]"'),
-     "rule acme: 'body' is not a valid RE2 class: invalid perl operator: (?<"),
+     "rule acme: 'body' is not a valid RE2 class: look-arounds not supported: (?<="),
+    ("negative-look-behind", _rule(body='"[a-f](?<!a)[a-f]"'),
+     "rule acme: 'body' is not a valid RE2 class: look-arounds not supported: (?<!"),
+    ("look-ahead", _rule(body='"[a-f](?=a)[a-f]"'),
+     "rule acme: 'body' is not a valid RE2 class: look-arounds not supported: (?="),
+    ("negative-look-ahead", _rule(body='"[a-f](?!a)[a-f]"'),
+     "rule acme: 'body' is not a valid RE2 class: look-arounds not supported: (?!"),
+    ("named-back-reference", _rule(body='"[a-f](?P<x>a)(?P=x)[a-f]"'),
+     "rule acme: 'body' is not a valid RE2 class: Backreferences not supported"),
+    ("atomic-group", _rule(body='"[a-f](?>a)[a-f]"'),
+     "rule acme: 'body' is not a valid RE2 class: needs backtracking, which RE2 does "
+     "not do"),
     ("quotes", _rule(body="'[a-f\"]'"), "rule acme: 'body' must match some characters, "
                                         "and no quotes or spaces"),
     ("min-length", _rule(min_length="4"), "rule acme: 'min_length' must be a whole number "
@@ -156,3 +167,22 @@ def test_rules_list(cli: Any, tmp_path: Path) -> None:
     proc = cli(["rules", "list", str(tmp_path / "acme.toml")])
     assert proc.returncode == 0
     assert proc.out.splitlines()[1:] == ["acme-key\tacme_key_\tACME deploy key"]
+
+
+@pytest.mark.parametrize("modules", [
+    "scanner.rules", "scanner.engine.detect", "scanner.scan", "scanner.cli.commands"])
+def test_importing_the_library_leaves_re2_settings_alone(modules: str) -> None:
+    """pyre2's fallback setting belongs to the process: after importing the library (and
+    loading and running the rules), the application's own ``re2.compile`` of a pattern
+    RE2 cannot run still falls back quietly, as pyre2 does by default."""
+    import subprocess
+    import sys
+
+    code = (f"import {modules}, re2, scanner\n"
+            "rules = scanner.load_rules()\n"
+            "assert scanner.scan_bytes(b'clean', rules).findings == []\n"
+            "print(type(re2.compile(rb'(a)\\1')).__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "FallbackPattern"

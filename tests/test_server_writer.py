@@ -38,7 +38,7 @@ async def test_concurrent_deliveries_share_commits_and_get_their_slices(
         await writer.close()
 
 
-@pytest.mark.parametrize("bad", [{"line": 2**63}, {"url": "x\ud800"}, {"line": -2**64}])
+@pytest.mark.parametrize("bad", [{"line": 2**63}, {"line": -2**64}, {"line": 2**70}])
 async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
         tmp_path: Path, make_token: Any, bad: dict[str, Any]) -> None:
     """Past the views' validation (a value SQLite still refuses): the group is retried
@@ -65,3 +65,22 @@ async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
         assert await writer.call(lambda s: s.queue_depth()) == 6
     finally:
         await writer.close()
+
+
+async def test_text_sqlite_would_refuse_is_stored_escaped(tmp_path: Path, make_token: Any) -> None:
+    """A lone surrogate in a stored text passes the store's scrub (escaped), so it is no
+    reason to refuse a delivery: the sighting is stored, readable and valid UTF-8."""
+    db = tmp_path / "w.db"
+    writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True)
+    await writer.start()
+    now = datetime.now(UTC)
+    try:
+        recorded = await writer.record([(token_ref(make_token()), Sighting(
+            source="github\udfff", received_at=now, url="x\ud800y"))])
+        incident = await writer.call(lambda s: s.get_incident(recorded[0].incident_id))
+    finally:
+        await writer.close()
+    assert incident is not None
+    sighting = incident["sightings"][0]
+    assert sighting["url"] == "x\\ud800y"  # escaped as text, valid UTF-8
+    assert sighting["url"].encode("utf-8")

@@ -105,7 +105,7 @@ class CendisClient:
         """Revoke 1..100 tokens named by hash; results in request order. Tokens go out
         by hash only, and ``source``, ``url`` and ``reason`` are scrubbed on the way out
         (the store holds them scrubbed already; a caller outside it may not)."""
-        from scanner.redaction import scrub
+        from scanner.scrub import scrub
 
         if not 1 <= len(sha256s) <= MAX_BATCH:
             raise ValueError(f"1 to {MAX_BATCH} tokens per call, not {len(sha256s)}")

@@ -103,10 +103,15 @@ def dispatch(args: list[str]) -> int:
         return 0
     command = BY_NAME.get(args[0])
     if command is None:
-        from scanner.redaction import scrub
+        import difflib
+
+        from scanner.scrub import scrub
 
         kind = "option" if args[0].startswith("-") else "command"
-        sys.stderr.write(f"cendis-scan: error: no such {kind} {scrub(args[0], 40)!r} "
+        names = ("--help", "--version", "--debug") if kind == "option" else BY_NAME
+        close = difflib.get_close_matches(args[0], list(names), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        sys.stderr.write(f"cendis-scan: error: unknown {kind} {scrub(args[0], 40)!r}{hint} "
                          "(see cendis-scan --help)\n")
         return 2
     if command.fast:

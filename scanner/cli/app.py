@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperArgument, TyperOption
 
 from scanner.cli.table import Command
 from scanner.errors import EXIT_ERROR, ScanError
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 
 def build_app(module: str) -> typer.Typer:
@@ -29,6 +32,49 @@ def build_app(module: str) -> typer.Typer:
     return app
 
 
+#: Metavars by an option's last word, as the argparse side and incidents.py name them.
+_METAVARS = {"db": "PATH", "config": "FILE", "token": "CREDENTIAL", "wait": "SECONDS"}
+
+
+def one_style(command: Any) -> None:
+    """Every typer option and argument in the argparse side's style: an UPPERCASE
+    metavar (``--port PORT``, not typer's ``--port <int range>``), an argument without
+    its Python type beside it (``CONFIG``, not ``CONFIG <str>``) and without braces in
+    the usage line (``CONFIG``, not ``{CONFIG}``). Applied to the whole command tree, so
+    a new command gets it too (tests/test_help.py checks every command's help)."""
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            name = param.metavar or (param.name or "ARG").upper()
+            param.metavar = name
+            shown = name if param.required else f"[{name}]"
+            shown += "..." if param.nargs != 1 else ""
+            # Instance attributes shadow typer's methods for this one parameter.
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010
+            setattr(param, "_usage_display_name", lambda shown=shown: shown)  # noqa: B010
+        elif (isinstance(param, TyperOption) and param.metavar is None
+              and not param.is_flag and not param.count):
+            last = (param.name or "value").rsplit("_", 1)[-1]
+            param.metavar = _METAVARS.get(last, last.upper())
+    for sub in getattr(command, "commands", {}).values():
+        one_style(sub)
+
+
+def _suggested(exc: Exception, text: str) -> str:
+    """click's "No such command 'lst'." in the words of the top level and the argparse
+    side, with the closest command named (``unknown command 'lst'; did you mean 'list'?``)."""
+    import re
+
+    match = re.match(r"No such command '(.*?)'\.", text, flags=re.DOTALL)
+    group = getattr(getattr(exc, "ctx", None), "command", None)
+    names = getattr(group, "commands", None)
+    if not match or not isinstance(names, dict):
+        return text
+    from scanner.cli.commands import suggest
+
+    word = match.group(1)
+    return f"unknown command {word!r}{suggest(word, names)}"
+
+
 def run_typer(command: Command, args: list[str]) -> int:
     from scanner.cli import debug_wanted
     from scanner.cli.commands import internal_error, setup_logging
@@ -37,7 +83,9 @@ def run_typer(command: Command, args: list[str]) -> int:
     setup_logging(debug)
     app = build_app(command.module)
     try:
-        result = app(args=args, prog_name="cendis-scan", standalone_mode=False)
+        group = typer.main.get_command(app)
+        one_style(group)
+        result = group.main(args=args, prog_name="cendis-scan", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except (typer.Abort, KeyboardInterrupt):
@@ -56,6 +104,7 @@ def run_typer(command: Command, args: list[str]) -> int:
             sys.stdout.write(ctx.get_help() + "\n" if ctx else "")
             return 0
         where = f"cendis-scan {command.name}"
-        sys.stderr.write(f"{where}: error: {scrub(message(), 300)} (see --help)\n")
+        text = _suggested(exc, message())
+        sys.stderr.write(f"{where}: error: {scrub(text, 300)} (see --help)\n")
         return int(getattr(exc, "exit_code", EXIT_ERROR) or EXIT_ERROR)
     return result if isinstance(result, int) else 0

@@ -12,14 +12,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scanner.cli import ClosedStdout, debug_wanted, drop_stdout
 from scanner.cli.record import add_record_options
 from scanner.cli.table import BY_NAME, Command
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, UsageError
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from scanner.result import ScanOptions, ScanResult
     from scanner.rules import Rule
 
-EXIT_STATUS = """exit status:
+EXIT_STATUS = """Exit status:
   0    nothing found
   1    findings (at or above --min-confidence)
   2    usage, configuration or I/O error; also when any input could not be read
@@ -46,6 +46,43 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class HelpStyle(argparse.RawDescriptionHelpFormatter):
+    """argparse's help in the layout of the typer commands' (click's), so that every
+    command's help reads alike: ``Usage: cendis-scan CMD [OPTIONS] ARG``, then the
+    description indented, then ``Arguments:`` and ``Options:`` with UPPERCASE metavars."""
+
+    def _format_usage(self, usage: str | None, actions: Any, groups: Any,
+                      prefix: str | None) -> str:
+        words = [self._prog]
+        if any(a.option_strings for a in actions):
+            words.append("[OPTIONS]")
+        for action in actions:
+            if action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                words.append("COMMAND [ARGS]...")
+                continue
+            name = action.metavar or action.dest.upper()
+            words.append({"?": f"[{name}]", "*": f"[{name}]...", "+": f"{name}..."}
+                         .get(str(action.nargs), name))
+        if prefix == "":  # argparse naming a sub-command's parent: "cendis-scan rules"
+            return " ".join(w for w in words if w != "[OPTIONS]")
+        return "Usage: " + " ".join(words) + "\n\n"
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):  # the commands, not COMMAND
+            return "".join(self._format_action(a) for a in action._get_subactions())
+        return super()._format_action(action)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'scan'?`` for a mistyped name, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class _Parser(argparse.ArgumentParser):
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         """argparse swallows a failed write (a full disk, a closed stdout) and exits 0
@@ -54,8 +91,24 @@ class _Parser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
     def error(self, message: str) -> NoReturn:
+        import re
+
+        choice = re.fullmatch(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)",
+                              message, flags=re.DOTALL)
+        if choice:  # a mistyped sub-command or value: say the closest one
+            word, among = choice.group(2), re.findall(r"'([^']*)'", choice.group(3))
+            what = "command" if choice.group(1) == "COMMAND" else choice.group(1)
+            message = f"unknown {what} {word!r}{suggest(word, among)}"
         sys.stderr.write(f"{self.prog}: error: {scrub(message, 300)} (see --help)\n")
         sys.exit(EXIT_ERROR)
+
+
+def styled(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Section titles and the help option as the typer commands show them."""
+    parser._positionals.title = "Arguments"
+    parser._optionals.title = "Options"
+    parser.add_argument("-h", "--help", action="help", help="Show this message and exit.")
+    return parser
 
 
 def add_common_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
@@ -71,11 +124,14 @@ def add_common_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json", "sarif", "gitlab"), default="text",
-                   help="report format (default: text); gitlab: GitLab's secret detection "
-                        "report")
+                   metavar="FORMAT",
+                   help="report format: text (default), json, sarif or gitlab (GitLab's "
+                        "secret detection report)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
     p.add_argument("--min-confidence", choices=("confirmed", "possible"), default="possible",
-                   help="report only findings at least this sure (default: possible)")
+                   metavar="LEVEL",
+                   help="report only findings at least this sure: confirmed, or possible "
+                        "(default)")
     p.add_argument("--baseline", metavar="REPORT.json",
                    help="skip findings already in this earlier JSON report")
     p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
@@ -87,11 +143,15 @@ def new_parser(sub: argparse._SubParsersAction, command: Command,
     """A command's parser in the one style every command shares: the summary and the
     first example come from the table, then more examples, then ``epilog`` (modes,
     exit status)."""
+    import textwrap
+
     lines = "\n".join(f"  {e}" for e in (command.example, *examples))
-    return sub.add_parser(
-        command.name, help=command.summary, description=description,
-        epilog=f"example{'s' if examples else ''}:\n{lines}\n\n{epilog}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return styled(sub.add_parser(
+        command.name, help=command.summary, add_help=False,
+        description=textwrap.fill(description, 80, initial_indent="  ",
+                                  subsequent_indent="  "),
+        epilog=f"Example{'s' if examples else ''}:\n{lines}\n\n{epilog}",
+        formatter_class=HelpStyle))
 
 
 def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
@@ -123,7 +183,7 @@ def _redact_parser(sub: argparse._SubParsersAction, command: Command) -> None:
         sub, command,
         "Copy stdin to stdout, line by line, replacing every token (confirmed or possible) "
         "by its redacted form; everything else is copied byte for byte. The number of "
-        "redactions goes to stderr.", "exit status: 0, or 2 on an I/O error")
+        "redactions goes to stderr.", "Exit status: 0, or 2 on an I/O error")
     add_common_options(redact, jobs=False)
     redact.set_defaults(func=cmd_redact)
 
@@ -134,25 +194,43 @@ def _check_parser(sub: argparse._SubParsersAction, command: Command) -> None:
         "Read one token from stdin (never from the command line, which lands in shell "
         "history) and say whether it is a well-formed v1 token, truncated, mistyped "
         "(checksum) or a placeholder. The token is never printed.",
-        "exit status: 0 well-formed, 1 not, 2 no input",
+        "Exit status: 0 well-formed, 1 not, 2 no input",
         ("cendis-scan check-token   (asks for it without echo)",))
     check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     check.set_defaults(func=cmd_check_token)
 
 
 def _rules_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    import textwrap
+
     rules = new_parser(
         sub, command,
         "List the rules in force, or validate rule files and run their true and false "
-        "samples.", "exit status: 0 valid, 2 invalid", ("cendis-scan rules list",))
-    rules.add_argument("action", choices=("list", "check"))
-    rules.add_argument("files", nargs="*", metavar="FILE")
+        "samples.", "Exit status: 0 valid, 2 invalid", ("cendis-scan rules list",))
+    actions = rules.add_subparsers(dest="action", required=True, metavar="COMMAND",
+                                   parser_class=_Parser, title="Commands")
+    for name, summary, example, status, nargs in (
+            ("list", "List the rules in force: the built-in ones and those of each FILE "
+                     "(id, prefix, description; tab-separated).",
+             "cendis-scan rules list my-rules.toml", "Exit status: 0, 2 a FILE is invalid",
+             "*"),
+            ("check", "Validate rule files and run each rule's true and false samples.",
+             "cendis-scan rules check my-rules.toml",
+             "Exit status: 0 valid, 2 invalid (each problem on stderr)", "+")):
+        action = styled(actions.add_parser(
+            name, help=summary, add_help=False, formatter_class=HelpStyle,
+            description=textwrap.fill(summary, 80, initial_indent="  ",
+                                      subsequent_indent="  "),
+            epilog=f"Example:\n  {example}\n\n{status}"))
+        action.add_argument("files", nargs=nargs, metavar="FILE",
+                            help="a TOML rule file (see rules/ for the format)")
+        action.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     rules.set_defaults(func=cmd_rules)
 
 
 def _version_parser(sub: argparse._SubParsersAction, command: Command) -> None:
-    version = new_parser(sub, command, "Print the version.", "exit status: 0")
+    version = new_parser(sub, command, "Print the version.", "Exit status: 0")
     version.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     version.set_defaults(func=cmd_version)
 
@@ -167,7 +245,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 
     command = BY_NAME[name]
     root = _Parser(prog="cendis-scan", add_help=True)
-    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                              metavar="COMMAND")
     importlib.import_module(command.module).PARSERS[name](sub, command)
     return root
 
@@ -322,15 +401,32 @@ def _is_stdout(st: os.stat_result) -> bool:
         return False
 
 
+def _umask() -> int:
+    """This process's umask: read from Linux's /proc where it says it, else by setting
+    and restoring it (the CLI's main thread, before any file is created)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _replace_atomically(target: str, text: str, mode: int | None) -> None:
+    """mkstemp makes the temporary file 0600; the report then gets the mode any new
+    file gets (0666 & ~umask, as a shell's ``>`` gives it: a report holds redacted tokens
+    only, nothing the umask should not govern), or the mode of the report it replaces."""
     import tempfile
 
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".cendis-scan-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        if mode is not None:  # an existing report keeps its permissions
-            os.chmod(tmp, mode & 0o7777)
+        os.chmod(tmp, (mode & 0o7777) if mode is not None else 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
         with contextlib.suppress(OSError):
@@ -345,10 +441,22 @@ def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:
 
     color = (args.format == "text" and args.output is None and not args.no_color
              and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    write_report(render(args.format, result, color=color), args.output)
+    # A hook (git --staged / --pre-push) is quiet when all is well, and when it blocks,
+    # its own message says what to do: the text report does not say it a second time.
+    hook = bool(getattr(args, "staged", False) or getattr(args, "pre_push", False))
+    if hook and args.format == "text":
+        from scanner.report import text
+
+        report = text.render(result, color=color, advice=False)
+    else:
+        report = render(args.format, result, color=color)
+    write_report(report, args.output)
     for error in result.errors:
         sys.stderr.write(f"cendis-scan: error: {scrub(error.message, 500)}\n")
-    if args.format == "text":
+    # The summary line only where it adds something: not after an error when nothing was
+    # found (that one line says it: exit 2), not from a hook (silence is success, and
+    # the block message counts).
+    if args.format == "text" and not hook and (result.findings or not result.errors):
         from scanner.report.text import summary_line
 
         sys.stderr.write(summary_line(result) + "\n")
@@ -406,7 +514,7 @@ def _stdin_is_pipe() -> bool:
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
-    from scanner.redact import redact_stream
+    from scanner.redact_filter import redact_stream
 
     if sys.stdin is None:
         raise UsageError("stdin is closed: nothing to redact")

@@ -7,9 +7,9 @@ and escaped forms) occurs. So this module, which imports nothing beyond the stan
 library's basics and the two git modules built for it (the process runner
 :mod:`scanner.git.proc`, the ``cat-file`` parser :mod:`scanner.git.batch`), reads what
 the full scan would read (the staged blobs, their paths, the identities the commit will
-carry) and looks for those strings. When none is there it prints the summary line the
-full scan prints and exits 0, without RE2, the rules' regexes, the detector or the
-report code. Anything else (a literal found, gzip or UTF-16 or zip content, a
+carry) and looks for those strings. When none is there it exits 0, as silently as the
+full scan (a hook is quiet when all is well), without RE2, the rules' regexes, the
+detector or the report code. Anything else (a literal found, gzip or UTF-16 or zip content, a
 submodule, a shallow or bare repository, no HEAD yet, a large change, any option, any
 git error) returns None and the full scan runs, which says everything itself.
 """
@@ -17,8 +17,6 @@ git error) returns None and the full scan runs, which says everything itself.
 from __future__ import annotations
 
 import os
-import sys
-import time
 
 from scanner.git import batch, proc
 
@@ -76,12 +74,11 @@ def _blobs(repo: str, oids: list[bytes]) -> list[bytes] | None:
 
 
 def try_clean(args: list[str]) -> int | None:
-    """0 when ``git [REPO] --staged`` certainly finds nothing (the summary line is
-    written), None when the full scan must run."""
+    """0 when ``git [REPO] --staged`` certainly finds nothing (nothing is printed),
+    None when the full scan must run."""
     repo = _repo_arg(args)
     if repo is None or os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0"):
         return None
-    started = time.perf_counter()
     if not proc.can_start():
         return None
     try:
@@ -129,8 +126,4 @@ def try_clean(args: list[str]) -> int | None:
             return None
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    n = len(blobs)
-    sys.stderr.write(f"cendis-scan: 0 findings (0 confirmed, 0 possible); {n} file"
-                     f"{'s' if n != 1 else ''}, {total / 1e6:.1f} MB in "
-                     f"{time.perf_counter() - started:.2f} s\n")
-    return 0
+    return 0  # a hook is quiet when all is well

@@ -13,7 +13,7 @@ import sys
 
 from scanner.cli.table import Command
 
-GIT_EXAMPLES = """modes (one at a time; the default is --all):
+GIT_EXAMPLES = """Modes (one at a time; the default is --all):
   --all              every commit reachable from any ref, commit and tag messages
                      included, and blobs or trees a tag points at
   --staged           what the next commit would add (the index against HEAD)
@@ -39,7 +39,7 @@ a change adds a token. It is written where git looks for hooks (core.hooksPath i
 followed); a hook that cendis-scan did not write is left alone unless --force.
 With the pre-commit framework, use the hooks in .pre-commit-hooks.yaml instead.
 
-exit status: 0 installed, 2 refused or failed
+Exit status: 0 installed, 2 refused or failed
 """
 
 
@@ -97,7 +97,7 @@ PARSERS = {"git": _git_parser, "install-hook": _hook_parser}
 
 
 def _say(message: str) -> None:
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     sys.stderr.write(f"cendis-scan: {scrub(message)}\n")
 
@@ -129,9 +129,10 @@ def cmd_git(args: argparse.Namespace) -> int:
             raise UsageError("pre-push: the pre-commit framework gave no refs, so nothing "
                              "was scanned (run it with --from-ref A --to-ref B, or let "
                              "git push run the hook)")
-        if not push.rev_sets:
-            _say("no commits to scan in this push: nothing was scanned")
         result = scan.scan_revs(repo, push.rev_sets, rules, options, refs=push.refs)
+        if not lines and not result.errors:  # run by hand, no refs: say it (a push of
+            # deletions only is a push with nothing to check, and as quiet as a clean one)
+            _say("no commits to scan in this push: nothing was scanned")
     elif args.range or args.since_commit:
         if args.range and ".." not in args.range:
             raise UsageError(f"--range wants A..B, got {args.range!r}")

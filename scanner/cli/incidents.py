@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, ScanError, short
-from scanner.redaction import scrub
+from scanner.incidents.models import Severity, Status
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
 
-STATUSES = ("pending", "revoked", "already_revoked", "not_found", "false_positive",
-            "recorded", "error")
-SEVERITIES = ("critical", "high", "medium", "unknown")
+STATUSES = tuple(s.value for s in Status)  # the model's enums, never a copy
+SEVERITIES = tuple(s.value for s in Severity)
 COLUMNS = ("id", "redacted", "status", "severity", "owner", "token_name", "org", "scopes",
            "sightings", "first_seen", "last_seen", "revoke_attempts", "last_error", "sha256")
 
@@ -60,6 +60,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def open_store(option: str | None, *, must_exist: bool) -> Store:
+    """The store for a command that writes (``revoke``): created if missing."""
     from scanner.incidents.pipeline import db_path
     from scanner.incidents.store import Store
 
@@ -70,17 +71,73 @@ def open_store(option: str | None, *, must_exist: bool) -> Store:
     return Store.open(path)
 
 
-def _parse_since(text: str | None) -> datetime | None:
+def open_reader(option: str | None) -> Store:
+    """The store for a command that only reads (``incidents list``/``show``): opened
+    read-only, so it works on a read-only mount and never creates a file, not even a
+    missing database or a ``-journal`` beside ``--db /dev/null``."""
+    import stat
+
+    from scanner.incidents.pipeline import db_path
+    from scanner.incidents.store import Store
+
+    path = db_path(option)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"no incident database at {short(path, 80)} (record some with "
+                          "'cendis-scan scan --record', or pass --db)") from None
+    except OSError as exc:
+        raise ConfigError(f"{short(path, 80)}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the open forever
+        raise ConfigError(f"{short(path, 80)} is not an incident database (not a "
+                          "regular file)")
+    return Store.open_readonly(path)
+
+
+#: The largest --limit: more rows than that is a mistake, not a listing.
+MAX_LIMIT = 1_000_000
+def _parse_limit(text: str | None) -> int | None:
+    """ASCII digits from 1 to MAX_LIMIT (``-1`` is not "everything", ``0`` not "none")."""
     if text is None:
         return None
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_LIMIT):
+        raise ConfigError(f"--limit wants a whole number from 1 to {MAX_LIMIT}, not "
+                          f"{short(text, 30)!r}")
+    return int(digits)
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    """An ISO date or time; naive means UTC. Out-of-range moments (year 1 with a +14:00
+    offset is before year 1 in UTC) are usage errors, not overflows later."""
+    if text is None:
+        return None
+    wanted = f"--since wants a date like 2026-01-31 or an ISO time, not {short(text, 40)!r}"
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"--since wants a date like 2026-01-31, not "
-                          f"{short(text, 40)!r}") from None
-    if isinstance(moment, datetime) and moment.tzinfo is None:
+        raise ConfigError(wanted) from None
+    if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"--since {short(text, 40)!r} is out of range in UTC") from None
+
+
+def _parse_ident(text: str) -> str:
+    """An incident id (ASCII digits) or 4 to 64 hex digits of the token's
+    SHA-256. Anything else (``²``, Arabic-Indic digits, 0, a number with more digits
+    than any hash) is a usage error: the store never sees it."""
+    ident = text.strip()
+    hexdigits = "0123456789abcdefABCDEF"
+    if ident.isascii() and ident.isdigit() and len(ident) < 4:
+        if int(ident) >= 1:
+            return ident
+    elif 4 <= len(ident) <= 64 and all(c in hexdigits for c in ident):
+        return ident  # all digits: the store tries the hash prefix, then the id
+    raise ConfigError(f"{short(ident, 70)!r} is not an incident id (a number from 1) or "
+                      "4 to 64 hex digits of the token's SHA-256")
 
 
 def _cell(value: Any) -> str:
@@ -142,6 +199,9 @@ def register(app: typer.Typer) -> None:
               since: str | None = typer.Option(None, "--since", metavar="DATE",
                                                help="only incidents seen since DATE "
                                                     "(2026-01-31 or an ISO time)"),
+              limit: str | None = typer.Option(None, "--limit", metavar="N",
+                                               help="at most N incidents, the newest "
+                                                    f"(1 to {MAX_LIMIT}; default: all)"),
               format: str = typer.Option("table", "--format", metavar="FORMAT",
                                          help="table (default), json or csv")) -> None:
         """List incidents, newest first.
@@ -157,10 +217,11 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--severity must be one of {', '.join(SEVERITIES)}")
             if format not in ("table", "json", "csv"):
                 raise ConfigError("--format must be table, json or csv")
-            store = open_store(db, must_exist=True)
+            moment, most = _parse_since(since), _parse_limit(limit)
+            store = open_reader(db)
             try:
                 rows = store.list_incidents(status=status, severity=severity,
-                                            since=_parse_since(since))
+                                            since=moment, limit=most)
             finally:
                 store.close()
             if format == "json":
@@ -182,9 +243,12 @@ def register(app: typer.Typer) -> None:
         import json
 
         with cli_errors():
-            store = open_store(db, must_exist=True)
+            if format not in ("text", "json"):
+                raise ConfigError("--format must be text or json")
+            wanted = _parse_ident(ident)
+            store = open_reader(db)
             try:
-                incident = store.get_incident(ident)
+                incident = store.get_incident(wanted)
             finally:
                 store.close()
             if incident is None:

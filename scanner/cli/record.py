@@ -12,15 +12,15 @@ import sys
 from typing import TYPE_CHECKING
 
 from scanner.errors import EXIT_ERROR, ConfigError
-from scanner.redaction import scrub
 from scanner.result import ScanResult
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
 
 
 def add_record_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("incidents (see cendis-scan incidents --help)")
+    group = p.add_argument_group("Incidents (see cendis-scan incidents --help)")
     group.add_argument("--record", action="store_true",
                        help="store the findings as incidents (source scan:<path or repo>)")
     group.add_argument("--revoke", action="store_true",

@@ -17,7 +17,7 @@ DEFAULT_PARTNER_URL = "http://127.0.0.1:8080/partners/github"
 
 
 def _fail(message: str) -> typer.Exit:
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     sys.stderr.write(f"cendis-scan: error: {scrub(message, 500)}\n")
     return typer.Exit(EXIT_ERROR)
@@ -73,6 +73,8 @@ def serve(
 
     logging.getLogger("scanner.server").info(
         "starting", extra={"host": host, "port": port})
+    for note in settings.notes:  # an optional setting left unset: what it turned off
+        logging.getLogger("scanner.server").warning(note)
     import sqlite3
 
     try:

@@ -39,8 +39,10 @@ DEMO_PROFILES = (
 class Seed:
     tokens: list[StandInToken] = field(default_factory=list)
     credentials: dict[str, ServiceCredential] = field(default_factory=dict)
-    #: Lines to print once on the user's terminal (generated secrets), else empty.
+    #: Lines to print once (generated secrets), else empty.
     shown: list[str] = field(default_factory=list)
+    #: The service credential, when it was generated (not given by the seed file).
+    generated_credential: str | None = field(default=None, repr=False)
 
 
 def _demo_token(sha256: str, index: int) -> StandInToken:
@@ -105,6 +107,7 @@ def _from_scan(path: str) -> Seed:
 def _add_generated_credential(seed: Seed, rng: random.Random | None) -> None:
     credential = generate(rng)
     seed.credentials[credential] = ServiceCredential(scopes=[REVOKE_SCOPE])
+    seed.generated_credential = credential
     seed.shown.append(f"service credential (scope {REVOKE_SCOPE}): {credential}")
 
 

@@ -21,10 +21,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
+from scanner.engine.literals import DROP
+from scanner.engine.literals import FROM_URLSAFE as URLSAFE
+
 B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
-URLSAFE = bytes.maketrans(b"-_", b"+/")
-#: Leading base64 characters that mix padding bits with a needle, per byte alignment.
-DROP = {0: 0, 1: 2, 2: 3}
 #: The shortest segment a wrapped run may break after (wrappers use 64 or 76).
 MIN_WRAP = 16
 _INDENT = b" \t"

@@ -12,33 +12,30 @@ See PERF-NOTES.md: an alternation or a character-class scan over every byte woul
 
 from __future__ import annotations
 
-import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from scanner import token as tk
 from scanner.engine import b64
+from scanner.engine import literals as lits
 from scanner.engine._regex import compile_rule
+from scanner.engine.inputs import gunzip, scan_stream
+from scanner.engine.limits import (  # noqa: F401  (re-exported: callers read them here)
+    CONTEXT,
+    DECODE_SPAN,
+    DEEP_LIMIT,
+    LOOKAHEAD,
+    LOOKBEHIND,
+    MAX_RUN,
+)
+from scanner.engine.literals import GZIP_B64
 from scanner.engine.prefilter import Literals, compile_literals
+from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
 
-if TYPE_CHECKING:  # rules import the engine (to run their samples), never the reverse
-    from scanner.rules import Rule
-
 MARKERS = (b"cendis-scan:allow", b"pragma: allowlist secret")
-#: The longest body run read after a prefix; longer runs are reported as possible.
-MAX_RUN = tk.MAX_RUN
-#: Bytes of line context looked at for markers and variable names.
-CONTEXT = 4096
-#: How far base64 is decoded after a hit (characters).
-DECODE_SPAN = 1024
-#: Nested base64 (base64 of base64) is looked for in the first DEEP_LIMIT bytes of an input.
-DEEP_LIMIT = 8 << 20
-#: A streaming caller must keep this many bytes after a region it asks to scan.
-LOOKAHEAD = MAX_RUN + DECODE_SPAN + 256
-LOOKBEHIND = CONTEXT
 
 _VARIABLE = compile_rule(
     rb"""(?:^|[\n\r])[ \t]*(?:export[ \t]+|-[ \t]+|[{,][ \t]*)?["']?([A-Za-z_][A-Za-z0-9_.-]*)"""
@@ -51,8 +48,6 @@ _QUOTED_KEY = compile_rule(
 )
 #: One character of escaped text: ``\uXXXX``, ``\xXX`` or itself.
 _ESCAPED_CHAR = compile_rule(rb"(?s)\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|.")
-#: base64 of the gzip magic and method (1f 8b 08): how a gzipped blob in base64 begins.
-GZIP_B64 = b"H4sI"
 #: The longest base64 blob (characters) decoded to look for gzip inside.
 BLOB_SPAN = 4 << 20
 
@@ -65,6 +60,20 @@ class Buffer(Protocol):
     def rfind(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
     def __getitem__(self, key: Any) -> Any: ...
     def __len__(self) -> int: ...
+
+
+class RuleLike(Protocol):
+    """What the detector needs of a rule (:class:`scanner.rules.Rule` is one). Rules
+    are data the engine consumes; they import the engine to run their samples, so the
+    engine names only this shape, never the rules module."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def prefix(self) -> bytes: ...
+    @property
+    def run(self) -> Any: ...
+    def classify(self, run: bytes) -> tk.Confidence | None: ...
 
 
 @dataclass(slots=True)
@@ -85,56 +94,33 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class Needle:
     text: bytes
-    rule: Rule
+    rule: RuleLike
     chain: tuple[int, ...]  # byte alignment at each base64 level, outermost first
     role: str = "full"  # full, plain, head/tail (a half of a base64 needle), escape
     whole: bytes = b""  # head/tail: the whole base64 needle
 
 
-def _b64_needle(text: bytes, k: int) -> bytes:
-    """The characters of base64(``k`` pad bytes + text) that depend only on ``text``."""
-    enc = binascii.b2a_base64(b"\0" * k + text, newline=False)
-    return enc[b64.DROP[k] : (k + len(text)) * 8 // 6]
-
-
-def _needles(rule: Rule) -> tuple[list[Needle], list[Needle]]:
+def _needles(rule: RuleLike) -> tuple[list[Needle], list[Needle]]:
     """(always, deep): plain + single base64; nested base64 is the deep set."""
-    always = [Needle(rule.prefix, rule, (), "plain")]
-    deep = []
-    for k in (0, 1, 2):
-        one = _b64_needle(rule.prefix, k)
-        always.append(Needle(one, rule, (k,)))
-        for k2 in (0, 1, 2):
-            deep.append(Needle(_b64_needle(one, k2), rule, (k2, k)))
-    for group in (always, deep):
-        group.extend(
-            Needle(n.text.translate(bytes.maketrans(b"+/", b"-_")), n.rule, n.chain)
-            for n in list(group)
-            if n.chain and (b"+" in n.text or b"/" in n.text)
-        )
-    return always, deep
+    always, deep = lits.needles(rule.prefix)
+    return ([Needle(text, rule, chain, "full" if chain else "plain") for text, chain in always],
+            [Needle(text, rule, chain) for text, chain in deep])
 
 
 def _halves(needle: Needle) -> list[Needle]:
     """A base64 needle split in two: a line break inside the needle leaves one half whole
     (the head when it falls in the second half, the tail when it falls in the first)."""
-    cut = len(needle.text) // 2
-    return [Needle(needle.text[:cut], needle.rule, needle.chain, "head", needle.text),
-            Needle(needle.text[cut:], needle.rule, needle.chain, "tail", needle.text)]
+    head, tail = lits.halves(needle.text)
+    return [Needle(head, needle.rule, needle.chain, "head", needle.text),
+            Needle(tail, needle.rule, needle.chain, "tail", needle.text)]
 
 
-def _escapes(rule: Rule) -> list[Needle]:
+def _escapes(rule: RuleLike) -> list[Needle]:
     """The prefix with its first character written as a ``\\uXXXX`` escape (JSON,
     JavaScript; the form JSON encoders use to hide a string from naive scanners), as
     ``\\xXX``, or with its first two characters escaped (a fully escaped string). Only
     the first character: each literal costs a little in the RE2 pass."""
-    prefix = rule.prefix
-    forms = {b"\\x" + prefix[:1].hex().encode() + prefix[1:]}
-    for upper in (False, True):
-        u = [f"\\u{c:04X}" if upper else f"\\u{c:04x}" for c in prefix[:2]]
-        forms.add(u[0].encode() + prefix[1:])
-        forms.add((u[0] + u[1]).encode())
-    return [Needle(text, rule, (), "escape") for text in sorted(forms)]
+    return [Needle(text, rule, (), "escape") for text in lits.escapes(rule.prefix)]
 
 
 class Detector:
@@ -156,7 +142,7 @@ class Detector:
     as above, so the hits are the same; RE2 confirms every one.
     """
 
-    def __init__(self, rules: list[Rule], *, max_decompressed: int = GZIP_LIMIT,
+    def __init__(self, rules: Sequence[RuleLike], *, max_decompressed: int = GZIP_LIMIT,
                  blobs: bool = True):
         self.rules = rules
         self.max_decompressed = max_decompressed
@@ -311,7 +297,7 @@ class Detector:
                 origin, end = run_start, run_end
             if level + 1 < len(needle.chain):
                 # The decoded text holds the next level's needle: find where it begins.
-                want = _b64_needle(rule.prefix, needle.chain[level + 1])
+                want = lits.b64_needle(rule.prefix, needle.chain[level + 1])
                 if inner[at : at + len(want)].translate(b64.URLSAFE) != want:
                     return None
         if inner[at : at + len(rule.prefix)] != rule.prefix:
@@ -395,9 +381,6 @@ class Detector:
     def _blob(self, buf: Buffer, p: int) -> list[Hit]:
         """A base64 blob that starts with gzip's magic: decoded, decompressed (within
         ``max_decompressed``) and scanned. A blob that is not really gzip is skipped."""
-        from scanner.engine.inputs import gunzip, scan_stream  # inputs imports detect
-        from scanner.errors import SourceError
-
         if p > 0 and buf[p - 1] in b64.B64:
             return []  # not the start of a run
         data, end = b64.whole_run(buf, p, min(len(buf), p + BLOB_SPAN))

@@ -16,10 +16,14 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from scanner.engine.detect import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND, Buffer, Detector, Hit
+from scanner.engine.limits import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND
 from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
+
+if TYPE_CHECKING:  # the detector imports this module (a gzipped blob is a stream)
+    from scanner.engine.detect import Buffer, Detector, Hit
 
 CHUNK = 1 << 20
 #: Mapped files are searched (and their newlines counted) this much at a time.

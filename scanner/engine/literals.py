@@ -1,9 +1,15 @@
-"""The fixed strings the detector looks for, from rule prefixes alone.
+"""The fixed strings the detector looks for, from rule prefixes alone: the one owner.
 
-:meth:`scanner.engine.detect.Detector.literals` is the authority; this module computes
-the same set from the prefixes with nothing but ``binascii``, so the pre-commit hook can
-ask "is any of them in the staged change?" without importing the detector, RE2 or the
-rules' regexes (tests/test_prefilter.py checks both give the same set).
+A token is searched for as its prefix, the prefix's base64 at the three byte alignments
+(standard and URL-safe, and base64 of that base64), halves of each base64 form (a line
+break may fall inside a wrapped one), ``\\uXXXX``/``\\xXX`` escapes of its first
+characters, and the base64 start of a gzipped blob. Everything that needs one of these
+takes it from here: the detector (:mod:`scanner.engine.detect`, which wraps them with
+what each one means), the base64 decoder (:data:`DROP`), the output scrub
+(:mod:`scanner.scrub`) and the pre-commit hook's fast path, which asks "is any of them
+in the staged change?" through :func:`texts` without importing the detector, RE2 or the
+rules' regexes. So this module stays standard-library-only and cheap to import
+(tests/test_fast_staged.py checks :func:`texts` against ``Detector.literals``).
 """
 
 from __future__ import annotations
@@ -14,13 +20,42 @@ import binascii
 DROP = {0: 0, 1: 2, 2: 3}
 #: base64 of the gzip magic and method (1f 8b 08): how a gzipped blob in base64 begins.
 GZIP_B64 = b"H4sI"
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: Standard base64 alphabet to URL-safe (``+/`` to ``-_``), and back.
+TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+#: A needle before the detector gives it a meaning: its text and the byte alignment at
+#: each base64 level, outermost first (``()`` for the plain prefix).
+Spec = tuple[bytes, tuple[int, ...]]
 
 
 def b64_needle(text: bytes, k: int) -> bytes:
     """The characters of base64(``k`` pad bytes + text) that depend only on ``text``."""
     enc = binascii.b2a_base64(b"\0" * k + text, newline=False)
     return enc[DROP[k] : (k + len(text)) * 8 // 6]
+
+
+def needles(prefix: bytes) -> tuple[list[Spec], list[Spec]]:
+    """(always, deep) for one prefix: the prefix and its single base64 forms (searched
+    everywhere), then base64 of base64 (searched in the first bytes of an input only).
+    URL-safe forms follow the standard ones, where they differ."""
+    always: list[Spec] = [(prefix, ())]
+    deep: list[Spec] = []
+    for k in (0, 1, 2):
+        one = b64_needle(prefix, k)
+        always.append((one, (k,)))
+        for k2 in (0, 1, 2):
+            deep.append((b64_needle(one, k2), (k2, k)))
+    for group in (always, deep):
+        group.extend((text.translate(TO_URLSAFE), chain) for text, chain in list(group)
+                     if chain and (b"+" in text or b"/" in text))
+    return always, deep
+
+
+def halves(text: bytes) -> tuple[bytes, bytes]:
+    """A base64 needle cut in two: a line break inside it leaves one half whole."""
+    cut = len(text) // 2
+    return text[:cut], text[cut:]
 
 
 def escapes(prefix: bytes) -> list[bytes]:
@@ -38,16 +73,10 @@ def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
     """Every literal of :meth:`Detector.literals` for rules with these prefixes."""
     out: set[bytes] = set()
     for prefix in prefixes:
-        out.add(prefix)
+        always, deep = needles(prefix)
+        out.update(text for text, _ in always + deep)
         out.update(escapes(prefix))
-        for k in (0, 1, 2):
-            one = b64_needle(prefix, k)
-            for text in (one, one.translate(_URLSAFE)):
-                out.add(text)
-                out.update((text[: len(text) // 2], text[len(text) // 2 :]))
-            for k2 in (0, 1, 2):
-                two = b64_needle(one, k2)
-                out.update((two, two.translate(_URLSAFE)))
+        out.update(half for text, chain in always if chain for half in halves(text))
     if blobs and prefixes:
         out.add(GZIP_B64)
     return sorted(out)

@@ -6,7 +6,7 @@ Names are scanned here with the same detector as file contents, all of a scan's 
 in one buffer (one pass, however many files), and the spans found are what
 :func:`redact_names` replaces wherever the name is printed, so a token in a name is
 reported once and never shown whole, in any encoding the detector knows (custom rule
-prefixes and base64 included, which :func:`~scanner.redaction.scrub` alone does not
+prefixes and base64 included, which :func:`~scanner.scrub.scrub` alone does not
 cover).
 """
 
@@ -59,7 +59,7 @@ def scan_names(detector: Detector, names: Sequence[str | bytes]) -> dict[int, li
 
 def redact_name(name: str | bytes, hits: Sequence[Hit]) -> str:
     """The name with every hit's span replaced by its redacted form, as text
-    (undecodable bytes surrogate-escaped; :func:`~scanner.redaction.scrub` escapes
+    (undecodable bytes surrogate-escaped; :func:`~scanner.scrub.scrub` escapes
     them when the name is printed)."""
     data = name_bytes(name)
     out, pos = [], 0

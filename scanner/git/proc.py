@@ -41,6 +41,9 @@ def message(stderr: bytes, fallback: str) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     for line in lines:
         if line.startswith(("fatal:", "error:")):
+            if "dubious ownership" in line:  # git's remedy is on lines we do not print
+                return short(line, 200) + (" (another user owns it; if you trust it: git "
+                                           "config --global --add safe.directory PATH)")
             return short(line, 240)
     return short(lines[0], 240) if lines else fallback
 

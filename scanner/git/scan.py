@@ -34,7 +34,7 @@ from scanner.git.protocol import push_revs
 from scanner.git.scanning import ObjectScans, scan_objects
 from scanner.result import ScanIssue, ScanOptions, ScanResult
 from scanner.rules import Rule
-from scanner.scan import filter_findings
+from scanner.suppress import filter_findings
 
 __all__ = ["new_since", "push_revs", "scan_history", "scan_revs", "scan_staged"]
 

@@ -9,7 +9,7 @@ never see SQL, so a server database could be added behind the same methods later
 No raw token ever reaches this module: it takes :class:`TokenRef` (hash and redacted
 form) only. And since the texts beside it (a partner's URL, a Cendis owner name, an
 error detail) come from outside, every text bound to a statement passes
-:func:`~scanner.redaction.scrub` in the connection itself (:class:`_ScrubbedConnection`):
+:func:`~scanner.scrub.scrub` in the connection itself (:class:`_ScrubbedConnection`):
 no method, present or future, can store a token or a control character.
 """
 
@@ -38,7 +38,7 @@ from scanner.incidents.models import (
     severity_of,
     utcnow,
 )
-from scanner.redaction import is_clean, scrub
+from scanner.scrub import is_clean, scrub
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -157,6 +157,49 @@ class Store:
         conn.create_function("claim_alive", 1, _claim_alive)
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now)
         store._migrate()
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str], *,
+                      now: Callable[[], datetime] = utcnow) -> Store:
+        """Open an existing database for reading only (``incidents list``/``show``): it
+        works on a read-only file or mount and never creates anything beside the file.
+
+        SQLite's ``mode=ro`` still creates the ``-wal`` and ``-shm`` files of a WAL
+        database when it may (as root, or in a writable folder). So when no ``-wal``
+        file is there (no writer has the database open, everything is in the main file),
+        the file is opened ``immutable``, which creates nothing; with a ``-wal`` (a
+        receiver running), plain ``mode=ro`` reads the writer's latest commits too, and
+        if the folder refuses it the ``immutable`` read is the fallback. Never migrates:
+        a database that is not at this version is an error that says so."""
+        from urllib.parse import quote
+
+        from scanner.errors import ConfigError, short
+
+        name = os.fspath(path)
+        uri = "file:" + quote(os.path.abspath(name)) + "?mode=ro"
+        queries = ([""] if os.path.exists(name + "-wal") else []) + ["&immutable=1"]
+        for index, extra in enumerate(queries):
+            conn = sqlite3.connect(uri + extra, uri=True, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                break
+            except sqlite3.OperationalError:
+                conn.close()
+                if index == len(queries) - 1:
+                    raise
+        conn.create_function("claim_alive", 1, _claim_alive)
+        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now)
+        version = store.schema_version()
+        if version != SCHEMA_VERSION:
+            store.close()
+            what = ("holds no incident tables" if version == 0 else
+                    f"is at schema {version}, this cendis-scan reads {SCHEMA_VERSION} "
+                    "(a writing command such as 'serve' or 'scan --record' upgrades it)"
+                    if version < SCHEMA_VERSION else
+                    f"is at schema {version}, newer than this cendis-scan: upgrade it")
+            raise ConfigError(f"{short(name, 80)}: not a readable incident database: it {what}")
         return store
 
     def close(self) -> None:

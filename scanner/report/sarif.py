@@ -10,8 +10,8 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from scanner.redaction import unescape_bytes
 from scanner.report.text import POSSIBLE, ROTATE
+from scanner.scrub import unescape_bytes
 
 if TYPE_CHECKING:
     from scanner.finding import Finding

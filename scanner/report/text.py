@@ -37,7 +37,8 @@ def where(f: Finding) -> str:
     return place
 
 
-def render(result: Result, *, color: bool = False) -> str:
+def render(result: Result, *, color: bool = False, advice: bool = True) -> str:
+    """The findings, then what to do (``advice``; a blocking hook says it itself)."""
     bold, red, yellow, dim, reset = (
         ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m") if color else ("",) * 5
     )
@@ -59,7 +60,7 @@ def render(result: Result, *, color: bool = False) -> str:
         if f.note:
             lines.append(f"  {dim}note: {f.note}{reset}")
         lines.append(f"  {dim}fingerprint: {f.fingerprint}{reset}")
-    if result.findings:
+    if result.findings and advice:
         lines.append("")
         lines.append(f"What to do (Cendis's rotation steps): {ROTATE}.")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -15,6 +15,7 @@ Example (``cendis-scan serve --config receiver.toml``)::
     [github]
     keys_url = "https://api.github.com/meta/public_keys/secret_scanning"
     token_env = "GITHUB_TOKEN"            # optional: a GitHub token for the key fetch
+                                          # (unset: fetched without one, noted in the log)
 
     [gitlab]
     keys_url = "https://…"                # given to partners privately; off without it
@@ -89,6 +90,9 @@ class ServerConfig:
     max_records: int = DEFAULT_MAX_RECORDS  # records per delivery; 413 above it
     db_busy_timeout: float = 5.0  # seconds a commit waits for another process's lock; 503
     key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
+    #: What an optional setting left unset turned off, for ``serve`` to log at start-up
+    #: (one line each): the file starts as written, and says what it is running without.
+    notes: tuple[str, ...] = ()
 
 
 def decode_whsec(secret: str, where: str) -> bytes:
@@ -128,7 +132,7 @@ def _env(name: str, environ: Mapping[str, str], where: str) -> str:
 
 
 def _keyed(name: str, table: Mapping[str, Any], environ: Mapping[str, str],
-           url_option: str | None) -> KeyedPartner | None:
+           url_option: str | None, notes: list[str]) -> KeyedPartner | None:
     where = f"[{name}]"
     _unknown(table, _KEYED_KEYS, where)
     if not _typed(table.get("enabled", True), bool, f"{where} enabled"):
@@ -140,8 +144,12 @@ def _keyed(name: str, table: Mapping[str, Any], environ: Mapping[str, str],
     if not url.startswith(("http://", "https://")):
         raise ServerConfigError(f"{where} keys_url: not an http(s) URL")
     token = None
-    if "token_env" in table:
-        token = _env(_typed(table["token_env"], str, f"{where} token_env"), environ, where)
+    if "token_env" in table:  # optional: unset means an unauthenticated key fetch
+        var = _typed(table["token_env"], str, f"{where} token_env")
+        token = environ.get(var) or None
+        if token is None:
+            notes.append(f"{where} token_env: {var} is not set: the key fetch goes "
+                         "without a token")
     return KeyedPartner(name, url, name.capitalize(), token)
 
 
@@ -178,15 +186,25 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ServerConfigError(f"{path}: not valid TOML: {exc}") from None
     _unknown(data, _TOP, "config")
+    notes: list[str] = []
     keyed = {}
     for name, option in (("github", github_keys_url), ("gitlab", gitlab_keys_url)):
-        partner = _keyed(name, _typed(data.get(name, {}), dict, f"[{name}]"), environ, option)
+        partner = _keyed(name, _typed(data.get(name, {}), dict, f"[{name}]"), environ, option,
+                         notes)
         if partner is not None:
             keyed[name] = partner
     webhooks = {name: _webhook(name, table, environ)
                 for name, table in _typed(data.get("partners", {}), dict, "[partners]").items()}
     reader = _bearer(data, "reader_token", environ, DEFAULT_READER_ENV)
     report = _bearer(data, "report_token", environ, DEFAULT_REPORT_ENV)
+    if reader is None:
+        var = _bearer_env(data, "reader_token", DEFAULT_READER_ENV)
+        notes.append(f"no reader token ({var} is not set): GET /incidents is off "
+                     "(401 to every request)")
+    if report is None:
+        var = _bearer_env(data, "report_token", DEFAULT_REPORT_ENV)
+        notes.append(f"no report token ({var} is not set): POST /v1/findings "
+                     "(sweep --report-to) is off")
     limit = _typed(data.get("body_limit", DEFAULT_BODY_LIMIT), int, "body_limit")
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
@@ -204,21 +222,27 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
                         report_token=report, max_records=max_records,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
-                        **numbers)
+                        notes=tuple(notes), **numbers)
 
 
 def _bearer(data: Mapping[str, Any], key: str, environ: Mapping[str, str],
             default_env: str) -> str | None:
     """A bearer token the receiver checks (``reader_token`` for /incidents,
     ``report_token`` for sweeps' ``--report-to``): inline, by the name of an environment
-    variable (``KEY_env``), or from ``default_env``; None: that route refuses everything."""
+    variable (``KEY_env``), or from ``default_env``; None: that route refuses everything.
+    Both are optional, so a variable named but not set is the same as none (noted)."""
     token = data.get(key)
     if token is not None:
         _typed(token, str, key)
-    elif f"{key}_env" in data:
-        token = _env(_typed(data[f"{key}_env"], str, f"{key}_env"), environ, f"{key}_env")
     else:
-        token = environ.get(default_env) or None
+        token = environ.get(_bearer_env(data, key, default_env)) or None
     if token is not None and len(token) < 16:
         raise ServerConfigError(f"{key}: use at least 16 characters")
     return token
+
+
+def _bearer_env(data: Mapping[str, Any], key: str, default_env: str) -> str:
+    """The environment variable a bearer token is read from."""
+    if f"{key}_env" in data:
+        return str(_typed(data[f"{key}_env"], str, f"{key}_env"))
+    return default_env

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from scanner.incidents.findings import revocable
 from scanner.incidents.models import Recorded, Sighting, TokenRef
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.reports import storable
 from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER

@@ -27,7 +27,7 @@ def _scrubbed(record: logging.LogRecord) -> tuple[str, dict[str, Any], str | Non
     """Message, fields and exception of a record, each through the one redaction
     function: a library's message (aiohttp quotes the bytes of a malformed request) can
     hold whatever an attacker sent, a token included."""
-    from scanner.redaction import scrub
+    from scanner.scrub import scrub
 
     fields = {}
     for key in FIELDS:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from scanner.incidents.models import Recorded, Sighting, Status, TokenRef
-from scanner.redaction import scrub
+from scanner.scrub import scrub
 from scanner.server.errors import Rejected
 from scanner.token import (
     ENTROPY_FLOOR,

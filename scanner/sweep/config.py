@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from scanner.errors import ConfigError, short
-from scanner.redaction import redact_base64, redact_tokens
+from scanner.scrub import redact_base64, redact_tokens
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_CACHE = "cendis-sweep-cache"

@@ -42,9 +42,9 @@ from scanner.engine.inputs import data_extents
 from scanner.engine.names import path_findings, redact_path
 from scanner.errors import ScanError
 from scanner.finding import Finding, SourceKind
-from scanner.redaction import scrub
 from scanner.result import ScanIssue, ScanOptions
 from scanner.rules import Rule
+from scanner.scrub import scrub
 from scanner.sweep.mirrors import write_atomic
 
 log = logging.getLogger("cendis_scan.sweep")
