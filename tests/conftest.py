@@ -172,12 +172,12 @@ def time() -> Any:
 
 
 @pytest.fixture
-def store(tmp_path: Path, time: Any) -> Iterator[Any]:
-    """A real SQLite incident store in the test's folder whose clock is ``time``'s (a
-    backoff written to the queue comes due as the injected sleeps pass)."""
+def store(store_url: str, time: Any) -> Iterator[Any]:
+    """A real incident store (once per backend, see ``store_url``) whose clock is
+    ``time``'s (a backoff written to the queue comes due as the injected sleeps pass)."""
     from scanner.incidents.store import Store
 
-    db = Store.open(tmp_path / "incidents.db", now=time.wall)
+    db = Store.open(store_url, now=time.wall)
     yield db
     db.close()
 
@@ -273,3 +273,17 @@ def pytest_configure(config: pytest.Config) -> None:
     choice = config.getoption("--prefilter")
     if choice:
         os.environ["CENDIS_SCAN_PREFILTER"] = choice
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's incident store lives, once per backend: an SQLite file, or a fresh
+    schema of the test PostgreSQL (skipped with one line when there is none; a failure
+    under CI). See tests/pgtools.py."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "incidents.db")
+        return
+    from pgtools import fresh_schema
+
+    with fresh_schema() as url:
+        yield url

@@ -27,7 +27,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     db: Annotated[str | None, typer.Option(
-        help="Incident database (default: $CENDIS_SCAN_DB or ./cendis-incidents.db).")] = None,
+        help="Incident database: a file (SQLite) or postgresql://... (default: "
+             "$CENDIS_SCAN_DB or ./cendis-incidents.db).")] = None,
+    migrate: Annotated[bool, typer.Option(
+        help="Migrate the database's schema at start-up (under a lock: replicas starting "
+             "at once migrate once); --no-migrate refuses an old schema instead.")] = True,
     config: Annotated[Path | None, typer.Option(
         help="Receiver configuration (TOML): partners, key URLs, secrets, limits.")] = None,
     cendis_api_url: Annotated[str | None, typer.Option(
@@ -66,30 +70,42 @@ def serve(
     if not credential.isprintable() or any(ch.isspace() for ch in credential):
         raise _fail("the Cendis credential holds a space or control character "
                     "(a line break copied along?)")
-    setup_logging()
+    from scanner.incidents.store import DatabaseUnavailable, database_failure, mask_url
+    from scanner.incidents.trail import open_store
+
     path = db_path(db)
-    app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential)
+    try:  # before any log line: an unreachable database or a wrong schema is one line
+        open_store(path, migrate=migrate).close()
+    except DatabaseUnavailable as exc:
+        raise _fail(f"cannot open the {exc}") from None
+    except ScanError as exc:
+        raise _fail(str(exc)) from None
+    setup_logging()
+    app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential,
+                     migrate=migrate)
     import logging
 
     logging.getLogger("scanner.server").info(
-        "starting", extra={"host": host, "port": port})
+        "starting", extra={"host": host, "port": port, "db": mask_url(path)})
     for note in settings.notes:  # an optional setting left unset: what it turned off
         logging.getLogger("scanner.server").warning(note)
-    import sqlite3
-
     try:
         # aiohttp's own errors (a malformed request, quoted) go through our scrubbing
         # formatter: one JSON line, no token, never a multi-line traceback.
         web.run_app(app, host=host, port=port, access_log=None, print=None,
                     shutdown_timeout=10, handle_signals=True,
                     logger=logging.getLogger("scanner.server.http"))
-    except sqlite3.Error as exc:
-        raise _fail(f"cannot open the incident database {path}: {exc}") from None
-    except (OSError, OverflowError) as exc:
-        raise _fail(f"cannot serve on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
-                    ) from None
     except ScanError as exc:
         raise _fail(str(exc)) from None
+    except Exception as exc:
+        if database_failure(exc) is not None:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise _fail(f"cannot open the incident database {mask_url(path)}: {first}"
+                        ) from None
+        if isinstance(exc, OSError | OverflowError):
+            raise _fail(f"cannot serve on {host}:{port}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise
 
 
 def send_report(
