@@ -90,6 +90,38 @@ BAD_ANSWERS: dict[str, Answer] = {
 }
 
 
+def altered(**change: Any) -> Answer:
+    """A well-formed acknowledgement with one field of every item, or of the answer
+    (``count``/``queued``), replaced by a nonsense value."""
+    top = {k: v for k, v in change.items() if k in ("count", "queued")}
+    each = {k: v for k, v in change.items() if k not in top}
+    return lambda sent: (200, {"recorded": [{**i, **each} for i in items(sent)],
+                               "count": len(sent), "queued": 0, **top})
+
+
+#: Answers that name every finding but whose fields are no receiver's (hostile C4).
+NONSENSE = {
+    "incident-id-a-string": altered(incident_id="x"),
+    "incident-id-negative": altered(incident_id=-1),
+    "incident-id-zero": altered(incident_id=0),
+    "incident-id-a-bool": altered(incident_id=True),
+    "incident-id-a-float": altered(incident_id=1.5),
+    "incident-id-null": altered(incident_id=None),
+    "status-unknown": altered(status="lol"),
+    "status-a-number": altered(status=1),
+    "new-incident-a-string": altered(new_incident="no"),
+    "new-incident-null": altered(new_incident=None),
+    "count-negative": altered(count=-5),
+    "count-a-string": altered(count="2"),
+    "count-a-bool": altered(count=True),
+    "queued-negative": altered(queued=-5),
+    "queued-a-string": altered(queued="0"),
+    "queued-disagrees": altered(queued=1),
+    "hostile-c4": altered(incident_id="x", status="lol", new_incident="no", queued=-5),
+}
+BAD_ANSWERS.update(NONSENSE)
+
+
 def two_token_log(tmp_path: Path, make_token: Callable[[], str]) -> tuple[Path, list[str]]:
     tokens = [make_token(), make_token()]
     (tmp_path / "svc.log").write_text("".join(f"auth {t}\n" for t in tokens))

@@ -12,13 +12,14 @@ import hashlib
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from scanner.errors import ConfigError, short
-from scanner.scrub import redact_base64, redact_tokens
+from scanner.scrub import escape_controls, scrub
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_CACHE = "cendis-sweep-cache"
@@ -59,7 +60,9 @@ class LogSource:
 
     @property
     def name(self) -> str:
-        return ", ".join(self.paths)
+        """The globs as shown (table, JSON, logs): scrubbed, since a glob may name a
+        file after a token (``logs/<token>*.log``)."""
+        return scrub(", ".join(self.paths))
 
     @property
     def key(self) -> str:
@@ -98,21 +101,45 @@ def _has_password(url: str) -> bool:
         return False
 
 
-def _holds_token(url: str) -> bool:
-    """A token anywhere in the URL (its user name, path or query), as written or
-    percent-decoded, whole or base64: refused, since the mirror's config would keep it
-    and git would print it."""
-    for text in (url, unquote(url)):
-        if redact_tokens(text) != text or redact_base64(text) != text:
-            return True
+_QP = re.compile(r"=([0-9A-Fa-f]{2})")
+
+
+def _visible(text: str) -> str:
+    """``text`` as a terminal shows it: NFKC-folded (fullwidth letters are letters) with
+    the Unicode format characters (zero-width space, joiners, BOM...) taken out."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+
+
+def holds_token(url: str) -> bool:
+    """A token anywhere in the URL (its user name, path or query), as written,
+    percent-decoded or quoted-printable, whole or base64, and behind zero-width or other
+    format characters or fullwidth forms: refused, since the mirror's config would keep
+    it and git would print it. The scrub decides (does :func:`scanner.scrub.scrub`
+    change more than control characters?), so what it learns to catch is refused here
+    too."""
+    for base in (url, unquote(url)):  # "%E2%80%8B" is a zero-width space too
+        seen = _visible(base)
+        for text in (base, seen, unquote(seen),
+                     _QP.sub(lambda m: chr(int(m.group(1), 16)), seen)):
+            if scrub(text) != escape_controls(text):
+                return True
     return False
+
+
+def _invisible(url: str) -> bool:
+    """Control or format characters: a URL that does not read as what it is."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in url)
 
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` may not be swept (one line that never quotes it), or None."""
-    if _holds_token(url):
+    if holds_token(url):
         return ("holds a token: give credentials through git's credential helpers or "
                 "the environment, never in this file (the mirror's config would keep it)")
+    if _invisible(url):
+        return ("holds control or invisible (zero-width, format) characters: write the "
+                "URL as it reads")
     if _has_password(url):
         return ("holds a password or token: give credentials through git's credential "
                 "helpers or the environment, never in this file (the mirror's config "
@@ -170,7 +197,8 @@ def _check(table: dict[str, Any], schema: dict[str, type], where: str,
         if kind is None:
             problems.append(f"unknown key {where}.{key} (known: {', '.join(schema)})")
         elif not _typed(value, kind):
-            problems.append(f"{where}.{key} must be {_TYPE_NAMES[kind]}, not {value!r:.40}")
+            problems.append(f"{where}.{key} must be {_TYPE_NAMES[kind]}, not "
+                            f"{scrub(repr(value), 40)}")
         else:
             out[key] = value
     return out
@@ -219,7 +247,9 @@ def parse(text: str, path: str) -> SweepConfig:
             continue
         if "://" not in url and not _SCP.match(url):
             url = str((base / os.path.expanduser(url)).resolve())  # a local path
-        name = entry.get("name") or default_name(url)
+        # Shown in the table and JSON, stored as the incident source, hashed into the
+        # mirror's folder name: never a token, never a control character.
+        name = scrub(entry.get("name") or default_name(url), 200)
         if name in names:
             problems.append(f"{where}.name {name!r} is used twice (names must be unique)")
         names.add(name)

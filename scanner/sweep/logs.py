@@ -23,6 +23,7 @@ already reported for a ``[[logs]]`` table are kept in its state file, never a to
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import io
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from bisect import bisect_right
 from collections.abc import Callable
@@ -59,6 +61,9 @@ TAIL_BYTES = 4096
 #: A tail with no newline at all is taken whole once it is this long (not a log of lines).
 NO_NEWLINE_LIMIT = 1 << 20
 STATE_VERSION = 2
+#: A logs state larger than this is not one (a real one is ~300 bytes a file): set aside
+#: unread rather than read into memory.
+MAX_STATE_BYTES = 64 << 20
 #: What stands for a hole in the stream that is scanned (ASCII unit separator).
 HOLE_MARK = 0x1F
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -115,22 +120,17 @@ class LogState:
     @classmethod
     def load(cls, path: Path) -> LogState:
         """The saved state; :class:`CorruptState` when it is not one (garbage, wrong
-        types, missing keys), a :class:`ScanError` when it cannot be read."""
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
+        types, missing keys, a newer version, not a regular file, too large), a
+        :class:`ScanError` when it cannot be read."""
+        data = _json_state(_read_state(path))
+        if data is None:
             return cls()
-        except UnicodeDecodeError:
-            raise CorruptState("not UTF-8") from None
-        except OSError as exc:
-            raise StateUnreadable(f"{path.name}: cannot read the logs state: "
-                                  f"{exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            raise CorruptState("not JSON") from None
-        if not isinstance(data, dict):
-            raise CorruptState("not a JSON object")
+        version = data.get("version", STATE_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CorruptState("its version is not a number")
+        if version > STATE_VERSION:
+            raise CorruptState(f"written by a newer cendis-scan (version {version}; this "
+                               f"one reads up to {STATE_VERSION})")
         files, reported = data.get("files", {}), data.get("reported", [])
         if not isinstance(files, dict) or not isinstance(reported, list):
             raise CorruptState("files or reported has the wrong type")
@@ -153,13 +153,78 @@ class StateUnreadable(ScanError):
     reason = "state"
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_state(path: Path) -> bytes | None:
+    """The state file's bytes (None: there is none). Checked before it is opened, and
+    again once open: a FIFO would block the read forever, a link to ``/dev/zero`` or a
+    huge sparse file would fill memory, so anything but a regular file of at most
+    :data:`MAX_STATE_BYTES` is :class:`CorruptState` (set aside unread)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateUnreadable(f"{path.name}: cannot read the logs state: "
+                              f"{exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptState(f"{_kind(st.st_mode)}, not a regular file")
+    if st.st_size > MAX_STATE_BYTES:
+        raise CorruptState(f"larger than {MAX_STATE_BYTES >> 20} MiB")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a link since the lstat
+            raise CorruptState("a symbolic link, not a regular file") from None
+        raise StateUnreadable(f"{path.name}: cannot read the logs state: "
+                              f"{exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):  # swapped since the lstat
+            raise CorruptState(f"{_kind(st.st_mode)}, not a regular file")
+        try:
+            data = f.read(MAX_STATE_BYTES + 1)
+        except OSError as exc:
+            raise StateUnreadable(f"{path.name}: cannot read the logs state: "
+                                  f"{exc.strerror or exc}") from None
+    if len(data) > MAX_STATE_BYTES:  # grew since the stat
+        raise CorruptState(f"larger than {MAX_STATE_BYTES >> 20} MiB")
+    return data
+
+
+def _json_state(data: bytes | None) -> dict[str, Any] | None:
+    """The state's JSON object (None for no file), or :class:`CorruptState`."""
+    if data is None:
+        return None
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CorruptState("not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise CorruptState("not JSON") from None
+    if not isinstance(parsed, dict):
+        raise CorruptState("not a JSON object")
+    return parsed
+
+
 def set_aside(path: Path) -> Path:
     """Rename a corrupt state file to the first free ``<name>.corrupt-<n>``: kept for a
-    post-mortem, out of the way of every later sweep."""
+    post-mortem, out of the way of every later sweep. A FIFO, device or link is renamed
+    as it is (the link, not what it points to), never read."""
     n = 1
     while True:
         aside = path.with_name(f"{path.name}.corrupt-{n}")
-        if not aside.exists():
+        if not os.path.lexists(aside):  # a dangling link there is taken too
             os.replace(path, aside)
             return aside
         n += 1
@@ -287,13 +352,47 @@ def _resume(f: io.BufferedReader, prev: FileState | None, size: int) -> bool:
 
 
 def matched(patterns: tuple[str, ...]) -> list[str]:
-    """Regular files matched by the globs, each once, in a stable order."""
+    """Regular files matched by the globs, each once, in a stable order. Anything else
+    a glob matches that is not a folder (a FIFO, a device, a socket, a link to one, a
+    broken link) is skipped with one warning each, as ``scan`` says what it skips: a
+    FIFO would block the sweep, ``/dev/zero`` would never end."""
     seen: dict[str, None] = {}
+    said: set[str] = set()
     for pattern in patterns:
         for name in sorted(glob.glob(pattern, recursive=True)):
-            if os.path.isfile(name):
-                seen.setdefault(os.path.abspath(name), None)
+            full = os.path.abspath(name)
+            try:
+                mode = os.stat(name).st_mode
+            except OSError:
+                kind = "a broken symbolic link" if os.path.islink(name) else "unreadable"
+            else:
+                if stat.S_ISREG(mode):
+                    seen.setdefault(full, None)
+                    continue
+                if stat.S_ISDIR(mode):
+                    continue
+                kind = _kind(mode)
+            if full not in said:
+                said.add(full)
+                _skip(full, kind)
     return list(seen)
+
+
+def _skip(path: str, kind: str) -> None:
+    log.warning("warning: skipped %s: %s, not a regular file (matched by a [[logs]] "
+                "glob; not read)", scrub(path, 300), kind)
+
+
+def _open_regular(path: str) -> io.BufferedReader | None:
+    """``path`` opened for reading if it is (still) a regular file, else None with one
+    warning: never blocks (``O_NONBLOCK``) on a FIFO swapped in since the glob."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        _skip(path, _kind(mode))
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def _name_findings(detector: Detector, paths: list[str]
@@ -334,11 +433,14 @@ def sweep_logs(patterns: tuple[str, ...], state_path: Path, rules: list[Rule],
     for path in paths:
         shown = scrub(redact_path(path, renamed))  # never a token, in state or output
         try:
-            st = os.stat(path)
+            opened = _open_regular(path)
+            if opened is None:
+                continue
+            st = os.fstat(opened.fileno())
             key = f"{st.st_dev}:{st.st_ino}"
             prev = old.files.get(key)
             gz = path.endswith(".gz")
-            with open(path, "rb") as f:
+            with opened as f:
                 if gz:
                     if prev is not None and prev.gz and prev.size == st.st_size:
                         new.files[key] = replace(prev, path=shown)

@@ -34,6 +34,7 @@ from pathlib import Path
 from scanner.atomic import write_atomic
 from scanner.errors import ScanError
 from scanner.git.plumbing import run
+from scanner.scrub import is_clean
 from scanner.sweep.config import TRANSPORTS
 
 NAMESPACE = "refs/cendis-scan/"
@@ -64,9 +65,14 @@ def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,
 
 
 def cache_dir_name(name: str) -> str:
-    """A folder name for a repository's mirror: readable, and unique per name."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "repo"
-    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.git"
+    """A folder name for a repository's mirror (its lock file is named after it): a
+    hash of the name, which keeps the state when the URL changes, and a readable slug
+    only when the name is clean (a name that held a token or a control character, even
+    scrubbed, gives none: no part of a token is ever in a file name). An existing
+    mirror of a plain name keeps its folder."""
+    clean = is_clean(name.encode("ascii", "ignore").decode())  # "données" is clean
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] if clean else ""
+    return f"{slug or 'repo'}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.git"
 
 
 @dataclass(frozen=True, slots=True)

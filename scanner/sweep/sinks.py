@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner.errors import ConfigError, ScanError, short
 from scanner.finding import Finding
+from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.trail import IncidentTrail
@@ -207,23 +208,98 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _item_ok(item: Any) -> bool:
+    """One recorded item as the receiver writes it: a positive incident id, one of the
+    store's statuses, a bool ``new_incident``."""
+    from scanner.incidents.models import Status
+
+    if not isinstance(item, dict) or not isinstance(item.get("sha256"), str):
+        return False
+    ident, status = item.get("incident_id"), item.get("status")
+    return (isinstance(ident, int) and not isinstance(ident, bool) and ident > 0
+            and isinstance(status, str) and status in set(Status)
+            and isinstance(item.get("new_incident"), bool))
+
+
 def acknowledged(answer: Any, sent: Sequence[str]) -> dict[str, str] | None:
     """Each sent sha256's status, when the receiver's answer names every one of them and
-    nothing else (``{"recorded": [{"sha256": ..., "status": ...}, ...]}``); None when it
-    is no acknowledgement (``{}``, ``[]``, a list that misses or adds a finding)."""
+    nothing else (``{"recorded": [{"sha256", "incident_id", "status", "new_incident"},
+    ...], "count": n, "queued": q}``) and every field is what the receiver writes; None
+    when it is no acknowledgement (``{}``, ``[]``, a list that misses or adds a finding,
+    a field of the wrong type or out of range, a count or queued that disagrees with the
+    list): the state does not move on an answer that only looks like one."""
     items = answer.get("recorded") if isinstance(answer, dict) else None
     if not isinstance(items, list) or len(items) != len(sent):
         return None
     status: dict[str, str] = {}
     for item in items:
-        if not (isinstance(item, dict) and isinstance(item.get("sha256"), str)
-                and isinstance(item.get("status"), str)):
+        if not _item_ok(item):
             return None
         status[item["sha256"]] = item["status"]
     count = answer.get("count", len(sent))
-    if set(status) != set(sent) or isinstance(count, bool) or count != len(sent):
+    pending = sum(1 for s in status.values() if s == "pending")
+    queued = answer.get("queued", pending)
+    if (set(status) != set(sent) or not _count(count) or count != len(sent)
+            or not _count(queued) or queued != pending):
         return None
     return status
+
+
+def _ipv6_host(netloc: str) -> bool:
+    """``[addr]`` or ``[addr]:port`` with a real IPv6 address (``urlsplit`` lets
+    ``[::1]x`` through)."""
+    import ipaddress
+    import re
+
+    match = re.fullmatch(r"\[([^\]]+)\](?::[0-9]*)?", netloc)
+    if match is None:
+        return False
+    try:
+        ipaddress.IPv6Address(match.group(1))
+    except ValueError:
+        return False
+    return True
+
+
+def report_url(url: str) -> str:
+    """``--report-to`` checked before anything is swept: an http(s) URL with a host,
+    no user name or password (the bearer token comes from the environment), no query,
+    and no token in any form (query, path, base64, percent-encoded): it goes on the
+    wire and into logs. A :class:`ConfigError` (one line, exit 2) that never quotes a
+    token or a password."""
+    from urllib.parse import urlsplit
+
+    from scanner.sweep.config import holds_token, strip_credentials
+
+    shown = short(scrub(strip_credentials(url)), 60)
+    if holds_token(url):  # not quoted: the scrub may not see every form we refuse
+        raise ConfigError("bad --report-to URL: it holds a token: the bearer token comes "
+                          f"from ${REPORT_TOKEN_ENV}, never the URL")
+    problem = None
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError as exc:
+        problem = f"not a valid URL ({short(str(exc), 40)})"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif parts.username is not None or parts.password is not None:
+            problem = (f"it must not hold a user name or password (the bearer token "
+                       f"comes from ${REPORT_TOKEN_ENV})")
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif ("[" in parts.netloc or "]" in parts.netloc) and not _ipv6_host(parts.netloc):
+            problem = "not a valid URL (a bad IPv6 address in brackets)"
+        elif parts.query or parts.fragment:
+            problem = "it must not have a query or fragment (/v1/findings is added)"
+    if problem is not None:
+        raise ConfigError(f"bad --report-to URL {shown!r}: {problem}")
+    return url.strip()
 
 
 class RemoteSink:
@@ -235,8 +311,7 @@ class RemoteSink:
     revoked_by = "receiver"
 
     def __init__(self, url: str, token: str | None, *, timeout: float = REPORT_TIMEOUT) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--report-to wants an http(s) URL, not {short(url, 60)!r}")
+        url = report_url(url)
         if not token:
             raise ConfigError(f"--report-to needs a bearer token in ${REPORT_TOKEN_ENV}")
         self.url = url.rstrip("/")
