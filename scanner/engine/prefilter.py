@@ -30,7 +30,7 @@ ENV = "CENDIS_SCAN_PREFILTER"
 #: Hyperscan takes a 32-bit length: longer buffers are scanned in blocks this large.
 BLOCK = 1 << 30
 
-log = logging.getLogger("cendis_scan")
+log = logging.getLogger(__name__)
 
 
 def wanted() -> bool:

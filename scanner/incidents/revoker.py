@@ -36,7 +36,7 @@ from scanner.errors import short
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
 
-log = logging.getLogger("cendis_scan.revoker")
+log = logging.getLogger(__name__)
 
 BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds
 MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes

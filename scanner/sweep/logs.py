@@ -47,7 +47,7 @@ from scanner.rules import Rule
 from scanner.scrub import scrub
 from scanner.sweep.mirrors import write_atomic
 
-log = logging.getLogger("cendis_scan.sweep")
+log = logging.getLogger(__name__)
 
 #: How many first bytes identify a file's content (a truncated-and-rewritten file
 #: differs there).

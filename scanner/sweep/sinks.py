@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from scanner.errors import ConfigError, ScanError, short
 from scanner.finding import Finding
 
-log = logging.getLogger("cendis_scan.sweep")
+log = logging.getLogger(__name__)
 
 #: How long the revoker keeps retrying through an outage before a sweep gives up waiting
 #: (the tokens stay queued: the next sweep, or ``serve``, revokes them).
