@@ -16,11 +16,19 @@ from __future__ import annotations
 import os
 import sys
 
-# Re-exported: they were defined here before the CLI's shared pieces had a module of
-# their own (one the other CLI modules import without a cycle back to this package).
-from scanner.cli.console import ClosedStdout, debug_wanted, drop_stdout
-
 __all__ = ["ClosedStdout", "debug_wanted", "dispatch", "drop_stdout", "main"]
+
+
+def __getattr__(name: str) -> object:
+    """``ClosedStdout``, ``debug_wanted`` and ``drop_stdout`` were defined here before
+    the CLI's shared pieces had a module of their own (:mod:`scanner.cli.console`, which
+    the other CLI modules import without a cycle back to this package); imported on
+    first use, so a clean hook run does not load it."""
+    if name in ("ClosedStdout", "debug_wanted", "drop_stdout"):
+        from scanner.cli import console
+
+        return getattr(console, name)
+    raise AttributeError(f"module 'scanner.cli' has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CENDIS_SCAN_DEBUG"] = "1"
         args.pop(0)
     if sys.stdout is None:
+        from scanner.cli.console import ClosedStdout
+
         sys.stdout = ClosedStdout()
     try:
         status = dispatch(args)
@@ -37,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         status = 2
     except OSError as exc:  # --help or --version into a closed or full stdout
+        from scanner.cli.console import drop_stdout
+
         drop_stdout()
         sys.stderr.write(f"cendis-scan: error: cannot write the output: "
                          f"{exc.strerror or exc}\n")
@@ -49,16 +61,17 @@ def _flushed(status: int) -> int:
     and exit 2, not a traceback (or a silent 0) at interpreter exit."""
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
-        drop_stdout()
-        return 2
+        return status
     except (OSError, ValueError) as exc:
+        from scanner.cli.console import ClosedStdout, drop_stdout
+
         drop_stdout()
+        if isinstance(exc, BrokenPipeError):
+            return 2
         if not isinstance(sys.stdout, ClosedStdout) or status == 0:
             sys.stderr.write(f"cendis-scan: error: cannot write the output: "
                              f"{getattr(exc, 'strerror', None) or exc}\n")
         return 2
-    return status
 
 
 def dispatch(args: list[str]) -> int:
