@@ -1,7 +1,10 @@
 """Drain 10,000 queued tokens through the Cendis stand-in, in batches of 100.
 
 The stand-in runs as its own process (``cendis-scan dev cendis-api``) on loopback, seeded
-by hash only; the queue is a fresh SQLite file (WAL, synchronous=FULL). Prints the time to
+by hash only; the queue is a fresh SQLite file (WAL, synchronous=FULL), or with
+``--db postgresql://...`` a fresh schema in that database (dropped afterwards).
+``--store-in-loop`` runs the revoker's store calls in the event loop, as before they
+moved to worker threads, to compare the two in one sitting. Prints the time to
 record and queue them (one transaction), the drain's tokens per second, and this process's
 peak RSS and Python peak allocation during the drain. As a reference in the same sitting,
 the same number of revoke calls made straight with the client (no store) against a
@@ -28,6 +31,7 @@ import time
 import tracemalloc
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from scanner.incidents.models import Sighting, TokenRef, utcnow
 from scanner.token import generate
@@ -54,7 +58,8 @@ def _start_standin(cli: str, seed: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the stand-in did not start")
 
 
-async def _drain(db: Path, url: str, credential: str, batch: int) -> tuple[int, float, int]:
+async def _drain(db: Path | str, url: str, credential: str, batch: int
+                 ) -> tuple[int, float, int]:
     import aiohttp
 
     from scanner.cendis.client import CendisClient
@@ -94,6 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--db", metavar="URL", help="a PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--store-in-loop", action="store_true",
+                        help="the revoker's store calls in the event loop (the old way)")
     parser.add_argument("--cli", default=shutil.which("cendis-scan")
                         or str(Path(sys.executable).parent / "cendis-scan"))
     args = parser.parse_args()
@@ -107,7 +115,16 @@ def main() -> None:
         seed.write_text(json.dumps({"service": [{"token": credential}],
                                     "tokens": [{"sha256": h} for h in hashes]}))
         os.chmod(seed, 0o600)
-        db = Path(tmp, "incidents.db")
+        db: Path | str = Path(tmp, "incidents.db")
+        if args.db:
+            db = _fresh_schema(args.db)
+        if args.store_in_loop:
+            from scanner.incidents.revoker import Revoker
+
+            async def in_loop(self: object, method: Any, *a: Any, **kw: Any) -> Any:
+                return method(*a, **kw)
+
+            Revoker._db = in_loop  # type: ignore[method-assign]
 
         from scanner.incidents.store import Store
 
@@ -139,6 +156,29 @@ def main() -> None:
             proc.wait(10)
         print(f"reference, the same calls without the store: {bare:.2f} s "
               f"({args.tokens / bare:,.0f} tokens/s)")
+        if args.db:
+            _drop_schema(args.db, str(db))
+
+
+def _fresh_schema(base: str) -> str:
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={name}')}"
+
+
+def _drop_schema(base: str, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("search_path%3D", 1)[1]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 if __name__ == "__main__":

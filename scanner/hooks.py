@@ -13,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from scanner.atomic import write_atomic
 from scanner.errors import UsageError
 from scanner.finding import Finding
 from scanner.git import plumbing as git
@@ -66,11 +67,7 @@ def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> s
                         mode="--pre-push" if pre_push else "--staged")
     try:
         os.makedirs(hooks, exist_ok=True)
-        tmp = path + ".cendis-scan-tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
+        write_atomic(path, text, mode=0o755)
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path

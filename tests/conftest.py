@@ -248,3 +248,17 @@ def pytest_configure(config: pytest.Config) -> None:
     choice = config.getoption("--prefilter")
     if choice:
         os.environ["CENDIS_SCAN_PREFILTER"] = choice
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's incident store lives, once per backend: an SQLite file, or a fresh
+    schema of the test PostgreSQL (skipped with one line when there is none; a failure
+    under CI). See tests/pgtools.py."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "incidents.db")
+        return
+    from pgtools import fresh_schema
+
+    with fresh_schema() as url:
+        yield url

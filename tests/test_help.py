@@ -152,7 +152,7 @@ def _rows(help_text: str) -> dict[str, str]:
 
 
 SHARED = {"--db": ("scan", "git", "incidents list", "incidents show", "revoke", "serve",
-                   "sweep"),
+                   "sweep", "db migrate"),
           "--token": ("scan", "git", "revoke", "whoami", "serve", "sweep"),
           "--cendis-api-url": ("scan", "git", "revoke", "whoami", "serve", "sweep")}
 

@@ -29,10 +29,10 @@ def time() -> FakeTime:
 
 
 @pytest.fixture
-def store(tmp_path: Path, time: FakeTime) -> Store:
+def store(store_url: str, time: FakeTime) -> Store:
     """The store's clock is the revoker's (a backoff written to the queue comes due as
     the injected sleeps pass)."""
-    db = Store.open(tmp_path / "incidents.db", now=time.wall)
+    db = Store.open(store_url, now=time.wall)
     yield db
     db.close()
 

@@ -1,5 +1,6 @@
-"""The incident store on real SQLite files: recording, deduplication, the queue, the
-receiver's tables, the migration from schema 1, and two processes sharing one file."""
+"""The incident store on both backends (a real SQLite file, a real PostgreSQL schema,
+through the ``store_url`` fixture): recording, deduplication, the queue, the receiver's
+tables, the migration from schema 1, and two processes sharing one database."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    db = Store.open(tmp_path / "incidents.db", now=lambda: T0)
+def store(store_url: str) -> Store:
+    db = Store.open(store_url, now=lambda: T0)
     yield db
     db.close()
 
@@ -41,13 +42,21 @@ def _sighting(source: str = "github", **kw: object) -> Sighting:
 
 
 def test_pragmas_and_schema(store: Store) -> None:
-    conn = store.db.conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert store.schema_version() == 2
+    if store.backend == "postgresql":
+        timeout = store.db.execute("SHOW statement_timeout").fetchone()[0]
+        assert timeout == "15s"  # every query bounded
+        tables = {r[0] for r in store.db.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()").fetchall()}
+    else:
+        conn = store.db.conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+        tables = set(store.db.table_names())
     assert {"incidents", "sightings", "events", "revoke_queue", "partner_keys",
-            "deliveries", "schema_version"} <= set(store.db.table_names())
+            "deliveries", "schema_version"} <= tables
 
 
 def test_same_token_is_one_incident_with_more_sightings(
@@ -113,9 +122,9 @@ def test_outcomes_close_the_queue_and_set_owner_and_severity(
 
 
 def test_claims_keep_two_revokers_from_sending_a_token_twice(
-        tmp_path: Path, make_token: Callable[[], str]) -> None:
+        store_url: str, make_token: Callable[[], str]) -> None:
     clock = [T0]
-    store = Store.open(tmp_path / "q.db", now=lambda: clock[0])
+    store = Store.open(store_url, now=lambda: clock[0])
     refs = [TokenRef.from_token(make_token()) for _ in range(3)]
     store.record([(r, _sighting()) for r in refs], revoke=True)
     mine, other = claim_owner("a"), claim_owner("b")
@@ -147,9 +156,9 @@ def test_severity_from_scopes(scopes: list[str], severity: Severity) -> None:
     assert severity_of(scopes) is severity
 
 
-def test_list_filters_and_lookup(tmp_path: Path, make_token: Callable[[], str]) -> None:
+def test_list_filters_and_lookup(store_url: str, make_token: Callable[[], str]) -> None:
     clock = [T0]
-    store = Store.open(tmp_path / "i.db", now=lambda: clock[0])
+    store = Store.open(store_url, now=lambda: clock[0])
     old, new = TokenRef.from_token(make_token()), TokenRef.from_token(make_token())
     store.record([(old, Sighting("manual", T0 - timedelta(days=10)))], revoke=False)
     store.record([(new, Sighting("manual", T0))], revoke=False)
@@ -227,17 +236,17 @@ def test_migration_from_version_1(tmp_path: Path, make_token: Callable[[], str])
         Store.open(path)
 
 
-def test_two_processes_share_one_database(tmp_path: Path,
+def test_two_processes_share_one_database(tmp_path: Path, store_url: str,
                                           make_token: Callable[[], str]) -> None:
     """Two writers, 1,000 sightings each of the same 1,000 tokens, plus 100 replays each:
     all 2,000 sightings present, none duplicated."""
     refs = [TokenRef.from_token(make_token()) for _ in range(1000)]
     refs_file = tmp_path / "refs.json"
     refs_file.write_text(json.dumps([[r.sha256, r.redacted] for r in refs]))
-    db = tmp_path / "shared.db"
+    db = store_url
     Store.open(db).close()
     procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "drivers.py"), "record",
-                               str(db), str(refs_file), source],
+                               db, str(refs_file), source],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for source in ("sweep", "receiver")]
     for proc in procs:

@@ -53,8 +53,8 @@ def time() -> FakeTime:
 
 
 @pytest.fixture
-def store(tmp_path: Path, time: FakeTime) -> Store:
-    db = Store.open(tmp_path / "incidents.db", now=time.wall)
+def store(store_url: str, time: FakeTime) -> Store:
+    db = Store.open(store_url, now=time.wall)
     yield db
     db.close()
 

@@ -18,8 +18,8 @@ from scanner.server.writer import BatchWriter
 
 @pytest.mark.parametrize("inline", [False, True])
 async def test_concurrent_deliveries_share_commits_and_get_their_slices(
-        tmp_path: Path, make_token: Any, inline: bool) -> None:
-    db = tmp_path / "w.db"
+        store_url: str, make_token: Any, inline: bool) -> None:
+    db = store_url
     writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True,
                          inline=inline)
     await writer.start()
@@ -40,12 +40,13 @@ async def test_concurrent_deliveries_share_commits_and_get_their_slices(
 
 @pytest.mark.parametrize("bad", [{"line": 2**63}, {"line": -2**64}, {"line": 2**70}])
 async def test_a_group_refused_for_one_delivery_fails_only_that_delivery(
-        tmp_path: Path, make_token: Any, bad: dict[str, Any]) -> None:
-    """Past the views' validation (a value SQLite still refuses): the group is retried
-    delivery by delivery, so only the bad one fails, and not as a database outage."""
+        store_url: str, make_token: Any, bad: dict[str, Any]) -> None:
+    """Past the views' validation (a value the database still refuses): the group is
+    retried delivery by delivery, so only the bad one fails, and not as a database
+    outage."""
     from scanner.server.writer import Unstorable
 
-    db = tmp_path / "w.db"
+    db = store_url
     writer = BatchWriter(lambda wait: Store.open(db, busy_timeout=wait), revoke=True)
     await writer.start()
     now = datetime.now(UTC)

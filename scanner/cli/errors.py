@@ -2,7 +2,7 @@
 and an exit status, for the argparse commands and the typer commands alike.
 
 The library raises; the CLI says. A :class:`~scanner.errors.ScanError` is the user's to
-fix (its message, its status); an SQLite error is the incident database's; Ctrl-C and
+fix (its message, its status); a database error is the incident database's; Ctrl-C and
 SIGTERM are 130 and 143; a closed pipe is 2, silently; any other I/O error is one line;
 anything else is a bug: one ``internal error`` line, the traceback behind ``--debug``.
 """
@@ -52,15 +52,25 @@ def exit_status(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, BrokenPipeError):  # the reader went away: nothing more to say
         drop_stdout()
         return EXIT_ERROR
-    sqlite3 = sys.modules.get("sqlite3")  # loaded only by the commands that use it
-    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
-        error_line(f"incident database: {scrub(str(exc).strip(), 100)}")
+    if _database_failure(exc):
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        error_line(f"incident database: {scrub(first.strip(), 100)}")
         return EXIT_ERROR
     if isinstance(exc, OSError):  # stdin or stdout failing under a command (EIO, ENOSPC)
         drop_stdout()
         error_line(f"I/O error: {exc.strerror or exc}")
         return EXIT_ERROR
     return internal_error(exc, debug)
+
+
+def _database_failure(exc: BaseException) -> bool:
+    """The incident database's own failure (either backend; not a value it refuses)?
+    Asked only when a database driver is loaded: the hot path never imports one."""
+    if "sqlite3" not in sys.modules and "psycopg" not in sys.modules:
+        return False
+    from scanner.incidents.store import database_failure
+
+    return database_failure(exc) is not None
 
 
 def internal_error(exc: BaseException, debug: bool) -> int:

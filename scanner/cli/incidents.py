@@ -32,13 +32,14 @@ ApiUrl = Annotated[str | None, typer_option(API_URL)]
 def open_store(option: str | None, *, must_exist: bool) -> Store:
     """The store for a command that writes (``revoke``): created if missing."""
     from scanner.incidents.pipeline import db_path
-    from scanner.incidents.store import Store
+    from scanner.incidents.store import is_postgres, mask_url
+    from scanner.incidents.trail import open_store
 
     path = db_path(option)
-    if must_exist and not os.path.exists(path):
-        raise ConfigError(f"no incident database at {short(path, 80)} (record some with "
-                          "'cendis-scan scan --record', or pass --db)")
-    return Store.open(path)
+    if must_exist and not is_postgres(path) and not os.path.exists(path):
+        raise ConfigError(f"no incident database at {short(mask_url(path), 80)} (record "
+                          "some with 'cendis-scan scan --record', or pass --db)")
+    return open_store(path)
 
 
 def open_reader(option: str | None) -> Store:
@@ -48,9 +49,11 @@ def open_reader(option: str | None) -> Store:
     import stat
 
     from scanner.incidents.pipeline import db_path
-    from scanner.incidents.store import Store
+    from scanner.incidents.store import is_postgres, open_reader
 
     path = db_path(option)
+    if is_postgres(path):
+        return open_reader(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -61,7 +64,7 @@ def open_reader(option: str | None) -> Store:
     if not stat.S_ISREG(mode):  # a FIFO would block the open forever
         raise ConfigError(f"{short(path, 80)} is not an incident database (not a "
                           "regular file)")
-    return Store.open_readonly(path)
+    return open_reader(path)
 
 
 #: The largest --limit: more rows than that is a mistake, not a listing.
@@ -243,7 +246,7 @@ def _revoke(db: str | None, reason: str, sha256: str | None, option: str | None,
     import re
 
     from scanner.cendis.client import api_url_from, credential_from
-    from scanner.incidents.models import Sighting, Status, TokenRef, utcnow
+    from scanner.incidents.models import TokenRef
     from scanner.token import TokenCheck, check, explain
 
     credential = credential_from(option, os.environ)
@@ -262,28 +265,25 @@ def _revoke(db: str | None, reason: str, sha256: str | None, option: str | None,
             raise ConfigError(f"nothing sent: {explain(verdict, text)}")
         ref = TokenRef.from_token(text)
         del text
-    store = open_store(db, must_exist=False)
-    try:
-        recorded = store.record([(ref, Sighting(source="manual", received_at=utcnow()))],
-                                revoke=True)[0]
+    return _report_revoke(asyncio.run(_record_and_revoke(db, ref, base, credential,
+                                                         reason, wait)))
+
+
+async def _record_and_revoke(db: str | None, ref: Any, base: str, credential: str,
+                             reason: str, wait: float) -> dict[str, Any]:
+    """Record ``ref`` as a 'manual' incident (creating the database if need be), queue
+    it, and revoke it now; the incident as it then stands."""
+    from scanner.incidents.models import Sighting, Status, utcnow
+    from scanner.incidents.pipeline import db_path
+    from scanner.incidents.trail import ONE_OFF_BACKOFF, open_trail
+
+    async with open_trail(db_path(db), cendis_url=base, credential=credential,
+                          revoker_options={**ONE_OFF_BACKOFF, "reason": reason}) as trail:
+        recorded = trail.store.record(
+            [(ref, Sighting(source="manual", received_at=utcnow()))], revoke=True)[0]
         if recorded.status is Status.PENDING:
-            asyncio.run(_drain(store, base, credential, reason, wait))
-        incident = store.get_incident(recorded.incident_id)
-    finally:
-        store.close()
-    return _report_revoke(incident or {})
-
-
-async def _drain(store: Store, base: str, credential: str, reason: str, wait: float) -> None:
-    import aiohttp
-
-    from scanner.cendis.client import CendisClient
-    from scanner.incidents.revoker import Revoker
-
-    async with aiohttp.ClientSession() as session:
-        revoker = Revoker(store, CendisClient(session, base, credential), reason=reason,
-                          base_delay=0.5, max_delay=5.0)
-        await revoker.drain(patience=wait)
+            await trail.drain(wait)
+        return trail.store.get_incident(recorded.incident_id) or {}
 
 
 def _report_revoke(incident: dict[str, Any]) -> int:

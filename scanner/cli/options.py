@@ -37,8 +37,9 @@ class Shared:
     envvar: str | None = None
 
 
-DB = Shared("--db", "PATH", "incident database (default: $CENDIS_SCAN_DB, else "
-                            "./cendis-incidents.db)", "CENDIS_SCAN_DB")
+DB = Shared("--db", "PATH|URL", "incident database: a file (SQLite) or postgresql://... "
+                                "(default: $CENDIS_SCAN_DB, else ./cendis-incidents.db)",
+            "CENDIS_SCAN_DB")
 TOKEN = Shared("--token", "CREDENTIAL",
                "the service's own Cendis credential (default: $CENDIS_TOKEN, better than "
                "this option, which others can see in the process list); needs "

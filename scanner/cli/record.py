@@ -37,12 +37,13 @@ def _open(db: str) -> Store:
     """The incident store, or one line naming the database and what is wrong."""
     import sqlite3
 
-    from scanner.incidents.store import Store
+    from scanner.incidents.store import mask_url
+    from scanner.incidents.trail import open_store
 
     try:
-        return Store.open(db)
+        return open_store(db)
     except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"incident database {db}: {exc}") from None
+        raise ConfigError(f"incident database {mask_url(db)}: {exc}") from None
 
 
 def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
@@ -55,17 +56,20 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
 
     db = db_path(args.db)
     credential = credential_from(args.token, os.environ) if args.revoke else None
-    import sqlite3
+    from scanner.incidents.store import database_failure, mask_url
 
     try:
         trail = record_scan(result.findings, scrub(source, 200), db=db,
                             revoke=args.revoke, credential=credential,
                             api_url=api_url_from(args.cendis_api_url, os.environ))
-    except sqlite3.Error as exc:
-        raise ConfigError(f"incident database {db}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the database's failures are one line
+        if database_failure(exc) is None:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"incident database {mask_url(db)}: {first}") from None
     line = (f"cendis-scan: recorded {trail.recorded} finding"
             f"{'s' if trail.recorded != 1 else ''} as {trail.incidents} incident"
-            f"{'s' if trail.incidents != 1 else ''} in {scrub(db, 120)}")
+            f"{'s' if trail.incidents != 1 else ''} in {mask_url(db)}")
     if args.revoke:
         said = ", ".join(f"{n} {status.replace('_', ' ')}"
                          for status, n in sorted(trail.statuses.items()))

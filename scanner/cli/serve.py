@@ -21,6 +21,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     db: Annotated[str | None, typer_option(DB)] = None,
+    migrate: Annotated[bool, typer.Option(
+        help="Migrate the database's schema at start-up (under a lock: replicas starting "
+             "at once migrate once); --no-migrate refuses an old schema instead.")] = True,
     config: Annotated[Path | None, typer.Option(
         help="Receiver configuration (TOML): partners, key URLs, secrets, limits.")] = None,
     cendis_api_url: Annotated[str | None, typer_option(API_URL)] = None,
@@ -38,12 +41,12 @@ def serve(
 
     Example: CENDIS_TOKEN=... cendis-scan serve --port 8080 --config receiver.toml
     """
-    import sqlite3
-
     from aiohttp import web
 
     from scanner.cendis.client import api_url_from, credential_from
     from scanner.incidents.pipeline import db_path
+    from scanner.incidents.store import DatabaseUnavailable, database_failure, mask_url
+    from scanner.incidents.trail import open_store
     from scanner.server.app import create_app
     from scanner.server.config import load_config
     from scanner.server.logs import HTTP_LOGGERS, setup_logging
@@ -55,10 +58,15 @@ def serve(
     if not credential.isprintable() or any(ch.isspace() for ch in credential):
         raise ConfigError("the Cendis credential holds a space or control character "
                           "(a line break copied along?)")
-    setup_logging()
     path = db_path(db)
-    app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential)
-    log.info("starting", extra={"host": host, "port": port})
+    try:  # before any log line: an unreachable database or a wrong schema is one line
+        open_store(path, migrate=migrate).close()
+    except DatabaseUnavailable as exc:
+        raise ConfigError(f"cannot open the {exc}") from None
+    setup_logging()
+    app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential,
+                     migrate=migrate)
+    log.info("starting", extra={"host": host, "port": port, "db": mask_url(path)})
     for note in settings.notes:  # an optional setting left unset: what it turned off
         log.warning(note)
     try:
@@ -67,11 +75,15 @@ def serve(
         web.run_app(app, host=host, port=port, access_log=None, print=None,
                     shutdown_timeout=10, handle_signals=True,
                     logger=logging.getLogger(HTTP_LOGGERS[0]))
-    except sqlite3.Error as exc:
-        raise ConfigError(f"cannot open the incident database {path}: {exc}") from None
-    except (OSError, OverflowError) as exc:
-        raise ConfigError(f"cannot serve on {host}:{port}: "
-                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    except Exception as exc:
+        if database_failure(exc) is not None:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"cannot open the incident database {mask_url(path)}: "
+                              f"{first}") from None
+        if isinstance(exc, OSError | OverflowError):
+            raise ConfigError(f"cannot serve on {host}:{port}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise
 
 
 def register(app: typer.Typer) -> None:

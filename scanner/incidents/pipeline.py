@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scanner.finding import Finding
-from scanner.incidents.findings import record_findings, revocable
+from scanner.incidents.findings import queue_split
 from scanner.incidents.models import Status
-from scanner.incidents.store import Store
 
 DEFAULT_DB = "cendis-incidents.db"
 #: How long a one-off revoke keeps retrying while Cendis is down (seconds).
@@ -52,16 +51,20 @@ class Trail:
         return self.pending + self.refused
 
 
-async def _drain(store: Store, base: str, credential: str, patience: float) -> None:
-    import aiohttp
+async def _record(findings: Sequence[Finding], source: str, *, db: str, revoke: bool,
+                  credential: str | None, api_url: str | None, patience: float) -> Trail:
+    from scanner.incidents.trail import open_trail
 
-    from scanner.cendis.client import CendisClient
-    from scanner.incidents.revoker import Revoker
-
-    async with aiohttp.ClientSession() as session:
-        revoker = Revoker(store, CendisClient(session, base, credential),
-                          base_delay=0.5, max_delay=5.0)
-        await revoker.drain(patience=patience)
+    async with open_trail(db, cendis_url=api_url if revoke else None,
+                          credential=credential) as trail:
+        recorded = trail.record(findings, source, revoke=revoke)
+        revocable, _ = queue_split(zip(findings, recorded, strict=True), revoke=True)
+        wanted = {r.sha256 for r in revocable}
+        # The whole queue, not only this scan's tokens: what an earlier run left pending
+        # (Cendis down, a credential since fixed, a killed process) goes out now too.
+        await trail.drain(patience)
+        statuses = Counter(str(trail.status_of(sha)) for sha in wanted)
+    return Trail(len(recorded), len({r.incident_id for r in recorded}), dict(statuses))
 
 
 def record_scan(findings: Sequence[Finding], source: str, *, db: str,
@@ -71,16 +74,5 @@ def record_scan(findings: Sequence[Finding], source: str, *, db: str,
     with ``revoke``, queue the revocable ones and revoke them now."""
     import asyncio
 
-    store = Store.open(db)
-    try:
-        recorded = record_findings(store, findings, source, revoke=revoke)
-        wanted = {r.sha256 for f, r in zip(findings, recorded, strict=True) if revocable(f)}
-        # The whole queue, not only this scan's tokens: what an earlier run left pending
-        # (Cendis down, a credential since fixed, a killed process) goes out now too.
-        if (revoke and credential is not None and api_url is not None
-                and store.queue_depth()):
-            asyncio.run(_drain(store, api_url, credential, patience))
-        statuses = Counter(str(store.status_of(sha)) for sha in wanted)
-    finally:
-        store.close()
-    return Trail(len(recorded), len({r.incident_id for r in recorded}), dict(statuses))
+    return asyncio.run(_record(findings, source, db=db, revoke=revoke, credential=credential,
+                               api_url=api_url, patience=patience))

@@ -16,6 +16,10 @@ those tokens before it ends. Every wait is bounded (a ``Retry-After`` to [1 s, 1
 a ``drain`` with patience never waits past its deadline. Time and randomness are
 parameters, so tests run an outage of any length without sleeping.
 
+Every store call runs in a worker thread (:meth:`Revoker._db`): the event loop it shares
+with the receiver never waits on a database lock, a network round trip to PostgreSQL, or
+an fsync. Both stores are safe to call from threads.
+
 In a service, :func:`supervise` runs the loop: a crash is logged, counted and restarted
 with backoff, and the revoker reports itself down (``healthy`` false) meanwhile.
 """
@@ -28,6 +32,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
+from typing import Any, TypeVar
 
 from scanner.cendis.client import CendisClient
 from scanner.cendis.contract import RETRY_AFTER_MAX, RETRY_AFTER_MIN
@@ -37,6 +42,7 @@ from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds
 MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes
@@ -114,8 +120,13 @@ class Revoker:
         self._wake.set()
 
     def outcome(self, sha256: str) -> Status | None:
-        """The incident's status, for partner feedback (None if never recorded)."""
+        """The incident's status, for partner feedback (None if never recorded). A
+        blocking read: from a coroutine, use :meth:`outcome_async`."""
         return self.store.status_of(sha256)
+
+    async def outcome_async(self, sha256: str) -> Status | None:
+        """:meth:`outcome` in a worker thread."""
+        return await self._db(self.store.status_of, sha256)
 
     @property
     def stopping(self) -> bool:
@@ -170,9 +181,10 @@ class Revoker:
 
     async def step(self) -> Step:
         """One batch: call, then record what Cendis said (or wait as it asked)."""
-        entries = self.store.claim_batch(self.batch, owner=self.owner, lease=self.lease)
+        entries = await self._db(self.store.claim_batch, self.batch, owner=self.owner,
+                                 lease=self.lease)
         if not entries:
-            due_in = self.store.next_attempt_in()
+            due_in = await self._db(self.store.next_attempt_in)
             if due_in is None:
                 return Step.EMPTY
             if due_in > 0:
@@ -182,6 +194,10 @@ class Revoker:
         return await self._send(entries)
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _db(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store call in a worker thread: the loop goes on meanwhile."""
+        return await asyncio.to_thread(method, *args, **kwargs)
 
     async def _send(self, entries: Sequence[QueueEntry]) -> Step:
         """One call for claimed entries (the attempt is already written)."""
@@ -198,7 +214,8 @@ class Revoker:
         outcomes = [RevokeOutcome(sha256=r.sha256, status=Status(r.status), owner=r.owner,
                                   token_name=r.token_name, org=r.org, scopes=tuple(r.scopes))
                     for r in results]
-        statuses = self.store.apply_outcomes(entries, outcomes, notify_owner=self.notify_owner)
+        statuses = await self._db(self.store.apply_outcomes, entries, outcomes,
+                                  notify_owner=self.notify_owner)
         self.closed += len(statuses)
         self.revoked += sum(1 for s in statuses if s is Status.REVOKED)
         incident_of = {e.sha256: e.incident_id for e in entries}
@@ -215,39 +232,39 @@ class Revoker:
     async def _failed(self, entries: Sequence[QueueEntry], exc: CendisError) -> Step:
         answered = exc.status is not None  # an HTTP answer: Cendis did nothing
         if exc.credential_problem:
-            self.store.attempt_failed(entries, exc.reason, answered=True)
+            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True)
             if self._credential_ok:
                 log.error("revoker blocked: %s; every token stays queued until the "
                           "credential is fixed", exc)
             self._credential_ok, self._blocked_reason = False, exc.reason
             return Step.BLOCKED
         if exc.reason == "bad_request":
-            self.store.attempt_failed(entries, exc.reason, answered=True)
+            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True)
             if len(entries) > 1:
                 # Not resent unchanged: each token alone, so one bad entry cannot hold
                 # back the others.
                 for entry in entries:
-                    claimed = self.store.claim_batch(1, owner=self.owner, lease=self.lease,
-                                                     only=entry.sha256)
+                    claimed = await self._db(self.store.claim_batch, 1, owner=self.owner,
+                                             lease=self.lease, only=entry.sha256)
                     if claimed:
                         step = await self._send(claimed)
                         if step is not Step.PROGRESS:
                             return step
                 return Step.PROGRESS
-            self.store.reject(entries[0], exc.reason, str(exc))
+            await self._db(self.store.reject, entries[0], exc.reason, str(exc))
             self.closed += 1
             return Step.PROGRESS
         if exc.reason == "rate_limited":
             wait = _bounded_retry_after(exc.retry_after)
-            self.store.attempt_failed(entries, exc.reason, answered=True, retry_in=wait)
+            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True,
+                           retry_in=wait)
             log.warning("Cendis rate limit: waiting %.1f s", wait)
             await self._pause(wait)
             return Step.WAITED
         # 5xx, timeout, connection error, an answer we cannot read: back off and retry.
         delay = self._backoff()
-        self.store.attempt_failed(entries, exc.reason,
-                                  answered=answered and exc.reason == "server_error",
-                                  retry_in=delay)
+        await self._db(self.store.attempt_failed, entries, exc.reason,
+                       answered=answered and exc.reason == "server_error", retry_in=delay)
         log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason, delay,
                     extra={"reason": exc.reason})
         await self._pause(delay)

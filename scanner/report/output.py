@@ -7,7 +7,6 @@ shell's ``>`` would give, and a device (``/dev/null``, a FIFO) written in place.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -55,8 +54,9 @@ def write_report(text: str, output: str | None) -> None:
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
             return
-        mode = None if st is None else st.st_mode
-        _replace_atomically(target, text, mode)
+        from scanner.atomic import write_atomic
+
+        write_atomic(target, text, mode=None if st is None else st.st_mode)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
@@ -66,36 +66,3 @@ def _is_stdout(st: os.stat_result) -> bool:
         return os.path.samestat(st, os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError):
         return False
-
-
-def _umask() -> int:
-    """This process's umask: read from Linux's /proc where it says it, else by setting
-    and restoring it (the CLI's main thread, before any file is created)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _replace_atomically(target: str, text: str, mode: int | None) -> None:
-    """mkstemp makes the temporary file 0600; the report then gets the mode any new
-    file gets (0666 & ~umask, as a shell's ``>`` gives it: a report holds redacted tokens
-    only, nothing the umask should not govern), or the mode of the report it replaces."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".cendis-scan-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, (mode & 0o7777) if mode is not None else 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file left behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -9,13 +9,14 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from scanner.incidents.store import Store
+from scanner.incidents.trail import IncidentTrail, open_store
 from scanner.server.config import ServerConfig
 from scanner.server.findings import add_findings_route
 from scanner.server.keys import KeyCache, http_fetcher
@@ -30,6 +31,7 @@ from scanner.server.state import (
     REVOKER,
     SESSION,
     STORE,
+    TRAIL,
     WRITER,
 )
 from scanner.server.views import add_routes
@@ -55,6 +57,23 @@ async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
         metrics.child(metrics.latency, name).observe(time.perf_counter() - start)
 
 
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What :func:`create_app` was given for the contexts below to open things with."""
+
+    db_path: str | os.PathLike[str]
+    cendis_api_url: str
+    credential: str | None
+    monotonic: Callable[[], float]
+    cendis_timeout: float
+    revoker_options: dict[str, Any]
+    restart_sleep: Callable[[float], Awaitable[None]]
+    migrate: bool = True
+
+
+WIRING = web.AppKey("wiring", Wiring)
+
+
 def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                cendis_api_url: str, credential: str | None,
                now: Callable[[], datetime] = _utcnow,
@@ -62,11 +81,14 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                cendis_timeout: float = 10.0,
                revoker_options: dict[str, Any] | None = None,
                restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               migrate: bool = True,
                ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
     passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``); ``restart_sleep``
-    is the supervisor's wait before restarting a crashed revoker."""
+    is the supervisor's wait before restarting a crashed revoker. ``db_path`` is an
+    SQLite path or a PostgreSQL URL; ``migrate`` brings its schema up to date at start-up
+    (under the backend's lock), else an old schema stops the start-up."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
     app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
     app[CONFIG] = config
@@ -75,87 +97,113 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[KEY_CACHES] = {}
     app[REVOKER] = None
     app[DELIVERIES] = {}
+    app[WIRING] = Wiring(db_path, cendis_api_url, credential, monotonic, cendis_timeout,
+                         dict(revoker_options or {}), restart_sleep, migrate)
+    # In this order, closed in reverse (aiohttp's cleanup_ctx).
+    app.cleanup_ctx.extend([_lifecycle_ctx, _session_ctx, _store_ctx, _keys_ctx,
+                            _revoker_ctx])
+    app.on_shutdown.append(_stopping)
+    app[METRICS].watch(lambda: _gauges(app))
+    add_routes(app)
+    add_findings_route(app)
+    return app
 
-    async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
-        """First in, last out: malformed requests counted, not logged at ERROR each; one
-        line when everything has stopped."""
-        metrics = app[METRICS]
-        detach = watch_malformed_requests(MalformedRequestFilter(
-            lambda reason: metrics.child(metrics.http_errors, reason).inc(),
-            monotonic=monotonic))
-        try:
-            yield
-        finally:
-            detach()
-            log.info("stopped", extra={"reason": "shutdown"})
 
-    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession() as session:
-            app[SESSION] = session
-            yield
-
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = Store.open(db_path)
-        writer = BatchWriter(lambda wait: Store.open(db_path, busy_timeout=wait),
-                             revoke=config.auto_revoke, busy_timeout=config.db_busy_timeout,
-                             monotonic=monotonic)
-        try:
-            await writer.start()
-            app[STORE], app[WRITER] = store, writer
-            yield
-        finally:
-            await writer.close()
-            store.close()
-
-    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
-        store, writer = app[STORE], app[WRITER]
-        for name, partner in config.keyed.items():
-            saved = await asyncio.to_thread(store.load_partner_keys, name)
-            fetch = http_fetcher(app[SESSION], partner.keys_url,
-                                 github_token=partner.fetch_token,
-                                 timeout=config.key_fetch_timeout)
-
-            async def persist(keys: list[dict[str, Any]], etag: str | None,
-                              name: str = name) -> None:
-                app[METRICS].key_fetches.labels(name, "updated").inc()
-                try:  # on the writer's thread: a held lock must not stop the loop
-                    await writer.call(lambda s: s.save_partner_keys(name, keys, etag))
-                except Exception as exc:  # noqa: BLE001 - the keys in memory are in use
-                    log.warning("partner keys not saved", extra={
-                        "partner": name, "reason": "database", "error": type(exc).__name__})
-
-            cache = KeyCache(name, fetch, persist=persist,
-                             initial=saved[0] if saved else None,
-                             etag=saved[1] if saved else None,
-                             refetch_interval=config.key_refetch_interval,
-                             miss_ttl=config.key_miss_ttl,
-                             refresh_interval=config.key_refresh_interval, now=monotonic)
-            app[KEY_CACHES][name] = cache
-        # Saved keys too: trusted only until this first fetch says what is current.
-        tasks = [asyncio.create_task(_first_fetch(cache)) for cache in app[KEY_CACHES].values()]
-        tasks += [asyncio.create_task(_refresh_timer(cache))
-                  for cache in app[KEY_CACHES].values()]
+async def _lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
+    """First in, last out: malformed requests counted, not logged at ERROR each; one
+    line when everything has stopped."""
+    metrics = app[METRICS]
+    detach = watch_malformed_requests(MalformedRequestFilter(
+        lambda reason: metrics.child(metrics.http_errors, reason).inc(),
+        monotonic=app[WIRING].monotonic))
+    try:
         yield
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for cache in app[KEY_CACHES].values():
-            await cache.close()
+    finally:
+        detach()
+        log.info("stopped", extra={"reason": "shutdown"})
 
-    async def revoker_ctx(app: web.Application) -> AsyncIterator[None]:
-        if credential is None:
-            yield
-            return
-        from scanner.cendis.client import CendisClient
-        from scanner.incidents.revoker import Revoker, supervise
 
-        client = CendisClient(app[SESSION], cendis_api_url, credential,
-                              timeout=cendis_timeout, now=now)
-        await _whoami(client, now())
-        revoker = Revoker(app[STORE], client, **(revoker_options or {}))
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[SESSION] = session
+        yield
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The trail (its store answers the views) and the group-commit writer, which opens
+    its own connections to the same database on its thread."""
+    config, wiring = app[CONFIG], app[WIRING]
+    trail = IncidentTrail.open(wiring.db_path, migrate=wiring.migrate)
+    writer = BatchWriter(lambda wait: open_store(wiring.db_path, busy_timeout=wait,
+                                                 migrate=False),
+                         revoke=config.auto_revoke, busy_timeout=config.db_busy_timeout,
+                         monotonic=wiring.monotonic)
+    try:
+        await writer.start()
+        app[TRAIL], app[STORE], app[WRITER] = trail, trail.store, writer
+        yield
+    finally:
+        await writer.close()
+        trail.close()
+
+
+async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Each keyed partner's key cache (saved keys loaded first), fetched at once and
+    refreshed on a timer until shutdown."""
+    config = app[CONFIG]
+    for name, partner in config.keyed.items():
+        saved = await asyncio.to_thread(app[STORE].load_partner_keys, name)
+        fetch = http_fetcher(app[SESSION], partner.keys_url,
+                             github_token=partner.fetch_token,
+                             timeout=config.key_fetch_timeout)
+        app[KEY_CACHES][name] = KeyCache(
+            name, fetch, persist=_key_saver(app, name),
+            initial=saved[0] if saved else None, etag=saved[1] if saved else None,
+            refetch_interval=config.key_refetch_interval, miss_ttl=config.key_miss_ttl,
+            refresh_interval=config.key_refresh_interval, now=app[WIRING].monotonic)
+    caches = list(app[KEY_CACHES].values())
+    # Saved keys too: trusted only until this first fetch says what is current.
+    tasks = [asyncio.create_task(_first_fetch(cache)) for cache in caches]
+    tasks += [asyncio.create_task(_refresh_timer(cache)) for cache in caches]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for cache in caches:
+        await cache.close()
+
+
+def _key_saver(app: web.Application, name: str
+               ) -> Callable[[list[dict[str, Any]], str | None], Awaitable[None]]:
+    """What a key cache calls with fetched keys: saved on the writer's thread (a held
+    lock must not stop the loop); a failure is logged, the keys in memory stay in use."""
+
+    async def persist(keys: list[dict[str, Any]], etag: str | None) -> None:
+        app[METRICS].key_fetches.labels(name, "updated").inc()
+        try:
+            await app[WRITER].call(lambda s: s.save_partner_keys(name, keys, etag))
+        except Exception as exc:  # noqa: BLE001 - the keys in memory are in use
+            log.warning("partner keys not saved", extra={
+                "partner": name, "reason": "database", "error": type(exc).__name__})
+
+    return persist
+
+
+async def _revoker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The supervised revoker on the app's session, when a credential was given: a
+    crash is logged, counted and restarted; /readyz says so meanwhile."""
+    wiring = app[WIRING]
+    if wiring.credential is None:
+        yield
+        return
+    from scanner.incidents.revoker import supervise
+
+    async with app[TRAIL].revoking(wiring.cendis_api_url, wiring.credential,
+                                   session=app[SESSION], timeout=wiring.cendis_timeout,
+                                   clock=app[NOW], **wiring.revoker_options) as revoker:
+        await _whoami(revoker.client, app[NOW]())
         app[REVOKER] = revoker
-        # Supervised: a crash is logged, counted and restarted; /readyz says so meanwhile.
-        task = asyncio.create_task(supervise(revoker, sleep=restart_sleep))
+        task = asyncio.create_task(supervise(revoker, sleep=wiring.restart_sleep))
         yield
         revoker.stop()  # between batches: a call in flight finishes and is recorded
         done, _ = await asyncio.wait({task}, timeout=5)
@@ -167,13 +215,6 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
             pass
         except Exception as exc:  # noqa: BLE001 - shutdown goes on (exit 0), said once
             log.error("revoker failed at shutdown", extra={"reason": type(exc).__name__})
-
-    app.cleanup_ctx.extend([lifecycle_ctx, session_ctx, store_ctx, keys_ctx, revoker_ctx])
-    app.on_shutdown.append(_stopping)
-    app[METRICS].watch(lambda: _gauges(app))
-    add_routes(app)
-    add_findings_route(app)
-    return app
 
 
 async def _first_fetch(cache: KeyCache) -> None:

@@ -17,7 +17,6 @@ wait for the revoker. A sweep moves its state only past what is listed there.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -28,12 +27,13 @@ from typing import Any
 
 from aiohttp import web
 
-from scanner.incidents.findings import revocable
+from scanner.incidents.findings import queue_split
 from scanner.incidents.models import Recorded, Sighting, TokenRef
 from scanner.scrub import scrub
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.reports import storable
 from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
+from scanner.server.verify import bearer_matches
 from scanner.server.views import read_body
 from scanner.server.writer import Unstorable
 
@@ -48,7 +48,7 @@ _WHOLE_TOKEN = re.compile(r"cendis_pat_[A-Za-z0-9]{20,}")
 
 @dataclass(frozen=True, slots=True)
 class _Reported:
-    """What :func:`revocable` looks at."""
+    """What :func:`~scanner.incidents.findings.revocable` looks at."""
 
     rule_id: str
     confidence: str
@@ -59,10 +59,8 @@ def add_findings_route(app: web.Application) -> None:
 
 
 def _authorized(request: web.Request) -> None:
-    expected = request.app[CONFIG].report_token
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not (expected and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+    if not bearer_matches(request.headers.get("Authorization", ""),
+                          request.app[CONFIG].report_token):
         raise ReportError("unauthorized", "a valid bearer token is required", status=401)
 
 
@@ -78,7 +76,7 @@ def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
 
 
 def _parse(body: bytes, now: Callable[[], datetime]
-           ) -> tuple[bool, list[tuple[TokenRef, Sighting, bool]]]:
+           ) -> tuple[bool, list[tuple[TokenRef, Sighting, _Reported]]]:
     """The body, checked whole before anything is recorded (a bad item refuses all)."""
     try:
         data = json.loads(body)
@@ -114,8 +112,7 @@ def _parse(body: bytes, now: Callable[[], datetime]
                             path=_text(item, "path"), line=line,
                             author=_text(item, "author", 300))
         kind = _Reported(_text(item, "rule_id", 100) or "", _text(item, "confidence", 20) or "")
-        items.append((TokenRef(sha, redacted or f"sha256:{sha[:12]}…"), sighting,
-                      revocable(kind)))
+        items.append((TokenRef(sha, redacted or f"sha256:{sha[:12]}…"), sighting, kind))
     return data.get("revoke") is True, items
 
 
@@ -129,8 +126,8 @@ async def findings(request: web.Request) -> web.Response:
         revoke, items = _parse(await read_body(request), app[NOW])
         writer = app[WRITER]
         revoke = revoke and writer.revoke  # the receiver's auto_revoke has the last word
-        queued = [(ref, s) for ref, s, can in items if revoke and can]
-        kept = [(ref, s) for ref, s, can in items if not (revoke and can)]
+        queued, kept = queue_split(((kind, (ref, s)) for ref, s, kind in items),
+                                   revoke=revoke)
         try:
             first = await writer.record(queued) if queued else []
             second = await writer.call(lambda s: s.record(kept, revoke=False)) if kept else []

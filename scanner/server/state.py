@@ -11,6 +11,7 @@ from aiohttp import web
 
 from scanner.incidents.revoker import Revoker
 from scanner.incidents.store import Store
+from scanner.incidents.trail import IncidentTrail
 from scanner.server.config import ServerConfig
 from scanner.server.keys import KeyCache
 from scanner.server.metrics import Metrics
@@ -20,7 +21,8 @@ CONFIG = web.AppKey("config", ServerConfig)
 METRICS = web.AppKey("metrics", Metrics)
 NOW: web.AppKey[Callable[[], datetime]] = web.AppKey("now")
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-STORE = web.AppKey("store", Store)
+TRAIL = web.AppKey("trail", IncidentTrail)
+STORE = web.AppKey("store", Store)  # the trail's, for the views
 WRITER = web.AppKey("writer", BatchWriter)
 KEY_CACHES: web.AppKey[dict[str, KeyCache]] = web.AppKey("key_caches")
 REVOKER: web.AppKey[Revoker | None] = web.AppKey("revoker")

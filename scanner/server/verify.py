@@ -1,4 +1,5 @@
-"""Signature checks over the raw request bytes, never re-serialised JSON.
+"""Who may send a request: signature checks over the raw request bytes (never
+re-serialised JSON), and the bearer-token check of our own routes.
 
 Two schemes (partners.md §1-3): GitHub/GitLab's ECDSA P-256 / SHA-256 with a base64 DER
 signature, and Standard Webhooks' HMAC-SHA256 over ``id.timestamp.body``. Each failure
@@ -102,3 +103,12 @@ def verify_hmac(secrets: Iterable[bytes], msg_id: str | None, timestamp: str | N
             ok |= hmac.compare_digest(expected, candidate)
     if not ok:
         raise SignatureError("bad_signature")
+
+
+def bearer_matches(authorization: str, expected: str | None) -> bool:
+    """An ``Authorization: Bearer <token>`` header names ``expected``, compared in
+    constant time; no configured token (None or empty) matches nothing, so a route
+    without one refuses everyone."""
+    scheme, _, given = authorization.partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), (expected or "").encode())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from scanner.server.state import (
     WRITER,
 )
 from scanner.server.verify import (
+    bearer_matches,
     check_webhook_headers,
     decode_signature,
     verify_ecdsa,
@@ -257,18 +257,15 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     from scanner.server.metrics import CONTENT_TYPE
 
-    return web.Response(body=request.app[METRICS].render(),
+    body = await asyncio.to_thread(request.app[METRICS].render)  # gauges read the store
+    return web.Response(body=body,
                         headers={"Content-Type": CONTENT_TYPE})
 
 
 def _reader(request: web.Request) -> None:
     """Bearer token check in constant time; no configured token means no reader."""
-    expected = request.app[CONFIG].reader_token
-    given = request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    ok = expected is not None and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), expected.encode())
-    if not ok:
+    if not bearer_matches(request.headers.get("Authorization", ""),
+                          request.app[CONFIG].reader_token):
         raise web.HTTPUnauthorized(text=json.dumps({"error": "unauthorized"}),
                                    content_type="application/json",
                                    headers={"WWW-Authenticate": "Bearer"})

@@ -1,4 +1,4 @@
-"""Group commit for the receiver: concurrent deliveries share one SQLite transaction.
+"""Group commit for the receiver: concurrent deliveries share one database transaction.
 
 With ``synchronous=FULL`` every commit is an fsync (~0.1 ms here, ~9,800/s), and a
 partner may only get its 200 after its records are committed. Committing each delivery
@@ -16,7 +16,13 @@ and the commit moves to the writer's own thread, whose connection waits at most
 :class:`StoreBusy` (a 503 the partner retries), while ``/healthz`` and every other route
 keep answering. Every other call (:meth:`call`) always runs on that thread.
 
-Why not always the thread: measured with ``bench/webhook_load.py`` in one sitting, a
+On PostgreSQL every commit is a network round trip, so it always runs on the writer's
+thread (the sync store, whose pooled connection is waited for at most ``busy_timeout``
+and whose statements are bounded by the server-side ``statement_timeout``); the group
+commit is the same. A server gone away fails the group as :class:`StoreBusy` (503, the
+partner retries) and the pool reconnects by itself when it returns.
+
+Why not always the thread on SQLite: measured with ``bench/webhook_load.py`` in one sitting, a
 thread per commit costs throughput and p99 (its Python work between SQLite steps fights
 the loop for the GIL); ``inline=False`` keeps that variant for a slow disk, where the
 fsync itself would be worth moving off the loop.
@@ -32,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from scanner.incidents.models import Recorded, Sighting, TokenRef
-from scanner.incidents.store import Store
+from scanner.incidents.store import Store, database_failure
+
+_database_failure = database_failure  # the name this module's readers know
 
 T = TypeVar("T")
 _Items = Sequence[tuple[TokenRef, Sighting]]
@@ -67,17 +74,6 @@ class Unstorable(Exception):
         self.reason = "unstorable_record"
         self.error = error
         super().__init__(error)
-
-
-def _database_failure(exc: BaseException) -> str | None:
-    """The reason when ``exc`` is the database's failure, None when it is the data's."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        return "database_locked" if "locked" in text or "busy" in text else "database"
-    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.DatabaseError) and not \
-            isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
-        return "database"
-    return None
 
 
 class BatchWriter:
@@ -110,7 +106,9 @@ class BatchWriter:
         return self.failed_at is None or self._now() - self.failed_at > self.failure_window
 
     async def start(self) -> None:
-        await self.call(lambda _: None)
+        backend = await self.call(lambda s: s.backend)
+        # PostgreSQL's commits are network round trips: always on the thread.
+        self.inline = self.inline and backend == "sqlite"
         if self.inline:
             self._inline = await self.call(lambda _: self._open(0.0))
 
@@ -145,7 +143,7 @@ class BatchWriter:
                                                   false_positive=fps)
                     self.inline_commits += 1
                     return self._committed(results)
-                except sqlite3.OperationalError as exc:
+                except Exception as exc:  # noqa: BLE001 - only a held lock moves on
                     if _database_failure(exc) != "database_locked":
                         raise
             results = await self.call(

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from scanner.atomic import write_atomic
 from scanner.engine.detect import Detector
 from scanner.engine.inputs import data_extents
 from scanner.engine.names import path_findings, redact_path
@@ -45,7 +46,6 @@ from scanner.finding import Finding, SourceKind
 from scanner.result import ScanIssue, ScanOptions
 from scanner.rules import Rule
 from scanner.scrub import scrub
-from scanner.sweep.mirrors import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.atomic import write_atomic
 from scanner.errors import ScanError
 from scanner.git.plumbing import run
 from scanner.sweep.config import TRANSPORTS
@@ -232,16 +233,6 @@ def exclusive(path: Path) -> Iterator[None]:
 
 class SweepBusy(ScanError):
     reason = "busy"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside, fsync, rename: a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def state_of(mirror: Mirror) -> Mapping[str, str]:

@@ -12,15 +12,16 @@ import asyncio
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner.errors import ConfigError, ScanError, short
 from scanner.finding import Finding
+
+if TYPE_CHECKING:
+    from scanner.incidents.trail import IncidentTrail
 
 log = logging.getLogger(__name__)
 
@@ -82,38 +83,28 @@ class LocalSink:
     def __init__(self, db_path: str, *, api_url: str | None, credential: str | None,
                  now: Callable[[], datetime] | None = None,
                  patience: float = REVOKE_PATIENCE) -> None:
-        from scanner.incidents.store import Store
+        from scanner.incidents.trail import IncidentTrail
 
-        self.store = Store.open(db_path, now=now) if now else Store.open(db_path)
-        self._now = now
+        self.trail = IncidentTrail.open(db_path, now=now)
+        self.store = self.trail.store
         self._revoker: _RevokeThread | None = None
         if credential is not None and api_url is not None:
-            self._revoker = _RevokeThread(self.store, api_url, credential, patience)
+            self._revoker = _RevokeThread(self.trail, api_url, credential, patience)
         self.queued: set[str] = set()  # hashes this sweep queued (for the summary)
         self._lock = threading.Lock()
 
     def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
-        from scanner.incidents.findings import revocable
-        from scanner.incidents.models import Sighting, TokenRef, utcnow
+        from scanner.incidents.findings import queue_split
 
-        received = (self._now or utcnow)()
-        queued: list[tuple[TokenRef, Sighting]] = []
-        kept: list[tuple[TokenRef, Sighting]] = []
-        for finding in findings:
-            sighting = replace(Sighting.from_finding(finding, place.source, received),
-                               repository=place.repository, url=place.url)
-            item = (TokenRef.from_finding(finding), sighting)
-            (queued if revoke and revocable(finding) else kept).append(item)
         try:
-            if queued:
-                self.store.record(queued, revoke=True)
-            if kept:
-                self.store.record(kept, revoke=False)
+            recorded = self.trail.record(findings, place.source, revoke=revoke,
+                                         repository=place.repository, url=place.url)
         except Exception as exc:  # sqlite3.Error and friends: this source is not advanced
             raise SinkError("database", f"incident database: {short(str(exc), 100)}") \
                 from None
+        queued, _ = queue_split(zip(findings, recorded, strict=True), revoke=revoke)
         with self._lock:
-            self.queued.update(ref.sha256 for ref, _ in queued)
+            self.queued.update(r.sha256 for r in queued)
         if queued and self._revoker is not None:
             self._revoker.kick()
         return len(queued)
@@ -134,21 +125,22 @@ class LocalSink:
         return problems
 
     def outcome(self, sha256: str) -> str | None:
-        status = self.store.status_of(sha256)
+        status = self.trail.status_of(sha256)
         return None if status is None else str(status)
 
     def close(self) -> None:
         if self._revoker is not None:
             self._revoker.close()
-        self.store.close()
+        self.trail.close()
 
 
 class _RevokeThread:
     """The durable queue's revoker in a thread with its own event loop, drained whenever
     a source queued something; one drain at a time (a token is sent once)."""
 
-    def __init__(self, store: Any, api_url: str, credential: str, patience: float) -> None:
-        self._store, self._url, self._credential = store, api_url, credential
+    def __init__(self, trail: IncidentTrail, api_url: str, credential: str,
+                 patience: float) -> None:
+        self._trail, self._url, self._credential = trail, api_url, credential
         self._patience = patience
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -168,17 +160,11 @@ class _RevokeThread:
             self._ready.set()
 
     async def _serve(self) -> None:
-        import aiohttp
-
-        from scanner.cendis.client import CendisClient
-        from scanner.incidents.revoker import Revoker
-
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
-        async with aiohttp.ClientSession() as session:
-            self._revoker = Revoker(self._store,
-                                    CendisClient(session, self._url, self._credential),
-                                    base_delay=0.5, max_delay=10.0)
+        async with self._trail.revoking(self._url, self._credential,
+                                        base_delay=0.5, max_delay=10.0) as revoker:
+            self._revoker = revoker
             self._loop = asyncio.get_running_loop()
             self._ready.set()
             await self._stopped.wait()
@@ -214,13 +200,11 @@ class _RevokeThread:
         self._thread.join()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error, never followed: the bearer token must not reach another
-    host, and an answer from elsewhere acknowledges nothing."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> None:
-        return None
+def _why(exc: BaseException) -> str:
+    """What went wrong, in words (a timeout's text is empty)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 def acknowledged(answer: Any, sent: Sequence[str]) -> dict[str, str] | None:
@@ -261,7 +245,6 @@ class RemoteSink:
         self._token = token
         self._timeout = timeout
         self._status: dict[str, str] = {}
-        self._opener = urllib.request.build_opener(_NoRedirects)
 
     def __repr__(self) -> str:  # never the token
         return f"RemoteSink({self.url!r})"
@@ -277,24 +260,9 @@ class RemoteSink:
                           "rule_id": f.rule_id, "confidence": str(f.confidence),
                           "commit": f.commit, "path": f.path, "line": f.line,
                           "author": _author(f)} for f in findings]}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, method="POST",
-            headers={"Content-Type": "application/json",
-                     "Authorization": f"Bearer {self._token}"})
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                code = response.status
-                answer = json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            if 300 <= exc.code < 400:
-                raise SinkError("redirect", f"{self.url} answered {exc.code} (a redirect): "
-                                "reports never follow redirects; give --report-to the "
-                                "receiver's own address") from None
-            reason = "unauthorized" if exc.code in (401, 403) else "receiver"
-            raise SinkError(reason, f"{self.url} answered {exc.code}") from None
-        except (urllib.error.URLError, OSError, ValueError, RecursionError) as exc:
-            raise SinkError("receiver", f"{self.url}: "
-                            f"{short(str(getattr(exc, 'reason', exc)), 80)}") from None
+        # Called from the sweep's threads, none of which runs a loop: one short loop per
+        # request, as each request was one connection before.
+        code, answer = asyncio.run(self._post(body))
         status = acknowledged(answer, sent) if code == 200 else None
         if status is None:
             raise SinkError("unacknowledged", f"{self.url} answered {code} without "
@@ -303,6 +271,32 @@ class RemoteSink:
                             "time")
         self._status.update(status)
         return sum(1 for s in status.values() if s == "pending")
+
+    async def _post(self, body: bytes) -> tuple[int, Any]:
+        """POST ``body``; the status and the JSON answer of a 200, or :class:`SinkError`
+        (a redirect is never followed: the bearer token must not reach another host, and
+        an answer from elsewhere acknowledges nothing)."""
+        import aiohttp
+
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Bearer {self._token}"}
+        try:
+            async with aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self._timeout)) as session, \
+                    session.post(self.url, data=body, headers=headers,
+                                 allow_redirects=False) as response:
+                code = response.status
+                if 300 <= code < 400:
+                    raise SinkError("redirect", f"{self.url} answered {code} (a redirect): "
+                                    "reports never follow redirects; give --report-to the "
+                                    "receiver's own address")
+                if code >= 400:
+                    reason = "unauthorized" if code in (401, 403) else "receiver"
+                    raise SinkError(reason, f"{self.url} answered {code}")
+                return code, json.loads(await response.read() or b"null")
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError,
+                RecursionError) as exc:
+            raise SinkError("receiver", f"{self.url}: {short(_why(exc), 80)}") from None
 
     def finish(self) -> list[str]:
         return []  # the receiver's revoker drains its queue

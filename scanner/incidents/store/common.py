@@ -1,0 +1,182 @@
+"""What both backends share: the schema version, timestamps as text, the queue's claim
+owners, the scrub of every bound parameter, and the one way a database URL is shown.
+
+Timestamps are stored as ISO-8601 text in UTC with microseconds on both backends: they
+compare as strings, and a trail copied from one backend to the other is byte-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from scanner.errors import ConfigError
+from scanner.scrub import is_clean, scrub
+
+#: The schema both backends are at after ``db migrate``.
+SCHEMA_VERSION = 2
+#: The furthest ahead a queue timestamp is set (a lease, a backoff, a Retry-After):
+#: any delay, even 1e12 or inf, becomes a date that exists.
+MAX_AHEAD = 366 * 86400.0
+#: A queued token this close to its next_attempt_at is due (a timer may fire a tick early).
+DUE_SLACK = 0.001
+#: The tables of a trail, in the order a copy writes them (parents first).
+TABLES = ("incidents", "sightings", "events", "revoke_queue", "partner_keys", "deliveries")
+#: What makes two sightings "the same sighting" (stored once), on both backends.
+SIGHTING_KEY = ("incident_id, source, coalesce(url, ''), coalesce(delivery_id, ''), "
+                "coalesce(\"commit\", ''), coalesce(path, '')")
+
+
+class SchemaError(ConfigError):
+    """The database's schema is not the one this cendis-scan runs on (newer, or older
+    with migration off): one line naming ``db migrate``, exit 2."""
+
+    reason = "schema_version"
+    found = 0  # the version the database is at
+
+
+class DatabaseUnavailable(ConfigError):
+    """The database cannot be reached or opened (a server down, a wrong password, a
+    file that is not a database): one line with the masked URL, exit 2."""
+
+    reason = "database_unavailable"
+
+
+def schema_problem(found: int, *, migrate: bool) -> SchemaError | None:
+    """The one-line error for a database at schema ``found``, or None when usable."""
+    error = _schema_problem(found, migrate=migrate)
+    if error is not None:
+        error.found = found
+    return error
+
+
+def _schema_problem(found: int, *, migrate: bool) -> SchemaError | None:
+    if found == SCHEMA_VERSION:
+        return None
+    if found > SCHEMA_VERSION:
+        return SchemaError(f"incident database schema {found} is newer than this "
+                           f"cendis-scan ({SCHEMA_VERSION}): upgrade cendis-scan (then "
+                           "'cendis-scan db migrate' is a no-op)")
+    if not migrate:
+        return SchemaError(f"incident database schema {found}, this cendis-scan needs "
+                           f"{SCHEMA_VERSION}: run 'cendis-scan db migrate'")
+    return None
+
+
+def is_postgres(target: str | os.PathLike[str]) -> bool:
+    """A ``postgresql://`` or ``postgres://`` URL (a plain path is SQLite)."""
+    text = os.fspath(target)
+    return isinstance(text, str) and text.lower().startswith(("postgresql://", "postgres://"))
+
+
+_URL_PASSWORD = re.compile(r"(?i)^(postgres(?:ql)?://[^:/@?#]*:)([^@/?#]*)(@)")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)([^&#]*)")
+_KV_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def mask_url(target: str | os.PathLike[str]) -> str:
+    """A database URL or path as it may be shown (errors, logs, the start-up line):
+    the password (in the authority, a ``password=`` parameter or a conninfo string)
+    becomes ``***``, and the rest goes through the scrub (tokens, control characters)."""
+    text = os.fspath(target)
+    text = _URL_PASSWORD.sub(r"\1***\3", text)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    text = _KV_PASSWORD.sub(r"\1***", text)
+    return scrub(text, 300)
+
+
+def scrubbed(parameters: Any) -> Any:
+    """Statement parameters with every text scrubbed (tokens in any form redacted,
+    control characters escaped). Idempotent, so a stored value looked up again matches."""
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    texts = [v for v in values if isinstance(v, str)]
+    joined = "\n".join(texts)  # one check for the whole statement: nearly always clean
+    if joined.count("\n") == len(texts) - 1 and is_clean(joined) or not texts:
+        return parameters
+    if isinstance(parameters, dict):
+        return {k: scrub(v) if isinstance(v, str) else v for k, v in parameters.items()}
+    return [scrub(v) if isinstance(v, str) else v for v in parameters]
+
+
+def iso(moment: datetime) -> str:
+    """One textual form, so timestamps compare as strings."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def after(moment: datetime, seconds: float) -> str:
+    """``moment`` plus a delay, as stored text. The delay is bounded first (nan and
+    negatives are 0, the rest at most MAX_AHEAD): no delay can overflow a datetime."""
+    bounded = min(seconds, MAX_AHEAD) if seconds > 0 else 0.0  # nan > 0 is False
+    return iso(moment + timedelta(seconds=bounded))
+
+
+def since_text(since: datetime | date | str) -> str:
+    if isinstance(since, datetime):
+        return iso(since)
+    if isinstance(since, date):
+        return iso(datetime(since.year, since.month, since.day, tzinfo=UTC))
+    return since_text(datetime.fromisoformat(since))
+
+
+def claim_owner(tag: str) -> str:
+    """A revoker's name in the queue's claims: this host and process, and a tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{tag}"
+
+
+def claim_alive(owner: str | None) -> bool:
+    """False when the claim's process is known to be gone (same host, no such pid)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's: trust its lease
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def seconds_until(text: str | None, now: datetime) -> float:
+    """Seconds from ``now`` to a stored timestamp (0 when past)."""
+    if not text:
+        return 0.0
+    return max(0.0, (datetime.fromisoformat(text) - now).total_seconds())
+
+
+def database_failure(exc: BaseException) -> str | None:
+    """The reason when ``exc`` is the database's failure (locked, unreachable, I/O,
+    closed, a timeout), None when it is the data's (a value the database refuses). Both
+    backends; psycopg is only looked at when it is loaded."""
+    import sqlite3
+    import sys
+
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "database_locked" if "locked" in text or "busy" in text else "database"
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.DatabaseError) and not \
+            isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+        return "database"
+    if "psycopg" in sys.modules:
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            return "database_busy"
+        if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+            return "database_timeout"
+        if isinstance(exc, psycopg.IntegrityError | psycopg.DataError):
+            return None
+        if isinstance(exc, psycopg.Error | psycopg_pool.PoolClosed):
+            return "database"
+    if isinstance(exc, SchemaError | DatabaseUnavailable):
+        return exc.reason
+    return None

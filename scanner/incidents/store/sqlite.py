@@ -1,0 +1,339 @@
+"""The embedded backend: SQLite through sqlite-utils, one file, no server.
+
+WAL mode with ``synchronous=FULL`` (an acknowledged report or a queued revoke survives a
+power cut) and a busy timeout (a receiver and a sweep may share one file). Write
+transactions start with ``BEGIN IMMEDIATE`` and stay short, so two processes queue for
+the write lock instead of failing half-way.
+
+One connection per store, opened with ``check_same_thread=False`` and guarded by one
+lock: a store may be used from the event loop's worker threads (the revoker and the
+receiver call it through ``asyncio.to_thread``).
+
+No raw token ever reaches this module: it takes :class:`TokenRef` (hash and redacted
+form) only. And since the texts beside it (a partner's URL, a Cendis owner name, an
+error detail) come from outside, every text bound to a statement passes
+:func:`~scanner.scrub.scrub` in the connection itself (:class:`_ScrubbedConnection`):
+no method, present or future, can store a token or a control character.
+
+The queue and the receiver's tables are in :mod:`.sqlite_queue` and
+:mod:`.sqlite_receiver`; the schema and its migrations in :mod:`.schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+import sqlite_utils
+
+from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef, utcnow
+from scanner.incidents.store import schema
+from scanner.incidents.store.common import (
+    TABLES,
+    DatabaseUnavailable,
+    claim_alive,
+    iso,
+    mask_url,
+    schema_problem,
+    scrubbed,
+    since_text,
+)
+from scanner.incidents.store.sqlite_queue import SqliteQueue
+from scanner.incidents.store.sqlite_receiver import SqliteReceiver
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+
+
+class _ScrubbedConnection(sqlite3.Connection):
+    """The store's one boundary: every ``execute`` and ``executemany`` (sqlite-utils
+    goes through these too) binds scrubbed text only."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, scrubbed(parameters))
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, (scrubbed(p) for p in seq_of_parameters))
+
+
+class SqliteStore(SqliteQueue, SqliteReceiver):
+    """One open incident database file. Safe to share between threads (one lock)."""
+
+    backend = "sqlite"
+
+    def __init__(self, db: sqlite_utils.Database, now: Callable[[], datetime],
+                 url: str = "") -> None:
+        self.db = db
+        self._now = now
+        self._lock = threading.RLock()
+        self.url = url
+
+    # -- opening, schema and migrations ------------------------------------------------
+
+    @classmethod
+    def connect(cls, path: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
+                busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> SqliteStore:
+        """Open (creating or migrating, unless ``migrate`` is False) the file at ``path``."""
+        try:
+            conn = sqlite3.connect(os.fspath(path), timeout=busy_timeout,
+                                   check_same_thread=False, factory=_ScrubbedConnection)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(f"incident database {mask_url(path)}: {exc}") from None
+        conn.create_function("claim_alive", 1, claim_alive)
+        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now,
+                    mask_url(path))
+        try:
+            store.migrate(allowed=migrate)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str], *,
+                      now: Callable[[], datetime] = utcnow) -> SqliteStore:
+        """Open an existing database for reading only (``incidents list``/``show``): it
+        works on a read-only file or mount and never creates anything beside the file.
+
+        SQLite's ``mode=ro`` still creates the ``-wal`` and ``-shm`` files of a WAL
+        database when it may (as root, or in a writable folder). So when no ``-wal``
+        file is there (no writer has the database open, everything is in the main file),
+        the file is opened ``immutable``, which creates nothing; with a ``-wal`` (a
+        receiver running), plain ``mode=ro`` reads the writer's latest commits too, and
+        if the folder refuses it the ``immutable`` read is the fallback. Never migrates:
+        a database that is not at this version is an error that says so."""
+        from urllib.parse import quote
+
+        from scanner.errors import ConfigError, short
+
+        name = os.fspath(path)
+        uri = "file:" + quote(os.path.abspath(name)) + "?mode=ro"
+        queries = ([""] if os.path.exists(name + "-wal") else []) + ["&immutable=1"]
+        for index, extra in enumerate(queries):
+            conn = sqlite3.connect(uri + extra, uri=True, check_same_thread=False,
+                                   factory=_ScrubbedConnection)
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                break
+            except sqlite3.OperationalError:
+                conn.close()
+                if index == len(queries) - 1:
+                    raise
+        conn.create_function("claim_alive", 1, claim_alive)
+        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now, mask_url(path))
+        version = store.schema_version()
+        problem = schema_problem(version, migrate=False) if version else ConfigError(
+            f"{short(name, 80)}: not a readable incident database: it holds no incident "
+            "tables")
+        if problem is not None:
+            store.close()
+            raise problem
+        return store
+
+    @classmethod
+    def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
+             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> SqliteStore:
+        """The protocol's ``Store.open``, for this backend: :meth:`connect`."""
+        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
+
+    def migrate(self, *, allowed: bool = True) -> int:
+        """Bring the schema up to date under the write lock (one process migrates, the
+        others wait, then see the new version); returns the version found."""
+        with self._write() as db:
+            return schema.migrate(db, iso(self._now()), allowed=allowed)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite_utils.Database]:
+        """One short write transaction, holding the write lock from its first statement."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.conn.rollback()
+                raise
+            self.db.conn.commit()
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema.schema_version(self.db)
+
+    # -- recording ------------------------------------------------------------------
+
+    def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
+               false_positive: Collection[str] = ()) -> list[Recorded]:
+        """Record a batch in ONE transaction, committed before this returns."""
+        now = iso(self._now())
+        results: list[Recorded] = []
+        with self._write() as db:
+            for ref, sighting in items:
+                results.append(self._record_one(db, ref, sighting, now, revoke=revoke,
+                                                false_positive=ref.sha256 in false_positive))
+        return results
+
+    def _record_one(self, db: sqlite_utils.Database, ref: TokenRef, sighting: Sighting,
+                    now: str, *, revoke: bool, false_positive: bool) -> Recorded:
+        seen = iso(sighting.received_at)
+        if false_positive:
+            initial = Status.FALSE_POSITIVE
+        else:
+            initial = Status.PENDING if revoke else Status.RECORDED
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO incidents(sha256, redacted, first_seen, last_seen, status, "
+            "severity, revoke_attempts, updated_at) VALUES (?, ?, ?, ?, ?, 'unknown', 0, ?)",
+            [ref.sha256, ref.redacted, seen, seen, initial.value, now])
+        new_incident = cursor.rowcount == 1
+        incident_id, status_text = db.execute(
+            "SELECT id, status FROM incidents WHERE sha256 = ?", [ref.sha256]).fetchone()
+        status = Status(status_text)
+        if not new_incident:
+            db.execute("UPDATE incidents SET last_seen = max(last_seen, ?), "
+                       "first_seen = min(first_seen, ?) WHERE id = ?", [seen, seen, incident_id])
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO sightings(incident_id, source, partner, repository, url, "
+            "\"commit\", path, line, author, record_type, record_source, delivery_id, "
+            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [incident_id, sighting.source, sighting.partner, sighting.repository, sighting.url,
+             sighting.commit, sighting.path, sighting.line, sighting.author,
+             sighting.record_type, sighting.record_source, sighting.delivery_id, seen])
+        new_sighting = cursor.rowcount == 1
+        if new_sighting:
+            self._event(db, incident_id, now, "received", sighting.source)
+        if false_positive and status not in CLOSED:
+            status = Status.FALSE_POSITIVE
+            db.execute("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?",
+                       [status.value, now, incident_id])
+            db.execute("DELETE FROM revoke_queue WHERE sha256 = ?", [ref.sha256])
+            self._event(db, incident_id, now, "false_positive", "not a Cendis token by format")
+        elif revoke and status not in CLOSED:
+            queued = db.execute(
+                "INSERT OR IGNORE INTO revoke_queue(sha256, incident_id, source, url, "
+                "enqueued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [ref.sha256, incident_id, sighting.source, sighting.url or "", now, now])
+            if queued.rowcount == 1:
+                self._event(db, incident_id, now, "queued", sighting.source)
+            if status is not Status.PENDING:
+                status = Status.PENDING
+                db.execute("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?",
+                           [status.value, now, incident_id])
+        return Recorded(incident_id=incident_id, sha256=ref.sha256, status=status,
+                        new_incident=new_incident, new_sighting=new_sighting)
+
+    @staticmethod
+    def _event(db: sqlite_utils.Database, incident_id: int, at: str, kind: str,
+               detail: str | None = None) -> None:
+        db.execute("INSERT INTO events(incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                   [incident_id, at, kind, detail])
+
+    def writable(self) -> bool:
+        """A cheap write probe for /readyz: one tiny committed write."""
+        try:
+            with self._write() as db:
+                db.execute("INSERT OR REPLACE INTO probe(id, at) VALUES (1, ?)",
+                           [iso(self._now())])
+        except sqlite3.Error:
+            return False
+        return True
+
+    # -- reading incidents ------------------------------------------------------------
+
+    @staticmethod
+    def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
+        row = dict(row)
+        row["scopes"] = json.loads(row["scopes"]) if row.get("scopes") else []
+        return row
+
+    def get_incident(self, ident: int | str) -> dict[str, Any] | None:
+        """By id, or by a unique prefix (4+ hex digits) of the token's SHA-256."""
+        with self._lock:
+            text = str(ident).strip().lower()
+            if isinstance(ident, int) or text.isdigit() and len(text) < 4:
+                rows = list(self.db.query("SELECT * FROM incidents WHERE id = ?", [int(text)]))
+            else:
+                if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
+                    return None
+                rows = list(self.db.query(
+                    "SELECT * FROM incidents WHERE sha256 >= ? AND sha256 < ? LIMIT 2",
+                    [text, text + "g"]))
+                if not rows and text.isdigit() and int(text) < 1 << 63:
+                    rows = list(self.db.query("SELECT * FROM incidents WHERE id = ?",
+                                              [int(text)]))
+            if len(rows) != 1:
+                return None
+            incident = self._incident_dict(rows[0])
+            incident["sightings"] = list(self.db.query(
+                "SELECT source, partner, repository, url, \"commit\", path, line, author, "
+                "record_type, record_source, delivery_id, received_at FROM sightings "
+                "WHERE incident_id = ? ORDER BY id", [incident["id"]]))
+            incident["events"] = list(self.db.query(
+                "SELECT at, kind, detail FROM events WHERE incident_id = ? ORDER BY id",
+                [incident["id"]]))
+            return incident
+
+    def list_incidents(self, *, status: str | None = None, severity: str | None = None,
+                       since: datetime | date | str | None = None,
+                       limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first (by last sighting), with the number of sightings."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        if severity is not None:
+            where.append("severity = ?")
+            params.append(str(severity))
+        if since is not None:
+            where.append("last_seen >= ?")
+            params.append(since_text(since))
+        sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
+               "AS sightings FROM incidents i")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_seen DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._lock:
+            return [self._incident_dict(row) for row in self.db.query(sql, params)]
+
+    def status_of(self, sha256: str) -> Status | None:
+        with self._lock:
+            row = self.db.execute("SELECT status FROM incidents WHERE sha256 = ?",
+                                  [sha256]).fetchone()
+        return Status(row[0]) if row else None
+
+    # -- the whole trail, for ``db copy`` ------------------------------------------------
+
+    def dump(self, table: str) -> list[dict[str, Any]]:
+        """Every row of one of :data:`TABLES`, in insertion order."""
+        if table not in TABLES:
+            raise ValueError(table)
+        with self._lock:
+            return list(self.db.query(f"SELECT * FROM {table} ORDER BY rowid"))
+
+    @contextmanager
+    def copy_transaction(self) -> Iterator[Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]]:
+        """One write transaction for a copy: yields ``run(sql, params)`` (qmark style,
+        portable SQL) returning the rows."""
+        with self._write() as db:
+            yield lambda sql, params: db.execute(sql, list(params)).fetchall()
