@@ -37,7 +37,7 @@ from scanner.server.verify import bearer_matches
 from scanner.server.views import read_body
 from scanner.server.writer import Unstorable
 
-log = logging.getLogger("scanner.server")
+log = logging.getLogger(__name__)
 PATH = "/v1/findings"
 LABEL = "scan"  # the metrics' partner label for these reports
 MAX_FINDINGS = 10_000
