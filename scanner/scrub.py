@@ -148,6 +148,7 @@ def _hints() -> tuple[str, ...]:
 
 
 _HINTS = _hints()
+_HINTED = re.compile("|".join(re.escape(hint) for hint in _HINTS))  # one C-speed pass
 #: Dropped from the copy that is searched: format characters (zero-width space and
 #: joiners, soft hyphen, BOM, bidi controls) and combining marks, invisible or nearly.
 _HIDDEN = frozenset({"Cf", "Mn", "Me"})
@@ -286,7 +287,7 @@ def _decoded(text: str) -> str | None:
 
 def _suspect(text: str) -> bool:
     """Might ``text`` hide a token from the plain search? (Non-ASCII, or an escape.)"""
-    return not text.isascii() or any(hint in text for hint in _HINTS)
+    return not text.isascii() or _HINTED.search(text) is not None
 
 
 def redact_secrets(text: str) -> str:
