@@ -76,6 +76,15 @@ BAD_RECORDS = {
     "source a list": '{"token": "%s", "type": "t", "url": "u", "source": ["x"]}',
     "token a number": '{"token": 9223372036854775808, "type": "t", "x": "%s"}',
     "record a string": '"%s"',
+    # Valid JSON that Python's json cannot turn into objects: only this record is malformed.
+    "int over the digits limit": '{"token": "%s", "extra": ' + "9" * 4301 + "}",
+    "url an int over the limit": '{"token": "%s", "url": -' + "1" * 5000 + "}",
+    "nested past the recursion limit": '{"token": "%s", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+    "record nested past the limit": "[" * 5000 + '"%s"' + "]" * 5000,
+    "brackets in strings, deep": '{"token": "%s", "x": ' + '["]{", ' * 3000 + "1"
+                                 + "]" * 3000 + "}",
+    "nested past the record bound": '{"token": "%s", "x": ' + '{"a": ' * 100 + "1"
+                                    + "}" * 100 + "}",
 }
 
 
@@ -256,7 +265,15 @@ async def test_saved_keys_are_refetched_at_restart_and_kept_if_the_endpoint_is_d
 BAD_QUERIES = ["limit=99999999999999999999", "limit=-1", "limit=0", "limit=1001",
                "limit=%C2%B2", "limit=%D9%A1", "limit=1.5", "limit=", "limit=0x10",
                "since=0001-01-01T00:00:00%2B14:00", "since=9999-12-31T23:59:59-14:00",
-               "since=yesterday", "since=%D9%A1%D9%A1", "since=99999-01-01"]
+               "since=yesterday", "since=%D9%A1%D9%A1", "since=99999-01-01",
+               # issue 14 hostile C3: only the documented forms, the model's enums, no
+               # unknown or repeated parameter (each used to answer 200, filter dropped)
+               "since=2026-W05", "since=20260101", "since=%2B2026-01-01", "since=2026-01-01%20",
+               "since=2026-01-01T00:00:00%2B0100", "since=2026-01-01%2000:00",
+               "since=2026-02-30", "since=2026-01-01&since=x", "since=",
+               "status=bogus", "status=", "status=PENDING", "severity=%00", "severity=low",
+               "status=pending&status=revoked", "limit=5&limit=6", "foo=bar", "Status=pending",
+               "status=pending&x"]
 
 
 @pytest.mark.parametrize("query", BAD_QUERIES)
@@ -277,7 +294,10 @@ async def test_good_reader_queries_still_work(rig: Rig, make_token: Any) -> None
     body = report_body([make_token(), make_token()])
     assert (await _raw(rig, body, _signed(rig, body)))[0] == 200
     for query, count in (("limit=1", 1), ("limit=1000", 2), ("since=2000-01-01", 2),
-                         ("since=2999-01-01T00:00:00%2B14:00", 0)):
+                         ("since=2999-01-01T00:00:00%2B14:00", 0),
+                         ("since=2000-01-01T00:00Z", 2), ("since=2000-01-01T00:00:00.5", 2),
+                         ("status=false_positive&severity=unknown&limit=5&since=2000-01-01", 0),
+                         ("status=revoked", 0), ("severity=critical", 0)):
         resp = await rig.client.get(f"/incidents?{query}", headers=READER)
         assert resp.status == 200 and len(await resp.json()) == count, query
 
