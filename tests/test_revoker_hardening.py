@@ -80,6 +80,9 @@ RETRY_AFTERS: list[tuple[Any, set[float]]] = [
     ("", {RATE_LIMIT_DEFAULT}), (None, {RATE_LIMIT_DEFAULT}), ("7", {7.0}),
     ("date+120", {120.0, RETRY_AFTER_MIN}), ("date-600", {RETRY_AFTER_MIN}),
     ("date+10y", {RETRY_AFTER_MAX}),
+    # only ASCII digits are seconds: float() alone read these as 10 (hostile 14 D5)
+    ("1_0", {RATE_LIMIT_DEFAULT}), ("1 0", {RATE_LIMIT_DEFAULT}), ("0x10", {RATE_LIMIT_DEFAULT}),
+    ("10.5", {10.5}),
 ]
 
 
@@ -134,6 +137,15 @@ def test_retry_after_parse_is_total_and_bounded(value: str) -> None:
     now = datetime(2026, 3, 1, tzinfo=UTC)
     wait = retry_after_seconds(value, now)
     assert wait is None or RETRY_AFTER_MIN <= wait <= RETRY_AFTER_MAX
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("10", 10.0), (" 12 ", 12.0), ("10.5", 10.5), ("1_0", None), ("1_000", None),
+    ("\u0661\u0660", None), ("\uff11\uff10", None), ("10\u00b2", None), ("0x10", None),
+    ("1 0", None), ("10s", None), ("1,5", None)])
+def test_retry_after_seconds_are_ascii_digits(value: str, seconds: float | None) -> None:
+    """``float()`` reads ``1_0``, Arabic-Indic and fullwidth digits as 10: not here."""
+    assert retry_after_seconds(value, datetime(2026, 3, 1, tzinfo=UTC)) == seconds
 
 
 # -- contract violations: an error for the batch, recorded, retried with backoff --------

@@ -57,13 +57,20 @@ secrets_env = "LOGS_SECRET"
     ("reader_token = 'short'", "at least 16"),
     ("[github]\nkeys_url = 'ftp://x'", "not an http(s) URL"),
     ("= nonsense", "not valid TOML"),
+    # issue 14 hostile D2: a refresh below the refetch throttle kept new ids at 503 forever
+    ("key_refresh_interval = 3", "key_refresh_interval: at least key_refetch_interval (5 s)"),
+    ("key_refresh_interval = 0", "at least key_refetch_interval"),
+    ("key_refetch_interval = 30\nkey_refresh_interval = 20", "(30 s)"),
+    ("key_refresh_interval = nan", "must be a finite number"),
+    ("key_miss_ttl = inf", "must be a finite number"),
+    ("key_refetch_interval = -1", "not negative"),
 ])
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "r.toml"
     path.write_text(text)
     with pytest.raises(ServerConfigError) as exc:
         load_config(path, {})
-    assert message in str(exc.value)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -139,8 +139,11 @@ BAD_CASES: list[tuple[str, bytes, dict[str, str] | str, int, str, dict[str, Any]
      "timestamp_out_of_window", {}),
     ("webhook: no headers", b"[]", {"webhook": "none"}, 400, "missing_signature_headers", {}),
     ("webhook: a 400-digit timestamp", b"[]", {"webhook": "huge"}, 400, "bad_timestamp", {}),
-    ("JSON nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000, SIGNED, 400,
+    # valid JSON nested deep is one malformed record (test_server_isolation); unclosed:
+    ("JSON nested 100,000 deep, unclosed", b"[" * 100_000 + b"]" * 99_999, SIGNED, 400,
      "malformed_json", {}),
+    ("JSON nested deep, a bracket short", b'[{"a": ' + b"[" * 5000 + b'"]"' + b"]" * 4999,
+     SIGNED, 400, "malformed_json", {}),
 ]
 
 

@@ -69,6 +69,15 @@ BAD_RECORDS = {
     "source a list": '{"token": "%s", "type": "t", "url": "u", "source": ["x"]}',
     "token a number": '{"token": 9223372036854775808, "type": "t", "x": "%s"}',
     "record a string": '"%s"',
+    # Valid JSON that Python's json cannot turn into objects: only this record is malformed.
+    "int over the digits limit": '{"token": "%s", "extra": ' + "9" * 4301 + "}",
+    "url an int over the limit": '{"token": "%s", "url": -' + "1" * 5000 + "}",
+    "nested past the recursion limit": '{"token": "%s", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+    "record nested past the limit": "[" * 5000 + '"%s"' + "]" * 5000,
+    "brackets in strings, deep": '{"token": "%s", "x": ' + '["]{", ' * 3000 + "1"
+                                 + "]" * 3000 + "}",
+    "nested past the record bound": '{"token": "%s", "x": ' + '{"a": ' * 100 + "1"
+                                    + "}" * 100 + "}",
 }
 
 
@@ -229,6 +238,71 @@ async def test_a_withdrawn_key_stops_verifying_after_the_next_refresh(
     assert status == 401 and answer["error"] == "unknown_key"
 
 
+def _other_key() -> dict[str, Any]:
+    from scanner.dev.partner import PartnerKey
+
+    return PartnerKey.generate().entry()
+
+
+# issue 14 hostile D1: what a scheduled refresh answers → the next delivery's status
+KEY_ANSWERS = {
+    "empty list: every key withdrawn": (lambda: [], 401),
+    "only another key": (lambda: [_other_key()], 401),
+    "only junk entries: kept": (lambda: [{"key_identifier": "x", "key": "junk"}], 200),
+    "the same key, not current": (lambda: [dict(_other_key(), is_current=False)], 401),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEY_ANSWERS))
+async def test_an_empty_key_list_is_a_valid_answer(rig_factory: RigFactory,
+                                                   make_token: Any, case: str) -> None:
+    """A well-formed empty list withdraws every key (it used to be junk, and the
+    withdrawn keys kept verifying); a list of only unusable entries is still junk."""
+    answer, expected = KEY_ANSWERS[case]
+    clock = Clock()
+    rig = await rig_factory(known=0, monotonic=clock, key_refresh_interval=300)
+    state = rig.keys[KEYS_STATE]
+    body = report_body([make_token()])
+    assert (await _raw(rig, body, _signed(rig, body)))[0] == 200
+    state.public_keys, state.etag = answer(), f'"{case}"'
+    clock.t += 350  # due: this delivery starts the refresh in the background
+    await _raw(rig, body, _signed(rig, body))
+    cache = rig.key_cache
+    await rig.settle(lambda: cache._background is not None and cache._background.done())
+    assert rig.keys[KEYS_STATE].hits >= 2
+    clock.t += 10
+    status, reply = await _raw(rig, body, _signed(rig, body))
+    assert status == expected, reply
+    if expected == 401:
+        assert reply["error"] == "unknown_key" and rig.partner.key_id not in cache.keys
+    ready = await rig.client.get("/readyz")
+    assert "github_keys_not_loaded" not in await ready.text()
+
+
+@pytest.mark.parametrize("key_id", ["random-id", "0" * 64, "k" * 200])
+async def test_an_id_unknown_right_after_a_fresh_fetch_is_401_not_503(
+        rig_factory: RigFactory, make_token: Any, key_id: str) -> None:
+    """issue 14 hostile D2: within the refetch throttle, an id the list fetched a moment
+    ago lacks is refused (401) at once; 503 (retry later) only while the last fetch failed."""
+    clock = Clock()
+    rig = await rig_factory(known=0, monotonic=clock, key_refresh_interval=300)
+    body = report_body([make_token()])
+    assert (await _raw(rig, body, _signed(rig, body)))[0] == 200
+    await rig.key_cache.refresh()  # a fetch that worked, just now: within the throttle
+    headers = {**_signed(rig, body), "Github-Public-Key-Identifier": key_id}
+    fetches = rig.key_cache.fetches
+    for _ in range(3):
+        status, reply = await _raw(rig, body, headers)
+        assert (status, reply["error"]) == (401, "unknown_key")
+    assert rig.key_cache.fetches == fetches  # no fetch: the throttle still holds
+    rig.keys[KEYS_STATE].mode = "error"
+    clock.t += 10
+    with pytest.raises(Exception):  # noqa: B017, PT011 - Unavailable: the endpoint is down
+        await rig.key_cache.refresh()
+    status, reply = await _raw(rig, body, {**headers, "Github-Public-Key-Identifier": "b"})
+    assert (status, reply["error"]) == (503, "key_refetch_throttled")
+
+
 async def test_saved_keys_are_refetched_at_restart_and_kept_if_the_endpoint_is_down(
         rig_factory: RigFactory, make_token: Any) -> None:
     from scanner.server.keys import KeyCache
@@ -249,7 +323,15 @@ async def test_saved_keys_are_refetched_at_restart_and_kept_if_the_endpoint_is_d
 BAD_QUERIES = ["limit=99999999999999999999", "limit=-1", "limit=0", "limit=1001",
                "limit=%C2%B2", "limit=%D9%A1", "limit=1.5", "limit=", "limit=0x10",
                "since=0001-01-01T00:00:00%2B14:00", "since=9999-12-31T23:59:59-14:00",
-               "since=yesterday", "since=%D9%A1%D9%A1", "since=99999-01-01"]
+               "since=yesterday", "since=%D9%A1%D9%A1", "since=99999-01-01",
+               # issue 14 hostile C3: only the documented forms, the model's enums, no
+               # unknown or repeated parameter (each used to answer 200, filter dropped)
+               "since=2026-W05", "since=20260101", "since=%2B2026-01-01", "since=2026-01-01%20",
+               "since=2026-01-01T00:00:00%2B0100", "since=2026-01-01%2000:00",
+               "since=2026-02-30", "since=2026-01-01&since=x", "since=",
+               "status=bogus", "status=", "status=PENDING", "severity=%00", "severity=low",
+               "status=pending&status=revoked", "limit=5&limit=6", "foo=bar", "Status=pending",
+               "status=pending&x"]
 
 
 @pytest.mark.parametrize("query", BAD_QUERIES)
@@ -270,7 +352,10 @@ async def test_good_reader_queries_still_work(rig: Rig, make_token: Any) -> None
     body = report_body([make_token(), make_token()])
     assert (await _raw(rig, body, _signed(rig, body)))[0] == 200
     for query, count in (("limit=1", 1), ("limit=1000", 2), ("since=2000-01-01", 2),
-                         ("since=2999-01-01T00:00:00%2B14:00", 0)):
+                         ("since=2999-01-01T00:00:00%2B14:00", 0),
+                         ("since=2000-01-01T00:00Z", 2), ("since=2000-01-01T00:00:00.5", 2),
+                         ("status=false_positive&severity=unknown&limit=5&since=2000-01-01", 0),
+                         ("status=revoked", 0), ("severity=critical", 0)):
         resp = await rig.client.get(f"/incidents?{query}", headers=READER)
         assert resp.status == 200 and len(await resp.json()) == count, query
 

@@ -131,10 +131,20 @@ async def test_key_cache_refetch_throttle_and_negative_cache() -> None:
     assert endpoint.calls == [None] and saved and saved[-1][1] == '"1"'
     await cache.get(a.key_id)
     assert len(endpoint.calls) == 1  # memory hit, no fetch
-    # an unknown id within the interval: no fetch, 503 so the sender retries
+    # an unknown id within the interval, after a fetch that worked: no fetch, and 4xx
+    # (the list fetched a moment ago lacks it), not 503 forever (issue 14 hostile D2)
+    with pytest.raises(SignatureError) as exc0:
+        await cache.get("random-id")
+    assert exc0.value.reason == "unknown_key" and len(endpoint.calls) == 1
+    # after a fetch that failed, within the interval: 503 so the sender retries
+    clock.t += 6
+    endpoint.fail = "keys_unreachable"
+    with pytest.raises(Unavailable):
+        await cache.refresh()
+    endpoint.fail = None
     with pytest.raises(Unavailable) as exc:
         await cache.get("random-id")
-    assert exc.value.reason == "key_refetch_throttled" and len(endpoint.calls) == 1
+    assert exc.value.reason == "key_refetch_throttled" and len(endpoint.calls) == 2
     clock.t += 6
     with pytest.raises(SignatureError) as exc2:
         await cache.get("random-id")  # refetched (conditional), still unknown: 4xx
@@ -142,11 +152,11 @@ async def test_key_cache_refetch_throttle_and_negative_cache() -> None:
     clock.t += 6
     with pytest.raises(SignatureError):
         await cache.get("random-id")  # remembered miss: no fetch at all
-    assert len(endpoint.calls) == 2
+    assert len(endpoint.calls) == 3
     # a rotation: the new key appears at the endpoint and is found by one refetch
     endpoint.entries = [b.entry(), dict(a.entry(), is_current=False)]
     assert (await cache.get(b.key_id)).key_id == b.key_id
-    assert len(endpoint.calls) == 3 and (await cache.get(a.key_id)).is_current is False
+    assert len(endpoint.calls) == 4 and (await cache.get(a.key_id)).is_current is False
 
 
 async def test_key_cache_restores_from_persisted_keys_without_fetching() -> None:
@@ -176,6 +186,10 @@ def test_parse_keys_skips_bad_entries_and_rejects_all_bad() -> None:
     with pytest.raises(Unavailable) as exc:
         parse_keys([{"key_identifier": "x", "key": "junk"}])
     assert exc.value.reason == "keys_bad_response"
+    assert parse_keys([]) == {}  # every key withdrawn: a valid answer (hostile 14 D1)
+    for junk in (None, {}, "[]", 0):
+        with pytest.raises(Unavailable):
+            parse_keys(junk)
 
 
 def test_fast_token_verdict_agrees_with_check(vectors: dict[str, Any],

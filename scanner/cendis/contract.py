@@ -16,6 +16,7 @@ spin or sleep for ever.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,10 @@ from typing import Any
 RETRY_AFTER_MIN = 1.0
 #: A 429's longest wait: a larger value (``100000``, ``1e12``, ``inf``) waits this long.
 RETRY_AFTER_MAX = 3600.0
+#: Seconds as ``Retry-After`` may give them: ASCII digits with an optional fraction (also
+#: a sign, an exponent or ``inf``, which the bounds then clamp); no ``_``, no other digits.
+_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?|[+-]?inf(?:inity)?|nan",
+                      re.ASCII | re.IGNORECASE)
 
 _STATUSES = ("revoked", "already_revoked", "not_found")
 _TOKEN_TEXT = ("id", "name", "owner", "org", "created_at", "expires_at")
@@ -66,9 +71,9 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    try:
+    if _SECONDS.fullmatch(text):  # not float() alone: it reads "1_0" and "١٠" as 10
         seconds = float(text)
-    except ValueError:
+    else:
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):

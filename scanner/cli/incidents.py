@@ -198,14 +198,25 @@ def revoke(
         help="how long to keep retrying while Cendis is down (the token stays queued "
              "after; default: 30)")] = 30.0,
 ) -> None:
-    """Revoke one leaked token now: read from stdin (never an argument), recorded as a
-    'manual' incident, revoked through the Cendis API.
+    """Revoke leaked tokens now: read from stdin, one a line (never an argument; at
+    most 64 KiB, every line a valid token or nothing is sent), each recorded as a
+    'manual' incident, revoked through the Cendis API. Not with --sha256 too.
 
     Example: pbpaste | cendis-scan revoke --reason "pasted in chat"
 
-    Exit status: 0 revoked or already revoked, 1 not found, 2 error.
+    Exit status: 0 all revoked or already revoked, 1 one not found, 2 error,
+    130 interrupted, 143 terminated.
     """
-    raise typer.Exit(_revoke(db, reason, sha256, token, cendis_api_url, wait))
+    import signal
+
+    from scanner.cli.errors import on_sigterm
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)  # one line, like Ctrl-C
+    try:
+        code = _revoke(db, reason, sha256, token, cendis_api_url, wait)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
 
 
 def whoami(token: Token = None, cendis_api_url: ApiUrl = None) -> None:
@@ -230,49 +241,102 @@ def register(app: typer.Typer) -> None:
     app.command("whoami")(whoami)
 
 
-def _read_token_from_stdin() -> str:
-    if sys.stdin is None:
-        raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
-    if sys.stdin.isatty():
-        text: str = typer.prompt("Token to revoke", hide_input=True)
+MAX_STDIN = 64 * 1024  # bytes of tokens on stdin: ~1,300 tokens, never a device's stream
+MAX_TOKENS = 1000  # tokens per revoke run
+
+
+def _stdin_bytes(*, only_if_ready: bool = False) -> bytes | None:
+    """At most :data:`MAX_STDIN` bytes of stdin, never more (``/dev/zero``, a 20 GB file
+    and a stream that never ends are one usage error, not unbounded memory); None for a
+    terminal, or (``only_if_ready``) for a pipe with nothing written yet."""
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        return None
+    if only_if_ready:
+        import select
+
+        try:
+            if not select.select([stream], [], [], 0)[0]:
+                return None
+        except (OSError, ValueError):  # not selectable (no fileno): nothing given
+            return None
+    raw = getattr(stream, "buffer", None)
+    data = raw.read(MAX_STDIN + 1) if raw is not None else \
+        stream.read(MAX_STDIN + 1).encode("utf-8", "surrogateescape")
+    if len(data) > MAX_STDIN:
+        raise ConfigError(f"stdin holds over {MAX_STDIN // 1024} KiB: revoke reads tokens, "
+                          "one a line")
+    return data
+
+
+def _read_tokens_from_stdin() -> list[str]:
+    """Every token on stdin, one a line (blank lines skipped); at a terminal, one token
+    typed without echo. Every line must be a valid token, else nothing is sent."""
+    from scanner.token import TokenCheck, check, explain
+
+    data = _stdin_bytes()
+    if data is None:
+        if sys.stdin is None:
+            raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
+        lines = [typer.prompt("Token to revoke", hide_input=True)]
     else:
-        text = sys.stdin.readline()
-    return text.strip()
+        if b"\0" in data:
+            raise ConfigError("stdin holds NUL bytes: revoke reads tokens, one a line")
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ConfigError("stdin is not UTF-8 text: revoke reads tokens, one a line"
+                              ) from None
+    tokens = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        verdict = check(text)
+        if verdict is not TokenCheck.VALID:
+            where = f"line {number}: " if len(lines) > 1 else ""
+            raise ConfigError(f"nothing sent: {where}{explain(verdict, text)}")
+        tokens.append(text)
+    if not tokens:
+        raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
+    if len(tokens) > MAX_TOKENS:
+        raise ConfigError(f"over {MAX_TOKENS} tokens on stdin: split them into runs")
+    return tokens
 
 
 def _revoke(db: str | None, reason: str, sha256: str | None, option: str | None,
             api_url: str | None, wait: float) -> int:
     import asyncio
+    import math
     import re
 
     from scanner.cendis.client import api_url_from, credential_from
     from scanner.incidents.models import TokenRef
-    from scanner.token import TokenCheck, check, explain
 
+    if not math.isfinite(wait) or wait < 0:
+        raise ConfigError(f"--wait wants a number of seconds, 0 or more, not {wait}")
     credential = credential_from(option, os.environ)
     base = api_url_from(api_url, os.environ)
     if sha256 is not None:
         digest = sha256.strip().lower()
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ConfigError("--sha256 wants 64 hex digits")
-        ref = TokenRef(sha256=digest, redacted=f"sha256:{digest[:12]}…")
+        given = _stdin_bytes(only_if_ready=True)
+        if given is not None and given.strip():
+            raise ConfigError("tokens on stdin and --sha256: give one or the other")
+        refs = [TokenRef(sha256=digest, redacted=f"sha256:{digest[:12]}…")]
     else:
-        text = _read_token_from_stdin()
-        if not text:
-            raise ConfigError("no token on stdin (pipe it in, or pass --sha256)")
-        verdict = check(text)
-        if verdict is not TokenCheck.VALID:
-            raise ConfigError(f"nothing sent: {explain(verdict, text)}")
-        ref = TokenRef.from_token(text)
-        del text
-    return _report_revoke(asyncio.run(_record_and_revoke(db, ref, base, credential,
-                                                         reason, wait)))
+        refs = list({ref.sha256: ref for ref in map(TokenRef.from_token,
+                                                     _read_tokens_from_stdin())}.values())
+    incidents = asyncio.run(_record_and_revoke(db, refs, base, credential, reason, wait))
+    codes = [_report_revoke(incident) for incident in incidents]
+    return EXIT_ERROR if EXIT_ERROR in codes else max(codes)
 
 
-async def _record_and_revoke(db: str | None, ref: Any, base: str, credential: str,
-                             reason: str, wait: float) -> dict[str, Any]:
-    """Record ``ref`` as a 'manual' incident (creating the database if need be), queue
-    it, and revoke it now; the incident as it then stands."""
+async def _record_and_revoke(db: str | None, refs: list[Any], base: str, credential: str,
+                             reason: str, wait: float) -> list[dict[str, Any]]:
+    """Record each of ``refs`` as a 'manual' incident (creating the database if need be),
+    queue them, and revoke them now; the incidents as they then stand."""
     from scanner.incidents.models import Sighting, Status, utcnow
     from scanner.incidents.pipeline import db_path
     from scanner.incidents.trail import ONE_OFF_BACKOFF, open_trail
@@ -280,10 +344,11 @@ async def _record_and_revoke(db: str | None, ref: Any, base: str, credential: st
     async with open_trail(db_path(db), cendis_url=base, credential=credential,
                           revoker_options={**ONE_OFF_BACKOFF, "reason": reason}) as trail:
         recorded = trail.store.record(
-            [(ref, Sighting(source="manual", received_at=utcnow()))], revoke=True)[0]
-        if recorded.status is Status.PENDING:
+            [(ref, Sighting(source="manual", received_at=utcnow())) for ref in refs],
+            revoke=True)
+        if any(r.status is Status.PENDING for r in recorded):
             await trail.drain(wait)
-        return trail.store.get_incident(recorded.incident_id) or {}
+        return [trail.store.get_incident(r.incident_id) or {} for r in recorded]
 
 
 def _report_revoke(incident: dict[str, Any]) -> int:

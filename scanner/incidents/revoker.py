@@ -258,15 +258,15 @@ class Revoker:
             wait = _bounded_retry_after(exc.retry_after)
             await self._db(self.store.attempt_failed, entries, exc.reason, answered=True,
                            retry_in=wait)
-            log.warning("Cendis rate limit: waiting %.1f s", wait)
+            log.warning("Cendis rate limit: waiting %.1f s", self._capped(wait))
             await self._pause(wait)
             return Step.WAITED
         # 5xx, timeout, connection error, an answer we cannot read: back off and retry.
         delay = self._backoff()
         await self._db(self.store.attempt_failed, entries, exc.reason,
                        answered=answered and exc.reason == "server_error", retry_in=delay)
-        log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason, delay,
-                    extra={"reason": exc.reason})
+        log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason,
+                    self._capped(delay), extra={"reason": exc.reason})
         await self._pause(delay)
         return Step.WAITED
 
@@ -280,9 +280,13 @@ class Revoker:
         """Sleep ``seconds`` (the injected sleep), but never past a drain's deadline: a
         one-off ``revoke --wait 5`` returns after 5 s even if Cendis asked for an hour
         (the token stays queued, due when Cendis said)."""
+        await self._sleep(self._capped(seconds))
+
+    def _capped(self, seconds: float) -> float:
+        """The wait :meth:`_pause` really makes (what the log says it waits)."""
         if self._deadline is not None:
-            seconds = min(seconds, max(0.0, self._deadline - self._now()))
-        await self._sleep(seconds)
+            return min(seconds, max(0.0, self._deadline - self._now()))
+        return seconds
 
     async def _wait_or_wake(self, seconds: float) -> None:
         """Sleep ``seconds`` (the injected sleep), cut short by :meth:`wake`."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 import tomllib
@@ -213,9 +214,15 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
                 "db_busy_timeout", "key_refresh_interval"):
         if key in data:
             value = float(_typed(data[key], (int, float), key))
-            if value < 0:
-                raise ServerConfigError(f"{key}: must not be negative")
+            if not math.isfinite(value) or value < 0:
+                raise ServerConfigError(f"{key}: must be a finite number, not negative")
             numbers[key] = value
+    defaults = ServerConfig({}, {})  # slots: the class itself holds no defaults
+    refetch = numbers.get("key_refetch_interval", defaults.key_refetch_interval)
+    if numbers.get("key_refresh_interval", defaults.key_refresh_interval) < refetch:
+        # below the throttle the scheduled fetches would keep every new key id throttled
+        raise ServerConfigError(f"key_refresh_interval: at least key_refetch_interval "
+                                f"({refetch:g} s)")
     max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
     if max_records < 1:
         raise ServerConfigError("max_records: at least 1")

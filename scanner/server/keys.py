@@ -7,15 +7,20 @@ needs no fetch. An unknown key id triggers a refetch, but:
 * at most one fetch per ``refetch_interval`` seconds (random ids from a stranger must not
   turn us into an amplifier against the partner's rate-limited endpoint);
 * an id still unknown after a fetch is remembered for ``miss_ttl`` seconds and rejected
-  at once (4xx) without another fetch.
+  at once (4xx) without another fetch;
+* within the throttle, an unknown id is 503 (retry later) only while the last fetch
+  failed: after a fetch that worked it is 4xx at once (the partner's current list does
+  not have it), so a schedule that keeps fetching never turns it into 503 forever.
 
 Keys are also refreshed on a schedule (``refresh_interval``, on the injected clock): a
 key the partner withdrew stops verifying after the next refresh, since a fetched list
-replaces the old one. Keys loaded from the database at a restart are trusted only until
-the first refresh succeeds; while the endpoint is down the last known set is kept (a
-partner cannot deliver at all without it). A refresh that is due is started in the
-background by the next :meth:`get` (the delivery does not wait for it) and by the app's
-timer, at most once per ``refetch_interval`` while it fails.
+replaces the old one; an empty list is a valid answer (every key withdrawn: none
+verifies), a list with entries of which none is usable is junk. Keys loaded from the
+database at a restart are trusted only until the first refresh succeeds; while the
+endpoint is down the last known set is kept (a partner cannot deliver at all without
+it). A refresh that is due is started in the background by the next :meth:`get` (the
+delivery does not wait for it) and by the app's timer, at most once per
+``refetch_interval`` while it fails.
 
 Keys marked ``is_current: false`` are kept and accepted: a delivery signed just before a
 rotation still verifies. ``now`` is a parameter (a monotonic clock), so tests need no
@@ -68,8 +73,9 @@ Persist = Callable[[list[dict[str, Any]], str | None], Awaitable[None] | None]
 
 
 def parse_keys(entries: Any) -> dict[str, PublicKey]:
-    """``public_keys`` entries → usable keys; bad entries are skipped, none usable is an
-    error (the endpoint answered junk)."""
+    """``public_keys`` entries → usable keys; bad entries are skipped. An empty list is
+    the partner withdrawing every key (a valid answer: nothing verifies); entries of
+    which none is usable is an error (the endpoint answered junk)."""
     if not isinstance(entries, list):
         raise Unavailable("keys_bad_response", "key endpoint: no public_keys list")
     keys = {}
@@ -84,7 +90,7 @@ def parse_keys(entries: Any) -> dict[str, PublicKey]:
         except (ValueError, TypeError):
             continue
         keys[key_id] = PublicKey(key_id, pem, entry.get("is_current") is not False, key)
-    if not keys:
+    if entries and not keys:
         raise Unavailable("keys_bad_response", "key endpoint: no usable P-256 key")
     return keys
 
@@ -121,7 +127,8 @@ class KeyCache:
 
     @property
     def loaded(self) -> bool:
-        return bool(self.keys)
+        """A key set is known: saved keys, or a fetch that worked (even an empty list)."""
+        return bool(self.keys) or self.refreshed_at is not None
 
     async def get(self, key_id: str) -> PublicKey:
         """The key for ``key_id``: from memory, or after one (throttled) refetch.
@@ -142,6 +149,8 @@ class KeyCache:
             now = self._now()
             if self._last_attempt is not None and now - self._last_attempt < \
                     self.refetch_interval:
+                if self.last_error is None and self.refreshed_at is not None:
+                    raise SignatureError("unknown_key")  # a fresh list that lacks it
                 if self.last_error is not None and not self.keys:
                     raise Unavailable(self.last_error, "partner keys unavailable",
                                       retry_after=self.refetch_interval)
@@ -202,7 +211,10 @@ class KeyCache:
                 withdrawn = sorted(set(self.keys) - set(keys))
                 self.keys = keys  # replaced, not merged: a withdrawn key stops verifying
                 self.etag = fetched.etag
-                if withdrawn:
+                if withdrawn and not keys:
+                    log.warning("partner keys all withdrawn: none verifies",
+                                extra={"partner": self.partner, "reason": "key_withdrawn"})
+                elif withdrawn:
                     log.info("partner keys withdrawn: %d", len(withdrawn),
                              extra={"partner": self.partner, "reason": "key_withdrawn"})
                 if self._persist is not None:

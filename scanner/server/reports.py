@@ -29,6 +29,10 @@ _TRUE = {Status.REVOKED, Status.ALREADY_REVOKED}
 _FALSE = {Status.NOT_FOUND, Status.FALSE_POSITIVE}
 _MAX_TEXT = 2048  # url, type and source are stored scrubbed, and not without bound
 _SHAPE = re.compile(r"cendis_pat_[0-9A-Za-z]{36}")
+MAX_DEPTH = 64  # containers in one record: deeper is a malformed record ("too_deep")
+_MAX_INT_DIGITS = 4000  # under Python's int-digits limit: longer is "huge_number"
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
 def is_cendis_token(token: str) -> bool:
@@ -106,6 +110,103 @@ def token_ref(token: str) -> TokenRef:
     return TokenRef(sha256=secret_sha256(raw), redacted=shown)
 
 
+class _Decoder:
+    """Decodes one top-level element at a time, so that a record Python's ``json`` cannot
+    turn into objects (an integer over the int-digits limit, nesting past the recursion
+    limit or :data:`MAX_DEPTH`) is one malformed record, not a refused delivery."""
+
+    def __init__(self) -> None:
+        self.huge = False
+        self.decoder = json.JSONDecoder(parse_int=self._int)
+
+    def _int(self, digits: str) -> int | None:
+        if len(digits) > _MAX_INT_DIGITS:  # int() would raise ValueError past ~4300
+            self.huge = True
+            return None
+        return int(digits)
+
+    def element(self, text: str, pos: int) -> tuple[Any, int]:
+        """The element at ``pos`` (or a :class:`_Malformed` for it) and where it ends."""
+        self.huge = False
+        try:
+            value, end = self.decoder.raw_decode(text, pos)
+        except RecursionError:
+            return _Malformed("too_deep"), _skip_nested(text, pos)
+        except ValueError:
+            raise Rejected("malformed_json", "the body is not JSON") from None
+        if self.huge:
+            return _Malformed("huge_number"), end
+        if _depth_over(value, MAX_DEPTH):
+            return _Malformed("too_deep"), end
+        return value, end
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True if containers nest more than ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
+
+
+def _skip_nested(text: str, pos: int) -> int:
+    """Where the container opening at ``pos`` closes, counting brackets outside strings:
+    only for an element too deep to decode, which is skipped whole (its inside is not
+    checked further; a body that never closes it is not JSON)."""
+    depth = 0
+    for match in _BRACKETS.finditer(text, pos):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise Rejected("malformed_json", "the body is not JSON")
+
+
+def _elements(body: bytes) -> list[Any]:
+    """The top-level array of a body, element by element (a malformed one as a
+    :class:`_Malformed`); a body that is not JSON or not an array fails whole."""
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        raise Rejected("malformed_json", "the body is not JSON") from None
+    pos = _WS.match(text).end()  # type: ignore[union-attr]
+    if text.startswith("\ufeff") or pos == len(text):
+        raise Rejected("malformed_json", "the body is not JSON")
+    if text[pos] != "[":
+        _Decoder().element(text, pos)  # not JSON: 400 malformed_json; else not an array
+        raise Rejected("not_an_array", "the body must be a JSON array of records")
+    decoder, elements = _Decoder(), []
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            value, pos = decoder.element(text, pos)
+            elements.append(value)
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            elif text.startswith("]", pos):
+                pos += 1
+                break
+            else:
+                raise Rejected("malformed_json", "the body is not JSON")
+    if _WS.match(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise Rejected("malformed_json", "the body is not JSON")
+    return elements
+
+
 def parse_records(body: bytes, *, partner: str, source: str, received_at: datetime,
                   delivery_id: str | None = None,
                   max_records: int | None = None) -> ParsedReport:
@@ -114,17 +215,15 @@ def parse_records(body: bytes, *, partner: str, source: str, received_at: dateti
     an object, no token, a field of the wrong type or with text SQLite cannot store) is
     counted with its reason and skipped, never failing the rest: everything that joins
     the group commit has been checked here, so no record can fail another delivery."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
-        raise Rejected("malformed_json", "the body is not JSON") from None
-    if not isinstance(data, list):
-        raise Rejected("not_an_array", "the body must be a JSON array of records")
+    data = _elements(body)
     if max_records is not None and len(data) > max_records:
         raise Rejected("too_many_records", f"over {max_records} records in one delivery",
                        status=413)
     report = ParsedReport()
     for record in data:
+        if isinstance(record, _Malformed):
+            report.skip(record.reason)
+            continue
         if not isinstance(record, dict):
             report.skip("not_an_object")
             continue

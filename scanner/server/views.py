@@ -8,11 +8,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from multidict import MultiMapping
 
+from scanner.incidents.models import Severity, Status
 from scanner.server.errors import Rejected, ReportError, SignatureError, Unavailable
 from scanner.server.reports import feedback, parse_records
 from scanner.server.state import (
@@ -37,6 +40,11 @@ from scanner.server.writer import StoreBusy, Unstorable
 log = logging.getLogger(__name__)
 _JSON_TYPES = {"application/json"}
 MAX_LIMIT = 1000  # incidents per /incidents page
+_QUERY_PARAMS = frozenset({"limit", "since", "status", "severity"})
+_STATUSES = tuple(s.value for s in Status)  # the model's enums, never a copy
+_SEVERITIES = tuple(s.value for s in Severity)
+_SINCE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?",
+                    re.ASCII)
 
 
 def _error(exc: ReportError) -> web.Response:
@@ -295,14 +303,16 @@ def _limit(text: str | None) -> int:
 
 
 def _since(text: str | None) -> datetime | None:
-    """An ISO date or time, naive meaning UTC; years and offsets that cannot be turned
+    """The documented forms only: ``YYYY-MM-DD``, or that with ``THH:MM[:SS[.ffffff]]``
+    and an optional ``Z``/``±HH:MM`` (naive means UTC). ``fromisoformat`` alone also takes
+    ``2026-W05``, ``20260101``, a trailing space; years and offsets that cannot be turned
     into UTC (``0001-01-01T00:00:00+14:00``) are a 400, not an overflow."""
     if text is None:
         return None
+    if not _SINCE.fullmatch(text):
+        raise _bad_query("bad_since")
     try:
-        moment = datetime.fromisoformat(text.strip()) if text.isascii() else None
-        if moment is None:
-            raise ValueError(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
@@ -310,14 +320,28 @@ def _since(text: str | None) -> datetime | None:
         raise _bad_query("bad_since") from None
 
 
+def _one(query: MultiMapping[str], name: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """A filter's value, or None; one of ``allowed`` when given (the model's enums)."""
+    value = query.get(name)
+    if value is not None and allowed and value not in allowed:
+        raise _bad_query(f"bad_{name}")
+    return value
+
+
 async def incidents(request: web.Request) -> web.Response:
     _reader(request)
     q = request.query
+    for name in q:  # a typo or a repeat is a 400, never a filter silently dropped
+        if name not in _QUERY_PARAMS:
+            raise _bad_query("unknown_param")
+        if len(q.getall(name)) > 1:
+            raise _bad_query("repeated_param")
     limit, since = _limit(q.get("limit")), _since(q.get("since"))
+    status, severity = _one(q, "status", _STATUSES), _one(q, "severity", _SEVERITIES)
     store = request.app[STORE]
     try:
-        rows = await asyncio.to_thread(store.list_incidents, status=q.get("status"),
-                                       severity=q.get("severity"), since=since, limit=limit)
+        rows = await asyncio.to_thread(store.list_incidents, status=status,
+                                       severity=severity, since=since, limit=limit)
     except (ValueError, OverflowError):
         raise _bad_query("bad_query") from None
     return web.json_response(rows, dumps=_dumps)
