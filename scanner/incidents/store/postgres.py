@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
@@ -37,9 +37,7 @@ from psycopg.rows import dict_row
 
 from scanner.incidents.models import (
     CLOSED,
-    QueueEntry,
     Recorded,
-    RevokeOutcome,
     Sighting,
     Status,
     TokenRef,
@@ -47,18 +45,14 @@ from scanner.incidents.models import (
 )
 from scanner.incidents.store import postgres_schema
 from scanner.incidents.store.common import (
-    DUE_SLACK,
     TABLES,
     DatabaseUnavailable,
-    after,
-    claim_alive,
     iso,
     mask_url,
     scrubbed,
-    seconds_until,
     since_text,
 )
-from scanner.incidents.store.sqlite_queue import outcome_rows
+from scanner.incidents.store.postgres_queue import EVENTS, PostgresQueue, columns
 
 STATEMENT_TIMEOUT = 15.0  # seconds any one statement may run
 CONNECT_TIMEOUT = 10  # seconds to reach the server (libpq's connect_timeout)
@@ -66,6 +60,7 @@ POOL_SIZE = 4
 _ORDER = {"incidents": "id", "sightings": "id", "events": "id", "revoke_queue": "seq",
           "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id"}
 _RETRIES = 3  # a transaction rolled back as a deadlock or serialization failure
+T = TypeVar("T")
 
 
 def conninfo_for(url: str, statement_timeout: float) -> str:
@@ -93,7 +88,7 @@ class _Console:
             return cur
 
 
-class PostgresStore:
+class PostgresStore(PostgresQueue):
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
@@ -161,6 +156,14 @@ class PostgresStore:
             yield conn
 
     @contextmanager
+    def _pipeline(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction in pipeline mode: statements go out without waiting for each
+        other's answers, a fetch waits for what was sent (one round trip), and the
+        caller's ``conn.commit()`` travels with the last statements."""
+        with self._conn() as conn, conn.pipeline():
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Callable[..., psycopg.Cursor[Any]]]:
         """One transaction; yields ``x(sql, params)`` binding scrubbed parameters."""
         with self._conn() as conn, conn.cursor() as cur:
@@ -169,16 +172,21 @@ class PostgresStore:
             yield x
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        with self._write() as x:
-            cur = x(sql, list(params))
+        """One statement in its own transaction: one round trip (statement and commit
+        pipelined); its first row, if it returns rows."""
+        with self._pipeline() as conn, conn.cursor() as cur:
+            cur.execute(sql, scrubbed(list(params)))
+            conn.commit()
             row: tuple[Any, ...] | None = cur.fetchone() if cur.description else None
             return row
 
-    def _retrying(self, work: Callable[[Callable[..., psycopg.Cursor[Any]]], Any]) -> Any:
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(conn)`` in one pipelined transaction, run again whole if PostgreSQL
+        rolled it back as a deadlock or a serialization failure."""
         for attempt in range(_RETRIES):
             try:
-                with self._write() as x:
-                    return work(x)
+                with self._pipeline() as conn:
+                    return work(conn)
             except (psycopg.errors.DeadlockDetected,
                     psycopg.errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
@@ -193,68 +201,13 @@ class PostgresStore:
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
                false_positive: Collection[str] = ()) -> list[Recorded]:
-        """Record a batch in ONE transaction, committed before this returns."""
+        """Record a batch in ONE transaction, committed before this returns: three round
+        trips whatever its size (see :func:`_record`)."""
+        if not items:
+            return []
         now = iso(self._now())
-
-        def work(x: Callable[..., psycopg.Cursor[Any]]) -> list[Recorded]:
-            return [self._record_one(x, ref, sighting, now, revoke=revoke,
-                                     false_positive=ref.sha256 in false_positive)
-                    for ref, sighting in items]
-
-        recorded: list[Recorded] = self._retrying(work)
-        return recorded
-
-    @staticmethod
-    def _record_one(x: Callable[..., psycopg.Cursor[Any]], ref: TokenRef, sighting: Sighting,
-                    now: str, *, revoke: bool, false_positive: bool) -> Recorded:
-        seen = iso(sighting.received_at)
-        if false_positive:
-            initial = Status.FALSE_POSITIVE
-        else:
-            initial = Status.PENDING if revoke else Status.RECORDED
-        row = x("INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, "
-                "severity, revoke_attempts, updated_at) VALUES (%s, %s, %s, %s, %s, "
-                "'unknown', 0, %s) ON CONFLICT (sha256) DO NOTHING RETURNING id, status",
-                [ref.sha256, ref.redacted, seen, seen, initial.value, now]).fetchone()
-        new_incident = row is not None
-        if row is None:
-            row = x("UPDATE incidents SET last_seen = greatest(last_seen, %s), "
-                    "first_seen = least(first_seen, %s) WHERE sha256 = %s "
-                    "RETURNING id, status", [seen, seen, ref.sha256]).fetchone()
-        assert row is not None, "an incident that conflicted exists"
-        incident_id, status = row[0], Status(row[1])
-        new_sighting = x(
-            "INSERT INTO sightings(incident_id, source, partner, repository, url, "
-            "\"commit\", path, line, author, record_type, record_source, delivery_id, "
-            "received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            [incident_id, sighting.source, sighting.partner, sighting.repository, sighting.url,
-             sighting.commit, sighting.path, sighting.line, sighting.author,
-             sighting.record_type, sighting.record_source, sighting.delivery_id,
-             seen]).rowcount == 1
-        event = ("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)")
-        if new_sighting:
-            x(event, [incident_id, now, "received", sighting.source])
-        if false_positive and status not in CLOSED:
-            status = Status.FALSE_POSITIVE
-            x("UPDATE incidents SET status = %s, updated_at = %s WHERE id = %s",
-              [status.value, now, incident_id])
-            x("DELETE FROM revoke_queue WHERE sha256 = %s", [ref.sha256])
-            x(event, [incident_id, now, "false_positive", "not a Cendis token by format"])
-        elif revoke and status not in CLOSED:
-            queued = x("INSERT INTO revoke_queue(sha256, incident_id, source, url, "
-                       "enqueued_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s) "
-                       "ON CONFLICT DO NOTHING",
-                       [ref.sha256, incident_id, sighting.source, sighting.url or "", now,
-                        now])
-            if queued.rowcount == 1:
-                x(event, [incident_id, now, "queued", sighting.source])
-            if status is not Status.PENDING:
-                status = Status.PENDING
-                x("UPDATE incidents SET status = %s, updated_at = %s WHERE id = %s",
-                  [status.value, now, incident_id])
-        return Recorded(incident_id=incident_id, sha256=ref.sha256, status=status,
-                        new_incident=new_incident, new_sighting=new_sighting)
+        return self._retrying(lambda conn: _record(conn, items, now, revoke=revoke,
+                                                   false_positive=false_positive))
 
     def writable(self) -> bool:
         """A cheap write probe for /readyz: one tiny committed write."""
@@ -268,8 +221,10 @@ class PostgresStore:
     # -- reading incidents ------------------------------------------------------------
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return list(cur.execute(sql, scrubbed(list(params))).fetchall())
+        with self._pipeline() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, scrubbed(list(params)))
+            conn.commit()
+            return list(cur.fetchall())
 
     @staticmethod
     def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
@@ -329,121 +284,6 @@ class PostgresStore:
         row = self._one("SELECT status FROM incidents WHERE sha256 = %s", [sha256])
         return Status(row[0]) if row else None
 
-    # -- the revoke queue ---------------------------------------------------------------
-
-    def queue_depth(self) -> int:
-        row = self._one("SELECT count(*) FROM revoke_queue")
-        return int(row[0]) if row else 0
-
-    def next_attempt_in(self) -> float | None:
-        """Seconds until the earliest queued token is due (see the SQLite store)."""
-        row = self._one("SELECT count(*), min(coalesce(next_attempt_at, '')) "
-                        "FROM revoke_queue")
-        if not row or not row[0]:
-            return None
-        return seconds_until(row[1], self._now())
-
-    def oldest_pending_age(self) -> float | None:
-        row = self._one("SELECT min(enqueued_at) FROM revoke_queue")
-        if not row or row[0] is None:
-            return None
-        return max(0.0, (self._now() - datetime.fromisoformat(row[0])).total_seconds())
-
-    def claim_batch(self, limit: int, *, owner: str, lease: float,
-                    only: str | None = None) -> list[QueueEntry]:
-        """As on SQLite (see :meth:`SqliteQueue.claim_batch`), with the rows locked by
-        ``FOR UPDATE SKIP LOCKED``: a revoker never waits on another's claim, and never
-        picks the rows another is claiming at this moment."""
-        now = self._now()
-        stamp, until, due_by = iso(now), after(now, lease), after(now, DUE_SLACK)
-        free = ("(claimed_by IS NULL OR claimed_until < %(now)s OR claimed_by = %(owner)s "
-                "OR claimed_by = ANY(%(dead)s))")
-        due = "(next_attempt_at IS NULL OR next_attempt_at <= %(due)s)"
-        columns = "sha256, incident_id, source, url, attempts"
-        with self._write() as x:
-            held = x("SELECT DISTINCT claimed_by FROM revoke_queue WHERE claimed_by IS NOT "
-                     "NULL AND claimed_until >= %s AND claimed_by <> %s",
-                     [stamp, owner]).fetchall()
-            params: dict[str, Any] = {"now": stamp, "owner": owner, "due": due_by,
-                                      "dead": [h[0] for h in held if not claim_alive(h[0])],
-                                      "limit": limit, "only": only}
-            if only is not None:  # one given token (a refused batch, token by token)
-                rows = x(f"SELECT {columns} FROM revoke_queue WHERE sha256 = %(only)s AND "
-                         f"{free} AND {due} FOR UPDATE SKIP LOCKED", params).fetchall()
-            else:
-                head = x(f"SELECT source FROM revoke_queue WHERE {free} AND {due} "
-                         "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED", params).fetchone()
-                if head is None:
-                    return []
-                params["source"] = head[0]
-                rows = x(f"SELECT {columns} FROM revoke_queue WHERE source = %(source)s AND "
-                         f"{free} AND {due} ORDER BY seq LIMIT %(limit)s "
-                         "FOR UPDATE SKIP LOCKED", params).fetchall()
-            entries = [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
-                                  attempts=r[4] + 1) for r in rows]
-            if entries:
-                shas = [e.sha256 for e in entries]
-                ids = [e.incident_id for e in entries]
-                x("UPDATE revoke_queue SET attempts = attempts + 1, lost = greatest(lost, "
-                  "uncertain), uncertain = 1, claimed_by = %s, claimed_until = %s "
-                  "WHERE sha256 = ANY(%s)", [owner, until, shas])
-                x("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
-                  "WHERE id = ANY(%s)", [ids])
-                x("INSERT INTO events(incident_id, at, kind) SELECT i, %s, 'revoke_attempted' "
-                  "FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) ORDER BY n",
-                  [stamp, ids])
-        return entries
-
-    def attempt_failed(self, entries: Sequence[QueueEntry], reason: str, *,
-                       answered: bool, retry_in: float | None = None) -> None:
-        """A call failed; the tokens stay queued and their claim is released."""
-        now = self._now()
-        sql = "UPDATE revoke_queue SET last_error = %s, claimed_by = NULL, claimed_until = NULL"
-        params: list[Any] = [reason]
-        if answered:
-            sql += ", uncertain = 0"
-        if retry_in is not None:
-            sql += ", next_attempt_at = %s"
-            params.append(after(now, retry_in))
-        with self._write() as x:
-            for entry in entries:
-                x(sql + " WHERE sha256 = %s", [*params, entry.sha256])
-                x("UPDATE incidents SET last_error = %s, updated_at = %s WHERE id = %s",
-                  [reason, iso(now), entry.incident_id])
-                x("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-                  [entry.incident_id, iso(now), "revoke_failed", reason])
-
-    def reject(self, entry: QueueEntry, reason: str, detail: str) -> None:
-        """A 400 for this token alone: close it as ERROR, never resent unchanged."""
-        now = iso(self._now())
-        with self._write() as x:
-            x("DELETE FROM revoke_queue WHERE sha256 = %s", [entry.sha256])
-            x("UPDATE incidents SET status = %s, last_error = %s, updated_at = %s "
-              "WHERE id = %s", [Status.ERROR.value, reason, now, entry.incident_id])
-            x("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-              [entry.incident_id, now, "error", f"{reason}: {detail}"])
-
-    def apply_outcomes(self, entries: Sequence[QueueEntry], outcomes: Sequence[RevokeOutcome],
-                       *, notify_owner: bool) -> list[Status]:
-        """Close the queue entries with the API's answers; one transaction."""
-        now = iso(self._now())
-        with self._conn() as conn, conn.cursor() as cur:
-            cur.execute("SELECT sha256 FROM revoke_queue WHERE lost <> 0 AND "
-                        "sha256 = ANY(%s)", [[o.sha256 for o in outcomes]])
-            lost = {row[0] for row in cur.fetchall()}
-            statuses, updates, events = outcome_rows(entries, outcomes, lost, now,
-                                                     notify_owner=notify_owner)
-            cur.executemany(
-                "UPDATE incidents SET status = %s, owner = coalesce(%s, owner), "
-                "token_name = coalesce(%s, token_name), org = coalesce(%s, org), "
-                "scopes = coalesce(%s, scopes), severity = %s, last_error = NULL, "
-                "updated_at = %s WHERE id = %s", [scrubbed(list(u)) for u in updates])
-            cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)",
-                        [[o.sha256 for o in outcomes]])
-            cur.executemany("INSERT INTO events(incident_id, at, kind, detail) "
-                            "VALUES (%s, %s, %s, %s)", [scrubbed(list(e)) for e in events])
-        return statuses
-
     # -- the receiver's partner keys and delivery ids ---------------------------------
 
     def save_partner_keys(self, partner: str, keys: list[dict[str, Any]],
@@ -464,10 +304,10 @@ class PostgresStore:
 
     def remember_delivery(self, partner: str, delivery_id: str) -> bool:
         """True the first time a delivery id is seen, False for a redelivery."""
-        with self._write() as x:
-            return x("INSERT INTO deliveries(partner, delivery_id, received_at) VALUES "
-                     "(%s, %s, %s) ON CONFLICT DO NOTHING",
-                     [partner, delivery_id, iso(self._now())]).rowcount == 1
+        row = self._one("INSERT INTO deliveries(partner, delivery_id, received_at) VALUES "
+                        "(%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                        [partner, delivery_id, iso(self._now())])
+        return row is not None
 
     # -- the whole trail, for ``db copy`` ------------------------------------------------
 
@@ -485,3 +325,124 @@ class PostgresStore:
                 cur = x(sql.replace("?", "%s"), list(params))
                 return list(cur.fetchall()) if cur.description else []
             yield run
+
+
+_UPSERT = (
+    "INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, severity, "
+    "revoke_attempts, updated_at) SELECT sha, red, f, l, st, 'unknown', 0, %s FROM "
+    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+    "AS u(sha, red, f, l, st, n) ORDER BY n ON CONFLICT (sha256) DO UPDATE SET "
+    "last_seen = greatest(incidents.last_seen, excluded.last_seen), "
+    "first_seen = least(incidents.first_seen, excluded.first_seen) "
+    "RETURNING sha256, id, status, xmax = 0")
+_SIGHTINGS = (
+    "INSERT INTO sightings(incident_id, source, partner, repository, url, \"commit\", path, "
+    "line, author, record_type, record_source, delivery_id, received_at) SELECT i, so, pa, "
+    "re, ur, co, pt, li, au, rt, rs, de, ra FROM "
+    "unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(i, so, pa, re, ur, co, pt, li, au, rt, rs, de, ra, n) ORDER BY n "
+    "ON CONFLICT DO NOTHING RETURNING incident_id, source, coalesce(url, ''), "
+    "coalesce(delivery_id, ''), coalesce(\"commit\", ''), coalesce(path, '')")
+_QUEUE = (
+    "INSERT INTO revoke_queue(sha256, incident_id, source, url, enqueued_at, "
+    "next_attempt_at) SELECT sha, i, so, ur, %s, %s FROM unnest(%s::text[], %s::bigint[], "
+    "%s::text[], %s::text[]) WITH ORDINALITY AS u(sha, i, so, ur, n) ORDER BY n "
+    "ON CONFLICT DO NOTHING RETURNING sha256")
+
+
+def _record(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, Sighting]],
+            now: str, *, revoke: bool, false_positive: Collection[str]) -> list[Recorded]:
+    """The batch as set-based statements, with the same result as SQLite's item-by-item
+    loop (the rows, their order, the events and their order, what each item returns).
+
+    Round trip 1: one upsert of the distinct tokens (first appearance order, so incident
+    ids follow the batch; ``xmax = 0`` tells a row inserted from one that existed),
+    giving each token's id and status. What happens to a token (queued, closed as a
+    false positive, nothing) is decided by that status at its first item: later items
+    of the same token find it done. Round trip 2: the distinct sightings and the queue
+    rows (``RETURNING`` says which were new). Round trip 3: the events in item order,
+    the status changes, the commit."""
+    seen = [iso(sighting.received_at) for _, sighting in items]
+    first: dict[str, int] = {}  # token -> index of its first item
+    span: dict[str, list[str]] = {}  # token -> [first_seen, last_seen] in this batch
+    for index, (ref, _) in enumerate(items):
+        if ref.sha256 not in first:
+            first[ref.sha256], span[ref.sha256] = index, [seen[index], seen[index]]
+        else:
+            when = span[ref.sha256]
+            when[0], when[1] = min(when[0], seen[index]), max(when[1], seen[index])
+
+    def initial(sha: str) -> str:
+        if sha in false_positive:
+            return Status.FALSE_POSITIVE.value
+        return (Status.PENDING if revoke else Status.RECORDED).value
+
+    cur, queue_cur = conn.cursor(), conn.cursor()
+    cur.execute(_UPSERT, [now, *columns([(sha, items[i][0].redacted, *span[sha], initial(sha))
+                                         for sha, i in first.items()], 5)])
+    state = {sha: [ident, Status(status), inserted]
+             for sha, ident, status, inserted in cur.fetchall()}
+
+    action: dict[str, str] = {}  # token -> "false_positive" | "queued"
+    closed_ids: list[int] = []
+    pending_ids: list[int] = []
+    queue_rows: list[tuple[Any, ...]] = []
+    for sha, index in first.items():
+        token = state[sha]
+        if token[1] in CLOSED:
+            continue
+        if sha in false_positive:
+            action[sha], token[1] = "false_positive", Status.FALSE_POSITIVE
+            closed_ids.append(token[0])
+        elif revoke:
+            sighting = items[index][1]
+            action[sha] = "queued"
+            queue_rows.append((sha, token[0], sighting.source, sighting.url or ""))
+            if token[1] is not Status.PENDING:
+                token[1] = Status.PENDING
+                pending_ids.append(token[0])
+
+    rows = [(state[ref.sha256][0], s.source, s.partner, s.repository, s.url, s.commit,
+             s.path, s.line, s.author, s.record_type, s.record_source, s.delivery_id,
+             seen[index]) for index, (ref, s) in enumerate(items)]
+    values = columns(rows, 13)  # scrubbed: a sighting's identity is what is stored
+    keys = [(i, so, ur or "", de or "", co or "", pt or "") for i, so, ur, de, co, pt in zip(
+        values[0], values[1], values[4], values[11], values[5], values[6], strict=True)]
+    key_first: dict[tuple[Any, ...], int] = {}
+    for index, key in enumerate(keys):
+        key_first.setdefault(key, index)
+    distinct = list(key_first.values())
+    cur.execute(_SIGHTINGS, [[column[i] for i in distinct] for column in values])
+    if queue_rows:
+        queue_cur.execute(_QUEUE, [now, now, *columns(queue_rows, 4)])
+    new_sightings = {tuple(row) for row in cur.fetchall()}
+    queued = {row[0] for row in queue_cur.fetchall()} if queue_rows else set()
+
+    events: list[tuple[Any, ...]] = []
+    results: list[Recorded] = []
+    for index, (ref, _) in enumerate(items):
+        ident, status, inserted = state[ref.sha256]
+        is_first = first[ref.sha256] == index
+        new_sighting = key_first[keys[index]] == index and keys[index] in new_sightings
+        if new_sighting:
+            events.append((ident, now, "received", values[1][index]))
+        kind = action.get(ref.sha256) if is_first else None
+        if kind == "false_positive":
+            events.append((ident, now, "false_positive", "not a Cendis token by format"))
+        elif kind == "queued" and ref.sha256 in queued:
+            events.append((ident, now, "queued", values[1][index]))
+        results.append(Recorded(incident_id=ident, sha256=ref.sha256, status=status,
+                                new_incident=bool(inserted) and is_first,
+                                new_sighting=new_sighting))
+    if events:
+        cur.execute(EVENTS, columns(events, 4))
+    for status, ids in ((Status.PENDING, pending_ids), (Status.FALSE_POSITIVE, closed_ids)):
+        if ids:
+            cur.execute("UPDATE incidents SET status = %s, updated_at = %s WHERE id = ANY(%s)",
+                        [status.value, now, ids])
+    if closed_ids:
+        cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)",
+                    [[sha for sha, kind in action.items() if kind == "false_positive"]])
+    conn.commit()
+    return results
