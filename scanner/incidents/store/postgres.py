@@ -9,9 +9,15 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
   URL is only ever shown through :func:`~.common.mask_url`.
 - Every connection sets ``statement_timeout``: no query waits forever on a lock or a
   sick server. Taking a pooled connection waits at most ``busy_timeout``.
-- The pool checks a connection before lending it, so connections a restart or an
+- The pool checks a connection before lending it when it sat idle for more than
+  ``CHECK_IDLE`` seconds (:class:`_IdleCheck`), so connections a restart or an
   administrator killed are replaced: the store recovers by itself when the server
-  returns.
+  returns. A connection in use moments ago is lent without that extra round trip (a
+  third of a small group commit's); if the server went away in between, that one call
+  fails (a 503 the partner retries) and the pool replaces the broken connection.
+- Every call is a fixed number of round trips, not one per row: set-based statements
+  over arrays, in pipeline mode, the commit in the last (:mod:`.postgres_record`,
+  :mod:`.postgres_queue`); psycopg prepares a statement from its fifth use.
 - The queue is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the same lease
   as SQLite; a dead process's claims (same host, pid gone) are free at once.
 - A batch is recorded in its own order (incident ids follow it, as on SQLite); two
@@ -25,6 +31,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -36,7 +44,6 @@ import psycopg_pool
 from psycopg.rows import dict_row
 
 from scanner.incidents.models import (
-    CLOSED,
     Recorded,
     Sighting,
     Status,
@@ -52,11 +59,13 @@ from scanner.incidents.store.common import (
     scrubbed,
     since_text,
 )
-from scanner.incidents.store.postgres_queue import EVENTS, PostgresQueue, columns
+from scanner.incidents.store.postgres_queue import PostgresQueue
+from scanner.incidents.store.postgres_record import record_batch
 
 STATEMENT_TIMEOUT = 15.0  # seconds any one statement may run
 CONNECT_TIMEOUT = 10  # seconds to reach the server (libpq's connect_timeout)
 POOL_SIZE = 4
+CHECK_IDLE = 2.0  # seconds: a pooled connection idle longer is checked before use
 _ORDER = {"incidents": "id", "sightings": "id", "events": "id", "revoke_queue": "seq",
           "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id"}
 _RETRIES = 3  # a transaction rolled back as a deadlock or serialization failure
@@ -72,6 +81,27 @@ def conninfo_for(url: str, statement_timeout: float) -> str:
     return psycopg.conninfo.make_conninfo(
         url, options=f"{options} {timeout}".strip(),
         connect_timeout=params.get("connect_timeout") or CONNECT_TIMEOUT)
+
+
+class _IdleCheck:
+    """The pool's check before lending a connection: a round trip (an empty query) only
+    for a connection idle longer than ``CHECK_IDLE`` seconds, or never used."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._last: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def used(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._last[conn] = self._monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            last = self._last.get(conn)
+        if last is None or self._monotonic() - last > CHECK_IDLE:
+            psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 class _Console:
@@ -94,8 +124,9 @@ class PostgresStore(PostgresQueue):
     backend = "postgresql"
 
     def __init__(self, pool: psycopg_pool.ConnectionPool, now: Callable[[], datetime],
-                 url: str, busy_timeout: float) -> None:
+                 url: str, busy_timeout: float, idle: _IdleCheck | None = None) -> None:
         self._pool = pool
+        self._idle = idle or _IdleCheck()
         self._now = now
         self.url = url
         self.busy_timeout = busy_timeout
@@ -120,12 +151,12 @@ class PostgresStore(PostgresQueue):
         except psycopg.Error as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DatabaseUnavailable(f"incident database {shown}: {first}") from None
+        idle = _IdleCheck()
         pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, name="cendis-store",
-            timeout=max(busy_timeout, 0.001), check=psycopg_pool.ConnectionPool.check_connection,
-            reconnect_timeout=0)
+            timeout=max(busy_timeout, 0.001), check=idle.check, reconnect_timeout=0)
         pool.open(wait=False)
-        return cls(pool, now, shown, busy_timeout)
+        return cls(pool, now, shown, busy_timeout, idle)
 
     @classmethod
     def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
@@ -154,6 +185,7 @@ class PostgresStore(PostgresQueue):
         rolled back on an exception)."""
         with self._pool.connection(timeout=max(self.busy_timeout, 0.001)) as conn:
             yield conn
+            self._idle.used(conn)
 
     @contextmanager
     def _pipeline(self) -> Iterator[psycopg.Connection[Any]]:
@@ -201,13 +233,13 @@ class PostgresStore(PostgresQueue):
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
                false_positive: Collection[str] = ()) -> list[Recorded]:
-        """Record a batch in ONE transaction, committed before this returns: three round
-        trips whatever its size (see :func:`_record`)."""
+        """Record a batch in ONE transaction, committed before this returns: two round
+        trips whatever its size (see :func:`.postgres_record.record_batch`)."""
         if not items:
             return []
         now = iso(self._now())
-        return self._retrying(lambda conn: _record(conn, items, now, revoke=revoke,
-                                                   false_positive=false_positive))
+        return self._retrying(lambda conn: record_batch(conn, items, now, revoke=revoke,
+                                                        false_positive=false_positive))
 
     def writable(self) -> bool:
         """A cheap write probe for /readyz: one tiny committed write."""
@@ -326,123 +358,3 @@ class PostgresStore(PostgresQueue):
                 return list(cur.fetchall()) if cur.description else []
             yield run
 
-
-_UPSERT = (
-    "INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, severity, "
-    "revoke_attempts, updated_at) SELECT sha, red, f, l, st, 'unknown', 0, %s FROM "
-    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
-    "AS u(sha, red, f, l, st, n) ORDER BY n ON CONFLICT (sha256) DO UPDATE SET "
-    "last_seen = greatest(incidents.last_seen, excluded.last_seen), "
-    "first_seen = least(incidents.first_seen, excluded.first_seen) "
-    "RETURNING sha256, id, status, xmax = 0")
-_SIGHTINGS = (
-    "INSERT INTO sightings(incident_id, source, partner, repository, url, \"commit\", path, "
-    "line, author, record_type, record_source, delivery_id, received_at) SELECT i, so, pa, "
-    "re, ur, co, pt, li, au, rt, rs, de, ra FROM "
-    "unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-    "WITH ORDINALITY AS u(i, so, pa, re, ur, co, pt, li, au, rt, rs, de, ra, n) ORDER BY n "
-    "ON CONFLICT DO NOTHING RETURNING incident_id, source, coalesce(url, ''), "
-    "coalesce(delivery_id, ''), coalesce(\"commit\", ''), coalesce(path, '')")
-_QUEUE = (
-    "INSERT INTO revoke_queue(sha256, incident_id, source, url, enqueued_at, "
-    "next_attempt_at) SELECT sha, i, so, ur, %s, %s FROM unnest(%s::text[], %s::bigint[], "
-    "%s::text[], %s::text[]) WITH ORDINALITY AS u(sha, i, so, ur, n) ORDER BY n "
-    "ON CONFLICT DO NOTHING RETURNING sha256")
-
-
-def _record(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, Sighting]],
-            now: str, *, revoke: bool, false_positive: Collection[str]) -> list[Recorded]:
-    """The batch as set-based statements, with the same result as SQLite's item-by-item
-    loop (the rows, their order, the events and their order, what each item returns).
-
-    Round trip 1: one upsert of the distinct tokens (first appearance order, so incident
-    ids follow the batch; ``xmax = 0`` tells a row inserted from one that existed),
-    giving each token's id and status. What happens to a token (queued, closed as a
-    false positive, nothing) is decided by that status at its first item: later items
-    of the same token find it done. Round trip 2: the distinct sightings and the queue
-    rows (``RETURNING`` says which were new). Round trip 3: the events in item order,
-    the status changes, the commit."""
-    seen = [iso(sighting.received_at) for _, sighting in items]
-    first: dict[str, int] = {}  # token -> index of its first item
-    span: dict[str, list[str]] = {}  # token -> [first_seen, last_seen] in this batch
-    for index, (ref, _) in enumerate(items):
-        if ref.sha256 not in first:
-            first[ref.sha256], span[ref.sha256] = index, [seen[index], seen[index]]
-        else:
-            when = span[ref.sha256]
-            when[0], when[1] = min(when[0], seen[index]), max(when[1], seen[index])
-
-    def initial(sha: str) -> str:
-        if sha in false_positive:
-            return Status.FALSE_POSITIVE.value
-        return (Status.PENDING if revoke else Status.RECORDED).value
-
-    cur, queue_cur = conn.cursor(), conn.cursor()
-    cur.execute(_UPSERT, [now, *columns([(sha, items[i][0].redacted, *span[sha], initial(sha))
-                                         for sha, i in first.items()], 5)])
-    state = {sha: [ident, Status(status), inserted]
-             for sha, ident, status, inserted in cur.fetchall()}
-
-    action: dict[str, str] = {}  # token -> "false_positive" | "queued"
-    closed_ids: list[int] = []
-    pending_ids: list[int] = []
-    queue_rows: list[tuple[Any, ...]] = []
-    for sha, index in first.items():
-        token = state[sha]
-        if token[1] in CLOSED:
-            continue
-        if sha in false_positive:
-            action[sha], token[1] = "false_positive", Status.FALSE_POSITIVE
-            closed_ids.append(token[0])
-        elif revoke:
-            sighting = items[index][1]
-            action[sha] = "queued"
-            queue_rows.append((sha, token[0], sighting.source, sighting.url or ""))
-            if token[1] is not Status.PENDING:
-                token[1] = Status.PENDING
-                pending_ids.append(token[0])
-
-    rows = [(state[ref.sha256][0], s.source, s.partner, s.repository, s.url, s.commit,
-             s.path, s.line, s.author, s.record_type, s.record_source, s.delivery_id,
-             seen[index]) for index, (ref, s) in enumerate(items)]
-    values = columns(rows, 13)  # scrubbed: a sighting's identity is what is stored
-    keys = [(i, so, ur or "", de or "", co or "", pt or "") for i, so, ur, de, co, pt in zip(
-        values[0], values[1], values[4], values[11], values[5], values[6], strict=True)]
-    key_first: dict[tuple[Any, ...], int] = {}
-    for index, key in enumerate(keys):
-        key_first.setdefault(key, index)
-    distinct = list(key_first.values())
-    cur.execute(_SIGHTINGS, [[column[i] for i in distinct] for column in values])
-    if queue_rows:
-        queue_cur.execute(_QUEUE, [now, now, *columns(queue_rows, 4)])
-    new_sightings = {tuple(row) for row in cur.fetchall()}
-    queued = {row[0] for row in queue_cur.fetchall()} if queue_rows else set()
-
-    events: list[tuple[Any, ...]] = []
-    results: list[Recorded] = []
-    for index, (ref, _) in enumerate(items):
-        ident, status, inserted = state[ref.sha256]
-        is_first = first[ref.sha256] == index
-        new_sighting = key_first[keys[index]] == index and keys[index] in new_sightings
-        if new_sighting:
-            events.append((ident, now, "received", values[1][index]))
-        kind = action.get(ref.sha256) if is_first else None
-        if kind == "false_positive":
-            events.append((ident, now, "false_positive", "not a Cendis token by format"))
-        elif kind == "queued" and ref.sha256 in queued:
-            events.append((ident, now, "queued", values[1][index]))
-        results.append(Recorded(incident_id=ident, sha256=ref.sha256, status=status,
-                                new_incident=bool(inserted) and is_first,
-                                new_sighting=new_sighting))
-    if events:
-        cur.execute(EVENTS, columns(events, 4))
-    for status, ids in ((Status.PENDING, pending_ids), (Status.FALSE_POSITIVE, closed_ids)):
-        if ids:
-            cur.execute("UPDATE incidents SET status = %s, updated_at = %s WHERE id = ANY(%s)",
-                        [status.value, now, ids])
-    if closed_ids:
-        cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)",
-                    [[sha for sha, kind in action.items() if kind == "false_positive"]])
-    conn.commit()
-    return results
