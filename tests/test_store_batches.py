@@ -120,3 +120,32 @@ def test_a_batch_records_alike_on_both_backends(case: str, tmp_path: Path,
     assert results["postgresql"][1] == results["sqlite"][1]
     assert results["sqlite"][1]["events"]  # the case did write a trail
     assert tokens[1] not in repr(results["postgresql"][1])  # the url's token was scrubbed
+
+
+@pytest.mark.parametrize("how", ["db migrate", "open"])
+def test_a_missing_queue_index_is_created_by_migrate(how: str, cli: Any) -> None:
+    """A version-2 PostgreSQL database made before the queue's index existed gets it
+    from ``db migrate`` or at the next opening (both migrate); a reader does not."""
+    from scanner.incidents.store import open_reader
+    from scanner.incidents.store.postgres_schema import INDEXES
+
+    with fresh_schema() as url:
+        Store.open(url).close()
+
+        def present() -> set[str]:
+            with Store.open(url, migrate=False) as store:
+                rows = store.db.execute("SELECT indexname FROM pg_indexes WHERE "
+                                        "schemaname = current_schema()").fetchall()
+            return {r[0] for r in rows} & set(INDEXES)
+
+        assert present() == set(INDEXES)
+        with Store.open(url, migrate=False) as store:
+            for name in INDEXES:
+                store.db.execute(f"DROP INDEX {name}")
+        open_reader(url).close()
+        assert present() == set()
+        if how == "db migrate":
+            assert cli(["db", "migrate", "--db", url]).returncode == 0
+        else:
+            Store.open(url).close()
+        assert present() == set(INDEXES)

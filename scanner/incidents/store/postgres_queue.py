@@ -11,12 +11,18 @@ the last one), never one per token.
   the rows another is claiming), their attempt, the incidents' attempt counts and the
   events, in data-modifying CTEs. Before it, one read of the processes holding claims,
   so a dead process's claims (same host, pid gone) are free at once.
-- ``revoke_queue_due`` (a partial index on the unclaimed rows by ``seq``, see
-  :mod:`.postgres_schema`) keeps the head scan from walking the claimed rows.
+- The claim walks the primary key (``seq``) from the head until the batch is full. Its
+  source test is written ``coalesce(source = ..., false)`` so the planner cannot take
+  it for a rare value: on a queue not yet analysed (a fresh backfill of 10,000) it
+  estimates any equality at 0.5 % of the rows, and then sorts the whole queue instead
+  (measured: 9 ms against 0.3 ms per claim of 100 from 10,000).
+- ``revoke_queue_claimed`` (a partial index on the rows under a claim, see
+  :mod:`.postgres_schema`) makes the read of the live claims a few rows, not the queue.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -50,25 +56,53 @@ _ATTEMPTED = (", counted AS (UPDATE incidents SET revoke_attempts = revoke_attem
 #: The head's source, then up to ``limit`` free, due rows of that source, oldest first.
 CLAIM = (f"WITH head AS (SELECT source FROM revoke_queue WHERE {_FREE} AND {_DUE} "
          "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED), "
-         "picked AS (SELECT seq FROM revoke_queue WHERE source = (SELECT source FROM head) "
+         "picked AS (SELECT seq FROM revoke_queue WHERE coalesce(source = (SELECT source FROM "
+         "head), false) "
          f"AND {_FREE} AND {_DUE} ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
          f"claimed AS ({_CLAIMED}){_ATTEMPTED}")
 #: One given token (a refused batch, token by token).
 CLAIM_ONE = (f"WITH picked AS (SELECT seq FROM revoke_queue WHERE sha256 = %(only)s AND "
              f"{_FREE} AND {_DUE} FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIMED})"
              f"{_ATTEMPTED}")
-#: Events in their given order (ids follow it), from parallel arrays.
+
+
+def rows_of(*columns: str) -> str:
+    """SQL for the rows of one :func:`json_rows` parameter, as a subquery: each column
+    ``"name type"`` from its position in a row, and ``n`` the row's position (a
+    statement orders by it, so generated ids follow the given order)."""
+    select = ", ".join(f"(r->>{index})::{kind} AS {name}"
+                       for index, (name, kind) in enumerate(c.split() for c in columns))
+    return (f"(SELECT {select}, n FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+            "AS e(r, n))")
+
+
+def json_rows(rows: Sequence[Sequence[Any]], width: int) -> str:
+    """Rows as one parameter: a JSON array of arrays, read back by :func:`rows_of`. One
+    text for the whole batch (psycopg dumps arrays element by element in Python, and a
+    batch may hold 10,000 rows; ``json.dumps`` is C). Every text is scrubbed, as every
+    bound text is: one check per column, since a column is nearly always clean (a
+    redacted form, with the prefix in it, is checked value by value)."""
+    columns = [scrubbed([row[column] for row in rows]) for column in range(width)]
+    return json.dumps(list(zip(*columns, strict=True)), ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def json_list(values: Sequence[Any]) -> str:
+    """A list as one JSON parameter (``IN (SELECT jsonb_array_elements_text(...))``)."""
+    return json.dumps(list(scrubbed(list(values))), ensure_ascii=False)
+
+
+#: Events in their given order (ids follow it).
 EVENTS = ("INSERT INTO events(incident_id, at, kind, detail) SELECT i, a, k, d FROM "
-          "unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
-          "AS u(i, a, k, d, n) ORDER BY n")
-
-
-def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as ``width`` column lists, to bind as arrays (``unnest(%s::text[], ...)``
-    turns them back into rows). Every text is scrubbed, as every bound text is: one
-    check per column, since a column is nearly always clean (a redacted form, with the
-    prefix in it, is checked value by value)."""
-    return [list(scrubbed([row[column] for row in rows])) for column in range(width)]
+          + rows_of("i bigint", "a text", "k text", "d text") + " u ORDER BY n")
+#: The API's answers written to their incidents (one row each).
+OUTCOMES = (
+    "UPDATE incidents i SET status = u.status, owner = coalesce(u.owner, i.owner), "
+    "token_name = coalesce(u.token_name, i.token_name), org = coalesce(u.org, i.org), "
+    "scopes = coalesce(u.scopes, i.scopes), severity = u.severity, last_error = NULL, "
+    "updated_at = u.at FROM " + rows_of(
+        "status text", "owner text", "token_name text", "org text", "scopes text",
+        "severity text", "at text", "id bigint") + " u WHERE i.id = u.id")
 
 
 class PostgresQueue:
@@ -133,8 +167,8 @@ class PostgresQueue:
                         scrubbed([*params, [e.sha256 for e in entries]]))
             cur.execute("UPDATE incidents SET last_error = %s, updated_at = %s "
                         "WHERE id = ANY(%s)", scrubbed([reason, iso(now), ids]))
-            cur.execute(EVENTS, columns([(i, iso(now), "revoke_failed", reason)
-                                         for i in ids], 4))
+            cur.execute(EVENTS, [json_rows([(i, iso(now), "revoke_failed", reason)
+                                            for i in ids], 4)])
             conn.commit()
 
     def reject(self, entry: QueueEntry, reason: str, detail: str) -> None:
@@ -163,16 +197,8 @@ class PostgresQueue:
             statuses, updates, events = outcome_rows(entries, outcomes, lost, now,
                                                      notify_owner=notify_owner)
             last = {row[-1]: row for row in updates}  # one row per incident: the last wins
-            cur.execute(
-                "UPDATE incidents i SET status = u.status, owner = coalesce(u.owner, i.owner), "
-                "token_name = coalesce(u.token_name, i.token_name), "
-                "org = coalesce(u.org, i.org), scopes = coalesce(u.scopes, i.scopes), "
-                "severity = u.severity, last_error = NULL, updated_at = u.at FROM "
-                "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::text[], %s::text[], %s::bigint[]) AS u(status, owner, token_name, org, "
-                "scopes, severity, at, id) WHERE i.id = u.id",
-                columns(list(last.values()), 8))
+            cur.execute(OUTCOMES, [json_rows(list(last.values()), 8)])
             cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)", [shas])
-            cur.execute(EVENTS, columns(events, 4))
+            cur.execute(EVENTS, [json_rows(events, 4)])
             conn.commit()
         return statuses

@@ -2,10 +2,10 @@
 
 SQLite records item by item (each statement is a function call there). On a server
 each statement is a network round trip, and a receiver's group commit or a sweep's
-report holds thousands of items: so the batch goes as a few statements over arrays
-(``unnest``), sent in pipeline mode, with the same result as SQLite's loop: the same
-rows in the same order, the same events in the same order, the same :class:`Recorded`
-for every item.
+report holds thousands of items: so the batch goes as a few statements over the rows of
+one JSON parameter each (:func:`~.postgres_queue.rows_of`), sent in pipeline mode,
+with the same result as SQLite's loop: the same rows in the same order, the same
+events in the same order, the same :class:`Recorded` for every item.
 
 Round trip 1 (sent together, one wait): the upsert of the distinct tokens in order of
 first appearance (so incident ids follow the batch; it returns each token's id, its
@@ -25,39 +25,39 @@ from typing import Any
 import psycopg
 
 from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef
-from scanner.incidents.store.common import iso
-from scanner.incidents.store.postgres_queue import EVENTS, columns
+from scanner.incidents.store.common import iso, scrubbed
+from scanner.incidents.store.postgres_queue import EVENTS, json_list, json_rows, rows_of
 
 _CLOSED = sorted(status.value for status in CLOSED)
 UPSERT = (
     "INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, severity, "
     "revoke_attempts, updated_at) SELECT sha, red, f, l, st, 'unknown', 0, %s FROM "
-    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
-    "AS u(sha, red, f, l, st, n) ORDER BY n ON CONFLICT (sha256) DO UPDATE SET "
+    + rows_of("sha text", "red text", "f text", "l text", "st text") + " u ORDER BY n "
+    "ON CONFLICT (sha256) DO UPDATE SET "
     "last_seen = greatest(incidents.last_seen, excluded.last_seen), "
     "first_seen = least(incidents.first_seen, excluded.first_seen) "
     "RETURNING sha256, id, status, xmax = 0")
 SIGHTINGS = (
     "INSERT INTO sightings(incident_id, source, partner, repository, url, \"commit\", path, "
     "line, author, record_type, record_source, delivery_id, received_at) SELECT i.id, so, "
-    "pa, re, ur, co, pt, li, au, rt, rs, de, ra FROM unnest(%s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
-    "AS u(sha, so, pa, re, ur, co, pt, li, au, rt, rs, de, ra, n) "
-    "JOIN incidents i ON i.sha256 = u.sha ORDER BY n "
+    "pa, re, ur, co, pt, li, au, rt, rs, de, ra FROM " + rows_of(
+        "sha text", "so text", "pa text", "re text", "ur text", "co text", "pt text",
+        "li bigint", "au text", "rt text", "rs text", "de text", "ra text")
+    + " u JOIN incidents i ON i.sha256 = u.sha ORDER BY n "
     "ON CONFLICT DO NOTHING RETURNING incident_id, source, coalesce(url, ''), "
     "coalesce(delivery_id, ''), coalesce(\"commit\", ''), coalesce(path, '')")
 QUEUE = (
     "INSERT INTO revoke_queue(sha256, incident_id, source, url, enqueued_at, "
-    "next_attempt_at) SELECT i.sha256, i.id, so, ur, %s, %s FROM unnest(%s::text[], "
-    "%s::text[], %s::text[]) WITH ORDINALITY AS u(sha, so, ur, n) JOIN incidents i "
+    "next_attempt_at) SELECT i.sha256, i.id, so, ur, %s, %s FROM "
+    + rows_of("sha text", "so text", "ur text") + " u JOIN incidents i "
     "ON i.sha256 = u.sha WHERE i.status <> ALL(%s::text[]) ORDER BY n "
     "ON CONFLICT DO NOTHING RETURNING sha256")
-PENDING = ("UPDATE incidents SET status = 'pending', updated_at = %s WHERE sha256 = ANY(%s) "
+_LISTED = "sha256 IN (SELECT jsonb_array_elements_text(%s::jsonb))"
+PENDING = (f"UPDATE incidents SET status = 'pending', updated_at = %s WHERE {_LISTED} "
            "AND status <> ALL(%s::text[]) AND status <> 'pending'")
 FALSE_POSITIVE = (
     "WITH closed AS (UPDATE incidents SET status = 'false_positive', updated_at = %s "
-    "WHERE sha256 = ANY(%s) AND status <> ALL(%s::text[]) RETURNING sha256) "
+    f"WHERE {_LISTED} AND status <> ALL(%s::text[]) RETURNING sha256) "
     "DELETE FROM revoke_queue WHERE sha256 IN (SELECT sha256 FROM closed)")
 
 
@@ -78,14 +78,14 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
     initial = (Status.PENDING if revoke else Status.RECORDED).value
 
     cur, sighting_cur, queue_cur, other = (conn.cursor() for _ in range(4))
-    cur.execute(UPSERT, [now, *columns(
+    cur.execute(UPSERT, [now, json_rows(
         [(sha, items[i][0].redacted, *span[sha],
           Status.FALSE_POSITIVE.value if sha in false_positive else initial)
          for sha, i in first.items()], 5)])
     rows = [(ref.sha256, s.source, s.partner, s.repository, s.url, s.commit, s.path, s.line,
              s.author, s.record_type, s.record_source, s.delivery_id, seen[index])
             for index, (ref, s) in enumerate(items)]
-    values = columns(rows, 13)  # scrubbed: a sighting's identity is what is stored
+    values = [scrubbed([row[c] for row in rows]) for c in range(13)]  # as stored
     keys = list(zip(values[0], values[1], [v or "" for v in values[4]],
                     [v or "" for v in values[11]], [v or "" for v in values[5]],
                     [v or "" for v in values[6]], strict=True))
@@ -93,14 +93,15 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
     for index, key in enumerate(keys):
         key_first.setdefault(key, index)
     distinct = list(key_first.values())
-    sighting_cur.execute(SIGHTINGS, [[column[i] for i in distinct] for column in values])
+    sighting_cur.execute(SIGHTINGS, [json_rows(
+        [[column[i] for column in values] for i in distinct], 13)])
     if candidates:
-        queue_cur.execute(QUEUE, [now, now, *columns(
+        queue_cur.execute(QUEUE, [now, now, json_rows(
             [(sha, items[first[sha]][1].source, items[first[sha]][1].url or "")
              for sha in candidates], 3), _CLOSED])
-        other.execute(PENDING, [now, candidates, _CLOSED])
+        other.execute(PENDING, [now, json_list(candidates), _CLOSED])
     if fps:
-        other.execute(FALSE_POSITIVE, [now, fps, _CLOSED])
+        other.execute(FALSE_POSITIVE, [now, json_list(fps), _CLOSED])
     before = {sha: (ident, Status(status), bool(inserted))
               for sha, ident, status, inserted in cur.fetchall()}
     sha_of = {ident: sha for sha, (ident, _, _) in before.items()}
@@ -127,7 +128,7 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
         results.append(Recorded(incident_id=ident, sha256=ref.sha256, status=status,
                                 new_incident=inserted and is_first, new_sighting=new_sighting))
     if events:
-        cur.execute(EVENTS, columns(events, 4))
+        cur.execute(EVENTS, [json_rows(events, 4)])
     conn.commit()
     return results
 

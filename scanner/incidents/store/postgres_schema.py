@@ -68,12 +68,10 @@ UPDATE schema_version SET version = 2;
 
 #: Indexes for the queue's hot statements, which change no row and no result (so no
 #: schema version): ``migrate`` creates any that are missing, at every start, so a
-#: database made by an earlier release gets them too. ``revoke_queue_source``: a claim
-#: takes the oldest rows of one source, an ordered index scan that stops after the
-#: batch (without it, a scan and a sort of the whole queue). ``revoke_queue_claimed``:
-#: the rows under a claim, read before every claim to free a dead process's at once.
+#: database made by an earlier release gets them too. ``revoke_queue_claimed``: the
+#: rows under a claim, read before every claim to free a dead process's at once (without
+#: it, a scan of the whole queue per claim).
 INDEXES = {
-    "revoke_queue_source": "CREATE INDEX revoke_queue_source ON revoke_queue(source, seq)",
     "revoke_queue_claimed": "CREATE INDEX revoke_queue_claimed ON revoke_queue"
                             "(claimed_until) WHERE claimed_by IS NOT NULL",
 }
