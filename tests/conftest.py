@@ -18,14 +18,16 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scanner.token import generate
+pytest.register_assert_rewrite("privacy")  # a plugin (below) that this module imports
+from privacy import keep_output, keep_standin_journal  # noqa: E402
+
+from scanner.token import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The spec files the tests read: copies kept in the repository.
@@ -94,58 +96,21 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 
 @pytest.fixture
-def make_token(rng: random.Random, token_registry: set[str]) -> Callable[[], str]:
+def make_token(rng: random.Random) -> Callable[[], str]:
+    """Fresh tokens, reproducible per test (``generate`` records each for the privacy
+    check by itself)."""
     def make() -> str:
-        token = generate(rng)
-        token_registry.add(token)
-        return token
+        return generate(rng)
 
     return make
 
 
-# -- privacy: tests/test_zz_privacy.py runs last and greps every SQLite file and every
-# captured output (CLI subprocesses, pytest's captured stdout/stderr/logs, servers' logs
-# kept under the captured/ folder) for every token the suite generated.
+# -- privacy: the plugin in tests/privacy.py records every token any process of the run
+# generates and, once all workers have finished, looks for them in every SQLite file and
+# every captured output (CLI subprocesses, pytest's captured stdout/stderr/logs, servers'
+# logs and the stand-ins' journals, kept under each worker's captured/ folder).
 
-CAPTURE_ENV = "CENDIS_SCAN_TEST_CAPTURE"
-
-
-@pytest.fixture(scope="session")
-def token_registry() -> set[str]:
-    """Every token the suite generated (``make_token`` adds to it; so do tests that call
-    ``generate`` themselves)."""
-    return set()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def captured_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Where outputs are kept for the privacy test (also given to subprocesses)."""
-    path = tmp_path_factory.getbasetemp() / "captured"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CAPTURE_ENV, str(path))
-        yield path
-
-
-def keep_output(data: bytes, kind: str) -> None:
-    """Keep a copy of an output for the privacy test (no-op outside a test session)."""
-    where = os.environ.get(CAPTURE_ENV)
-    if where and data.strip():
-        (Path(where) / f"{kind}-{uuid.uuid4().hex}.out").write_bytes(data)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    text = "\n".join(f"{title}\n{content}" for title, content in report.sections)
-    keep_output(text.encode("utf-8", "replace"), "pytest")
-
-
-def keep_standin_journal(journal: Any, kind: str = "standin") -> None:
-    """Keep what a Cendis stand-in received (every request: headers, body) for the
-    privacy test: a token in a revoke call's url or source is a token forwarded."""
-    keep_output(json.dumps(journal, indent=1).encode(), kind)
+pytest_plugins = ["privacy"]
 
 
 def _keep_journals(apps: list[Any]) -> None:
@@ -185,6 +150,47 @@ def aiohttp_client(aiohttp_client: Any) -> Iterator[Any]:
     _keep_journals(apps)
 
 
+# -- shared by the service tests: ports, the injected clock, the store, the receiver rig
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a real ``serve`` or stand-in process,
+    which must be told its port before it starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def time() -> Any:
+    """An injected clock and sleep (tests/standin.py's ``FakeTime``): sleeping advances
+    it at once, so timing-dependent tests never wait."""
+    from standin import FakeTime
+
+    return FakeTime()
+
+
+@pytest.fixture
+def store(store_url: str, time: Any) -> Iterator[Any]:
+    """A real incident store (once per backend, see ``store_url``) whose clock is
+    ``time``'s (a backoff written to the queue comes due as the injected sleeps pass)."""
+    from scanner.incidents.store import Store
+
+    db = Store.open(store_url, now=time.wall)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
+                make_token: Callable[[], str]) -> Any:
+    """Builds receivers wired to a key server and a Cendis stand-in (tests/receiver.py)."""
+    from receiver import make_rig_factory
+
+    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, Any]:
     return json.loads((SPEC / "token-vectors.json").read_text())
@@ -206,6 +212,25 @@ def assert_no_leak(*outputs: bytes | str) -> None:
         data = out.encode() if isinstance(out, str) else out
         leaked = TOKEN_SHAPED.search(data)
         assert leaked is None, f"whole token in output at byte {leaked.start()}"
+
+
+#: Expected outputs, compared byte for byte (tests/test_git_golden.py, test_report_golden.py).
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+
+
+def assert_golden(name: str, data: bytes) -> None:
+    """``data`` is ``tests/data/golden/NAME`` byte for byte. After an intended change of
+    output, run with ``UPDATE_GOLDEN=1`` to rewrite the files, and review the diff. A
+    golden file never holds a whole token."""
+    assert TOKEN_SHAPED.search(data) is None, f"a whole token in the golden output {name}"
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_bytes(data)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to write it"
+    # Compared as text for a readable diff; surrogateescape keeps it byte for byte.
+    assert data.decode("utf-8", "surrogateescape") == \
+        path.read_bytes().decode("utf-8", "surrogateescape"), \
+        f"{name} differs from the golden file (UPDATE_GOLDEN=1 rewrites it)"
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ class Rig:
         end = loop.time() + timeout
         while not done():
             assert loop.time() < end, "timed out waiting for the receiver"
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polled: the receiver's background tasks do real I/O
 
     async def quiet(self) -> None:
         """Until the revoke queue is empty (the revoker writes in the background)."""

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from conftest import CLI, ROOT, require_tool
-from receiver import RigFactory, make_rig_factory
+from receiver import RigFactory
 from sweeptools import Origin, isolated_git, sha  # noqa: F401 - the autouse fixture
 
 from scanner.errors import ConfigError
@@ -308,12 +308,6 @@ def test_cronjob_runs_one_zero_based_shard_per_index() -> None:
         parse_shard(f"{count}/{count}")
     cache = next(m for m in container["volumeMounts"] if m["name"] == "cache")
     assert "$(JOB_COMPLETION_INDEX)" in cache["subPathExpr"]  # one directory per shard
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 async def test_sweep_script_shards_report_every_token_once(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import time
@@ -17,23 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CLI
+from conftest import CLI, free_port
 
 from scanner.token import TokenCheck, check
 
 CREDENTIAL = re.compile(r"service credential \(scope revoke:tokens\): (cendis_pat_\w+)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def standin(args: list[str], stdout: int | Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """The stand-in as a real process, its stdout a pipe or a file; yields its URL."""
-    port = _free_port()
+    port = free_port()
     out = stdout.open("wb") if isinstance(stdout, Path) else stdout
     proc = subprocess.Popen([CLI, "dev", "cendis-api", "--port", str(port), *args],
                             stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -45,7 +38,7 @@ def standin(args: list[str], stdout: int | Path) -> Iterator[tuple[str, subproce
                 urllib.request.urlopen(url + "/_calls", timeout=1).read()
                 break
             except OSError:
-                time.sleep(0.025)
+                time.sleep(0.025)  # polled: a real stand-in process starting
         yield url, proc
     finally:
         proc.terminate()
@@ -69,7 +62,7 @@ def _printed(text: str) -> str:
 @pytest.mark.parametrize("seed", ["none", "directory"])
 @pytest.mark.parametrize("where", ["pipe", "file"])
 def test_the_generated_credential_is_printed_whatever_stdout_is(
-        tmp_path: Path, where: str, seed: str) -> None:
+        tmp_path: Path, where: str, seed: str, token_registry: set[str]) -> None:
     args = []
     if seed == "directory":
         (tmp_path / "project").mkdir()
@@ -83,6 +76,7 @@ def test_the_generated_credential_is_printed_whatever_stdout_is(
         else:  # written and flushed before the server answered its first request
             text = (tmp_path / "out.txt").read_text()
         credential = _printed(text)
+        token_registry.add(credential)  # made in the subprocess: for the privacy check
         assert check(credential) is TokenCheck.VALID
         assert _whoami(url, credential)["scopes"] == ["revoke:tokens"]
         assert "CENDIS_TOKEN=" in text or where == "pipe"
@@ -90,7 +84,7 @@ def test_the_generated_credential_is_printed_whatever_stdout_is(
 
 @pytest.mark.parametrize("existing", [None, 0o644])
 def test_credential_file_holds_the_credential_readable_by_its_owner_only(
-        tmp_path: Path, existing: int | None) -> None:
+        tmp_path: Path, existing: int | None, token_registry: set[str]) -> None:
     path = tmp_path / "credential"
     if existing is not None:
         path.write_text("old contents, longer than a token would be" * 3)
@@ -100,6 +94,7 @@ def test_credential_file_holds_the_credential_readable_by_its_owner_only(
         credential = path.read_text()
         assert credential.endswith("\n") and credential.count("\n") == 1
         credential = credential.strip()
+        token_registry.add(credential)  # made in the subprocess: for the privacy check
         assert _whoami(url, credential)["scopes"] == ["revoke:tokens"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     printed = out.read_text()
@@ -108,7 +103,7 @@ def test_credential_file_holds_the_credential_readable_by_its_owner_only(
 
 
 def test_credential_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([CLI, "dev", "cendis-api", "--port", str(_free_port()),
+    proc = subprocess.run([CLI, "dev", "cendis-api", "--port", str(free_port()),
                            "--credential-file", str(tmp_path / "no" / "such" / "dir")],
                           capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)

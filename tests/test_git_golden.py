@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN_SHAPED
+from conftest import assert_golden
 from gitrepo import Repo
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
 #: Fields that depend on the machine or the moment, not on the repository.
 VOLATILE = ("elapsed", "elapsed_s", "duration", "seconds", "time", "version", "scanned_at",
             "started", "finished")
@@ -64,13 +62,7 @@ def _stable(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check(name: str, report: dict[str, Any]) -> None:
-    text = json.dumps(_stable(report), indent=2, sort_keys=True) + "\n"
-    assert TOKEN_SHAPED.search(text.encode()) is None, "a whole token in a golden report"
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to write it"
-    assert text == path.read_text(), f"{name} differs from the golden file (UPDATE_GOLDEN=1)"
+    assert_golden(name, (json.dumps(_stable(report), indent=2, sort_keys=True) + "\n").encode())
 
 
 @pytest.fixture

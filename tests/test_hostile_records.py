@@ -25,7 +25,7 @@ from urllib.parse import quote
 import pytest
 from conftest import assert_no_leak, run
 from privacy import Needles
-from receiver import CREDENTIAL, RigFactory, make_rig_factory
+from receiver import CREDENTIAL, RigFactory
 
 from scanner.dev.cendis_api import STATE as STANDIN
 from scanner.dev.cendis_api import ServiceCredential, StandInToken
@@ -67,12 +67,6 @@ HOSTILE: dict[str, Callable[[str], dict[str, str]]] = {
     "everywhere": lambda t: {"url": f"https://x.example/?access_token={t}",
                              "type": _b64(t, b"z"), "source": t.replace("_", "%5f")},
 }
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 def _sha(token: str) -> str:

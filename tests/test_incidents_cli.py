@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import random
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, assert_no_leak, keep_standin_journal, run
+from conftest import CLI, assert_no_leak, free_port, keep_standin_journal, run
 
 from scanner.cendis.client import credential_from
 from scanner.dev import seed as seeds
@@ -41,12 +40,6 @@ class Api:
                 **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
         captured_dir: Path) -> Iterator[Api]:
@@ -65,7 +58,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
                    {"token": live[1], "owner": "carol", "org": "acme",
                     "scopes": ["admin:org"]},
                    {"token": live[2]}]}))
-    port = _free_port()
+    port = free_port()
     log = (captured_dir / "standin-cli.log").open("wb")
     proc = subprocess.Popen([CLI, "dev", "cendis-api", "--port", str(port), "--seed",
                              str(seed)], stdout=log, stderr=subprocess.STDOUT,
@@ -79,7 +72,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
             except OSError:
                 if proc.poll() is not None:
                     raise AssertionError("the stand-in exited") from None
-                time.sleep(0.05)
+                time.sleep(0.05)  # polled: a real `dev cendis-api` process starting
         yield Api(url, credential, admin, weak, live, unknown)
         keep_standin_journal({route: json.loads(urllib.request.urlopen(
             url + route, timeout=5).read()) for route in ("/_requests", "/_calls")})

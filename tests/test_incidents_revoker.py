@@ -23,20 +23,6 @@ from scanner.incidents.revoker import Revoker
 from scanner.incidents.store import Store
 
 
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def store(store_url: str, time: FakeTime) -> Store:
-    """The store's clock is the revoker's (a backoff written to the queue comes due as
-    the injected sleeps pass)."""
-    db = Store.open(store_url, now=time.wall)
-    yield db
-    db.close()
-
-
 def _queue(store: Store, tokens: list[str], source: str = "github") -> list[str]:
     refs = [TokenRef.from_token(t) for t in tokens]
     store.record([(r, Sighting(source=source, received_at=utcnow(), url="https://x/1"))
@@ -134,7 +120,7 @@ async def test_401_keeps_everything_pending_then_recovers(
     for _ in range(500):
         if store.queue_depth() == 0:
             break
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polled: real I/O
     revoker.stop()
     await asyncio.wait_for(task, 5)
     assert time.sleeps == [60, 60, 60]  # retried periodically while blocked
@@ -249,7 +235,7 @@ async def test_kill_9_mid_queue_then_restart(
     for _ in range(1000):
         if len(state.calls) >= 2:
             break
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polled: a real driver process
     first.send_signal(signal.SIGKILL)
     out, err = await first.communicate()
     keep_output(out + err, "driver")
@@ -264,7 +250,7 @@ async def test_kill_9_mid_queue_then_restart(
     out, err = await second.communicate()
     keep_output(out + err, "driver")
     assert second.returncode == 0, err.decode()
-    await asyncio.sleep(0.5)  # the killed process's last call finishes in the stand-in
+    await asyncio.sleep(0.5)  # the killed (real) process's last call ends in the stand-in
     counts = revoked_counts(state.calls)
     assert set(counts) == set(hashes)
     assert all(per["revoked"] == 1 for per in counts.values())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from standin import FakeTime
 
 from scanner.errors import ConfigError
 from scanner.incidents.models import (
@@ -31,10 +32,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(store_url: str) -> Store:
-    db = Store.open(store_url, now=lambda: T0)
-    yield db
-    db.close()
+def time() -> FakeTime:
+    """The shared ``store`` fixture's clock, standing still at T0."""
+    return FakeTime(now=(T0 - FakeTime.epoch).total_seconds())
 
 
 def _sighting(source: str = "github", **kw: object) -> Sighting:

@@ -67,7 +67,7 @@ def test_a_signal_ends_a_parallel_scan_cleanly(tmp_path: Path, signum: int, grou
             break
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+            time.sleep(0.02)  # polled: a real process opening the FIFO
     workers = _children(proc.pid)
     assert len(workers) == 2
     (os.killpg if group else os.kill)(proc.pid, signum)

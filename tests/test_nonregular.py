@@ -60,7 +60,7 @@ def test_character_device_streams_in_constant_memory_and_ctrl_c_stops_it(
     deadline = time.monotonic() + 60  # a safety net only: the test waits on bytes read
     while _read_bytes(proc.pid) < 3 * LIMIT // 2 and proc.poll() is None:
         assert time.monotonic() < deadline
-        time.sleep(0.02)
+        time.sleep(0.02)  # polled: a real process reading
     assert proc.poll() is None, proc.communicate()[1]  # still running: memory held
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

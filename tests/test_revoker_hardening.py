@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import time as wall_time
@@ -28,7 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import CLI, keep_output
+from conftest import CLI, free_port, keep_output
 from receiver import CREDENTIAL, PARTNERS, Rig
 from receiver import test_config as receiver_config
 from standin import FakeTime, calls, faults, start
@@ -45,18 +44,6 @@ from scanner.incidents.store import Store
 from scanner.server.app import create_app
 from scanner.server.logs import JsonFormatter
 from scanner.server.state import REVOKER, STORE
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def store(store_url: str, time: FakeTime) -> Store:
-    db = Store.open(store_url, now=time.wall)
-    yield db
-    db.close()
 
 
 def _queue(store: Store, tokens: list[str], source: str = "github") -> list[str]:
@@ -462,12 +449,6 @@ async def test_a_crashed_revoker_restarts_and_readyz_says_so_meanwhile(
 
 # -- a real serve process: nothing Cendis answers kills the revoker; SIGTERM exits 0 ----
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_survives_hostile_answers_and_stops_cleanly(
         aiohttp_server: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
     from scanner.dev.partner import report_body
@@ -481,7 +462,7 @@ async def test_serve_survives_hostile_answers_and_stops_cleanly(
     keys = await aiohttp_server(create_key_app(
         [*PARTNERS["public_keys"]["public_keys"], partner.entry()]))
     db, log = tmp_path / "incidents.db", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [CLI, "serve", "--port", str(port), "--db", str(db), "--cendis-api-url",
@@ -501,7 +482,7 @@ async def test_serve_survives_hostile_answers_and_stops_cleanly(
                         break
                 except aiohttp.ClientError:
                     pass
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # polled: a real serve process
             hashes = [TokenRef.from_token(t).sha256 for t in tokens]
             # Twice a token as a list (the batch's contract broken), then a 429 of 1e12 s.
             state.faults.answer_next = 2
@@ -516,12 +497,12 @@ async def test_serve_survives_hostile_answers_and_stops_cleanly(
             deadline = wall_time.monotonic() + 20
             while len(state.calls) < 2:  # two broken answers (backoff: 0.5-1 s, 1-2 s)
                 assert wall_time.monotonic() < deadline, state.calls
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polled: a real serve process
             state.faults.rate_limit_next, state.faults.retry_after = 1, "1e12"
             while len(state.calls) < 3:
                 assert wall_time.monotonic() < deadline, state.calls
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)
+                await asyncio.sleep(0.05)  # polled: a real serve process
+            await asyncio.sleep(1.0)  # a real serve process, watched for a spin in real time
             assert len(state.calls) == 3  # waiting out the (bounded) hour: no spin
             status, text = await get("/readyz")
             assert status == 200, text

@@ -138,19 +138,16 @@ def test_serve_starts_with_the_readme_example(tmp_path: Path) -> None:
     log says in one line each what the unset optional variables turned off."""
     import json
     import os
-    import socket
     import subprocess
     import time
     import urllib.error
     import urllib.request
 
-    from conftest import CLI, keep_output
+    from conftest import CLI, free_port, keep_output
 
     config = tmp_path / "receiver.toml"
     config.write_text(readme_receiver_toml())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in OPTIONAL}
     env.update(LOGSCANNER_WEBHOOK_SECRET=SECRET, CENDIS_TOKEN="x" * 20)
     log = tmp_path / "serve.log"
@@ -168,7 +165,7 @@ def test_serve_starts_with_the_readme_example(tmp_path: Path) -> None:
                 body = json.loads(urllib.request.urlopen(url + "/healthz", timeout=2).read())
                 break
             except OSError:
-                time.sleep(0.025)
+                time.sleep(0.025)  # polled: a real serve process starting
         else:
             raise AssertionError("serve did not answer /healthz: " + log.read_text())
         assert body == {"ok": True}

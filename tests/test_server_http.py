@@ -8,21 +8,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
+import time as wall_time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 from receiver import (
     PARTNERS,
     WHSEC,
     Rig,
     RigFactory,
     assert_tokens_nowhere,
-    make_rig_factory,
     snapshot,
 )
+from standin import FakeTime
 
 from scanner.dev.cendis_api import STATE as STANDIN
 from scanner.dev.partner import STATE as KEYS_STATE
@@ -32,12 +33,6 @@ from scanner.server.verify import standard_webhooks_sign
 
 VECTORS = PARTNERS["vectors"]
 READER = {"Authorization": "Bearer reader-token-for-tests-0123"}
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +101,7 @@ async def test_header_names_any_case_and_json_with_charset(rig: Rig) -> None:
 
 def _webhook_headers(body: bytes, *, msg_id: str = "msg_1", stamp: int | None = None,
                      secret: str = WHSEC) -> dict[str, str]:
-    stamp = int(time.time()) if stamp is None else stamp
+    stamp = int(wall_time.time()) if stamp is None else stamp
     return {"Content-Type": "application/json", "webhook-id": msg_id,
             "webhook-timestamp": str(stamp),
             "webhook-signature": standard_webhooks_sign(decode_whsec(secret, "t"), msg_id,
@@ -153,9 +148,10 @@ BAD_CASES: list[tuple[str, bytes, dict[str, str] | str, int, str, dict[str, Any]
                          [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
 async def test_bad_delivery_gets_its_status_and_changes_nothing(
         rig_factory: RigFactory, make_token: Any, body: bytes, how: dict[str, str] | str,
-        status: int, reason: str, setup: dict[str, Any]) -> None:
+        status: int, reason: str, setup: dict[str, Any], time: FakeTime) -> None:
     broken_keys = "key_mode" in setup
-    rig = await rig_factory(known=1, wait_keys=not broken_keys, **setup)
+    clock = {"monotonic": time.clock} if "key_id" in how else {}
+    rig = await rig_factory(known=1, wait_keys=not broken_keys, **clock, **setup)
     if not broken_keys:  # something in the database, so "unchanged" means something
         assert (await rig.report([rig.tokens[0]]))[0] == 200
         await rig.quiet()
@@ -163,7 +159,7 @@ async def test_bad_delivery_gets_its_status_and_changes_nothing(
         await rig.settle(lambda: rig.key_cache.fetches >= 1 and
                          rig.key_cache.last_error is not None)
     if "key_id" in how:
-        await asyncio.sleep(0.25)  # past the refetch throttle (0.2 s in these tests)
+        time.now += 0.25  # past the refetch throttle (0.2 s in these tests)
     before = snapshot(rig.db)
     key = rig.partner
     path = "/partners/github"
@@ -177,7 +173,7 @@ async def test_bad_delivery_gets_its_status_and_changes_nothing(
         if how["webhook"] == "bad":
             headers["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
         elif how["webhook"] == "stale":
-            headers = _webhook_headers(body, stamp=int(time.time()) - 600)
+            headers = _webhook_headers(body, stamp=int(wall_time.time()) - 600)
         elif how["webhook"] == "huge":
             headers = {**_webhook_headers(body), "webhook-timestamp": "9" * 400}
         else:
@@ -320,26 +316,27 @@ async def test_unhealthy_credential_makes_readyz_fail(rig_factory: RigFactory) -
                                       (await resp.json())["reasons"])
 
 
-async def test_key_rotation_and_etag(rig: Rig) -> None:
+async def test_key_rotation_and_etag(rig_factory: RigFactory, time: FakeTime) -> None:
+    rig = await rig_factory(known=6, monotonic=time.clock)
     state = rig.keys[KEYS_STATE]
     new = PartnerKey.generate()
     state.public_keys.append(new.entry())
     state.etag = '"v2"'
     await rig.settle(lambda: True)
     fetches = rig.key_cache.fetches
-    await asyncio.sleep(0.25)  # past the (test-sized) refetch interval
+    time.now += 0.25  # past the (test-sized) refetch interval, on the injected clock
     assert (await rig.report([rig.tokens[0]], key=new))[0] == 200
     assert rig.key_cache.fetches == fetches + 1
-    await asyncio.sleep(0.25)
+    time.now += 0.25
     assert (await rig.report([rig.tokens[1]], key=PartnerKey.generate()))[0] == 401
     assert state.not_modified >= 1  # the refetch was conditional
 
 
 async def test_a_1000_record_report_is_acknowledged_fast(rig: Rig, make_token: Any) -> None:
     tokens = [make_token() for _ in range(1000)]
-    start = time.perf_counter()
+    start = wall_time.perf_counter()
     status, _ = await rig.report(tokens)
-    elapsed = time.perf_counter() - start
+    elapsed = wall_time.perf_counter() - start
     assert status == 200 and elapsed < 2.0, elapsed  # the bench asserts <= 1 s
     listed = await (await rig.client.get("/incidents?limit=1000", headers=READER)).json()
     assert len(listed) == 1000
@@ -354,7 +351,7 @@ async def test_dev_send_report_cli_posts_a_signed_report(rig_factory: RigFactory
 
     from scanner.server.state import KEY_CACHES
 
-    port = _free_port()
+    port = free_port()
     rig = await rig_factory(known=2, wait_keys=False,
                             keys_url=f"http://127.0.0.1:{port}/meta/public_keys/"
                                      "secret_scanning")
@@ -373,14 +370,6 @@ async def test_dev_send_report_cli_posts_a_signed_report(rig_factory: RigFactory
     assert_no_leak(out, err)
     await rig.settle(lambda: {token_hash(t) for t in rig.tokens} <= rig.revoked())
     assert rig.client.app[KEY_CACHES]["github"].loaded  # type: ignore[index]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_startup_logs_who_we_are_and_warns_on_admin_org(

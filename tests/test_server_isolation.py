@@ -11,21 +11,14 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from receiver import PARTNERS, Rig, RigFactory, make_rig_factory
+from receiver import PARTNERS, Rig, RigFactory
 from test_server_http import READER, _raw, _webhook_headers, token_hash
 
 from scanner.dev.partner import STATE as KEYS_STATE
 from scanner.dev.partner import report_body
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 @pytest.fixture(autouse=True)
@@ -305,7 +298,7 @@ async def test_a_write_lock_held_by_another_process_stops_nothing(
         token = make_token()
         body = report_body([token])
         delivery = asyncio.ensure_future(_raw(rig, body, _signed(rig, body)))
-        await asyncio.sleep(0.05)  # the delivery is waiting for the lock now
+        await asyncio.sleep(0.05)  # the delivery waits for the lock a real process holds
         assert (await rig.client.get("/healthz")).status == 200
         assert not delivery.done()  # /healthz did not wait behind it
         start = time.perf_counter()

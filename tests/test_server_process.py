@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 from collections import Counter
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import CLI, keep_output
+from conftest import CLI, free_port, keep_output
 from receiver import CREDENTIAL, PARTNERS, assert_tokens_nowhere
 
 from scanner.dev.cendis_api import STATE as STANDIN
@@ -25,14 +24,8 @@ from scanner.dev.partner import KEYS_PATH, PartnerKey, create_key_app, report_bo
 from scanner.token import secret_sha256
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([CLI, "serve", "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=log.open("ab"),
                             stdin=subprocess.DEVNULL,
@@ -47,7 +40,7 @@ async def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], s
                         return proc, url
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polled: a real serve process starting
     raise AssertionError("serve did not become ready: " + log.read_text()[-500:])
 
 
@@ -82,12 +75,12 @@ async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp
                         acked.extend(batch)
             except aiohttp.ClientError:
                 return  # the server died under us: this report was not acknowledged
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # polled: real deliveries to a real process
 
     async with aiohttp.ClientSession() as session:
         senders = [asyncio.create_task(sender(session, batches[i::6])) for i in range(6)]
         while len(acked) < 30:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # polled: real deliveries to a real process
         proc.kill()  # SIGKILL, mid-stream
         proc.wait()
         await asyncio.gather(*senders)
@@ -99,7 +92,7 @@ async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp
         for _ in range(500):
             if want <= state.revoked:
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polled: a real serve process revoking
         assert want <= state.revoked
         conn = sqlite3.connect(db)
         stored = {row[0] for row in conn.execute("select sha256 from incidents")}
@@ -134,10 +127,10 @@ def test_serve_refuses_bad_setups_in_one_line(tmp_path: Path, cli: Any) -> None:
         (["serve"], env_none, "pass --token or set CENDIS_TOKEN"),
         (["serve", "--config", str(bad)], {"CENDIS_TOKEN": CREDENTIAL},
          "[github]: unknown key 'key_url'"),
-        (["serve", "--port", str(_free_port()), "--db", str(tmp_path / "no" / "x.db"),
+        (["serve", "--port", str(free_port()), "--db", str(tmp_path / "no" / "x.db"),
           "--cendis-api-url", "http://127.0.0.1:9"], {"CENDIS_TOKEN": CREDENTIAL},
          "cannot open the incident database"),
-        (["serve", "--port", str(_free_port()), "--db", str(tmp_path / "x.db")],
+        (["serve", "--port", str(free_port()), "--db", str(tmp_path / "x.db")],
          {"CENDIS_TOKEN": CREDENTIAL + "\nabove>"}, "control character"),
     ]
     for args, env, message in cases:

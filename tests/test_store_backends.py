@@ -190,7 +190,7 @@ async def test_db_copy_moves_a_whole_trail_idempotently(
         for _ in range(500):
             if want <= standin[STANDIN].revoked:
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polled: a real serve process
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(15)
@@ -272,14 +272,14 @@ async def test_serve_on_postgres_answers_503_while_the_database_is_away(
                 for _ in range(400):  # back by itself: no restart
                     if await send(tokens[8:]) == 200 and await ready() == 200:
                         break
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # polled: a real serve process
                 assert set(tokens[8:]) <= set(acked)
                 assert await send(tokens[4:8]) == 200  # the partner's retry
                 want = {secret_sha256(t.encode()) for t in acked}
                 for _ in range(500):
                     if want <= standin[STANDIN].revoked:
                         break
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # polled: a real serve process
                 assert want <= standin[STANDIN].revoked
         finally:
             proc.send_signal(signal.SIGTERM)

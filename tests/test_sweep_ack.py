@@ -17,19 +17,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import CLI, assert_no_leak, keep_output
-from receiver import Rig, RigFactory, make_rig_factory
+from receiver import Rig, RigFactory
 from sweeptools import Origin, isolated_git, sha, write_config  # noqa: F401 - the autouse fixture
 
 from scanner.incidents.store import Store
 
 REPORT_TOKEN = "report-token-for-tests-0123456789"
 Answer = Callable[[list[str]], tuple[int, Any]]
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 def base(server: Any) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receiver import Rig, RigFactory, make_rig_factory
+from receiver import Rig, RigFactory
 from sweeptools import Origin, isolated_git, sha, write_config  # noqa: F401 - the autouse fixture
 
 from scanner.errors import ConfigError
@@ -22,12 +22,6 @@ from scanner.sweep.run import run_sweep
 from scanner.sweep.sinks import RemoteSink
 
 REPORT_TOKEN = "report-token-for-tests-0123456789"
-
-
-@pytest.fixture
-def rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
-                make_token: Any) -> RigFactory:
-    return make_rig_factory(aiohttp_client, aiohttp_server, tmp_path, make_token)
 
 
 def url(rig: Rig) -> str:

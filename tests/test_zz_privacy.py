@@ -1,21 +1,8 @@
-"""Runs last (by its name): no token the suite generated is in any SQLite database, state
-file, cache, log, captured output or request to a stand-in, neither whole nor
-base64-encoded nor percent-encoded (tests/privacy.py).
+"""The privacy check itself (tests/privacy.py): it runs once at the end of every pytest
+run, in the process that started it, over every worker's outputs and every worker's
+tokens; these tests show it can find what it must and that a finding fails the run.
 
-What is searched, under pytest's temporary folders:
-- every SQLite file (found by its header, with its -wal, -shm and -journal files);
-- every sweep state file: a log sweep's JSON state (found by its shape) and, in each
-  sweep mirror of the cache (``<name>-<hash>.git``), its git ``config`` (the remote URL)
-  and its file of reported hashes;
-- everything kept in the ``captured/`` folder: each CLI subprocess's stdout and stderr,
-  pytest's captured stdout/stderr/logs of every test, the servers' and drivers' logs, and
-  the journal of every Cendis stand-in (every request it received, headers and body:
-  conftest's ``aiohttp_server``/``aiohttp_client`` keep it at teardown).
-Inputs the tests wrote on purpose (files to scan, seed files, the repositories a mirror
-fetches) are not outputs and are not searched.
-
-With pytest-xdist each worker has its own temporary folder and its own registry of
-tokens: this test checks the worker it runs on.
+(The name is historical: the check no longer needs to run last, since it is not a test.)
 """
 
 from __future__ import annotations
@@ -23,83 +10,24 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
+import shutil
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from privacy import Needles
+from privacy import TOKENS, Needles, TokenRegistry, check, outputs
 
+import scanner.token
 from scanner.token import generate
 
-#: Outputs sit near the top of each test's folder; some tests build trees 1,000 levels
-#: deep (longer than PATH_MAX) as scan inputs, which are not walked to the bottom.
-MAX_DEPTH = 12
-
-
-def _is_sqlite(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(16) == b"SQLite format 3\0"
-    except OSError:
-        return False
-
-
-#: A sweep mirror's folder in the cache (scanner.sweep.mirrors.cache_dir_name).
-MIRROR = re.compile(r".+-[0-9a-f]{10}\.git")
-#: What a sweep keeps in a mirror besides the fetched objects and refs.
-MIRROR_STATE = ("config", "cendis-scan-reported")
-STATE_LIMIT = 16 << 20
-
-
-def _is_log_state(path: str) -> bool:
-    """A log sweep's JSON state: an object with ``files`` and ``reported``."""
-    try:
-        if os.path.getsize(path) > STATE_LIMIT:
-            return False
-        with open(path, "rb") as handle:
-            text = handle.read()
-        if not text.lstrip().startswith(b"{"):
-            return False
-        data = json.loads(text)
-    except (OSError, ValueError, RecursionError):  # inputs: [[[[... nested deep
-        return False
-    return isinstance(data, dict) and "files" in data and "reported" in data
-
-
-def _outputs(base: Path) -> list[str]:
-    """Every SQLite file (with its -wal, -shm or -journal file), every sweep state file
-    and every file in the captured/ folder, walked without recursion and without
-    following links."""
-    found: list[str] = []
-    stack = [(str(base), 0, False)]
-    while stack:
-        folder, depth, captured = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and MIRROR.fullmatch(entry.name):
-                found += [p for p in (os.path.join(entry.path, n) for n in MIRROR_STATE)
-                          if os.path.isfile(p)]
-            elif entry.is_dir(follow_symlinks=False):
-                if depth < MAX_DEPTH:
-                    stack.append((entry.path, depth + 1,
-                                  captured or (depth == 0 and entry.name == "captured")))
-            elif entry.is_file(follow_symlinks=False) and not captured and \
-                    entry.name.endswith(".json") and _is_log_state(entry.path):
-                found.append(entry.path)
-            elif entry.is_file(follow_symlinks=False) and (captured or _is_sqlite(entry.path)):
-                found.append(entry.path)
-                for suffix in ("-wal", "-shm", "-journal"):
-                    if not captured and os.path.exists(entry.path + suffix):
-                        found.append(entry.path + suffix)
-    return found
+TESTS = Path(__file__).resolve().parent
 
 
 def test_the_detector_finds_what_it_must(tmp_path: Path) -> None:
-    """A canary, so the check below cannot pass by searching for nothing."""
+    """A canary, so the check cannot pass by searching for nothing."""
     token = generate()
     needles = Needles([token])
     db = tmp_path / "canary.sqlite"
@@ -107,7 +35,7 @@ def test_the_detector_finds_what_it_must(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (v TEXT)")
         conn.execute("INSERT INTO t VALUES (?)", [token])
     assert needles.find(db.read_bytes()) is not None
-    assert str(db) in _outputs(tmp_path)  # the walk finds databases by their header
+    assert str(db) in outputs(tmp_path)  # the walk finds databases by their header
     for shift in range(3):
         text = base64.b64encode(b"k" * shift + token.encode() + b"\n").decode()
         assert needles.find(f'data: {{token: "{text}"}}'.encode()) is not None
@@ -120,22 +48,142 @@ def test_the_detector_finds_what_it_must(tmp_path: Path) -> None:
     state.write_text(json.dumps({"files": {}, "reported": []}))
     (mirror / "config").write_text("[remote]\n")
     (tmp_path / "input.json").write_text("{}")
-    found = _outputs(tmp_path)
+    found = outputs(tmp_path)
     assert {str(state), str(mirror / "config")} <= set(found)
     assert str(tmp_path / "input.json") not in found
     db.unlink()
 
 
-def test_no_generated_token_in_any_database_log_or_output(
-        tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
-        captured_dir: Path) -> None:
-    needles = Needles(token_registry)
-    files = _outputs(tmp_path_factory.getbasetemp())
-    assert str(captured_dir) in {os.path.dirname(p) for p in files} or not token_registry
-    leaks = []
-    for path in files:
-        with open(path, "rb") as handle:
-            problem = needles.find(handle.read())
-        if problem:
-            leaks.append(f"{path}: {problem}")
-    assert leaks == [], f"{len(token_registry)} tokens, {len(files)} files searched"
+def _sqlite(path: Path, text: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", [text])
+
+
+#: Where a token made in one worker can end up in another's outputs: each writes a file
+#: under ``<worker folder>`` holding the token in some form.
+PLANTS: dict[str, Callable[[Path, str], object]] = {
+    "captured output, whole": lambda base, token: (base / "captured" / "cli-1.out")
+    .write_text(f"error near {token}\n"),
+    "captured output, base64": lambda base, token: (base / "captured" / "standin-1.out")
+    .write_bytes(base64.b64encode(b"x" + token.encode())),
+    "captured output, percent-encoded": lambda base, token: (base / "captured" / "p.out")
+    .write_text("GET /?t=" + token.replace("_", "%5F")),
+    "database": lambda base, token: _sqlite(base / "test_x0" / "store.db", f"url={token}"),
+    "log sweep state": lambda base, token: (base / "test_x0" / "logs.json").write_text(
+        json.dumps({"files": {f"/var/log/{token}.log": 1}, "reported": []})),
+}
+
+
+@pytest.mark.parametrize("layout", ["xdist", "single process"])
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_the_check_reads_every_worker(tmp_path: Path, plant: str, layout: str) -> None:
+    """A token generated on one worker and written by another is found: the check
+    reads every worker's token file and every worker's outputs (or, without xdist, the
+    one temporary folder)."""
+    token = scanner.token.generate()
+    root = tmp_path / "basetemp"
+    bases = [root / "popen-gw0", root / "popen-gw1"] if layout == "xdist" else [root]
+    for base in bases:
+        (base / "captured").mkdir(parents=True)
+        (base / "test_x0").mkdir()
+        (base / "captured" / "pytest-0.out").write_text("nothing to see\n")
+    made_by = TokenRegistry(root / TOKENS / "gw0-1.txt")
+    made_by.update([generate(), token])
+    made_by.close()
+    TokenRegistry(root / TOKENS / "gw1-2.txt").close()  # a worker that made none
+    assert check(root)[2] == []
+    PLANTS[plant](bases[-1], token)
+    try:
+        tokens, files, leaks = check(root)
+        assert tokens == 2 and files >= len(bases) + 1
+        assert len(leaks) == 1 and str(bases[-1]) in leaks[0]
+        assert token not in leaks[0] and token[11:] not in leaks[0]
+    finally:
+        shutil.rmtree(root)  # this run's own check must not find the planted token
+
+
+def test_every_generate_is_recorded(token_registry: set[str]) -> None:
+    """Tokens made with ``scanner.token.generate`` directly, through a name imported
+    before the session began, or by code under test, all reach the registry (and its
+    file, which the check at the end reads)."""
+    import scanner.dev.seed
+
+    made = [scanner.token.generate(), generate(), scanner.dev.seed.generate()]
+    assert set(made) <= token_registry
+    path = token_registry.path  # type: ignore[attr-defined]
+    assert set(made) <= set(path.read_text().split())
+    assert path.parent.name == TOKENS and path.stat().st_mode & 0o077 == 0
+
+
+def _run_pytest(folder: Path, basetemp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "CENDIS_SCAN_TEST_CAPTURE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # starts faster; xdist is all it needs
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist.plugin",
+         f"--basetemp={basetemp}", *args],
+        cwd=folder, capture_output=True, text=True, timeout=120, env=env)
+
+
+SUB_CONFTEST = """
+import pytest
+from scanner.token import generate
+
+pytest_plugins = ["privacy"]
+
+@pytest.fixture
+def make_token():
+    return lambda: generate()
+"""
+
+SUB_SUITE = """
+import base64, sqlite3
+import scanner.token
+
+LEAK = {leak}
+
+def test_prints_it():
+    token = scanner.token.generate()
+    print(token if LEAK else token[:15])
+
+def test_stores_it(tmp_path, make_token):
+    token = make_token()
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", [token if LEAK else "-"])
+
+def test_encodes_it():
+    token = scanner.token.generate()
+    print(base64.b64encode(token.encode() if LEAK else b"-").decode())
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_leak_fails_the_run(tmp_path: Path, workers: str) -> None:
+    """A real pytest run (with and without xdist) of a tiny suite using this plugin: a
+    token printed, stored or base64-encoded by any test, on any worker, makes the run
+    fail with one clear line, though every test passed; the same suite without the leak
+    passes, and says what it searched."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "conftest.py").write_text(SUB_CONFTEST)
+    if workers != "0":  # the whole suite is the clean run without xdist
+        (tmp_path / "test_clean.py").write_text(SUB_SUITE.format(leak=False))
+        clean = _run_pytest(tmp_path, tmp_path / "clean", "-n", workers)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "privacy: no leak of 3 generated tokens in" in clean.stdout
+        (tmp_path / "test_clean.py").unlink()
+
+    (tmp_path / "test_leaky.py").write_text(SUB_SUITE.format(leak=True))
+    try:
+        leaky = _run_pytest(tmp_path, tmp_path / "leaky", "-n", workers)
+        assert "3 passed" in leaky.stdout, leaky.stdout + leaky.stderr
+        assert leaky.returncode == 1, leaky.stdout + leaky.stderr
+        [headline] = [line for line in leaky.stdout.splitlines() if "privacy:" in line]
+        assert headline.startswith("privacy: FAILED: ") and "(3 tokens" in headline
+        assert "/x.db: a whole token" in leaky.stdout  # the database
+        assert "a base64-encoded token" in leaky.stdout and "a whole token" in leaky.stdout
+        assert "cendis_pat_" not in leaky.stdout + leaky.stderr
+    finally:
+        shutil.rmtree(tmp_path / "leaky", ignore_errors=True)  # it holds the planted tokens
