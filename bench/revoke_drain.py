@@ -3,6 +3,8 @@
 The stand-in runs as its own process (``cendis-scan dev cendis-api``) on loopback, seeded
 by hash only; the queue is a fresh SQLite file (WAL, synchronous=FULL), or with
 ``--db postgresql://...`` a fresh schema in that database (dropped afterwards).
+``--revokers N`` drains with N revoker processes started at once (issue 16: two), and
+checks from the stand-in's journal that every token was sent exactly once.
 ``--store-in-loop`` runs the revoker's store calls in the event loop, as before they
 moved to worker threads, to compare the two in one sitting. Prints the time to
 record and queue them (one transaction), the drain's tokens per second, and this process's
@@ -75,11 +77,76 @@ async def _drain(db: Path | str, url: str, credential: str, batch: int
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    assert store.queue_depth() == 0, "tokens left in the queue"
-    revoked = len(store.list_incidents(status="revoked"))
     store.close()
+    return closed, elapsed, peak
+
+
+def _worker(db: str, url: str, credential: str, batch: int, start: Any, out: Any,
+            store_in_loop: bool) -> None:
+    """One revoker process of ``--revokers N``: waits for the others, then drains."""
+    if store_in_loop:
+        _store_in_loop()
+    start.wait()
+    closed, elapsed, _ = asyncio.run(_drain(db, url, credential, batch))
+    out.put((closed, elapsed))
+
+
+def _drain_all(db: Path | str, url: str, credential: str, batch: int, revokers: int,
+               store_in_loop: bool) -> tuple[int, float, int]:
+    """The drain by ``revokers`` processes at once (one: in this process, as before);
+    the queue must end empty and every token revoked."""
+    if revokers == 1:
+        closed, elapsed, peak = asyncio.run(_drain(db, url, credential, batch))
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(str(db), url, credential, batch, start,
+                                                   out, store_in_loop))
+                 for _ in range(revokers)]
+        for proc in procs:
+            proc.start()
+        time.sleep(2.0)  # let every process import and connect before the start
+        started = time.perf_counter()
+        start.set()
+        each = [out.get(timeout=600) for _ in procs]
+        elapsed = time.perf_counter() - started
+        for proc in procs:
+            proc.join(30)
+        closed, peak = sum(c for c, _ in each), 0
+        print(f"  per revoker: {', '.join(f'{c:,} in {t:.2f} s' for c, t in each)}")
+    from scanner.incidents.store import Store
+
+    with Store.open(db) as store:
+        assert store.queue_depth() == 0, "tokens left in the queue"
+        revoked = len(store.list_incidents(status="revoked"))
     assert revoked == closed, f"{closed} closed but {revoked} revoked"
     return closed, elapsed, peak
+
+
+def _sent_once(url: str, hashes: list[str]) -> None:
+    """From the stand-in's journal: every token was in exactly one answered call."""
+    calls = json.loads(urllib.request.urlopen(url + "/_calls", timeout=30).read())
+    sent: dict[str, int] = {}
+    for call in calls:
+        if call["status"] == 200:
+            for sha in call["hashes"]:
+                sent[sha] = sent.get(sha, 0) + 1
+    twice = sum(1 for n in sent.values() if n > 1)
+    missing = len(set(hashes) - set(sent))
+    print(f"stand-in: {len(calls)} calls, {len(sent):,} distinct tokens, "
+          f"{twice} sent more than once, {missing} never sent")
+    assert twice == 0 and missing == 0, "a token was sent twice or never"
+
+
+def _store_in_loop() -> None:
+    from scanner.incidents.revoker import Revoker
+
+    async def in_loop(self: object, method: Any, *a: Any, **kw: Any) -> Any:
+        return method(*a, **kw)
+
+    Revoker._db = in_loop  # type: ignore[method-assign]
 
 
 async def _calls_only(url: str, credential: str, hashes: list[str], batch: int) -> float:
@@ -100,6 +167,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--db", metavar="URL", help="a PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--revokers", type=int, default=1,
+                        help="revoker processes draining the queue at once")
     parser.add_argument("--store-in-loop", action="store_true",
                         help="the revoker's store calls in the event loop (the old way)")
     parser.add_argument("--cli", default=shutil.which("cendis-scan")
@@ -119,12 +188,7 @@ def main() -> None:
         if args.db:
             db = _fresh_schema(args.db)
         if args.store_in_loop:
-            from scanner.incidents.revoker import Revoker
-
-            async def in_loop(self: object, method: Any, *a: Any, **kw: Any) -> Any:
-                return method(*a, **kw)
-
-            Revoker._db = in_loop  # type: ignore[method-assign]
+            _store_in_loop()
 
         from scanner.incidents.store import Store
 
@@ -138,15 +202,19 @@ def main() -> None:
 
         proc, url = _start_standin(args.cli, seed)
         try:
-            closed, elapsed, peak = asyncio.run(_drain(db, url, credential, args.batch))
+            closed, elapsed, peak = _drain_all(db, url, credential, args.batch,
+                                               args.revokers, args.store_in_loop)
+            _sent_once(url, hashes)
         finally:
             proc.terminate()
             proc.wait(10)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"drain: {closed:,} tokens revoked in {elapsed:.2f} s "
-              f"({closed / elapsed:,.0f} tokens/s, {args.tokens // args.batch} calls of "
-              f"{args.batch}); peak RSS {rss:.0f} MiB, Python peak allocation during the "
-              f"drain {peak / 2**20:.1f} MiB")
+        memory = "" if args.revokers > 1 else (
+            f"; peak RSS {rss:.0f} MiB, Python peak allocation during the drain "
+            f"{peak / 2**20:.1f} MiB")
+        print(f"drain by {args.revokers} revoker(s): {closed:,} tokens revoked in "
+              f"{elapsed:.2f} s ({closed / elapsed:,.0f} tokens/s, calls of up to "
+              f"{args.batch}){memory}")
 
         proc, url = _start_standin(args.cli, seed)
         try:

@@ -3,10 +3,17 @@
 machine, and a bare aiohttp handler measured in the same sitting as the reference.
 
     python bench/webhook_load.py [--duration 30] [--concurrency 32] [--skip-bare]
+        [--db postgresql://USER:PASSWORD@HOST/DB] [--receivers N]
 
 Prints requests/s, p50/p99 latency and errors for the receiver and for the bare handler,
 and the acknowledgement time of one 1,000-record report. Targets (issue 9): >= 2,000
 req/s sustained, p99 <= 50 ms, no errors; 1,000 records acknowledged in <= 1 s.
+
+``--receivers N`` starts N ``serve`` processes sharing one database (each with its own
+revoker), and the generator spreads the requests round-robin across them. ``--db`` names
+a PostgreSQL database: the run gets a fresh schema in it, dropped afterwards (default:
+an SQLite file in a temp dir). Issue 16's goal: two receivers on PostgreSQL at least
+match one on SQLite.
 
 The key endpoint and the Cendis stand-in run in a helper process (so the generator's
 event loop only generates); tokens are generated at run time, all distinct (the pool is
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -30,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pgschema import fresh_schema, is_postgres
 
 CREDENTIAL = "bench-service-credential-0123456789"
 
@@ -74,6 +84,33 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 """
 
 
+def start_receivers(cli: str, count: int, db: str, tmp: Path, cendis_port: int,
+                    keys_port: int) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """``count`` serve processes on the database ``db`` (each logging to its own file
+    in ``tmp``), with their URLs."""
+    from scanner.dev.partner import KEYS_PATH
+
+    servers = []
+    for n in range(count):
+        port = _port()
+        log = open(tmp / f"serve-{n}.log", "wb")  # noqa: SIM115 - the child holds it
+        servers.append((subprocess.Popen(
+            [cli, "serve", "--port", str(port), "--db", db,
+             "--cendis-api-url", f"http://127.0.0.1:{cendis_port}",
+             "--github-keys-url", f"http://127.0.0.1:{keys_port}{KEYS_PATH}"],
+            env={**os.environ, "CENDIS_TOKEN": CREDENTIAL}, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL), f"http://127.0.0.1:{port}"))
+        log.close()
+    return servers
+
+
+def stop_receivers(servers: list[tuple[subprocess.Popen[bytes], str]]) -> None:
+    for proc, _ in servers:
+        proc.terminate()
+    for proc, _ in servers:
+        proc.wait(timeout=30)
+
+
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
     import aiohttp
 
@@ -91,10 +128,11 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> Non
     raise SystemExit(f"{url} did not become ready")
 
 
-async def _load(url: str, requests: list[tuple[bytes, dict[str, str]]], duration: float,
-                concurrency: int) -> dict[str, Any]:
+async def _load(url: str | list[str], requests: list[tuple[bytes, dict[str, str]]],
+                duration: float, concurrency: int) -> dict[str, Any]:
     import aiohttp
 
+    urls = [url] if isinstance(url, str) else url
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     index = 0
@@ -106,10 +144,11 @@ async def _load(url: str, requests: list[tuple[bytes, dict[str, str]]], duration
             nonlocal index
             while time.perf_counter() < end:
                 body, headers = requests[index % len(requests)]
+                target = urls[index % len(urls)]  # round-robin across the receivers
                 index += 1
                 start = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers=headers) as resp:
+                    async with session.post(target, data=body, headers=headers) as resp:
                         await resp.read()
                         key = str(resp.status)
                 except aiohttp.ClientError as exc:
@@ -141,9 +180,13 @@ async def main() -> int:
     parser.add_argument("--pool", type=int, default=0, help="distinct signed reports")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--db", metavar="URL", help="a PostgreSQL database (a fresh schema "
+                        "in it per run); default: an SQLite file in a temp dir")
+    parser.add_argument("--receivers", type=int, default=1,
+                        help="serve processes sharing the database (round-robin load)")
     args = parser.parse_args()
 
-    from scanner.dev.partner import KEYS_PATH, PartnerKey, report_body, signed_headers
+    from scanner.dev.partner import PartnerKey, report_body, signed_headers
     from scanner.token import generate
 
     cli = shutil.which("cendis-scan") or str(Path(sys.executable).parent / "cendis-scan")
@@ -160,40 +203,39 @@ async def main() -> int:
     print(f"signed {pool} single-record reports in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
 
-    keys_port, cendis_port, port, bare_port = _port(), _port(), _port(), _port()
+    keys_port, cendis_port, bare_port = _port(), _port(), _port()
     helper = multiprocessing.get_context("spawn").Process(
         target=_helpers, args=(key.entry(), keys_port, cendis_port), daemon=True)
     helper.start()
     results: dict[str, Any] = {"cpus": os.cpu_count(), "duration_s": args.duration,
                                "concurrency": args.concurrency}
-    with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp:
-        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
-        server = subprocess.Popen(
-            [cli, "serve", "--port", str(port), "--db", str(Path(tmp) / "bench.db"),
-             "--cendis-api-url", f"http://127.0.0.1:{cendis_port}",
-             "--github-keys-url", f"http://127.0.0.1:{keys_port}{KEYS_PATH}"],
-            env={**os.environ, "CENDIS_TOKEN": CREDENTIAL}, stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp, \
+            contextlib.ExitStack() as stack:
+        db = str(Path(tmp) / "bench.db")
+        if is_postgres(args.db):
+            db = stack.enter_context(fresh_schema(args.db))
+        results["backend"] = "postgresql" if is_postgres(args.db) else "sqlite"
+        results["receivers"] = args.receivers
+        servers = start_receivers(cli, args.receivers, db, Path(tmp), cendis_port, keys_port)
         try:
-            url = f"http://127.0.0.1:{port}"
-            await _wait_ready(url, server, "/readyz")
-            await _load(url + "/partners/github", requests[-200:], 1.0, 8)  # warm-up
-            results["receiver"] = await _load(url + "/partners/github", requests,
-                                              args.duration, args.concurrency)
+            urls = [url for _, url in servers]
+            for proc, url in servers:
+                await _wait_ready(url, proc, "/readyz")
+            posts = [url + "/partners/github" for url in urls]
+            await _load(posts, requests[-200:], 1.0, 8)  # warm-up
+            results["receiver"] = await _load(posts, requests, args.duration,
+                                              args.concurrency)
             import aiohttp
 
             async with aiohttp.ClientSession() as session:
                 start = time.perf_counter()
-                async with session.post(url + "/partners/github", data=big[0],
-                                        headers=big[1]) as resp:
+                async with session.post(posts[0], data=big[0], headers=big[1]) as resp:
                     await resp.read()
                     big_status = resp.status
                 results["report_1000"] = {"status": big_status,
                                           "ack_s": time.perf_counter() - start}
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.close()
+            stop_receivers(servers)
         if not args.skip_bare:
             bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -210,7 +252,7 @@ async def main() -> int:
 
     rec = results["receiver"]
     print(f"{'receiver (signed, 1 record)':28} target >= 2000 req/s, p99 <= 50 ms, no errors")
-    print(_line("receiver", rec))
+    print(_line(f"{args.receivers} x receiver, {results['backend']}", rec))
     if "bare" in results:
         print(_line("bare aiohttp handler", results["bare"]))
     big_r = results["report_1000"]

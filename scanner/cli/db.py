@@ -28,6 +28,7 @@ def migrate(db: Annotated[str | None, typer_option(DB)] = None) -> None:
     target = db_path(db)
     try:
         open_store(target, migrate=False).close()
+        open_store(target, migrate=True).close()  # a no-op but for a missing index
         said = f"schema {SCHEMA_VERSION} (up to date)"
     except SchemaError as exc:
         if exc.found > SCHEMA_VERSION:

@@ -13,10 +13,11 @@ text), ``{"redirect_next": N, "location": URL, "redirect_status": 307}``, ``{"de
 0.5}``, ``{"reject_credential": true}``, ``{"open": true}`` (answer every revoke call
 "revoked" without checking any credential: an impostor host to redirect to) or
 ``{"reset": true}``; ``GET /_calls`` lists the revoke calls received (with whether they
-carried a credential), ``GET /_notifications`` the owner e-mails that Cendis would have
-sent, and ``GET /_requests`` every API request as it arrived (method, path, query,
-headers, body), so a test can prove that nothing it sent carried a token. The one header
-the contract fills with a secret, ``Authorization``, is journalled as the hash of its
+carried a credential, and when they arrived on the stand-in's clock, epoch seconds),
+``GET /_notifications`` the owner e-mails that Cendis would have sent, and
+``GET /_requests`` every API request as it arrived (method, path, query, headers, body),
+so a test can prove that nothing it sent carried a token. The one header the contract
+fills with a secret, ``Authorization``, is journalled as the hash of its
 credential.
 """
 
@@ -235,7 +236,8 @@ async def revoke(request: web.Request) -> web.Response:
         "source": body.get("source") if isinstance(body, dict) else None,
         "url": body.get("url") if isinstance(body, dict) else None,
         "notify_owner": body.get("notify_owner") if isinstance(body, dict) else None,
-        "authorized": bool(request.headers.get("Authorization")), "status": 0, "results": []}
+        "authorized": bool(request.headers.get("Authorization")), "status": 0, "results": [],
+        "received_at": state.now().timestamp()}  # when it arrived (for latency benches)
     state.calls.append(call)
     response = _revoke_answer(request, state, body, call)
     call["status"] = response.status

@@ -9,9 +9,15 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
   URL is only ever shown through :func:`~.common.mask_url`.
 - Every connection sets ``statement_timeout``: no query waits forever on a lock or a
   sick server. Taking a pooled connection waits at most ``busy_timeout``.
-- The pool checks a connection before lending it, so connections a restart or an
+- The pool checks a connection before lending it when it sat idle for more than
+  ``CHECK_IDLE`` seconds (:class:`_IdleCheck`), so connections a restart or an
   administrator killed are replaced: the store recovers by itself when the server
-  returns.
+  returns. A connection in use moments ago is lent without that extra round trip (a
+  third of a small group commit's); if the server went away in between, that one call
+  fails (a 503 the partner retries) and the pool replaces the broken connection.
+- Every call is a fixed number of round trips, not one per row: set-based statements
+  over arrays, in pipeline mode, the commit in the last (:mod:`.postgres_record`,
+  :mod:`.postgres_queue`); psycopg prepares a statement from its fifth use.
 - The queue is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the same lease
   as SQLite; a dead process's claims (same host, pid gone) are free at once.
 - A batch is recorded in its own order (incident ids follow it, as on SQLite); two
@@ -25,10 +31,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
@@ -36,10 +44,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 
 from scanner.incidents.models import (
-    CLOSED,
-    QueueEntry,
     Recorded,
-    RevokeOutcome,
     Sighting,
     Status,
     TokenRef,
@@ -47,25 +52,24 @@ from scanner.incidents.models import (
 )
 from scanner.incidents.store import postgres_schema
 from scanner.incidents.store.common import (
-    DUE_SLACK,
     TABLES,
     DatabaseUnavailable,
-    after,
-    claim_alive,
     iso,
     mask_url,
     scrubbed,
-    seconds_until,
     since_text,
 )
-from scanner.incidents.store.sqlite_queue import outcome_rows
+from scanner.incidents.store.postgres_queue import PostgresQueue
+from scanner.incidents.store.postgres_record import record_batch
 
 STATEMENT_TIMEOUT = 15.0  # seconds any one statement may run
 CONNECT_TIMEOUT = 10  # seconds to reach the server (libpq's connect_timeout)
 POOL_SIZE = 4
+CHECK_IDLE = 2.0  # seconds: a pooled connection idle longer is checked before use
 _ORDER = {"incidents": "id", "sightings": "id", "events": "id", "revoke_queue": "seq",
           "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id"}
 _RETRIES = 3  # a transaction rolled back as a deadlock or serialization failure
+T = TypeVar("T")
 
 
 def conninfo_for(url: str, statement_timeout: float) -> str:
@@ -77,6 +81,27 @@ def conninfo_for(url: str, statement_timeout: float) -> str:
     return psycopg.conninfo.make_conninfo(
         url, options=f"{options} {timeout}".strip(),
         connect_timeout=params.get("connect_timeout") or CONNECT_TIMEOUT)
+
+
+class _IdleCheck:
+    """The pool's check before lending a connection: a round trip (an empty query) only
+    for a connection idle longer than ``CHECK_IDLE`` seconds, or never used."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._last: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def used(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._last[conn] = self._monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            last = self._last.get(conn)
+        if last is None or self._monotonic() - last > CHECK_IDLE:
+            psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 class _Console:
@@ -93,14 +118,15 @@ class _Console:
             return cur
 
 
-class PostgresStore:
+class PostgresStore(PostgresQueue):
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
 
     def __init__(self, pool: psycopg_pool.ConnectionPool, now: Callable[[], datetime],
-                 url: str, busy_timeout: float) -> None:
+                 url: str, busy_timeout: float, idle: _IdleCheck | None = None) -> None:
         self._pool = pool
+        self._idle = idle or _IdleCheck()
         self._now = now
         self.url = url
         self.busy_timeout = busy_timeout
@@ -125,12 +151,12 @@ class PostgresStore:
         except psycopg.Error as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DatabaseUnavailable(f"incident database {shown}: {first}") from None
+        idle = _IdleCheck()
         pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, name="cendis-store",
-            timeout=max(busy_timeout, 0.001), check=psycopg_pool.ConnectionPool.check_connection,
-            reconnect_timeout=0)
+            timeout=max(busy_timeout, 0.001), check=idle.check, reconnect_timeout=0)
         pool.open(wait=False)
-        return cls(pool, now, shown, busy_timeout)
+        return cls(pool, now, shown, busy_timeout, idle)
 
     @classmethod
     def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
@@ -159,6 +185,15 @@ class PostgresStore:
         rolled back on an exception)."""
         with self._pool.connection(timeout=max(self.busy_timeout, 0.001)) as conn:
             yield conn
+            self._idle.used(conn)
+
+    @contextmanager
+    def _pipeline(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction in pipeline mode: statements go out without waiting for each
+        other's answers, a fetch waits for what was sent (one round trip), and the
+        caller's ``conn.commit()`` travels with the last statements."""
+        with self._conn() as conn, conn.pipeline():
+            yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Callable[..., psycopg.Cursor[Any]]]:
@@ -169,16 +204,21 @@ class PostgresStore:
             yield x
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        with self._write() as x:
-            cur = x(sql, list(params))
+        """One statement in its own transaction: one round trip (statement and commit
+        pipelined); its first row, if it returns rows."""
+        with self._pipeline() as conn, conn.cursor() as cur:
+            cur.execute(sql, scrubbed(list(params)))
+            conn.commit()
             row: tuple[Any, ...] | None = cur.fetchone() if cur.description else None
             return row
 
-    def _retrying(self, work: Callable[[Callable[..., psycopg.Cursor[Any]]], Any]) -> Any:
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(conn)`` in one pipelined transaction, run again whole if PostgreSQL
+        rolled it back as a deadlock or a serialization failure."""
         for attempt in range(_RETRIES):
             try:
-                with self._write() as x:
-                    return work(x)
+                with self._pipeline() as conn:
+                    return work(conn)
             except (psycopg.errors.DeadlockDetected,
                     psycopg.errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
@@ -193,68 +233,13 @@ class PostgresStore:
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
                false_positive: Collection[str] = ()) -> list[Recorded]:
-        """Record a batch in ONE transaction, committed before this returns."""
+        """Record a batch in ONE transaction, committed before this returns: two round
+        trips whatever its size (see :func:`.postgres_record.record_batch`)."""
+        if not items:
+            return []
         now = iso(self._now())
-
-        def work(x: Callable[..., psycopg.Cursor[Any]]) -> list[Recorded]:
-            return [self._record_one(x, ref, sighting, now, revoke=revoke,
-                                     false_positive=ref.sha256 in false_positive)
-                    for ref, sighting in items]
-
-        recorded: list[Recorded] = self._retrying(work)
-        return recorded
-
-    @staticmethod
-    def _record_one(x: Callable[..., psycopg.Cursor[Any]], ref: TokenRef, sighting: Sighting,
-                    now: str, *, revoke: bool, false_positive: bool) -> Recorded:
-        seen = iso(sighting.received_at)
-        if false_positive:
-            initial = Status.FALSE_POSITIVE
-        else:
-            initial = Status.PENDING if revoke else Status.RECORDED
-        row = x("INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, "
-                "severity, revoke_attempts, updated_at) VALUES (%s, %s, %s, %s, %s, "
-                "'unknown', 0, %s) ON CONFLICT (sha256) DO NOTHING RETURNING id, status",
-                [ref.sha256, ref.redacted, seen, seen, initial.value, now]).fetchone()
-        new_incident = row is not None
-        if row is None:
-            row = x("UPDATE incidents SET last_seen = greatest(last_seen, %s), "
-                    "first_seen = least(first_seen, %s) WHERE sha256 = %s "
-                    "RETURNING id, status", [seen, seen, ref.sha256]).fetchone()
-        assert row is not None, "an incident that conflicted exists"
-        incident_id, status = row[0], Status(row[1])
-        new_sighting = x(
-            "INSERT INTO sightings(incident_id, source, partner, repository, url, "
-            "\"commit\", path, line, author, record_type, record_source, delivery_id, "
-            "received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            [incident_id, sighting.source, sighting.partner, sighting.repository, sighting.url,
-             sighting.commit, sighting.path, sighting.line, sighting.author,
-             sighting.record_type, sighting.record_source, sighting.delivery_id,
-             seen]).rowcount == 1
-        event = ("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)")
-        if new_sighting:
-            x(event, [incident_id, now, "received", sighting.source])
-        if false_positive and status not in CLOSED:
-            status = Status.FALSE_POSITIVE
-            x("UPDATE incidents SET status = %s, updated_at = %s WHERE id = %s",
-              [status.value, now, incident_id])
-            x("DELETE FROM revoke_queue WHERE sha256 = %s", [ref.sha256])
-            x(event, [incident_id, now, "false_positive", "not a Cendis token by format"])
-        elif revoke and status not in CLOSED:
-            queued = x("INSERT INTO revoke_queue(sha256, incident_id, source, url, "
-                       "enqueued_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s) "
-                       "ON CONFLICT DO NOTHING",
-                       [ref.sha256, incident_id, sighting.source, sighting.url or "", now,
-                        now])
-            if queued.rowcount == 1:
-                x(event, [incident_id, now, "queued", sighting.source])
-            if status is not Status.PENDING:
-                status = Status.PENDING
-                x("UPDATE incidents SET status = %s, updated_at = %s WHERE id = %s",
-                  [status.value, now, incident_id])
-        return Recorded(incident_id=incident_id, sha256=ref.sha256, status=status,
-                        new_incident=new_incident, new_sighting=new_sighting)
+        return self._retrying(lambda conn: record_batch(conn, items, now, revoke=revoke,
+                                                        false_positive=false_positive))
 
     def writable(self) -> bool:
         """A cheap write probe for /readyz: one tiny committed write."""
@@ -268,8 +253,10 @@ class PostgresStore:
     # -- reading incidents ------------------------------------------------------------
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return list(cur.execute(sql, scrubbed(list(params))).fetchall())
+        with self._pipeline() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, scrubbed(list(params)))
+            conn.commit()
+            return list(cur.fetchall())
 
     @staticmethod
     def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
@@ -329,121 +316,6 @@ class PostgresStore:
         row = self._one("SELECT status FROM incidents WHERE sha256 = %s", [sha256])
         return Status(row[0]) if row else None
 
-    # -- the revoke queue ---------------------------------------------------------------
-
-    def queue_depth(self) -> int:
-        row = self._one("SELECT count(*) FROM revoke_queue")
-        return int(row[0]) if row else 0
-
-    def next_attempt_in(self) -> float | None:
-        """Seconds until the earliest queued token is due (see the SQLite store)."""
-        row = self._one("SELECT count(*), min(coalesce(next_attempt_at, '')) "
-                        "FROM revoke_queue")
-        if not row or not row[0]:
-            return None
-        return seconds_until(row[1], self._now())
-
-    def oldest_pending_age(self) -> float | None:
-        row = self._one("SELECT min(enqueued_at) FROM revoke_queue")
-        if not row or row[0] is None:
-            return None
-        return max(0.0, (self._now() - datetime.fromisoformat(row[0])).total_seconds())
-
-    def claim_batch(self, limit: int, *, owner: str, lease: float,
-                    only: str | None = None) -> list[QueueEntry]:
-        """As on SQLite (see :meth:`SqliteQueue.claim_batch`), with the rows locked by
-        ``FOR UPDATE SKIP LOCKED``: a revoker never waits on another's claim, and never
-        picks the rows another is claiming at this moment."""
-        now = self._now()
-        stamp, until, due_by = iso(now), after(now, lease), after(now, DUE_SLACK)
-        free = ("(claimed_by IS NULL OR claimed_until < %(now)s OR claimed_by = %(owner)s "
-                "OR claimed_by = ANY(%(dead)s))")
-        due = "(next_attempt_at IS NULL OR next_attempt_at <= %(due)s)"
-        columns = "sha256, incident_id, source, url, attempts"
-        with self._write() as x:
-            held = x("SELECT DISTINCT claimed_by FROM revoke_queue WHERE claimed_by IS NOT "
-                     "NULL AND claimed_until >= %s AND claimed_by <> %s",
-                     [stamp, owner]).fetchall()
-            params: dict[str, Any] = {"now": stamp, "owner": owner, "due": due_by,
-                                      "dead": [h[0] for h in held if not claim_alive(h[0])],
-                                      "limit": limit, "only": only}
-            if only is not None:  # one given token (a refused batch, token by token)
-                rows = x(f"SELECT {columns} FROM revoke_queue WHERE sha256 = %(only)s AND "
-                         f"{free} AND {due} FOR UPDATE SKIP LOCKED", params).fetchall()
-            else:
-                head = x(f"SELECT source FROM revoke_queue WHERE {free} AND {due} "
-                         "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED", params).fetchone()
-                if head is None:
-                    return []
-                params["source"] = head[0]
-                rows = x(f"SELECT {columns} FROM revoke_queue WHERE source = %(source)s AND "
-                         f"{free} AND {due} ORDER BY seq LIMIT %(limit)s "
-                         "FOR UPDATE SKIP LOCKED", params).fetchall()
-            entries = [QueueEntry(sha256=r[0], incident_id=r[1], source=r[2], url=r[3] or "",
-                                  attempts=r[4] + 1) for r in rows]
-            if entries:
-                shas = [e.sha256 for e in entries]
-                ids = [e.incident_id for e in entries]
-                x("UPDATE revoke_queue SET attempts = attempts + 1, lost = greatest(lost, "
-                  "uncertain), uncertain = 1, claimed_by = %s, claimed_until = %s "
-                  "WHERE sha256 = ANY(%s)", [owner, until, shas])
-                x("UPDATE incidents SET revoke_attempts = revoke_attempts + 1 "
-                  "WHERE id = ANY(%s)", [ids])
-                x("INSERT INTO events(incident_id, at, kind) SELECT i, %s, 'revoke_attempted' "
-                  "FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) ORDER BY n",
-                  [stamp, ids])
-        return entries
-
-    def attempt_failed(self, entries: Sequence[QueueEntry], reason: str, *,
-                       answered: bool, retry_in: float | None = None) -> None:
-        """A call failed; the tokens stay queued and their claim is released."""
-        now = self._now()
-        sql = "UPDATE revoke_queue SET last_error = %s, claimed_by = NULL, claimed_until = NULL"
-        params: list[Any] = [reason]
-        if answered:
-            sql += ", uncertain = 0"
-        if retry_in is not None:
-            sql += ", next_attempt_at = %s"
-            params.append(after(now, retry_in))
-        with self._write() as x:
-            for entry in entries:
-                x(sql + " WHERE sha256 = %s", [*params, entry.sha256])
-                x("UPDATE incidents SET last_error = %s, updated_at = %s WHERE id = %s",
-                  [reason, iso(now), entry.incident_id])
-                x("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-                  [entry.incident_id, iso(now), "revoke_failed", reason])
-
-    def reject(self, entry: QueueEntry, reason: str, detail: str) -> None:
-        """A 400 for this token alone: close it as ERROR, never resent unchanged."""
-        now = iso(self._now())
-        with self._write() as x:
-            x("DELETE FROM revoke_queue WHERE sha256 = %s", [entry.sha256])
-            x("UPDATE incidents SET status = %s, last_error = %s, updated_at = %s "
-              "WHERE id = %s", [Status.ERROR.value, reason, now, entry.incident_id])
-            x("INSERT INTO events(incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-              [entry.incident_id, now, "error", f"{reason}: {detail}"])
-
-    def apply_outcomes(self, entries: Sequence[QueueEntry], outcomes: Sequence[RevokeOutcome],
-                       *, notify_owner: bool) -> list[Status]:
-        """Close the queue entries with the API's answers; one transaction."""
-        now = iso(self._now())
-        with self._conn() as conn, conn.cursor() as cur:
-            cur.execute("SELECT sha256 FROM revoke_queue WHERE lost <> 0 AND "
-                        "sha256 = ANY(%s)", [[o.sha256 for o in outcomes]])
-            lost = {row[0] for row in cur.fetchall()}
-            statuses, updates, events = outcome_rows(entries, outcomes, lost, now,
-                                                     notify_owner=notify_owner)
-            cur.executemany(
-                "UPDATE incidents SET status = %s, owner = coalesce(%s, owner), "
-                "token_name = coalesce(%s, token_name), org = coalesce(%s, org), "
-                "scopes = coalesce(%s, scopes), severity = %s, last_error = NULL, "
-                "updated_at = %s WHERE id = %s", [scrubbed(list(u)) for u in updates])
-            cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)",
-                        [[o.sha256 for o in outcomes]])
-            cur.executemany("INSERT INTO events(incident_id, at, kind, detail) "
-                            "VALUES (%s, %s, %s, %s)", [scrubbed(list(e)) for e in events])
-        return statuses
-
     # -- the receiver's partner keys and delivery ids ---------------------------------
 
     def save_partner_keys(self, partner: str, keys: list[dict[str, Any]],
@@ -464,10 +336,10 @@ class PostgresStore:
 
     def remember_delivery(self, partner: str, delivery_id: str) -> bool:
         """True the first time a delivery id is seen, False for a redelivery."""
-        with self._write() as x:
-            return x("INSERT INTO deliveries(partner, delivery_id, received_at) VALUES "
-                     "(%s, %s, %s) ON CONFLICT DO NOTHING",
-                     [partner, delivery_id, iso(self._now())]).rowcount == 1
+        row = self._one("INSERT INTO deliveries(partner, delivery_id, received_at) VALUES "
+                        "(%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                        [partner, delivery_id, iso(self._now())])
+        return row is not None
 
     # -- the whole trail, for ``db copy`` ------------------------------------------------
 
@@ -485,3 +357,4 @@ class PostgresStore:
                 cur = x(sql.replace("?", "%s"), list(params))
                 return list(cur.fetchall()) if cur.description else []
             yield run
+
