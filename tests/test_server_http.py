@@ -29,6 +29,7 @@ from scanner.dev.cendis_api import STATE as STANDIN
 from scanner.dev.partner import STATE as KEYS_STATE
 from scanner.dev.partner import PartnerKey, report_body
 from scanner.server.config import decode_whsec
+from scanner.server.state import STORE
 from scanner.server.verify import standard_webhooks_sign
 
 VECTORS = PARTNERS["vectors"]
@@ -238,6 +239,8 @@ async def test_duplicates_and_replays_make_one_incident_and_one_revoke(
     other_url = report_body([token], url="https://github.com/fork/repo/blob/x")
     assert (await rig.post(other_url))[0] == 200
     await rig.settle(lambda: token_hash(token) in rig.revoked())
+    store = rig.client.app[STORE]  # the revoker saves the answer after the stand-in gave it
+    await rig.settle(lambda: store.status_of(token_hash(token)) == "revoked")
     status, answer = await rig.report([token])  # the outcome is known now
     assert answer == [{"token_hash": token_hash(token),
                        "token_type": "cendis_personal_access_token", "label": "true_positive"}]
