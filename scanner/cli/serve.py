@@ -99,9 +99,10 @@ def serve(
         raise _fail(str(exc)) from None
     except Exception as exc:
         if database_failure(exc) is not None:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise _fail(f"cannot open the incident database {mask_url(path)}: {first}"
-                        ) from None
+            from scanner.incidents.store.common import first_line
+
+            raise _fail(f"cannot open the incident database {mask_url(path)}: "
+                        f"{first_line(exc, path)}") from None
         if isinstance(exc, OSError | OverflowError):
             raise _fail(f"cannot serve on {host}:{port}: "
                         f"{getattr(exc, 'strerror', None) or exc}") from None

@@ -52,7 +52,9 @@ from scanner.incidents.store.common import (
     DatabaseUnavailable,
     after,
     claim_alive,
+    first_line,
     iso,
+    libpq_url,
     mask_url,
     scrubbed,
     seconds_until,
@@ -116,15 +118,16 @@ class PostgresStore:
                 pool_size: int = POOL_SIZE) -> PostgresStore:
         """Reach the server once (a failure is one line naming the masked URL), then
         open the pool and migrate (or only check the schema, ``migrate`` False)."""
-        url = os.fspath(target)
-        shown = mask_url(url)
+        raw = os.fspath(target)
+        url = libpq_url(raw)
+        shown = mask_url(raw)
         try:
             conninfo = conninfo_for(url, statement_timeout)
             with psycopg.connect(conninfo) as probe:
                 postgres_schema.migrate(probe, iso(now()), allowed=migrate)
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseUnavailable(f"incident database {shown}: {first}") from None
+            raise DatabaseUnavailable(
+                f"incident database {shown}: {first_line(exc, raw)}") from None
         pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, name="cendis-store",
             timeout=max(busy_timeout, 0.001), check=psycopg_pool.ConnectionPool.check_connection,

