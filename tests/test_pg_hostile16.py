@@ -59,3 +59,35 @@ def test_a_hostile_url_is_one_line_exit_2_and_no_password(
     assert len(lines) == 1 and "Traceback" not in proc.err, proc.err
     for piece in _pieces(secret):
         assert piece not in proc.out + proc.err, (piece, proc.err)
+
+
+def _foreign(url: str, statement: str) -> None:
+    """Someone else's table of one of our names, in the database ``url`` names."""
+    if "://" in url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)
+    else:
+        import sqlite3
+
+        with sqlite3.connect(url) as conn:
+            conn.execute(statement)
+        conn.close()
+
+
+@pytest.mark.parametrize("statement", [
+    "create table incidents(id text, foo int)",
+    "create table sightings(x int)",
+    "create table deliveries(partner text)",
+])
+@pytest.mark.parametrize("command", [["db", "migrate"], ["incidents", "list"]])
+def test_a_database_of_someone_elses_tables_is_refused_in_one_line(
+        store_url: str, cli: Any, statement: str, command: list[str]) -> None:
+    _foreign(store_url, statement)
+    table = statement.split()[2].split("(")[0]
+    proc = cli([*command, "--db", store_url])
+    assert proc.returncode == 2, proc.err
+    lines = proc.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.err and "internal" not in proc.err
+    assert f"not a cendis-scan database (it has tables of its own: {table})" in lines[0]

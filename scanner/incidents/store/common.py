@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,23 @@ class DatabaseUnavailable(ConfigError):
     file that is not a database): one line with the masked URL, exit 2."""
 
     reason = "database_unavailable"
+
+
+class ForeignTables(SchemaError):
+    """A database without our ``schema_version`` table but with tables of our names
+    (someone else's ``incidents``): never migrated over, never read as ours."""
+
+    reason = "foreign_tables"
+
+
+def foreign_tables(present: Collection[str]) -> ForeignTables | None:
+    """The one-line refusal when a database with no ``schema_version`` already has
+    tables named like ours (``present``: the names it has), else None."""
+    ours = [name for name in TABLES if name in {p.lower() for p in present}]
+    if not ours:
+        return None
+    return ForeignTables("not a cendis-scan database (it has tables of its own: "
+                         f"{', '.join(ours)})")
 
 
 def schema_problem(found: int, *, migrate: bool) -> SchemaError | None:
