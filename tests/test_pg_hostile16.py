@@ -91,3 +91,28 @@ def test_a_database_of_someone_elses_tables_is_refused_in_one_line(
     lines = proc.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.err and "internal" not in proc.err
     assert f"not a cendis-scan database (it has tables of its own: {table})" in lines[0]
+
+
+@pytest.mark.parametrize(("around", "real"), [
+    ("{t}\n", True), (" {t}", True), ("\t{t}\r\n", True), ("\x0b{t}\x0c ", True),
+    ("{t}\x00", False), ("\x00{t}", False), ("{t}\u00a0", False), ("{h}\n{r}", False),
+    ("{h} {r}", False),
+])
+def test_a_partner_token_with_whitespace_around_is_the_token(
+        make_token: Any, around: str, real: bool) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from scanner.server.reports import parse_records
+    from scanner.token import secret_sha256
+
+    token = make_token()
+    sent = around.format(t=token, h=token[:20], r=token[20:])
+    body = json.dumps([{"token": sent, "type": "cendis_pat", "url": "https://x/y"}]).encode()
+    report = parse_records(body, partner="github", source="partner:github",
+                           received_at=datetime(2026, 3, 1, tzinfo=UTC))
+    (ref, _), = report.items
+    if real:
+        assert ref.sha256 == secret_sha256(token.encode()) and not report.false_positive
+    else:
+        assert report.false_positive == {ref.sha256}
