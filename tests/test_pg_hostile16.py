@@ -116,3 +116,42 @@ def test_a_partner_token_with_whitespace_around_is_the_token(
         assert ref.sha256 == secret_sha256(token.encode()) and not report.false_positive
     else:
         assert report.false_positive == {ref.sha256}
+
+
+@pytest.fixture
+def restore_loggers() -> Any:
+    import logging
+
+    from scanner.server.logs import LIBRARY_LOGGERS, LOGGERS
+
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in LOGGERS + LIBRARY_LOGGERS}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+
+
+@pytest.mark.parametrize(("url", "secret"), HOSTILE_URLS)
+@pytest.mark.parametrize("logger", ["psycopg.pool", "psycopg"])
+def test_psycopg_log_lines_are_json_scrubbed_and_masked(
+        restore_loggers: Any, make_token: Any, url: str, secret: str, logger: str) -> None:
+    import io
+    import json
+    import logging
+
+    from scanner.server.logs import setup_logging
+
+    stream = io.StringIO()
+    setup_logging(stream, json_lines=True, db=url)
+    token = make_token()
+    logging.getLogger(logger).warning("error connecting in 'cendis-store': bad %r (%s) %s",
+                                      url, secret, token)
+    logging.getLogger(logger).info("connection added")  # psycopg's chatter stays out
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["logger"] == logger and entry["level"] == "warning"
+    assert "cendis-store" in entry["message"] and token not in lines[0]
+    for piece in _pieces(secret):
+        assert piece not in lines[0], (piece, lines[0])

@@ -80,7 +80,7 @@ def serve(
         raise _fail(f"cannot open the {exc}") from None
     except ScanError as exc:
         raise _fail(str(exc)) from None
-    setup_logging()
+    setup_logging(db=path)
     app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential,
                      migrate=migrate)
     import logging
