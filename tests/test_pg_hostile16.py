@@ -155,3 +155,45 @@ def test_psycopg_log_lines_are_json_scrubbed_and_masked(
     assert "cendis-store" in entry["message"] and token not in lines[0]
     for piece in _pieces(secret):
         assert piece not in lines[0], (piece, lines[0])
+
+
+@pytest.mark.parametrize("path", ["/incidents", "/incidents/1"])
+async def test_readers_get_503_quickly_and_metrics_never_wait_with_the_tables_locked(
+        aiohttp_client: Any, aiohttp_server: Any, path: str) -> None:
+    """An ACCESS EXCLUSIVE lock held elsewhere (every read waits on it, as on a sick
+    server): a reader gets 503 ``database`` within about READ_WAIT, /metrics answers
+    within about GAUGE_WAIT with the last gauges; never the pool's or statement's wait."""
+    import time
+
+    import psycopg
+    from aiohttp.test_utils import TestServer
+    from pgtools import fresh_schema
+    from receiver import PARTNERS, test_config
+
+    from scanner.dev.cendis_api import create_app as standin_app
+    from scanner.dev.partner import KEYS_PATH, create_key_app
+    from scanner.server.app import create_app
+    from scanner.server.views import READ_WAIT
+
+    keys = await aiohttp_server(create_key_app(PARTNERS["public_keys"]["public_keys"]))
+    cendis = await aiohttp_server(standin_app(
+        tokens=[], service_credentials={CREDENTIAL: ["revoke:tokens"]}))
+    with fresh_schema() as url:
+        app = create_app(test_config(str(keys.make_url(KEYS_PATH))), db_path=url,
+                         cendis_api_url=str(cendis.make_url("")), credential=CREDENTIAL)
+        client = await aiohttp_client(TestServer(app))
+        auth = {"Authorization": "Bearer reader-token-for-tests-0123"}
+        assert (await client.get("/metrics")).status == 200
+        with psycopg.connect(url) as admin:
+            admin.execute("LOCK TABLE incidents, revoke_queue IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            resp = await client.get(path, headers=auth)
+            took = time.monotonic() - started
+            assert resp.status == 503 and await resp.json() == {"error": "database"}
+            assert took < READ_WAIT + 2, took
+            started = time.monotonic()
+            scrape = await client.get("/metrics")
+            assert scrape.status == 200 and time.monotonic() - started < 3
+            assert "cendis_revoke_queue_depth 0.0" in await scrape.text()
+            admin.rollback()
+        assert (await client.get("/incidents", headers=auth)).status == 200

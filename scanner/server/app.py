@@ -5,6 +5,7 @@ key caches, the Cendis client and the revoker task), in that order and back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -31,6 +32,7 @@ from scanner.server.state import (
     REVOKER,
     SESSION,
     STORE,
+    STORE_GAUGES,
     TRAIL,
     WRITER,
 )
@@ -97,6 +99,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[KEY_CACHES] = {}
     app[REVOKER] = None
     app[DELIVERIES] = {}
+    app[STORE_GAUGES] = {}
     app[WIRING] = Wiring(db_path, cendis_api_url, credential, monotonic, cendis_timeout,
                          dict(revoker_options or {}), restart_sleep, migrate)
     # In this order, closed in reverse (aiohttp's cleanup_ctx).
@@ -266,15 +269,38 @@ async def _whoami(client: Any, now: datetime) -> None:
                     extra={"reason": "admin_org"})
 
 
-def _gauges(app: web.Application) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    store = app.get(STORE)
-    if store is not None:
+#: How long a scrape waits for fresh queue gauges before showing the last ones.
+GAUGE_WAIT = 1.0
+
+
+async def refresh_store_gauges(app: web.Application, wait: float = GAUGE_WAIT) -> None:
+    """Read the queue gauges off the loop, waiting at most ``wait``: with the database
+    gone a scrape answers at once with the last values (stale is better than a 30 s
+    scrape), and at most one read is under way however often it is scraped."""
+    store, cache = app.get(STORE), app[STORE_GAUGES]
+    if store is None or cache.get("reading"):
+        return
+    cache["reading"] = True
+
+    def read() -> None:
         try:
-            values["revoke_queue_depth"] = store.queue_depth()
-            values["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
+            cache["revoke_queue_depth"] = store.queue_depth()
+            cache["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
         except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
             pass
+        finally:
+            cache["reading"] = False
+
+    task = asyncio.ensure_future(asyncio.to_thread(read))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), wait)
+
+
+def _gauges(app: web.Application) -> dict[str, Any]:
+    cache = app[STORE_GAUGES]
+    values: dict[str, Any] = {key: cache[key] for key in
+                              ("revoke_queue_depth", "revoke_oldest_pending_seconds")
+                              if key in cache}
     revoker = app[REVOKER]
     if revoker is not None:
         values["revoker_healthy"] = 1 if revoker.healthy else 0

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -255,9 +256,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    from scanner.server.app import refresh_store_gauges
     from scanner.server.metrics import CONTENT_TYPE
 
-    body = await asyncio.to_thread(request.app[METRICS].render)  # gauges read the store
+    await refresh_store_gauges(request.app)  # bounded: stale gauges, never a long wait
+    body = request.app[METRICS].render()  # from memory: the store was read above
     return web.Response(body=body,
                         headers={"Content-Type": CONTENT_TYPE})
 
@@ -310,14 +313,34 @@ def _since(text: str | None) -> datetime | None:
         raise _bad_query("bad_since") from None
 
 
+#: How long a reader's query may wait on the database (a pooled connection included)
+#: before the answer is 503 ``database``: a reader is never held for the pool's 30 s.
+READ_WAIT = 2.0
+
+
+async def _read(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` off the loop, bounded by READ_WAIT; the database's failure (gone, busy,
+    a pool timeout) is 503 ``{"error": "database"}``."""
+    from scanner.incidents.store import database_failure
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call, *args, **kwargs), READ_WAIT)
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and database_failure(exc) is None:
+            raise
+        raise web.HTTPServiceUnavailable(text='{"error": "database"}',
+                                         content_type="application/json",
+                                         headers={"Retry-After": "5"}) from None
+
+
 async def incidents(request: web.Request) -> web.Response:
     _reader(request)
     q = request.query
     limit, since = _limit(q.get("limit")), _since(q.get("since"))
     store = request.app[STORE]
     try:
-        rows = await asyncio.to_thread(store.list_incidents, status=q.get("status"),
-                                       severity=q.get("severity"), since=since, limit=limit)
+        rows = await _read(store.list_incidents, status=q.get("status"),
+                           severity=q.get("severity"), since=since, limit=limit)
     except (ValueError, OverflowError):
         raise _bad_query("bad_query") from None
     return web.json_response(rows, dumps=_dumps)
@@ -329,7 +352,7 @@ async def incident(request: web.Request) -> web.Response:
     found = None
     # an id (ASCII digits) or a hash prefix (ASCII hex): "²" or "١" is nothing of ours
     if ident.isascii() and ident.isalnum() and len(ident) <= 64:
-        found = await asyncio.to_thread(request.app[STORE].get_incident, ident)
+        found = await _read(request.app[STORE].get_incident, ident)
     if found is None:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json")
     return web.json_response(found, dumps=_dumps)
