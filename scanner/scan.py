@@ -46,7 +46,7 @@ from scanner.suppress import (  # noqa: F401  (IGNORE_FILE: re-exported, public 
     load_fingerprints,
 )
 
-log = logging.getLogger("cendis_scan")
+log = logging.getLogger(__name__)
 
 #: Files at least this large are cut into one range per worker.
 SPLIT_BYTES = 64 << 20

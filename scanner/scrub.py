@@ -22,6 +22,7 @@ from __future__ import annotations
 import binascii
 import html
 import re
+import unicodedata
 from urllib.parse import unquote
 
 from scanner.engine.literals import TO_URLSAFE, b64_needle
@@ -118,12 +119,136 @@ def _decoded_label(run: str) -> str:
 #: How many layers of escaping are undone when looking for a token behind them.
 DECODE_ROUNDS = 5
 _BACKSLASH = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))")
+#: A CSS escape (``\5f `` with its optional closing white space) or a backslash before a
+#: character that needs none (``\_`` in Markdown).
+_CSS = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\r\n\f])?|([^0-9a-fA-F\r\n\f]))")
+#: Quoted-printable: ``=5F`` (a printable character: ``?id=12`` is left alone) and soft
+#: line breaks.
+_QP = re.compile(r"=(?:([2-7][0-9A-Fa-f])|\r?\n)")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+#: Decoded bytes worth reading on: a run of printable ASCII (an escaped token's start).
+_TEXT = re.compile(rb"[ -~]{10,}")
+
+
+def _hints() -> tuple[str, ...]:
+    """What may hide a token from the plain search, besides non-ASCII text (a format
+    character or a look-alike): an escape (``%``, ``\\``, ``&``, ``=``), or the start of
+    ``cendis``, hex-encoded or percent-encoded, in base64 at any alignment, or in hex
+    (five digits, the same in either case where they are digits)."""
+    seeds = [b"cendis", b"%63%65", b"63656e"]
+    out = ["%", "\\", "&", "="]
+    for seed in seeds:
+        for k in (0, 1, 2):
+            needle = b64_needle(seed, k)
+            out += [needle.decode(), needle.translate(TO_URLSAFE).decode()]
+            out += [needle[:3].hex(), needle[:3].hex().upper()]
+    out += [b"cen".hex()[:5]]
+    return tuple(dict.fromkeys(out))
+
+
+_HINTS = _hints()
+_HINTED = re.compile("|".join(re.escape(hint) for hint in _HINTS))  # one C-speed pass
+#: Dropped from the copy that is searched: format characters (zero-width space and
+#: joiners, soft hyphen, BOM, bidi controls) and combining marks, invisible or nearly.
+_HIDDEN = frozenset({"Cf", "Mn", "Me"})
 
 
 def _unbackslash(text: str) -> str:
     return _BACKSLASH.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
 
 
+def _char(code: int) -> str:
+    return chr(code) if code <= 0x10FFFF and not 0xD800 <= code < 0xE000 else "\ufffd"
+
+
+def _normalised(text: str) -> str:
+    """NFKC (fullwidth ``ｃｅｎｄｉｓ＿`` is ``cendis_``) without format characters and
+    combining marks (an accent is dropped: ``é`` is ``e``); ``…`` (a redacted form's) is
+    kept. Texts with none of these are returned as they are, cheaply."""
+    if text.isascii():
+        return text
+    if unicodedata.is_normalized("NFKD", text) and not any(
+            unicodedata.category(c) in _HIDDEN for c in set(text) if c > "\x7f"):
+        return text
+    if "…" in text:
+        return "…".join(_normalised(part) for part in text.split("…"))
+    folded = unicodedata.normalize("NFKD", text)
+    for hidden in {c for c in set(folded) if c > "\x7f" and unicodedata.category(c) in _HIDDEN}:
+        folded = folded.replace(hidden, "")
+    return unicodedata.normalize("NFKC", folded)
+
+
+def _css(m: re.Match[str]) -> str:
+    """One CSS escape; ``\\5F92vW`` (no closing space) read as ``_92vW``, as a person
+    reads it, when its first two digits are a printable ASCII character."""
+    digits = m.group(1)
+    if digits is None:
+        return m.group(2)
+    if len(digits) > 2 and 0x20 <= int(digits[:2], 16) < 0x7F:
+        return chr(int(digits[:2], 16)) + m.group(0)[3:]
+    return _char(int(digits, 16))
+
+
+def _unpercent(text: str) -> str:
+    return unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def _unescape(text: str) -> str:
+    """Backslash escapes (C, JSON, CSS) and HTML entities."""
+    if "\\" in text:
+        text = _CSS.sub(_css, _unbackslash(text))
+    return html.unescape(text) if "&#" in text or "&" in text and ";" in text else text
+
+
+def _unqp(text: str) -> str:
+    """Quoted-printable: ``=5F`` and soft line breaks."""
+    if "=" not in text:
+        return text
+    return _QP.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else "", text)
+
+
+def _unhex(text: str) -> str:
+    """A hex dump (16+ digits, at either alignment) that holds printable ASCII text
+    decoded."""
+    if not _HEX_RUN.search(text):
+        return text
+
+    def decode(m: re.Match[str]) -> str:
+        run = m.group()
+        for skip in (0, 1):
+            raw = bytes.fromhex(run[skip:len(run) - (len(run) - skip) % 2])
+            if _TEXT.search(raw):
+                return run[:skip] + raw.decode("latin-1") + run[len(run) - (len(run) - skip) % 2:]
+        return run
+
+    return _HEX_RUN.sub(decode, text)
+
+
+def _unbase64(text: str) -> str:
+    """A base64 run (16+ characters, either alphabet, any alignment) that holds
+    printable ASCII text decoded (the bytes around that text as Latin-1)."""
+    if not _B64_RUN.search(text):
+        return text
+    return _B64_RUN.sub(lambda m: _b64_text(m.group()) or m.group(), text)
+
+
+def _b64_text(run: str) -> str | None:
+    chars = run.rstrip("=").replace("-", "+").replace("_", "/")
+    for skip in range(4):
+        body = chars[skip:]
+        body = body[:-1] if len(body) % 4 == 1 else body + "=" * (-len(body) % 4)
+        try:
+            raw = binascii.a2b_base64(body)
+        except (binascii.Error, ValueError):
+            continue
+        if _TEXT.search(raw):
+            return run[:skip] + raw.decode("latin-1")
+    return None
+
+
+#: Each round undoes one layer of each, in this order; the text is searched after each.
+_STEPS = (_normalised, _unpercent, _unescape, _unhex, _unqp, _unbase64)
 _FORMS = re.compile("|".join(re.escape(n) for n in (PREFIX, *_NEEDLES)))
 
 
@@ -134,29 +259,45 @@ def _has_token_form(text: str) -> bool:
 
 
 def _decoded(text: str) -> str | None:
-    """``text`` with its percent, backslash and HTML escapes undone (repeatedly) and its
-    tokens redacted, when the decoded text holds a token; else None."""
-    layer = text
+    """``text`` with its escapes, encodings and look-alikes undone (layer by layer, up to
+    :data:`DECODE_ROUNDS` rounds) and its tokens redacted, when a layer holds a token;
+    else None. A token found is redacted at once and the decoding goes on, so a second
+    token, hidden deeper, is found too."""
+    layer, found = text, False
+    if _has_token_form(text):  # what is there as it is first: ``[base64 of …]`` stays
+        layer = redact_base64(redact_tokens(text))
+        found = layer != text
     for _ in range(DECODE_ROUNDS):
-        if "%" not in layer and "\\" not in layer and "&" not in layer:
+        if not _suspect(layer):
+            break  # nothing left that any step would change
+        before = layer
+        for step in _STEPS:
+            nxt = step(layer)
+            if nxt == layer:
+                continue
+            layer = nxt
+            if _has_token_form(layer):
+                shown = redact_base64(redact_tokens(layer))
+                found = found or shown != layer
+                layer = shown
+        if layer == before:
             break
-        nxt = unquote(layer, errors="surrogateescape")
-        nxt = html.unescape(_unbackslash(nxt)) if "\\" in nxt or "&" in nxt else nxt
-        if nxt == layer:
-            break
-        layer = nxt
-    if layer is text or not _has_token_form(layer):
-        return None
-    shown = redact_base64(redact_tokens(layer))
-    return shown if shown != layer else None
+    return layer if found else None
+
+
+def _suspect(text: str) -> bool:
+    """Might ``text`` hide a token from the plain search? (Non-ASCII, or an escape.)"""
+    return not text.isascii() or _HINTED.search(text) is not None
 
 
 def redact_secrets(text: str) -> str:
-    """Every token form (plain, base64, or behind URL, backslash or HTML escapes) in
-    ``text`` redacted; the rest kept. When a token hides behind escapes, the whole text
-    is shown decoded (``%41`` elsewhere becomes ``A``): the token must go, and the escapes
-    around it are no longer needed to read it."""
-    if "%" in text or "\\" in text or "&" in text:
+    """Every token form in ``text`` redacted; the rest kept. Plain and base64 tokens
+    are found as they are; a token behind escapes (percent, backslash, CSS, HTML,
+    quoted-printable), a hex dump, base64 of an escaped token, invisible format
+    characters or NFKC look-alikes is found in a decoded copy, and then the whole text
+    is shown decoded (``%41`` elsewhere becomes ``A``): the token must go, and the
+    escapes around it are no longer needed to read it."""
+    if _suspect(text):
         decoded = _decoded(text)
         if decoded is not None:
             return decoded
@@ -192,11 +333,11 @@ def escape_controls(text: str) -> str:
 def is_clean(text: str) -> bool:
     """True when :func:`scrub` would leave ``text`` as it is, apart from newlines (so
     many names joined by newlines are checked in one pass, at C speed)."""
-    if _has_token_form(text):
+    if not text.isascii() or _has_token_form(text):
         return False
-    if ("%" in text or "\\" in text or "&" in text) and _decoded(text) is not None:
+    if _suspect(text) and _decoded(text) is not None:
         return False
-    return text.isascii() and text.replace("\n", "").isprintable()
+    return text.replace("\n", "").isprintable()
 
 
 def scrub(text: str, limit: int | None = None) -> str:

@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -40,6 +41,10 @@ import pytest
 
 WHOLE = re.compile(rb"cendis_pat_[A-Za-z0-9]{36}")
 CORE = 52  # base64 characters compared: 39 bytes, the prefix and 28 of the 36 characters
+
+
+#: ``_`` as quoted-printable (``=5F``) or a CSS escape (``\\5f `` or ``\\00005F``).
+_HIDDEN_UNDERSCORE = re.compile(r"=5[fF]|\\0{0,4}5[fF] ?")
 
 
 def _base64_forms(token: bytes) -> dict[bytes, set[bytes]]:
@@ -58,10 +63,12 @@ class Needles:
 
     def __init__(self, tokens: Iterable[str]) -> None:
         self.whole: set[bytes] = set()
+        self.hexes: set[bytes] = set()
         self.encoded: dict[bytes, set[bytes]] = {}
         for token in tokens:
             raw = token.encode("ascii")
             self.whole.add(raw)
+            self.hexes.add(raw.hex().encode())
             for literal, cores in _base64_forms(raw).items():
                 self.encoded.setdefault(literal, set()).update(cores)
 
@@ -88,7 +95,24 @@ class Needles:
             if b"%" not in raw:
                 break
             raw = unquote_to_bytes(raw)
-        return None
+        return self._find_hidden(data)
+
+    def _find_hidden(self, data: bytes | str) -> str | None:
+        """A token hidden by invisible format characters (zero-width space, soft hyphen),
+        NFKC look-alikes, quoted-printable or CSS escapes of ``_``, or hex (either case).
+        Only texts that show a sign of one are normalised (cheap on large outputs)."""
+        raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+        lowered = raw.lower()
+        if any(h in lowered for h in self.hexes):
+            return "a hex-encoded token"
+        if raw.isascii() and b"=5" not in raw and b"\\5" not in raw:
+            return None
+        text = unicodedata.normalize("NFKC", raw.decode("utf-8", "replace"))
+        for hidden in {c for c in set(text) if c > "\x7f" and unicodedata.category(c) == "Cf"}:
+            text = text.replace(hidden, "")
+        text = _HIDDEN_UNDERSCORE.sub("_", text)
+        problem = self._find(text.encode("utf-8"))
+        return None if problem is None else f"{problem} (hidden: normalised or escaped)"
 
 
 # -- what is searched ------------------------------------------------------------------

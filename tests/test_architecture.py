@@ -1,6 +1,7 @@
 """The shape of the package stays as the README draws it.
 
-Two rules are checked from the source alone (``ast``, nothing is imported):
+Checked from the source alone (``ast``, nothing is imported): the layers of
+ARCHITECTURE.md (each folder imports only what that page allows), and:
 
 - no import cycle between modules of ``scanner``, counting imports inside functions
   too (a function-level import only hides a cycle from the interpreter, not from a
@@ -25,12 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "scanner"
 DETECTOR = "scanner.engine.detect"
 
-#: Cycles (as the sorted set of their modules) that work still to land removes:
-#: ``cli`` <-> ``cli.commands`` <-> ``cli.app`` goes with the CLI work.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # removed when the CLI work lands
-    frozenset({"scanner.cli", "scanner.cli.app", "scanner.cli.commands"}),
-}
+#: Cycles (as the sorted set of their modules) that work still to land removes: none.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 #: (source module, detector) imports allowed: none (sources hand over text and never
 #: run the detector themselves).
 KNOWN_SOURCE_VIOLATIONS: set[tuple[str, str]] = set()
@@ -271,3 +268,116 @@ def test_the_git_entry_point_does_not_import_the_file_entry_point() -> None:
     assert [n for n in git_side if "scanner.scan" in edges[n]] == []
     for name in ("IGNORE_FILE", "filter_findings", "load_fingerprints"):
         assert getattr(scanner.scan, name) is getattr(scanner.suppress, name)
+
+
+# -- the layers ARCHITECTURE.md draws ---------------------------------------------------
+
+#: Each module's layer, by the longest matching prefix; ``scanner`` itself (the lazy
+#: public API) and the deprecated re-export shims belong to no layer.
+LAYERS: dict[str, str] = {
+    "scanner.token": "core", "scanner.finding": "core", "scanner.errors": "core",
+    "scanner.result": "core", "scanner.scrub": "core", "scanner.atomic": "core",
+    "scanner.sources": "sources", "scanner.git": "git", "scanner.engine": "engine",
+    "scanner.rules": "rules", "scanner.scan": "library", "scanner.suppress": "library",
+    "scanner.hooks": "library", "scanner.redact_filter": "library",
+    "scanner.report": "report", "scanner.cendis": "cendis",
+    "scanner.incidents": "incidents", "scanner.server": "server",
+    "scanner.sweep": "sweep", "scanner.dev": "dev", "scanner.cli": "cli",
+}
+SHIMS = {"scanner", "scanner.gitscan", "scanner.redaction", "scanner.redact"}
+SCANNER_HALF = {"core", "sources", "git", "engine", "rules", "library", "report"}
+#: What each layer may import besides itself (ARCHITECTURE.md's "may import" column).
+MAY_IMPORT: dict[str, set[str]] = {
+    "core": set(),
+    "sources": {"core", "git"},
+    "git": {"core", "sources", "engine", "rules", "library"},
+    "engine": {"core"},
+    "rules": {"core", "engine"},
+    "library": SCANNER_HALF,
+    "report": {"core"},
+    "cendis": {"core"},
+    "incidents": {"core", "cendis"},
+    "server": {"core", "cendis", "incidents"},
+    "sweep": SCANNER_HALF | {"cendis", "incidents"},
+    "dev": {"core", "cendis", "incidents", "engine", "rules"},
+    "cli": set(LAYERS.values()),
+}
+#: Single modules a layer may import from a layer it may not otherwise reach.
+MAY_IMPORT_MODULE: dict[str, set[str]] = {
+    "core": {"scanner.engine.literals"},  # the fixed strings: standard library only
+    "engine": {"scanner.sources.origin"},  # the type a source hands over
+}
+
+
+def layer_of(module: str) -> str | None:
+    if module in SHIMS:
+        return None
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")),
+               key=len, default=None)
+    assert best is not None, f"{module} has no layer: add it to LAYERS and ARCHITECTURE.md"
+    return LAYERS[best]
+
+
+def test_each_layer_imports_only_what_architecture_md_allows() -> None:
+    wrong = []
+    for module, deps in sorted(graph().items()):
+        layer = layer_of(module)
+        if layer is None:
+            continue
+        for dep in sorted(deps):
+            other = layer_of(dep)
+            if other is None or other == layer or other in MAY_IMPORT[layer]:
+                continue
+            if dep in MAY_IMPORT_MODULE.get(layer, set()):
+                continue
+            wrong.append(f"{module} ({layer}) imports {dep} ({other})")
+    assert not wrong, "imports across a boundary ARCHITECTURE.md forbids:\n" + "\n".join(wrong)
+
+
+def test_every_layer_is_in_architecture_md() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for prefix in LAYERS:
+        short = prefix.removeprefix("scanner.")
+        assert f"`{short}/`" in text or f"`{short}.py`" in text, short
+
+
+#: The modules that read inputs and hand them over: they never reach the detector, not
+#: even through another module.
+SOURCES = ("scanner.sources.", "scanner.git.proc", "scanner.git.batch",
+           "scanner.git.plumbing", "scanner.git.commits", "scanner.git.objects")
+
+
+def test_no_source_reaches_the_detector() -> None:
+    edges = graph()
+    for source in sorted(m for m in edges if m.startswith(SOURCES)):
+        seen, todo = {source}, [source]
+        while todo:
+            for dep in edges[todo.pop()]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        assert DETECTOR not in seen, f"{source} reaches the detector"
+
+
+def test_the_hooks_fast_path_imports_nothing_costly() -> None:
+    """The pre-commit hook's quick answer loads only modules that import nothing costly
+    at load time (module-level imports: those it pays for)."""
+    costly = {"subprocess", "dataclasses", "typing", "re", "tomllib"}
+    mods = modules()
+    todo, seen = ["scanner.cli.fast_staged"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse(mods[name].read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for target in names:
+                assert target.split(".")[0] not in costly, f"{name} imports {target}"
+                if target in mods:
+                    todo.append(target)
+                elif isinstance(node, ast.ImportFrom):
+                    todo += [f"{target}.{a.name}" for a in node.names
+                             if f"{target}.{a.name}" in mods]

@@ -184,7 +184,7 @@ def test_gzip_just_under_the_bound_is_scanned(scan: Any, tmp_path: Path,
 
 def test_default_gzip_bound_is_one_gib() -> None:
     from scanner import ScanOptions
-    from scanner.cli.commands import build_parser
+    from scanner.cli.parsing import build_parser
 
     assert GZIP_LIMIT == 1 << 30 == ScanOptions().max_decompressed
     args = build_parser("scan").parse_args(["scan", "x"])

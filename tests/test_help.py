@@ -109,6 +109,15 @@ TYPOS = [
     (["dev", "cendis-ap"], "unknown command 'cendis-ap'; did you mean 'cendis-api'?"),
     (["rules", "lsit"], "unknown command 'lsit'; did you mean 'list'?"),
     (["scan", "--format", "jsno", "."], "unknown --format 'jsno'; did you mean 'json'?"),
+    (["incidents", "list", "--format", "jsno"], "unknown --format 'jsno'; did you mean 'json'?"),
+    (["incidents", "list", "--status", "pendin"],
+     "unknown --status 'pendin'; did you mean 'pending'?"),
+    (["incidents", "list", "--severity", "hihg"],
+     "unknown --severity 'hihg'; did you mean 'high'?"),
+    (["incidents", "show", "3", "--format", "jsn"], "unknown --format 'jsn'; did you mean 'json'?"),
+    (["sweep", "sweep.toml", "--format", "txt"], "unknown --format 'txt'; did you mean 'text'?"),
+    (["git", "--min-confidence", "confirmd"],
+     "unknown --min-confidence 'confirmd'; did you mean 'confirmed'?"),
     (["xyzzy"], "unknown command 'xyzzy' (see"),
     (["incidents", "xyzzy"], "unknown command 'xyzzy' (see"),
 ]
@@ -121,3 +130,52 @@ def test_a_mistyped_name_says_the_closest_one(args: list[str], message: str, cli
     assert proc.returncode == 2 and proc.out == ""
     [line] = proc.err.splitlines()
     assert message in line, line
+
+
+# ------------------------------------------------ shared options: one definition, one text
+
+
+def _rows(help_text: str) -> dict[str, str]:
+    """Each option's row of a help text, wrapped lines joined: ``{"--db": "PATH ..."}``."""
+    rows: dict[str, str] = {}
+    flag = None
+    for line in help_text.split("\nOptions:\n", 1)[-1].splitlines():
+        found = re.match(r"  (?:-\w, )?(--[\w-]+)(?:/--[\w-]+)?(.*)", line)
+        if found:
+            flag = found.group(1)
+            rows[flag] = found.group(2).strip()
+        elif flag and line.startswith("   "):
+            rows[flag] += " " + line.strip()
+        elif not line.strip():
+            flag = None
+    return {k: re.sub(r"\s+", " ", v.replace("- ", "-")) for k, v in rows.items()}
+
+
+SHARED = {"--db": ("scan", "git", "incidents list", "incidents show", "revoke", "serve",
+                   "sweep", "db migrate"),
+          "--token": ("scan", "git", "revoke", "whoami", "serve", "sweep"),
+          "--cendis-api-url": ("scan", "git", "revoke", "whoami", "serve", "sweep")}
+
+
+@pytest.mark.parametrize("flag", sorted(SHARED))
+def test_a_shared_option_reads_the_same_in_every_command(flag: str) -> None:
+    """``--db``, ``--token`` and ``--cendis-api-url`` are defined once
+    (scanner/cli/options.py) for the argparse and the typer commands: the same metavar
+    and help text everywhere (``scan`` and ``git`` prefix "with --revoke:")."""
+    from scanner.cli import options
+
+    spec = {o.flag: o for o in (options.DB, options.TOKEN, options.API_URL)}[flag]
+    expected = re.sub(r"\s+", " ", f"{spec.metavar} {spec.help}".replace("- ", "-"))
+    for command in SHARED[flag]:
+        row = _rows(run([*command.split(), "--help"]).out)[flag]
+        assert row.replace("with --revoke: ", "") == expected, (command, row)
+
+
+@pytest.mark.parametrize("command", EVERY, ids=" ".join)
+def test_a_default_is_said_once(command: list[str], cli: Any) -> None:
+    """A default is said in the option's help text, as the argparse side says it, never
+    a second time in typer's ``[default: ...]``."""
+    out = cli([*command, "--help"]).out
+    assert "[default:" not in out
+    for flag, row in _rows(out).items():
+        assert row.lower().count("default") <= 1, (flag, row)

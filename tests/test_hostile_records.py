@@ -47,6 +47,11 @@ def _pct(text: str) -> str:
     return "".join(f"%{b:02X}" for b in text.encode())
 
 
+def _fullwidth(text: str) -> str:
+    """Fullwidth look-alikes (``ｃｅｎｄｉｓ＿``), which NFKC folds back to ASCII."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
 #: Where a hostile record puts the token and how: field -> text holding it.
 HOSTILE: dict[str, Callable[[str], dict[str, str]]] = {
     "plain_in_url": lambda t: {"url": f"https://github.com/o/r/blob/main/{t}.env"},
@@ -64,6 +69,22 @@ HOSTILE: dict[str, Callable[[str], dict[str, str]]] = {
     "backslash_escaped_in_type": lambda t: {"type": t.replace("_", "\\x5f")},
     "control_chars_in_url": lambda t: {"url": f"https://x.example/\x1b[31m{t}\r\n"
                                               f"forged line\x9b2J\x07\u202e"},
+    # Invisible format characters, look-alikes and other encodings (issue 14, A1).
+    "zero_width_space_in_url": lambda t: {"url": "https://x.example/"
+                                                 + t.replace("_pat_", "_pat_\u200b")},
+    "joiners_everywhere_in_type": lambda t: {"type": "\u200c".join(t[:12]) + "\u200d"
+                                                     + t[12:30] + "\u2060" + t[30:]},
+    "soft_hyphen_and_bom_in_source": lambda t: {"source": "\ufeff" + t[:20] + "\u00ad"
+                                                          + t[20:]},
+    "fullwidth_in_url": lambda t: {"url": "https://x.example/" + _fullwidth(t)},
+    "quoted_printable_in_url": lambda t: {"url": "https://x.example/?q="
+                                                 + t.replace("_", "=5F")},
+    "css_escapes_in_type": lambda t: {"type": t.replace("_", "\\5f ")},
+    "hex_in_url": lambda t: {"url": "https://x.example/?h=" + t.encode().hex()},
+    "upper_hex_in_source": lambda t: {"source": "dump " + t.encode().hex().upper()},
+    "base64_of_percent_encoded_in_source": lambda t: {
+        "source": _b64(t.replace("_", "%5F"), b"")},
+    "hex_of_base64_in_url": lambda t: {"url": "https://x.example/" + _b64(t).encode().hex()},
     "everywhere": lambda t: {"url": f"https://x.example/?access_token={t}",
                              "type": _b64(t, b"z"), "source": t.replace("_", "%5f")},
 }
@@ -243,3 +264,79 @@ async def test_whoami_and_revoke_escape_what_cendis_answers(aiohttp_server: Any,
     assert shown.returncode == 0 and _raw_controls(shown.out) == []
     for proc in (who, revoked, shown):
         assert leaked not in proc.out + proc.err
+
+
+#: ``redacted`` values a client may not send: anything but the shapes ``redact`` gives.
+BAD_REDACTED: dict[str, Callable[[str], object]] = {
+    "whole": lambda t: t,
+    "zero_width_space": lambda t: t.replace("_pat_", "_pat_\u200b"),
+    "soft_hyphen_inside": lambda t: t[:20] + "\u00ad" + t[20:],
+    "fullwidth": _fullwidth,
+    "quoted_printable": lambda t: t.replace("_", "=5F"),
+    "redacted_then_more": lambda t: redact(t) + t[-20:],
+    "five_shown": lambda t: t[:16] + "…" + t[-2:],
+    "ascii_ellipsis": lambda t: t[:15] + "..." + t[-2:],
+    "free_text": lambda t: "see the token",
+    "not_a_string": lambda t: 42,
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BAD_REDACTED))
+async def test_findings_redacted_must_be_exactly_a_redacted_token(
+        rig_factory: RigFactory, variant: str) -> None:
+    rig = await rig_factory(known=1, report_token=REPORT_TOKEN)
+    [token] = rig.tokens
+    headers = {"Authorization": f"Bearer {REPORT_TOKEN}"}
+
+    def body(redacted: object) -> dict[str, Any]:
+        return {"source": "scan:repo", "findings": [
+            {"sha256": "ab" * 32, "redacted": "cendis_pat_abcd…ef", "path": "a"},
+            {"sha256": _sha(token), "redacted": redacted, "path": "b"}]}
+
+    resp = await rig.client.post("/v1/findings", headers=headers,
+                                 json=body(BAD_REDACTED[variant](token)))
+    answer = await resp.json()
+    assert resp.status == 400 and answer["error"] == "bad_redacted", answer
+    listed = await rig.client.get("/incidents", headers=READER)
+    assert await listed.json() == []  # nothing recorded, not even the good finding
+    for good in (redact(token), "cendis_pat_ab…", "cendis_pat_…", None):
+        resp = await rig.client.post("/v1/findings", headers=headers, json=body(good))
+        assert resp.status == 200, await resp.text()
+    shown = await (await rig.client.get("/incidents", headers=READER)).json()
+    assert {i["redacted"] for i in shown} == {"cendis_pat_abcd…ef", redact(token)}
+
+
+#: Bytes that are not UTF-8, as another writer (``sqlite3`` by hand) may store them.
+NOT_UTF8 = {"lone_ff": ("X'41ff'", "A\\xff"), "truncated_sequence": ("X'68c3'", "h\\xc3"),
+            "surrogate_bytes": ("X'eda080'", "\\xed\\xa0\\x80")}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_UTF8))
+async def test_a_byte_that_is_not_utf8_in_the_database_does_not_break_reads(
+        rig_factory: RigFactory, kind: str) -> None:
+    rig = await rig_factory(known=2, report_token=REPORT_TOKEN)
+    resp = await rig.client.post("/v1/findings", headers={
+        "Authorization": f"Bearer {REPORT_TOKEN}"}, json={
+        "source": "scan:repo", "findings": [
+            {"sha256": _sha(t), "redacted": redact(t), "path": "a"} for t in rig.tokens]})
+    assert resp.status == 200
+    blob, shown = NOT_UTF8[kind]
+    conn = sqlite3.connect(rig.db)  # as by hand: no scrub, no check on the way in
+    with conn:
+        conn.execute(f"UPDATE incidents SET owner = CAST({blob} AS TEXT) WHERE id = 2")
+        conn.execute(f"UPDATE sightings SET path = CAST({blob} AS TEXT) WHERE id = 2")
+    conn.close()
+
+    listed = await rig.client.get("/incidents", headers=READER)
+    assert listed.status == 200
+    assert shown in [i["owner"] for i in await listed.json()]
+    one = await rig.client.get("/incidents/2", headers=READER)
+    assert one.status == 200
+    detail = await one.json()
+    assert detail["owner"] == shown and detail["sightings"][0]["path"] == shown
+    env = {"CENDIS_SCAN_DB": str(rig.db)}
+    for args in (("incidents", "list"), ("incidents", "list", "--format", "csv"),
+                 ("incidents", "show", "2"), ("incidents", "show", "2", "--format", "json")):
+        proc = await _cli(*args, env=env)
+        assert proc.returncode == 0, proc.err
+        assert shown in proc.stdout.decode().replace("\\\\", "\\"), args

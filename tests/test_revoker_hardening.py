@@ -414,7 +414,7 @@ async def test_a_crashed_revoker_restarts_and_readyz_says_so_meanwhile(
     await rig.settle(lambda: (rig.client.app[REVOKER] is not None  # type: ignore[index]
                               and (rig.key_cache.loaded)))
     revoker = rig.client.app[REVOKER]  # type: ignore[index]
-    caplog.set_level(logging.ERROR, logger="cendis_scan.revoker")
+    caplog.set_level(logging.ERROR, logger="scanner.incidents.revoker")
     standin[STANDIN].faults.fail_next = 2  # each 503 asks the broken rng for a backoff
     assert (await rig.report(tokens))[0] == 200
     await rig.settle(lambda: len(restarts) == 1)

@@ -13,38 +13,22 @@ Every failure the user can fix is one line on stderr and exit status 2; a bug is
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import sys
 
-
-def debug_wanted() -> bool:
-    return os.environ.get("CENDIS_SCAN_DEBUG", "") not in ("", "0")
+__all__ = ["ClosedStdout", "debug_wanted", "dispatch", "drop_stdout", "main"]
 
 
-class ClosedStdout(io.TextIOBase):
-    """``sys.stdout`` when the shell closed it (``>&-``): Python makes it None, and a
-    write to None is an AttributeError; here it is the I/O error the user sees."""
+def __getattr__(name: str) -> object:
+    """``ClosedStdout``, ``debug_wanted`` and ``drop_stdout`` were defined here before
+    the CLI's shared pieces had a module of their own (:mod:`scanner.cli.console`, which
+    the other CLI modules import without a cycle back to this package); imported on
+    first use, so a clean hook run does not load it."""
+    if name in ("ClosedStdout", "debug_wanted", "drop_stdout"):
+        from scanner.cli import console
 
-    def write(self, text: str) -> int:  # bytes too, through .buffer
-        raise OSError(errno.EBADF, "stdout is closed")
-
-    @property
-    def buffer(self) -> ClosedStdout:
-        return self
-
-
-def drop_stdout() -> None:
-    """After stdout failed (closed pipe, full disk), point it at the null device, so
-    that Python's final flush of what is still buffered cannot fail a second time with
-    an "Exception ignored" message (the recipe of Python's signal docs)."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
+        return getattr(console, name)
+    raise AttributeError(f"module 'scanner.cli' has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CENDIS_SCAN_DEBUG"] = "1"
         args.pop(0)
     if sys.stdout is None:
+        from scanner.cli.console import ClosedStdout
+
         sys.stdout = ClosedStdout()
     try:
         status = dispatch(args)
@@ -61,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         status = 2
     except OSError as exc:  # --help or --version into a closed or full stdout
+        from scanner.cli.console import drop_stdout
+
         drop_stdout()
         sys.stderr.write(f"cendis-scan: error: cannot write the output: "
                          f"{exc.strerror or exc}\n")
@@ -73,16 +61,17 @@ def _flushed(status: int) -> int:
     and exit 2, not a traceback (or a silent 0) at interpreter exit."""
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
-        drop_stdout()
-        return 2
+        return status
     except (OSError, ValueError) as exc:
+        from scanner.cli.console import ClosedStdout, drop_stdout
+
         drop_stdout()
+        if isinstance(exc, BrokenPipeError):
+            return 2
         if not isinstance(sys.stdout, ClosedStdout) or status == 0:
             sys.stderr.write(f"cendis-scan: error: cannot write the output: "
                              f"{getattr(exc, 'strerror', None) or exc}\n")
         return 2
-    return status
 
 
 def dispatch(args: list[str]) -> int:
@@ -103,19 +92,16 @@ def dispatch(args: list[str]) -> int:
         return 0
     command = BY_NAME.get(args[0])
     if command is None:
-        import difflib
-
+        from scanner.cli.console import suggest
         from scanner.scrub import scrub
 
         kind = "option" if args[0].startswith("-") else "command"
         names = ("--help", "--version", "--debug") if kind == "option" else BY_NAME
-        close = difflib.get_close_matches(args[0], list(names), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        sys.stderr.write(f"cendis-scan: error: unknown {kind} {scrub(args[0], 40)!r}{hint} "
-                         "(see cendis-scan --help)\n")
+        sys.stderr.write(f"cendis-scan: error: unknown {kind} {scrub(args[0], 40)!r}"
+                         f"{suggest(args[0], names)} (see cendis-scan --help)\n")
         return 2
     if command.fast:
-        from scanner.cli.commands import run
+        from scanner.cli.parsing import run
 
         return run(args)
     from scanner.cli.app import run_typer

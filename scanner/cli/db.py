@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
+from scanner.cli.options import DB, typer_option
 from scanner.errors import ConfigError
 
-DB_HELP = ("incident database: a file path (SQLite) or postgresql://... (default: "
-           "$CENDIS_SCAN_DB, else ./cendis-incidents.db)")
 
-
-def migrate(db: str | None = typer.Option(None, "--db", metavar="PATH|URL", help=DB_HELP)
-            ) -> None:
+def migrate(db: Annotated[str | None, typer_option(DB)] = None) -> None:
     """Create the incident database or bring its schema up to date (idempotent).
 
     Safe while receivers run: PostgreSQL migrates under an advisory lock, SQLite under

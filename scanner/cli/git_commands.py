@@ -44,13 +44,9 @@ Exit status: 0 installed, 2 refused or failed
 
 
 def _git_parser(sub: argparse._SubParsersAction, command: Command) -> None:
-    from scanner.cli.commands import (
-        EXIT_STATUS,
-        add_common_options,
-        add_report_options,
-        new_parser,
-    )
-    from scanner.cli.record import add_record_options
+    from scanner.cli.commands import EXIT_STATUS
+    from scanner.cli.options import add_common_options, add_record_options, add_report_options
+    from scanner.cli.parsing import new_parser
 
     scan = new_parser(
         sub, command,
@@ -76,7 +72,7 @@ def _git_parser(sub: argparse._SubParsersAction, command: Command) -> None:
 
 
 def _hook_parser(sub: argparse._SubParsersAction, command: Command) -> None:
-    from scanner.cli.commands import new_parser
+    from scanner.cli.parsing import new_parser
 
     hook = new_parser(sub, command,
                       "Install a git hook that blocks commits (or pushes) that add a Cendis "

@@ -1,68 +1,32 @@
 """``incidents list|show``, ``revoke`` and ``whoami``: thin typer commands over the library.
 
 Off the hook path: sqlite-utils and aiohttp are imported inside each command, never when
-``scanner.cli`` is imported. Library errors become one line on stderr and exit 2.
+``scanner.cli`` is imported. The commands raise the library's errors; the one error
+wrapper (:mod:`scanner.cli.errors`) makes each one line on stderr and its exit status.
+The trail's output formats are :mod:`scanner.report.incidents`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, ScanError, short
+from scanner.cli.errors import NotFound
+from scanner.cli.options import API_URL, DB, TOKEN, ListFormat, TextOrJson, typer_option
+from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, short
 from scanner.incidents.models import Severity, Status
-from scanner.scrub import scrub
+from scanner.report.incidents import cell
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
 
-STATUSES = tuple(s.value for s in Status)  # the model's enums, never a copy
-SEVERITIES = tuple(s.value for s in Severity)
-COLUMNS = ("id", "redacted", "status", "severity", "owner", "token_name", "org", "scopes",
-           "sightings", "first_seen", "last_seen", "revoke_attempts", "last_error", "sha256")
-
-DbOption = typer.Option(None, "--db", metavar="PATH",
-                        help="incident database (default: $CENDIS_SCAN_DB, else "
-                             "./cendis-incidents.db)")
-UrlOption = typer.Option(None, "--cendis-api-url", metavar="URL",
-                         help="Cendis API (default: $CENDIS_API_URL, else "
-                              "https://api.cendis.ai)")
-TokenOption = typer.Option(None, "--token", metavar="CREDENTIAL",
-                           help="the service's own Cendis credential (default: "
-                                "$CENDIS_TOKEN); needs revoke:tokens, never admin:org")
-
-
-def fail(message: str, status: int = EXIT_ERROR) -> typer.Exit:
-    sys.stderr.write(f"cendis-scan: error: {message}\n")
-    return typer.Exit(status)
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Library errors as one line and exit 2, never a traceback."""
-    try:
-        yield
-    except ScanError as exc:
-        raise fail(str(exc), exc.exit_status) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("cendis-scan: interrupted\n")
-        raise typer.Exit(130) from None
-    except Exception as exc:  # noqa: BLE001 - a database's failure (either backend)
-        from scanner.incidents.store import database_failure
-
-        if database_failure(exc) is None:
-            raise
-        from scanner.incidents.pipeline import db_path
-        from scanner.incidents.store.common import first_line
-
-        first = first_line(exc, db_path(None))  # the URL the environment names, masked
-        raise fail(f"incident database: {scrub(short(first, 100))}") from None
+Db = Annotated[str | None, typer_option(DB)]
+Token = Annotated[str | None, typer_option(TOKEN)]
+ApiUrl = Annotated[str | None, typer_option(API_URL)]
 
 
 def open_store(option: str | None, *, must_exist: bool) -> Store:
@@ -106,6 +70,8 @@ def open_reader(option: str | None) -> Store:
 
 #: The largest --limit: more rows than that is a mistake, not a listing.
 MAX_LIMIT = 1_000_000
+
+
 def _parse_limit(text: str | None) -> int | None:
     """ASCII digits from 1 to MAX_LIMIT (``-1`` is not "everything", ``0`` not "none")."""
     if text is None:
@@ -150,177 +116,119 @@ def _parse_ident(text: str) -> str:
                       "4 to 64 hex digits of the token's SHA-256")
 
 
-def _cell(value: Any) -> str:
-    """A stored or remote value as the terminal shows it: through the one scrub every
-    output uses (control characters escaped, so a partner's URL holding ``\\x1b[31m`` or
-    ``\\r`` cannot recolour or forge a line; any token form redacted, in case the
-    database was written before the store scrubbed)."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return " ".join(scrub(str(v)) for v in value)
-    return scrub(str(value))
+def list_incidents(
+    db: Db = None,
+    status: Annotated[Status | None, typer.Option(
+        "--status", metavar="S", help="only this status: " + ", ".join(Status))] = None,
+    severity: Annotated[Severity | None, typer.Option(
+        "--severity", metavar="S", help="only this severity: " + ", ".join(Severity))] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="DATE",
+        help="only incidents seen since DATE (2026-01-31 or an ISO time)")] = None,
+    limit: Annotated[str | None, typer.Option(
+        "--limit", metavar="N",
+        help=f"at most N incidents, the newest (1 to {MAX_LIMIT}; default: all)")] = None,
+    format: Annotated[ListFormat, typer.Option(
+        "--format", metavar="FORMAT", help="table (default), json or csv")
+    ] = ListFormat.TABLE,
+) -> None:
+    """List incidents, newest first.
+
+    Example: cendis-scan incidents list --severity critical --format json
+    """
+    import json
+
+    from scanner.report.incidents import write_csv, write_table
+
+    moment, most = _parse_since(since), _parse_limit(limit)
+    store = open_reader(db)
+    try:
+        rows = store.list_incidents(status=status and status.value,
+                                    severity=severity and severity.value,
+                                    since=moment, limit=most)
+    finally:
+        store.close()
+    if format is ListFormat.JSON:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif format is ListFormat.CSV:
+        write_csv(rows)
+    else:
+        write_table(rows)
 
 
-def _write_csv(rows: list[dict[str, Any]]) -> None:
-    import csv
+def show_incident(
+    ident: Annotated[str, typer.Argument(metavar="ID|SHA256-PREFIX")],
+    db: Db = None,
+    format: Annotated[TextOrJson, typer.Option(
+        "--format", metavar="FORMAT", help="text (default) or json")] = TextOrJson.TEXT,
+) -> None:
+    """Show one incident with its sightings and events (exit 1 if there is none).
 
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+    Example: cendis-scan incidents show 3   (or: cendis-scan incidents show 9f2c81)
+    """
+    import json
+
+    from scanner.report.incidents import write_incident
+
+    wanted = _parse_ident(ident)
+    store = open_reader(db)
+    try:
+        incident = store.get_incident(wanted)
+    finally:
+        store.close()
+    if incident is None:
+        raise NotFound(f"no incident {short(ident, 70)!r} (an id, or 4+ hex digits of the "
+                       "token's SHA-256)")
+    if format is TextOrJson.JSON:
+        sys.stdout.write(json.dumps(incident, indent=2) + "\n")
+    else:
+        write_incident(incident)
 
 
-def _write_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def revoke(
+    db: Db = None,
+    reason: Annotated[str, typer.Option(
+        "--reason", metavar="R", help="reason sent to Cendis (default: leaked)")] = "leaked",
+    sha256: Annotated[str | None, typer.Option(
+        "--sha256", metavar="HASH",
+        help="revoke by the token's SHA-256 instead of reading it from stdin")] = None,
+    token: Token = None,
+    cendis_api_url: ApiUrl = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", metavar="SECONDS",
+        help="how long to keep retrying while Cendis is down (the token stays queued "
+             "after; default: 30)")] = 30.0,
+) -> None:
+    """Revoke one leaked token now: read from stdin (never an argument), recorded as a
+    'manual' incident, revoked through the Cendis API.
 
-    table = Table(title=f"{len(rows)} incident(s)", title_justify="left")
-    for name in ("id", "token", "status", "severity", "owner", "org", "scopes", "seen",
-                 "last seen"):
-        table.add_column(name, no_wrap=name in ("token", "last seen"))
-    for row in rows:  # Text: a stored "[bold]" is shown, not taken as rich markup
-        table.add_row(*(Text(_cell(v)) for v in (
-            row["id"], row["redacted"], row["status"], row["severity"], row.get("owner"),
-            row.get("org"), row["scopes"], row["sightings"],
-            _cell(row["last_seen"])[:19].replace("T", " "))))
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 200  # a pipe or a file gets every column whole
-    console.print(table)
+    Example: pbpaste | cendis-scan revoke --reason "pasted in chat"
+
+    Exit status: 0 revoked or already revoked, 1 not found, 2 error.
+    """
+    raise typer.Exit(_revoke(db, reason, sha256, token, cendis_api_url, wait))
+
+
+def whoami(token: Token = None, cendis_api_url: ApiUrl = None) -> None:
+    """Show who the service credential belongs to: username, org, scopes and the days
+    until it expires; warn if it carries admin:org.
+
+    Example: CENDIS_TOKEN=... cendis-scan whoami
+    """
+    raise typer.Exit(_whoami(token, cendis_api_url))
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``incidents``, ``revoke`` and ``whoami`` to the application."""
+    """Add ``incidents`` (``list``, ``show``), ``revoke`` and ``whoami``."""
     group = typer.Typer(
         name="incidents", no_args_is_help=True, rich_markup_mode=None,
         help="List and inspect the incident trail (one incident per leaked token).  "
              "Example: cendis-scan incidents list --status pending")
+    group.command("list")(list_incidents)
+    group.command("show")(show_incident)
     app.add_typer(group, name="incidents")
-
-    @group.command("list")
-    def list_(db: str | None = DbOption,
-              status: str | None = typer.Option(None, "--status", metavar="S",
-                                                help="only this status: " + ", ".join(STATUSES)),
-              severity: str | None = typer.Option(None, "--severity", metavar="S",
-                                                  help="only this severity: "
-                                                       + ", ".join(SEVERITIES)),
-              since: str | None = typer.Option(None, "--since", metavar="DATE",
-                                               help="only incidents seen since DATE "
-                                                    "(2026-01-31 or an ISO time)"),
-              limit: str | None = typer.Option(None, "--limit", metavar="N",
-                                               help="at most N incidents, the newest "
-                                                    f"(1 to {MAX_LIMIT}; default: all)"),
-              format: str = typer.Option("table", "--format", metavar="FORMAT",
-                                         help="table (default), json or csv")) -> None:
-        """List incidents, newest first.
-
-        Example: cendis-scan incidents list --severity critical --format json
-        """
-        import json
-
-        with cli_errors():
-            if status is not None and status not in STATUSES:
-                raise ConfigError(f"--status must be one of {', '.join(STATUSES)}")
-            if severity is not None and severity not in SEVERITIES:
-                raise ConfigError(f"--severity must be one of {', '.join(SEVERITIES)}")
-            if format not in ("table", "json", "csv"):
-                raise ConfigError("--format must be table, json or csv")
-            moment, most = _parse_since(since), _parse_limit(limit)
-            store = open_reader(db)
-            try:
-                rows = store.list_incidents(status=status, severity=severity,
-                                            since=moment, limit=most)
-            finally:
-                store.close()
-            if format == "json":
-                sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-            elif format == "csv":
-                _write_csv(rows)
-            else:
-                _write_table(rows)
-
-    @group.command("show")
-    def show(ident: str = typer.Argument(..., metavar="ID|SHA256-PREFIX"),
-             db: str | None = DbOption,
-             format: str = typer.Option("text", "--format", metavar="FORMAT",
-                                        help="text (default) or json")) -> None:
-        """Show one incident with its sightings and events (exit 1 if there is none).
-
-        Example: cendis-scan incidents show 3   (or: cendis-scan incidents show 9f2c81)
-        """
-        import json
-
-        with cli_errors():
-            if format not in ("text", "json"):
-                raise ConfigError("--format must be text or json")
-            wanted = _parse_ident(ident)
-            store = open_reader(db)
-            try:
-                incident = store.get_incident(wanted)
-            finally:
-                store.close()
-            if incident is None:
-                raise fail(f"no incident {short(ident, 70)!r} (an id, or 4+ hex digits "
-                           "of the token's SHA-256)", EXIT_FINDINGS)
-            if format == "json":
-                sys.stdout.write(json.dumps(incident, indent=2) + "\n")
-                return
-            _show_text(incident)
-
-    @app.command("revoke")
-    def revoke(db: str | None = DbOption,
-               reason: str = typer.Option("leaked", "--reason", metavar="R",
-                                          help="reason sent to Cendis (default: leaked)"),
-               sha256: str | None = typer.Option(None, "--sha256", metavar="HASH",
-                                                 help="revoke by the token's SHA-256 "
-                                                      "instead of reading it from stdin"),
-               token: str | None = TokenOption, cendis_api_url: str | None = UrlOption,
-               wait: float = typer.Option(30.0, "--wait", metavar="SECONDS",
-                                          help="how long to keep retrying while Cendis "
-                                               "is down (the token stays queued after)"),
-               ) -> None:
-        """Revoke one leaked token now: read from stdin (never an argument), recorded as a
-        'manual' incident, revoked through the Cendis API.
-
-        Example: pbpaste | cendis-scan revoke --reason "pasted in chat"
-
-        Exit status: 0 revoked or already revoked, 1 not found, 2 error.
-        """
-        with cli_errors():
-            raise typer.Exit(_revoke(db, reason, sha256, token, cendis_api_url, wait))
-
-    @app.command("whoami")
-    def whoami(token: str | None = TokenOption,
-               cendis_api_url: str | None = UrlOption) -> None:
-        """Show who the service credential belongs to: username, org, scopes and the days
-        until it expires; warn if it carries admin:org.
-
-        Example: CENDIS_TOKEN=... cendis-scan whoami
-        """
-        with cli_errors():
-            raise typer.Exit(_whoami(token, cendis_api_url))
-
-
-def _show_text(incident: dict[str, Any]) -> None:
-    out = sys.stdout.write
-    out(f"incident {_cell(incident['id'])}: {_cell(incident['redacted'])}\n")
-    for key in ("sha256", "status", "severity", "owner", "token_name", "org", "scopes",
-                "first_seen", "last_seen", "revoke_attempts", "last_error"):
-        value = _cell(incident.get(key))
-        if value:
-            out(f"  {key}: {value}\n")
-    out(f"sightings ({len(incident['sightings'])}):\n")
-    for s in incident["sightings"]:
-        where = " ".join(f"{k}={_cell(s[k])}" for k in (
-            "partner", "repository", "url", "commit", "path", "line", "author",
-            "record_type", "record_source", "delivery_id") if s.get(k) is not None)
-        out(f"  {_cell(s['received_at'])}  {_cell(s['source'])}  {where}\n")
-    out(f"events ({len(incident['events'])}):\n")
-    for e in incident["events"]:
-        detail = f"  {_cell(e['detail'])}" if e["detail"] else ""
-        out(f"  {_cell(e['at'])}  {_cell(e['kind'])}{detail}\n")
+    app.command("revoke")(revoke)
+    app.command("whoami")(whoami)
 
 
 def _read_token_from_stdin() -> str:
@@ -384,11 +292,11 @@ def _report_revoke(incident: dict[str, Any]) -> int:
     who = incident.get("owner")
     detail = ""
     if who:
-        detail = (f": owner {_cell(who)} ({_cell(incident.get('org'))}), token "
-                  f"'{_cell(incident.get('token_name'))}', scopes "
-                  f"{', '.join(map(_cell, incident['scopes'])) or 'none'}; severity "
-                  f"{_cell(incident['severity'])}")
-    name = _cell(incident.get("redacted", "token"))
+        detail = (f": owner {cell(who)} ({cell(incident.get('org'))}), token "
+                  f"'{cell(incident.get('token_name'))}', scopes "
+                  f"{', '.join(map(cell, incident['scopes'])) or 'none'}; severity "
+                  f"{cell(incident['severity'])}")
+    name = cell(incident.get("redacted", "token"))
     if status in ("revoked", "already_revoked"):
         sys.stdout.write(f"{status.replace('_', ' ')} {name}{detail}\n")
         return EXIT_CLEAN
@@ -396,7 +304,7 @@ def _report_revoke(incident: dict[str, Any]) -> int:
         sys.stdout.write(f"not found {name}: Cendis knows no such token (never issued, or "
                          "mistyped)\n")
         return EXIT_FINDINGS
-    error = _cell(incident.get("last_error")) or "no answer"
+    error = cell(incident.get("last_error")) or "no answer"
     sys.stderr.write(f"cendis-scan: error: {name} not revoked ({status}, {error}); "
                      f"incident {incident.get('id')} keeps it"
                      f"{' queued for the next run' if status == 'pending' else ''}\n")
@@ -431,9 +339,9 @@ async def _whoami_call(base: str, credential: str) -> int:
             raise
     days = me.days_left(datetime.now(UTC))
     out = sys.stdout.write
-    out(f"username: {_cell(me.username)}\norg: {_cell(me.org)}\n"
-        f"scopes: {', '.join(map(_cell, me.scopes)) or 'none'}\n")
-    out(f"credential: {_cell(me.token_name)}, expires {me.expires_at.date().isoformat()} "
+    out(f"username: {cell(me.username)}\norg: {cell(me.org)}\n"
+        f"scopes: {', '.join(map(cell, me.scopes)) or 'none'}\n")
+    out(f"credential: {cell(me.token_name)}, expires {me.expires_at.date().isoformat()} "
         f"({days} day{'s' if days != 1 else ''} left)\n")
     if "admin:org" in me.scopes:
         sys.stderr.write("cendis-scan: warning: this credential carries admin:org; Cendis "

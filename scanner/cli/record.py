@@ -1,7 +1,8 @@
 """``--record`` and ``--revoke`` for ``scan`` and ``git``: findings into the incident trail.
 
-Defined once for both commands. Nothing here is imported unless one of the options is
-given, so the hook path never loads SQLite or aiohttp.
+Defined once for both commands (the options themselves: :mod:`scanner.cli.options`).
+Nothing here is imported unless one of the options is given, so the hook path never
+loads SQLite or aiohttp.
 """
 
 from __future__ import annotations
@@ -17,24 +18,6 @@ from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
-
-
-def add_record_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("Incidents (see cendis-scan incidents --help)")
-    group.add_argument("--record", action="store_true",
-                       help="store the findings as incidents (source scan:<path or repo>)")
-    group.add_argument("--revoke", action="store_true",
-                       help="record, then revoke the confirmed tokens through the Cendis API "
-                            "now (exit 2 if one could not be revoked)")
-    group.add_argument("--db", metavar="PATH",
-                       help="incident database (default: $CENDIS_SCAN_DB, else "
-                            "./cendis-incidents.db)")
-    group.add_argument("--token", metavar="CREDENTIAL",
-                       help="with --revoke: the service's Cendis credential (default: "
-                            "$CENDIS_TOKEN; needs revoke:tokens, never admin:org)")
-    group.add_argument("--cendis-api-url", metavar="URL",
-                       help="with --revoke: the Cendis API (default: $CENDIS_API_URL, else "
-                            "https://api.cendis.ai)")
 
 
 def check(args: argparse.Namespace) -> None:

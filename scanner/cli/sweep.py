@@ -12,11 +12,11 @@ import re
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from scanner.cli.incidents import DbOption, TokenOption, UrlOption, cli_errors
+from scanner.cli.options import API_URL, DB, TOKEN, TextOrJson, typer_option
 from scanner.errors import ConfigError, short
 from scanner.incidents.pipeline import db_path
 
@@ -54,54 +54,6 @@ def parse_every(text: str) -> float:
         raise ConfigError(f"--every must be at most {MAX_EVERY // 86400}d (not "
                           f"{short(text, 30)!r})")
     return float(seconds)
-
-
-def _human(nbytes: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= size:
-            return f"{nbytes / size:.1f} {unit}"
-    return f"{nbytes} B"
-
-
-def _revoked(s: Any) -> str:
-    """What is true of revocation: revoked here, or (``--report-to``) revoked when the
-    receiver answered plus how many it queued for its own revoker."""
-    if s.revoked_by == "receiver" and s.queued:
-        return f"{s.revoked} (+{s.queued} queued at receiver)"
-    return str(s.revoked)
-
-
-def write_table(report: Any) -> None:
-    """The summary (one row per repository or log table), then the new findings."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from scanner.report.text import where
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 200
-    shard = f" (shard {report.shard[0]}/{report.shard[1]})" if report.shard else ""
-    table = Table(title=f"sweep{shard}: {report.new_findings} new finding(s) in "
-                        f"{report.seconds:.1f} s", title_justify="left")
-    for name in ("source", "scanned", "new findings", "revoked", "errors", "seconds"):
-        table.add_column(name, justify="left" if name in ("source", "errors") else "right")
-    for s in report.sources:
-        if s.kind == "repo":
-            scanned = (f"{s.commits} commit{'s' if s.commits != 1 else ''}"
-                       + (" (history)" if s.first else ""))
-        else:
-            scanned = f"{_human(s.bytes)} in {s.files} file{'s' if s.files != 1 else ''}"
-        errors = "skipped (shutdown)" if s.skipped else "; ".join(s.errors)
-        table.add_row(s.name, scanned, str(len(s.findings)), _revoked(s), errors,
-                      f"{s.seconds:.2f}")
-    console.print(table)
-    for s in report.sources:
-        for f in s.findings:  # placed as 'cendis-scan git' and 'scan' place them
-            console.print(f"  {s.name} {where(f)}  {f.redacted}  ({f.confidence})",
-                          soft_wrap=True, markup=False)
-    for problem in report.problems:
-        sys.stderr.write(f"cendis-scan: error: {problem}\n")
 
 
 class _Progress:
@@ -157,6 +109,8 @@ def _sweep_once(config: Any, sink: Any, rules: Any, shard: Any, fmt: str, fetch:
         sys.stdout.write(json.dumps(report.to_dict(), indent=None if lines else 2) + "\n")
         sys.stdout.flush()
     else:
+        from scanner.report.sweep import write_table
+
         write_table(report)
     return report.exit_status
 
@@ -178,55 +132,56 @@ def _make_sink(config: Any, db: str | None, report_to: str | None, token: str | 
                      credential=credential)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("sweep", help=SWEEP_HELP)
-    def sweep(config: str = typer.Argument(..., metavar="CONFIG",
-                                           help="the sweep's TOML file"),
-              every: str | None = typer.Option(None, "--every", metavar="DURATION",
-                                               help="keep running, one sweep every "
-                                                    "DURATION (15m, 1h; 1s to 365d); "
-                                                    "SIGTERM stops "
-                                                    "cleanly between repositories"),
-              shard: str | None = typer.Option(None, "--shard", metavar="K/N",
-                                               help="only the sources in shard K of N "
-                                                    "(0 <= K < N), by a stable hash of "
-                                                    "each repository's name"),
-              format: str = typer.Option("text", "--format", metavar="FORMAT",
-                                         help="text (a table, default) or json"),
-              db: str | None = DbOption, token: str | None = TokenOption,
-              cendis_api_url: str | None = UrlOption,
-              report_to: str | None = typer.Option(
-                  None, "--report-to", metavar="URL",
-                  help="send new findings to a running 'cendis-scan serve' (its "
-                       "POST /v1/findings, bearer token from $CENDIS_SCAN_REPORT_TOKEN) "
-                       "instead of the local database"),
-              fetch: bool = typer.Option(True, "--fetch/--no-fetch",
-                                         help="fetch each mirror first (default); "
-                                              "--no-fetch sweeps the cache as it is"),
-              ) -> None:
-        from scanner.rules import load as load_rules
-        from scanner.sweep.config import load, parse_shard
+def sweep(
+    config: Annotated[str, typer.Argument(metavar="CONFIG", help="the sweep's TOML file")],
+    every: Annotated[str | None, typer.Option(
+        "--every", metavar="DURATION",
+        help="keep running, one sweep every DURATION (15m, 1h; 1s to 365d); SIGTERM stops "
+             "cleanly between repositories")] = None,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="K/N",
+        help="only the sources in shard K of N (0 <= K < N), by a stable hash of each "
+             "repository's name")] = None,
+    format: Annotated[TextOrJson, typer.Option(
+        "--format", metavar="FORMAT", help="text (a table, default) or json")
+    ] = TextOrJson.TEXT,
+    db: Annotated[str | None, typer_option(DB)] = None,
+    token: Annotated[str | None, typer_option(TOKEN)] = None,
+    cendis_api_url: Annotated[str | None, typer_option(API_URL)] = None,
+    report_to: Annotated[str | None, typer.Option(
+        "--report-to", metavar="URL",
+        help="send new findings to a running 'cendis-scan serve' (its POST /v1/findings, "
+             "bearer token from $CENDIS_SCAN_REPORT_TOKEN) instead of the local "
+             "database")] = None,
+    fetch: Annotated[bool, typer.Option(
+        "--fetch/--no-fetch",
+        help="fetch each mirror first (default); --no-fetch sweeps the cache as it is")
+    ] = True,
+) -> None:
+    from scanner.rules import load as load_rules
+    from scanner.sweep.config import load, parse_shard
 
-        with cli_errors():
-            if format not in ("text", "json"):
-                raise ConfigError("--format must be text or json")
-            interval = parse_every(every) if every else None
-            where = parse_shard(shard) if shard else None
-            conf = load(config)
-            rules = load_rules()
-            sink = _make_sink(conf, db, report_to, token, cendis_api_url, where)
-            stop = threading.Event()
-            if interval is not None:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, lambda *_: stop.set())
-            try:
-                while True:
-                    status = _sweep_once(conf, sink, rules, where, format, fetch, stop,
-                                         lines=interval is not None)
-                    if interval is None:
-                        raise typer.Exit(status)
-                    if stop.wait(interval) or stop.is_set():
-                        sys.stderr.write("cendis-scan: sweep stopped (SIGTERM)\n")
-                        raise typer.Exit(0)
-            finally:
-                sink.close()
+    interval = parse_every(every) if every else None
+    where = parse_shard(shard) if shard else None
+    conf = load(config)
+    rules = load_rules()
+    sink = _make_sink(conf, db, report_to, token, cendis_api_url, where)
+    stop = threading.Event()
+    if interval is not None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        while True:
+            status = _sweep_once(conf, sink, rules, where, format.value, fetch, stop,
+                                 lines=interval is not None)
+            if interval is None:
+                raise typer.Exit(status)
+            if stop.wait(interval) or stop.is_set():
+                sys.stderr.write("cendis-scan: sweep stopped (SIGTERM)\n")
+                raise typer.Exit(0)
+    finally:
+        sink.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep", help=SWEEP_HELP)(sweep)

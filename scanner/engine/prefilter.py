@@ -14,7 +14,7 @@ and classifies every candidate, and runs user rules.
 If the ``hyperscan`` package cannot be imported (a platform without wheels), or
 ``CENDIS_SCAN_PREFILTER=plain`` asks for it, the detector keeps its own search: the
 same findings, more slowly. A missing package is said once per process, as a warning on
-the ``cendis_scan`` logger.
+this module's logger (under ``scanner``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ENV = "CENDIS_SCAN_PREFILTER"
 #: Hyperscan takes a 32-bit length: longer buffers are scanned in blocks this large.
 BLOCK = 1 << 30
 
-log = logging.getLogger("cendis_scan")
+log = logging.getLogger(__name__)
 
 
 def wanted() -> bool:

@@ -25,7 +25,7 @@ from scanner.git.commits import Change, Commit
 from scanner.git.scanning import ObjectScans
 from scanner.rules import Rule
 
-log = logging.getLogger("cendis_scan")
+log = logging.getLogger(__name__)
 
 Walked = list[tuple[int, Commit | None, list[Change]]]
 

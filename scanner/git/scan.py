@@ -38,7 +38,7 @@ from scanner.suppress import filter_findings
 
 __all__ = ["new_since", "push_revs", "scan_history", "scan_revs", "scan_staged"]
 
-log = logging.getLogger("cendis_scan")
+log = logging.getLogger(__name__)
 
 
 def _result(repo: git.Repo, found: Attribution, batch: Batch, options: ScanOptions,

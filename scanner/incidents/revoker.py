@@ -41,7 +41,7 @@ from scanner.errors import short
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
 
-log = logging.getLogger("cendis_scan.revoker")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds

@@ -39,7 +39,7 @@ from scanner.server.state import (
 from scanner.server.views import add_routes
 from scanner.server.writer import BatchWriter
 
-log = logging.getLogger("scanner.server")
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:

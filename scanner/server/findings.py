@@ -5,10 +5,10 @@ Authenticated with a bearer token (the receiver's ``report_token``, by default
 ``$CENDIS_SCAN_REPORT_TOKEN``, the same variable the sweep reads; compared in constant
 time); without a configured token the route refuses everything. The body
 never carries a token: a scanner's findings are hashed and redacted at birth, so it
-sends ``sha256`` and ``redacted``, and a ``redacted`` that looks like a whole token is
-refused. Recording goes through the app's writer (committed before the 200) and wakes
-the app's revoker; ``revoke`` in the body asks for revocation, which the receiver's own
-``auto_revoke`` can still veto.
+sends ``sha256`` and ``redacted``, and a ``redacted`` that is not exactly the shape
+:func:`scanner.token.redact` gives is refused. Recording goes through the app's writer
+(committed before the 200) and wakes the app's revoker; ``revoke`` in the body asks for
+revocation, which the receiver's own ``auto_revoke`` can still veto.
 
 The 200 answer is the acknowledgement: ``recorded`` lists every finding's ``sha256``
 (with its incident and status, in input order), ``count`` how many, ``queued`` how many
@@ -37,13 +37,16 @@ from scanner.server.verify import bearer_matches
 from scanner.server.views import read_body
 from scanner.server.writer import Unstorable
 
-log = logging.getLogger("scanner.server")
+log = logging.getLogger(__name__)
 PATH = "/v1/findings"
 LABEL = "scan"  # the metrics' partner label for these reports
 MAX_FINDINGS = 10_000
 MAX_LINE = 2**31 - 1  # SQLite's integers end at 2**63; no file has 2**31 lines
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_WHOLE_TOKEN = re.compile(r"cendis_pat_[A-Za-z0-9]{20,}")
+#: The shapes :func:`scanner.token.redact` gives (4 + 2 body characters, 2, or none):
+#: anything else in ``redacted`` (a whole token, one behind a zero-width space or a
+#: look-alike, free text) is refused.
+_REDACTED = re.compile(r"cendis_pat_(?:[A-Za-z0-9]{4}…[A-Za-z0-9]{2}|[A-Za-z0-9]{2}…|…)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +99,11 @@ def _parse(body: bytes, now: Callable[[], datetime]
         if not isinstance(item, dict):
             raise Rejected("bad_finding", "each finding must be an object")
         sha = item.get("sha256")
-        raw = item.get("redacted")
-        if isinstance(raw, str) and _WHOLE_TOKEN.search(raw):
-            raise Rejected("whole_token", "redacted holds a whole token: nothing recorded")
-        redacted = _text(item, "redacted", 80) or ""
+        redacted = item.get("redacted")
+        if redacted not in (None, "") and (not isinstance(redacted, str)
+                                     or not _REDACTED.fullmatch(redacted)):
+            raise Rejected("bad_redacted", "redacted must be a redacted token "
+                           "(cendis_pat_ABCD…yz): nothing recorded")
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise Rejected("bad_finding", "sha256 must be 64 lowercase hex digits")
         line = item.get("line")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from scanner.server.errors import SignatureError, Unavailable
 from scanner.server.verify import load_p256_key
 
-log = logging.getLogger("scanner.server")
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import aiohttp

@@ -19,8 +19,9 @@ FIELDS = ("partner", "reason", "incident_id", "redacted", "status", "records", "
           "url", "error")
 
 
-#: Our loggers: the receiver's (``scanner.*``) and the revoker's.
-LOGGERS = ("scanner", "cendis_scan")
+#: Our loggers: every module logs to ``logging.getLogger(__name__)``, so ``scanner`` is
+#: the root of them all (the receiver's, the revoker's, the library's).
+LOGGERS = ("scanner",)
 #: psycopg's and its pool's loggers (``psycopg.pool`` says why a connection failed,
 #: quoting libpq): through the same handler, scrubbed, the database password masked.
 LIBRARY_LOGGERS = ("psycopg",)

@@ -35,7 +35,7 @@ from scanner.server.verify import (
 )
 from scanner.server.writer import StoreBusy, Unstorable
 
-log = logging.getLogger("scanner.server")
+log = logging.getLogger(__name__)
 _JSON_TYPES = {"application/json"}
 MAX_LIMIT = 1000  # incidents per /incidents page
 

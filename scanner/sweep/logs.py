@@ -49,7 +49,7 @@ from scanner.result import ScanIssue, ScanOptions
 from scanner.rules import Rule
 from scanner.scrub import scrub
 
-log = logging.getLogger("cendis_scan.sweep")
+log = logging.getLogger(__name__)
 
 #: How many first bytes identify a file's content (a truncated-and-rewritten file
 #: differs there).

@@ -28,7 +28,7 @@ from scanner.sweep.logs import sweep_logs
 from scanner.sweep.mirrors import Mirror, cache_dir_name, exclusive
 from scanner.sweep.sinks import Place, Sink
 
-log = logging.getLogger("cendis_scan.sweep")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)

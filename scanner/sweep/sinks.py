@@ -24,7 +24,7 @@ from scanner.scrub import scrub
 if TYPE_CHECKING:
     from scanner.incidents.trail import IncidentTrail
 
-log = logging.getLogger("cendis_scan.sweep")
+log = logging.getLogger(__name__)
 
 #: How long the revoker keeps retrying through an outage before a sweep gives up waiting
 #: (the tokens stay queued: the next sweep, or ``serve``, revokes them).

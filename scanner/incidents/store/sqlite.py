@@ -62,6 +62,13 @@ class _ScrubbedConnection(sqlite3.Connection):
         return super().executemany(sql, (scrubbed(p) for p in seq_of_parameters))
 
 
+def _text(raw: bytes) -> str:
+    """A TEXT column's bytes as text. Invalid UTF-8 (a byte another writer stored) is
+    read as ``\\xNN``, as the scrub shows a path's undecodable bytes, in the CLI and in
+    the API alike: one bad byte must not break every read of the database."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
 class SqliteStore(SqliteQueue, SqliteReceiver):
     """One open incident database file. Safe to share between threads (one lock)."""
 
@@ -90,6 +97,7 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(f"incident database {mask_url(path)}: {exc}") from None
         conn.create_function("claim_alive", 1, claim_alive)
+        conn.text_factory = _text
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now,
                     mask_url(path))
         try:
@@ -131,6 +139,7 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
                 if index == len(queries) - 1:
                     raise
         conn.create_function("claim_alive", 1, claim_alive)
+        conn.text_factory = _text
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now, mask_url(path))
         version = store.schema_version()
         problem = schema_problem(version, migrate=False) if version else foreign_tables(
