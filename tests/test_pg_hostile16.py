@@ -197,3 +197,50 @@ async def test_readers_get_503_quickly_and_metrics_never_wait_with_the_tables_lo
             assert "cendis_revoke_queue_depth 0.0" in await scrape.text()
             admin.rollback()
         assert (await client.get("/incidents", headers=auth)).status == 200
+
+
+@pytest.mark.parametrize(("size", "rounds"), [(2, 20), (8, 10), (40, 4)])
+def test_overlapping_batches_in_opposite_orders_both_commit_on_postgres(
+        monkeypatch: pytest.MonkeyPatch, make_token: Any, size: int, rounds: int) -> None:
+    """Two receivers write the same tokens in opposite orders at the same moment, with
+    no retry allowed: sorted writes take row locks in one order, so neither deadlocks."""
+    import threading
+    from datetime import UTC, datetime
+
+    from pgtools import fresh_schema
+
+    from scanner.incidents.models import Sighting, TokenRef
+    from scanner.incidents.store import postgres
+    from scanner.incidents.store.postgres import PostgresStore
+    monkeypatch.setattr(postgres, "_RETRIES", 1)  # a deadlock would surface, not retry
+    with fresh_schema() as url, PostgresStore.connect(url) as one, \
+            PostgresStore.connect(url) as two:
+        for turn in range(rounds):
+            tokens = [make_token() for _ in range(size)]
+            items = [(TokenRef.from_token(t),
+                      Sighting(source=f"turn {turn}",
+                               received_at=datetime(2026, 3, 1, tzinfo=UTC)))
+                     for t in tokens]
+            barrier = threading.Barrier(2)
+            errors: list[BaseException] = []
+            results: dict[str, list[Any]] = {}
+
+            def write(name: str, store: PostgresStore, batch: list[Any],
+                      barrier: threading.Barrier = barrier, errors: list[Any] = errors,
+                      results: dict[str, list[Any]] = results) -> None:
+                try:
+                    barrier.wait()
+                    results[name] = store.record(batch, revoke=True)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=("a", one, items)),
+                       threading.Thread(target=write, args=("b", two, items[::-1]))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert not errors, errors
+            assert [r.sha256 for r in results["a"]] == [ref.sha256 for ref, _ in items]
+            assert [r.sha256 for r in results["b"]] == [ref.sha256 for ref, _ in items[::-1]]
+            assert len(one.list_incidents(limit=10000)) == size * (turn + 1)

@@ -14,9 +14,10 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
   returns.
 - The queue is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the same lease
   as SQLite; a dead process's claims (same host, pid gone) are free at once.
-- A batch is recorded in its own order (incident ids follow it, as on SQLite); two
-  concurrent batches naming the same tokens in opposite orders may deadlock, which
-  PostgreSQL breaks by rolling one back: that transaction is retried whole.
+- A batch is recorded in sha256 order (new incident ids follow it), so two concurrent
+  batches naming the same tokens in any orders lock rows in one order: no deadlock. A
+  deadlock or serialization failure that still happens (another statement's order),
+  which PostgreSQL breaks by rolling one back, is retried whole.
 - Every bound text passes the scrub (:func:`~.common.scrubbed`), as on SQLite.
 """
 
@@ -199,10 +200,18 @@ class PostgresStore:
         """Record a batch in ONE transaction, committed before this returns."""
         now = iso(self._now())
 
+        # Rows are locked in sha256 order whatever the batch's order: two receivers
+        # writing overlapping batches take their locks in the same order, never a
+        # deadlock. The answers come back in the batch's order.
+        order = sorted(range(len(items)), key=lambda i: items[i][0].sha256)
+
         def work(x: Callable[..., psycopg.Cursor[Any]]) -> list[Recorded]:
-            return [self._record_one(x, ref, sighting, now, revoke=revoke,
-                                     false_positive=ref.sha256 in false_positive)
-                    for ref, sighting in items]
+            done: dict[int, Recorded] = {}
+            for i in order:
+                ref, sighting = items[i]
+                done[i] = self._record_one(x, ref, sighting, now, revoke=revoke,
+                                           false_positive=ref.sha256 in false_positive)
+            return [done[i] for i in range(len(items))]
 
         recorded: list[Recorded] = self._retrying(work)
         return recorded
