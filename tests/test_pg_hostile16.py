@@ -244,3 +244,24 @@ def test_overlapping_batches_in_opposite_orders_both_commit_on_postgres(
             assert [r.sha256 for r in results["a"]] == [ref.sha256 for ref, _ in items]
             assert [r.sha256 for r in results["b"]] == [ref.sha256 for ref, _ in items[::-1]]
             assert len(one.list_incidents(limit=10000)) == size * (turn + 1)
+
+
+@pytest.mark.parametrize(("url", "secret"), HOSTILE_URLS)
+def test_the_starting_line_names_the_masked_database(
+        restore_loggers: Any, url: str, secret: str) -> None:
+    """README: the ``starting`` line says which database, its password masked."""
+    import io
+    import json
+    import logging
+
+    from scanner.server.logs import setup_logging
+
+    stream = io.StringIO()
+    setup_logging(stream, json_lines=True, db=url)
+    logging.getLogger("scanner.cli.serve").info(
+        "starting", extra={"host": "127.0.0.1", "port": 8080, "db": mask_url(url)})
+    entry = json.loads(stream.getvalue())
+    assert entry["message"] == "starting" and entry["db"] == mask_url(url)
+    assert "hostile" in entry["db"] and "***" in entry["db"]
+    for piece in _pieces(secret):
+        assert piece not in entry["db"]

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 FIELDS = ("partner", "reason", "incident_id", "redacted", "status", "records", "accepted",
           "malformed", "false_positives", "username", "org", "days_left", "host", "port",
-          "url", "error")
+          "url", "error", "db")
 
 
 #: Our loggers: every module logs to ``logging.getLogger(__name__)``, so ``scanner`` is
