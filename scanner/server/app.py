@@ -5,7 +5,6 @@ key caches, the Cendis client and the revoker task), in that order and back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -267,33 +266,6 @@ async def _whoami(client: Any, now: datetime) -> None:
         log.warning("the service credential carries admin:org; Cendis advises granting it "
                     "to humans only: use a token with revoke:tokens alone",
                     extra={"reason": "admin_org"})
-
-
-#: How long a scrape waits for fresh queue gauges before showing the last ones.
-GAUGE_WAIT = 1.0
-
-
-async def refresh_store_gauges(app: web.Application, wait: float = GAUGE_WAIT) -> None:
-    """Read the queue gauges off the loop, waiting at most ``wait``: with the database
-    gone a scrape answers at once with the last values (stale is better than a 30 s
-    scrape), and at most one read is under way however often it is scraped."""
-    store, cache = app.get(STORE), app[STORE_GAUGES]
-    if store is None or cache.get("reading"):
-        return
-    cache["reading"] = True
-
-    def read() -> None:
-        try:
-            cache["revoke_queue_depth"] = store.queue_depth()
-            cache["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
-        except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
-            pass
-        finally:
-            cache["reading"] = False
-
-    task = asyncio.ensure_future(asyncio.to_thread(read))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(task), wait)
 
 
 def _gauges(app: web.Application) -> dict[str, Any]:

@@ -5,6 +5,7 @@ logic :mod:`.reports`, the commit :mod:`.writer`; a view only wires them and tur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from scanner.server.state import (
     NOW,
     REVOKER,
     STORE,
+    STORE_GAUGES,
     WRITER,
 )
 from scanner.server.verify import (
@@ -255,8 +257,34 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
+#: How long a scrape waits for fresh queue gauges before showing the last ones.
+GAUGE_WAIT = 1.0
+
+
+async def refresh_store_gauges(app: web.Application, wait: float = GAUGE_WAIT) -> None:
+    """Read the queue gauges off the loop, waiting at most ``wait``: with the database
+    gone a scrape answers at once with the last values (stale is better than a 30 s
+    scrape), and at most one read is under way however often it is scraped."""
+    store, cache = app.get(STORE), app[STORE_GAUGES]
+    if store is None or cache.get("reading"):
+        return
+    cache["reading"] = True
+
+    def read() -> None:
+        try:
+            cache["revoke_queue_depth"] = store.queue_depth()
+            cache["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
+        except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
+            pass
+        finally:
+            cache["reading"] = False
+
+    task = asyncio.ensure_future(asyncio.to_thread(read))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), wait)
+
+
 async def metrics(request: web.Request) -> web.Response:
-    from scanner.server.app import refresh_store_gauges
     from scanner.server.metrics import CONTENT_TYPE
 
     await refresh_store_gauges(request.app)  # bounded: stale gauges, never a long wait
