@@ -14,8 +14,9 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
   returns.
 - The queue is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the same lease
   as SQLite; a dead process's claims (same host, pid gone) are free at once.
-- A batch is recorded in sha256 order (new incident ids follow it), so two concurrent
-  batches naming the same tokens in any orders lock rows in one order: no deadlock. A
+- A batch first takes a transaction advisory lock per token in one global order (the
+  hash's), then is recorded in its own order (incident ids follow it, as on SQLite): two
+  concurrent batches naming the same tokens in any orders never deadlock. A
   deadlock or serialization failure that still happens (another statement's order),
   which PostgreSQL breaks by rolling one back, is retried whole.
 - Every bound text passes the scrub (:func:`~.common.scrubbed`), as on SQLite.
@@ -200,18 +201,18 @@ class PostgresStore:
         """Record a batch in ONE transaction, committed before this returns."""
         now = iso(self._now())
 
-        # Rows are locked in sha256 order whatever the batch's order: two receivers
-        # writing overlapping batches take their locks in the same order, never a
-        # deadlock. The answers come back in the batch's order.
-        order = sorted(range(len(items)), key=lambda i: items[i][0].sha256)
+        # The batch's tokens are locked first, in one global order (advisory locks keyed
+        # by the hash), then written in the batch's order (ids follow it): two receivers
+        # writing overlapping batches in any orders never wait on each other in a cycle.
+        keys = sorted({int(ref.sha256[:15], 16) for ref, _ in items})
 
         def work(x: Callable[..., psycopg.Cursor[Any]]) -> list[Recorded]:
-            done: dict[int, Recorded] = {}
-            for i in order:
-                ref, sighting = items[i]
-                done[i] = self._record_one(x, ref, sighting, now, revoke=revoke,
-                                           false_positive=ref.sha256 in false_positive)
-            return [done[i] for i in range(len(items))]
+            if len(keys) > 1:
+                x("SELECT count(pg_advisory_xact_lock(k)) FROM "
+                  "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered", [keys])
+            return [self._record_one(x, ref, sighting, now, revoke=revoke,
+                                     false_positive=ref.sha256 in false_positive)
+                    for ref, sighting in items]
 
         recorded: list[Recorded] = self._retrying(work)
         return recorded
