@@ -53,7 +53,11 @@ def exit_status(exc: BaseException, debug: bool) -> int:
         drop_stdout()
         return EXIT_ERROR
     if _database_failure(exc):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        import os
+
+        from scanner.incidents.store.common import first_line
+
+        first = first_line(exc, os.environ.get("CENDIS_SCAN_DB"))  # its password masked
         error_line(f"incident database: {scrub(first.strip(), 100)}")
         return EXIT_ERROR
     if isinstance(exc, OSError):  # stdin or stdout failing under a command (EIO, ENOSPC)

@@ -49,20 +49,21 @@ def open_reader(option: str | None) -> Store:
     import stat
 
     from scanner.incidents.pipeline import db_path
-    from scanner.incidents.store import is_postgres, open_reader
+    from scanner.incidents.store import is_postgres, mask_url, open_reader
 
     path = db_path(option)
+    shown = short(mask_url(path), 80)
     if is_postgres(path):
         return open_reader(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ConfigError(f"no incident database at {short(path, 80)} (record some with "
+        raise ConfigError(f"no incident database at {shown} (record some with "
                           "'cendis-scan scan --record', or pass --db)") from None
     except OSError as exc:
-        raise ConfigError(f"{short(path, 80)}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{shown}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):  # a FIFO would block the open forever
-        raise ConfigError(f"{short(path, 80)} is not an incident database (not a "
+        raise ConfigError(f"{shown} is not an incident database (not a "
                           "regular file)")
     return open_reader(path)
 

@@ -38,12 +38,14 @@ def _open(db: str) -> Store:
     import sqlite3
 
     from scanner.incidents.store import mask_url
+    from scanner.incidents.store.common import mask_error
     from scanner.incidents.trail import open_store
 
     try:
         return open_store(db)
     except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"incident database {mask_url(db)}: {exc}") from None
+        raise ConfigError(f"incident database {mask_url(db)}: {mask_error(str(exc), db)}"
+                          ) from None
 
 
 def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
@@ -57,6 +59,7 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
     db = db_path(args.db)
     credential = credential_from(args.token, os.environ) if args.revoke else None
     from scanner.incidents.store import database_failure, mask_url
+    from scanner.incidents.store.common import first_line
 
     try:
         trail = record_scan(result.findings, scrub(source, 200), db=db,
@@ -65,8 +68,8 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
     except Exception as exc:  # noqa: BLE001 - the database's failures are one line
         if database_failure(exc) is None:
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"incident database {mask_url(db)}: {first}") from None
+        raise ConfigError(f"incident database {mask_url(db)}: {first_line(exc, db)}"
+                          ) from None
     line = (f"cendis-scan: recorded {trail.recorded} finding"
             f"{'s' if trail.recorded != 1 else ''} as {trail.incidents} incident"
             f"{'s' if trail.incidents != 1 else ''} in {mask_url(db)}")

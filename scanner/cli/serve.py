@@ -63,7 +63,7 @@ def serve(
         open_store(path, migrate=migrate).close()
     except DatabaseUnavailable as exc:
         raise ConfigError(f"cannot open the {exc}") from None
-    setup_logging()
+    setup_logging(db=path)
     app = create_app(settings, db_path=path, cendis_api_url=api, credential=credential,
                      migrate=migrate)
     log.info("starting", extra={"host": host, "port": port, "db": mask_url(path)})
@@ -77,9 +77,10 @@ def serve(
                     logger=logging.getLogger(HTTP_LOGGERS[0]))
     except Exception as exc:
         if database_failure(exc) is not None:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            from scanner.incidents.store.common import first_line
+
             raise ConfigError(f"cannot open the incident database {mask_url(path)}: "
-                              f"{first}") from None
+                              f"{first_line(exc, path)}") from None
         if isinstance(exc, OSError | OverflowError):
             raise ConfigError(f"cannot serve on {host}:{port}: "
                               f"{getattr(exc, 'strerror', None) or exc}") from None

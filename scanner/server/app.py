@@ -31,6 +31,7 @@ from scanner.server.state import (
     REVOKER,
     SESSION,
     STORE,
+    STORE_GAUGES,
     TRAIL,
     WRITER,
 )
@@ -97,6 +98,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[KEY_CACHES] = {}
     app[REVOKER] = None
     app[DELIVERIES] = {}
+    app[STORE_GAUGES] = {}
     app[WIRING] = Wiring(db_path, cendis_api_url, credential, monotonic, cendis_timeout,
                          dict(revoker_options or {}), restart_sleep, migrate)
     # In this order, closed in reverse (aiohttp's cleanup_ctx).
@@ -267,14 +269,10 @@ async def _whoami(client: Any, now: datetime) -> None:
 
 
 def _gauges(app: web.Application) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    store = app.get(STORE)
-    if store is not None:
-        try:
-            values["revoke_queue_depth"] = store.queue_depth()
-            values["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
-        except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
-            pass
+    cache = app[STORE_GAUGES]
+    values: dict[str, Any] = {key: cache[key] for key in
+                              ("revoke_queue_depth", "revoke_oldest_pending_seconds")
+                              if key in cache}
     revoker = app[REVOKER]
     if revoker is not None:
         values["revoker_healthy"] = 1 if revoker.healthy else 0

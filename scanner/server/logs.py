@@ -16,34 +16,49 @@ from typing import IO, Any
 
 FIELDS = ("partner", "reason", "incident_id", "redacted", "status", "records", "accepted",
           "malformed", "false_positives", "username", "org", "days_left", "host", "port",
-          "url", "error")
+          "url", "error", "db")
 
 
 #: Our loggers: every module logs to ``logging.getLogger(__name__)``, so ``scanner`` is
 #: the root of them all (the receiver's, the revoker's, the library's).
 LOGGERS = ("scanner",)
+#: psycopg's and its pool's loggers (``psycopg.pool`` says why a connection failed,
+#: quoting libpq): through the same handler, scrubbed, the database password masked.
+LIBRARY_LOGGERS = ("psycopg",)
 
 
-def _scrubbed(record: logging.LogRecord) -> tuple[str, dict[str, Any], str | None]:
+def _scrubbed(record: logging.LogRecord, db: str | None = None
+              ) -> tuple[str, dict[str, Any], str | None]:
     """Message, fields and exception of a record, each through the one redaction
-    function: a library's message (aiohttp quotes the bytes of a malformed request) can
-    hold whatever an attacker sent, a token included."""
+    function: a library's message (aiohttp quotes the bytes of a malformed request,
+    libpq a URL) can hold whatever an attacker sent, a token included, or the
+    database's password (masked as in every database error: ``mask_error``)."""
+    from scanner.incidents.store.common import mask_error
     from scanner.scrub import scrub
+
+    def clean(text: str, limit: int) -> str:
+        return scrub(mask_error(text, db) if db else text, limit)
 
     fields = {}
     for key in FIELDS:
         value = record.__dict__.get(key)
         if value is not None:
-            fields[key] = scrub(value, 500) if isinstance(value, str) else value
+            fields[key] = clean(value, 500) if isinstance(value, str) else value
     exc = None
     if record.exc_info and record.exc_info[0] is not None:
-        exc = scrub(f"{record.exc_info[0].__name__}: {record.exc_info[1]}", 300)
-    return scrub(record.getMessage(), 1000), fields, exc
+        exc = clean(f"{record.exc_info[0].__name__}: {record.exc_info[1]}", 300)
+    return clean(record.getMessage(), 1000), fields, exc
 
 
-class JsonFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    def __init__(self, db: str | None = None) -> None:
+        super().__init__()
+        self.db = db  # the database URL whose password never appears in a line
+
+
+class JsonFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message, fields, exc = _scrubbed(record)
+        message, fields, exc = _scrubbed(record, self.db)
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(), "logger": record.name, "message": message,
@@ -53,9 +68,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message, fields, exc = _scrubbed(record)
+        message, fields, exc = _scrubbed(record, self.db)
         extras = " ".join(f"{k}={v}" for k, v in fields.items())
         line = f"{record.levelname.lower():7} {message}"
         if exc is not None:
@@ -64,17 +79,18 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(stream: IO[str] | None = None, *, json_lines: bool | None = None,
-                  level: int = logging.INFO) -> None:
-    """Configure our loggers (not the root: libraries keep their own)."""
+                  level: int = logging.INFO, db: str | None = None) -> None:
+    """Configure our loggers and psycopg's (not the root: other libraries keep their
+    own). ``db``: the database URL, whose password is masked in every line."""
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not stream.isatty()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    for name in LOGGERS:
+    handler.setFormatter(JsonFormatter(db) if json_lines else TextFormatter(db))
+    for name in LOGGERS + LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level)
+        logger.setLevel(level if name in LOGGERS else max(level, logging.WARNING))
         logger.propagate = False
 
 

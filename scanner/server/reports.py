@@ -28,6 +28,7 @@ from scanner.token import (
 _TRUE = {Status.REVOKED, Status.ALREADY_REVOKED}
 _FALSE = {Status.NOT_FOUND, Status.FALSE_POSITIVE}
 _MAX_TEXT = 2048  # url, type and source are stored scrubbed, and not without bound
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _SHAPE = re.compile(r"cendis_pat_[0-9A-Za-z]{36}")
 MAX_DEPTH = 64  # containers in one record: deeper is a malformed record ("too_deep")
 _MAX_INT_DIGITS = 4000  # under Python's int-digits limit: longer is "huge_number"
@@ -231,6 +232,9 @@ def parse_records(body: bytes, *, partner: str, source: str, received_at: dateti
         if not isinstance(token, str) or not token.strip():
             report.skip("no_token")
             continue
+        # A partner's match with a line break or spaces around it is still the token
+        # (it would otherwise be a false positive, never revoked); inner garbage is not.
+        token = token.strip(_ASCII_SPACE)
         try:
             if not storable(token):
                 raise _Malformed("bad_text")

@@ -24,6 +24,9 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 TRAIL = web.AppKey("trail", IncidentTrail)
 STORE = web.AppKey("store", Store)  # the trail's, for the views
 WRITER = web.AppKey("writer", BatchWriter)
+#: The store's gauges as last read (queue depth, oldest age) and whether a read is
+#: under way: /metrics shows them without ever waiting on the database.
+STORE_GAUGES: web.AppKey[dict[str, object]] = web.AppKey("store_gauges")
 KEY_CACHES: web.AppKey[dict[str, KeyCache]] = web.AppKey("key_caches")
 REVOKER: web.AppKey[Revoker | None] = web.AppKey("revoker")
 #: Webhook delivery ids this process committed (insertion-ordered, bounded by the view).

@@ -5,12 +5,14 @@ logic :mod:`.reports`, the commit :mod:`.writer`; a view only wires them and tur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -26,6 +28,7 @@ from scanner.server.state import (
     NOW,
     REVOKER,
     STORE,
+    STORE_GAUGES,
     WRITER,
 )
 from scanner.server.verify import (
@@ -262,10 +265,38 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
+#: How long a scrape waits for fresh queue gauges before showing the last ones.
+GAUGE_WAIT = 1.0
+
+
+async def refresh_store_gauges(app: web.Application, wait: float = GAUGE_WAIT) -> None:
+    """Read the queue gauges off the loop, waiting at most ``wait``: with the database
+    gone a scrape answers at once with the last values (stale is better than a 30 s
+    scrape), and at most one read is under way however often it is scraped."""
+    store, cache = app.get(STORE), app[STORE_GAUGES]
+    if store is None or cache.get("reading"):
+        return
+    cache["reading"] = True
+
+    def read() -> None:
+        try:
+            cache["revoke_queue_depth"] = store.queue_depth()
+            cache["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
+        except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
+            pass
+        finally:
+            cache["reading"] = False
+
+    task = asyncio.ensure_future(asyncio.to_thread(read))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), wait)
+
+
 async def metrics(request: web.Request) -> web.Response:
     from scanner.server.metrics import CONTENT_TYPE
 
-    body = await asyncio.to_thread(request.app[METRICS].render)  # gauges read the store
+    await refresh_store_gauges(request.app)  # bounded: stale gauges, never a long wait
+    body = request.app[METRICS].render()  # from memory: the store was read above
     return web.Response(body=body,
                         headers={"Content-Type": CONTENT_TYPE})
 
@@ -328,6 +359,26 @@ def _one(query: MultiMapping[str], name: str, allowed: tuple[str, ...] = ()) -> 
     return value
 
 
+#: How long a reader's query may wait on the database (a pooled connection included)
+#: before the answer is 503 ``database``: a reader is never held for the pool's 30 s.
+READ_WAIT = 2.0
+
+
+async def _read(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` off the loop, bounded by READ_WAIT; the database's failure (gone, busy,
+    a pool timeout) is 503 ``{"error": "database"}``."""
+    from scanner.incidents.store import database_failure
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call, *args, **kwargs), READ_WAIT)
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and database_failure(exc) is None:
+            raise
+        raise web.HTTPServiceUnavailable(text='{"error": "database"}',
+                                         content_type="application/json",
+                                         headers={"Retry-After": "5"}) from None
+
+
 async def incidents(request: web.Request) -> web.Response:
     _reader(request)
     q = request.query
@@ -340,8 +391,8 @@ async def incidents(request: web.Request) -> web.Response:
     status, severity = _one(q, "status", _STATUSES), _one(q, "severity", _SEVERITIES)
     store = request.app[STORE]
     try:
-        rows = await asyncio.to_thread(store.list_incidents, status=status,
-                                       severity=severity, since=since, limit=limit)
+        rows = await _read(store.list_incidents, status=status, severity=severity,
+                           since=since, limit=limit)
     except (ValueError, OverflowError):
         raise _bad_query("bad_query") from None
     return web.json_response(rows, dumps=_dumps)
@@ -353,7 +404,7 @@ async def incident(request: web.Request) -> web.Response:
     found = None
     # an id (ASCII digits) or a hash prefix (ASCII hex): "²" or "١" is nothing of ours
     if ident.isascii() and ident.isalnum() and len(ident) <= 64:
-        found = await asyncio.to_thread(request.app[STORE].get_incident, ident)
+        found = await _read(request.app[STORE].get_incident, ident)
     if found is None:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json")
     return web.json_response(found, dumps=_dumps)

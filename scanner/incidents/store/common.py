@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,23 @@ class DatabaseUnavailable(ConfigError):
     reason = "database_unavailable"
 
 
+class ForeignTables(SchemaError):
+    """A database without our ``schema_version`` table but with tables of our names
+    (someone else's ``incidents``): never migrated over, never read as ours."""
+
+    reason = "foreign_tables"
+
+
+def foreign_tables(present: Collection[str]) -> ForeignTables | None:
+    """The one-line refusal when a database with no ``schema_version`` already has
+    tables named like ours (``present``: the names it has), else None."""
+    ours = [name for name in TABLES if name in {p.lower() for p in present}]
+    if not ours:
+        return None
+    return ForeignTables("not a cendis-scan database (it has tables of its own: "
+                         f"{', '.join(ours)})")
+
+
 def schema_problem(found: int, *, migrate: bool) -> SchemaError | None:
     """The one-line error for a database at schema ``found``, or None when usable."""
     error = _schema_problem(found, migrate=migrate)
@@ -66,26 +84,92 @@ def _schema_problem(found: int, *, migrate: bool) -> SchemaError | None:
     return None
 
 
+_SCHEMES = ("postgresql://", "postgres://")
+
+
 def is_postgres(target: str | os.PathLike[str]) -> bool:
-    """A ``postgresql://`` or ``postgres://`` URL (a plain path is SQLite)."""
+    """A ``postgresql://`` or ``postgres://`` URL (a plain path is SQLite); the scheme
+    in any case (libpq wants it lowercase: :func:`libpq_url` lowers it)."""
     text = os.fspath(target)
-    return isinstance(text, str) and text.lower().startswith(("postgresql://", "postgres://"))
+    return isinstance(text, str) and text.lower().startswith(_SCHEMES)
 
 
-_URL_PASSWORD = re.compile(r"(?i)^(postgres(?:ql)?://[^:/@?#]*:)([^@/?#]*)(@)")
+def libpq_url(target: str | os.PathLike[str]) -> str:
+    """The URL as libpq accepts it: the scheme lowercased (``Postgresql://`` would be
+    refused with a message quoting the whole URL, password included)."""
+    text = os.fspath(target)
+    for scheme in _SCHEMES:
+        if text.lower().startswith(scheme):
+            return scheme + text[len(scheme):]
+    return text
+
+
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)([^&#]*)")
 _KV_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def _secrets(text: str) -> list[str]:
+    """Every string that may be the password in ``text`` (a URL or a conninfo), raw and
+    percent-decoded, longest first. Generous on purpose: libpq accepts ``#``, ``?``,
+    ``/``, ``@`` and spaces inside a password, so the authority's password is taken as
+    everything from the first ``:`` after ``//`` to the LAST ``@`` (and to the first)."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    if is_postgres(text):
+        rest = text.split("//", 1)[1]
+        colon = rest.find(":")
+        for at in {rest.find("@"), rest.rfind("@")}:
+            if 0 <= colon < at:
+                found.append(rest[colon + 1:at])
+    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(text)]
+    found += [m.group(2).strip("'") for m in _KV_PASSWORD.finditer(text)]
+    found += [unquote(value) for value in found]
+    found += [part for value in found for part in value.split() if len(part) >= 4]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
+def _hide(message: str, secret: str) -> str:
+    if len(secret) >= 4:
+        return message.replace(secret, "***")
+    # a very short password: only where it stands alone, so the message stays readable
+    return re.sub(rf"(?<![\w%]){re.escape(secret)}(?![\w%])", "***", message)
+
+
+def mask_error(message: str, target: str | os.PathLike[str] | None) -> str:
+    """A database error message as it may be shown: the whole URL, any part of it that
+    holds the password, and the password itself (raw or percent-decoded) become the
+    masked URL or ``***`` wherever they appear (libpq quotes URLs and tokens of them
+    in its own messages), then the scrub. Every caller showing a database error uses it."""
+    text = str(message)
+    if target is not None:
+        url = os.fspath(target)
+        shown = _masked(url)
+        if url and url in text:
+            text = text.replace(url, shown)
+        for secret in _secrets(url):
+            text = _hide(text, secret)
+    return scrub(text, 1000)
+
+
+def _masked(text: str) -> str:
+    for secret in _secrets(text):
+        text = _hide(text, secret)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
 
 
 def mask_url(target: str | os.PathLike[str]) -> str:
     """A database URL or path as it may be shown (errors, logs, the start-up line):
     the password (in the authority, a ``password=`` parameter or a conninfo string)
     becomes ``***``, and the rest goes through the scrub (tokens, control characters)."""
-    text = os.fspath(target)
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
-    text = _KV_PASSWORD.sub(r"\1***", text)
-    return scrub(text, 300)
+    return scrub(_masked(os.fspath(target)), 300)
+
+
+def first_line(exc: BaseException, target: str | os.PathLike[str] | None) -> str:
+    """The first line of a database error, masked (:func:`mask_error`)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return mask_error(first, target)
 
 
 def scrubbed(parameters: Any) -> Any:

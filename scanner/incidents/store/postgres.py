@@ -20,9 +20,11 @@ see the same :class:`~scanner.incidents.store.Store` protocol as on SQLite.
   :mod:`.postgres_queue`); psycopg prepares a statement from its fifth use.
 - The queue is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the same lease
   as SQLite; a dead process's claims (same host, pid gone) are free at once.
-- A batch is recorded in its own order (incident ids follow it, as on SQLite); two
-  concurrent batches naming the same tokens in opposite orders may deadlock, which
-  PostgreSQL breaks by rolling one back: that transaction is retried whole.
+- A batch first takes a transaction advisory lock per token in one global order (the
+  hash's), then is recorded in its own order (incident ids follow it, as on SQLite): two
+  concurrent batches naming the same tokens in any orders never deadlock. A
+  deadlock or serialization failure that still happens (another statement's order),
+  which PostgreSQL breaks by rolling one back, is retried whole.
 - Every bound text passes the scrub (:func:`~.common.scrubbed`), as on SQLite.
 """
 
@@ -54,7 +56,9 @@ from scanner.incidents.store import postgres_schema
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
+    first_line,
     iso,
+    libpq_url,
     mask_url,
     scrubbed,
     since_text,
@@ -142,15 +146,16 @@ class PostgresStore(PostgresQueue):
                 pool_size: int = POOL_SIZE) -> PostgresStore:
         """Reach the server once (a failure is one line naming the masked URL), then
         open the pool and migrate (or only check the schema, ``migrate`` False)."""
-        url = os.fspath(target)
-        shown = mask_url(url)
+        raw = os.fspath(target)
+        url = libpq_url(raw)
+        shown = mask_url(raw)
         try:
             conninfo = conninfo_for(url, statement_timeout)
             with psycopg.connect(conninfo) as probe:
                 postgres_schema.migrate(probe, iso(now()), allowed=migrate)
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseUnavailable(f"incident database {shown}: {first}") from None
+            raise DatabaseUnavailable(
+                f"incident database {shown}: {first_line(exc, raw)}") from None
         idle = _IdleCheck()
         pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, name="cendis-store",
@@ -233,13 +238,27 @@ class PostgresStore(PostgresQueue):
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
                false_positive: Collection[str] = ()) -> list[Recorded]:
-        """Record a batch in ONE transaction, committed before this returns: two round
-        trips whatever its size (see :func:`.postgres_record.record_batch`)."""
+        """Record a batch in ONE transaction, committed before this returns: a fixed
+        number of round trips whatever its size (the batch's advisory locks, then
+        :func:`.postgres_record.record_batch`'s two)."""
         if not items:
             return []
         now = iso(self._now())
-        return self._retrying(lambda conn: record_batch(conn, items, now, revoke=revoke,
-                                                        false_positive=false_positive))
+
+        # The batch's tokens are locked first, in one global order (advisory locks keyed
+        # by the hash), then written in the batch's order (ids follow it): two receivers
+        # writing overlapping batches in any orders never wait on each other in a cycle.
+        keys = sorted({int(ref.sha256[:15], 16) for ref, _ in items})
+
+        def work(conn: Any) -> list[Recorded]:
+            if len(keys) > 1:
+                conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM "
+                             "unnest(%s::bigint[]) AS k ORDER BY k) AS ordered", [keys])
+            return record_batch(conn, items, now, revoke=revoke,
+                                false_positive=false_positive)
+
+        recorded: list[Recorded] = self._retrying(work)
+        return recorded
 
     def writable(self) -> bool:
         """A cheap write probe for /readyz: one tiny committed write."""

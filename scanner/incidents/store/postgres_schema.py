@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from scanner.incidents.store.common import SCHEMA_VERSION, SIGHTING_KEY, schema_problem
+from scanner.incidents.store.common import (
+    SCHEMA_VERSION,
+    SIGHTING_KEY,
+    foreign_tables,
+    schema_problem,
+)
 
 #: pg_advisory_xact_lock key of the migrations ("cendis" in ASCII, as a number).
 MIGRATION_LOCK = 0x63656E646973
@@ -86,13 +91,21 @@ def schema_version(cur: Any) -> int:
     return int(cur.fetchone()[0] or 0)
 
 
+def _tables(cur: Any) -> list[str]:
+    """The names of the tables the search_path's first schema holds."""
+    cur.execute("SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()")
+    return [row[0] for row in cur.fetchall()]
+
+
 def migrate(conn: Any, now: str, *, allowed: bool = True) -> int:
     """Bring the schema to SCHEMA_VERSION in one transaction under the advisory lock;
     returns the version found."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
         found = version = schema_version(cur)
-        problem = schema_problem(version, migrate=allowed)
+        problem = (foreign_tables(_tables(cur)) if version == 0 else None) or \
+            schema_problem(version, migrate=allowed)
         if problem is not None:
             raise problem
         if version == 0:

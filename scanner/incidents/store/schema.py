@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from scanner.incidents.store.common import SCHEMA_VERSION, SIGHTING_KEY, schema_problem
+from scanner.incidents.store.common import (
+    SCHEMA_VERSION,
+    SIGHTING_KEY,
+    foreign_tables,
+    schema_problem,
+)
 
 _INCIDENT_V2_COLUMNS = {
     "severity": str, "owner": str, "token_name": str, "org": str, "scopes": str,
@@ -37,7 +42,8 @@ def migrate(db: sqlite_utils.Database, now: str, *, allowed: bool = True) -> int
     """Bring the database to SCHEMA_VERSION (in the caller's transaction); returns the
     version found. ``allowed`` False: only check (a wrong version raises)."""
     found = version = schema_version(db)
-    problem = schema_problem(version, migrate=allowed)
+    problem = (foreign_tables(db.table_names()) if version == 0 else None) or \
+        schema_problem(version, migrate=allowed)
     if problem is not None:
         raise problem
     if version == 0:

@@ -38,6 +38,7 @@ from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
     claim_alive,
+    foreign_tables,
     iso,
     mask_url,
     schema_problem,
@@ -141,7 +142,8 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
         conn.text_factory = _text
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now, mask_url(path))
         version = store.schema_version()
-        problem = schema_problem(version, migrate=False) if version else ConfigError(
+        problem = schema_problem(version, migrate=False) if version else foreign_tables(
+            store.db.table_names()) or ConfigError(
             f"{short(name, 80)}: not a readable incident database: it holds no incident "
             "tables")
         if problem is not None:
