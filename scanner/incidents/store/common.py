@@ -207,6 +207,31 @@ def since_text(since: datetime | date | str) -> str:
     return since_text(datetime.fromisoformat(since))
 
 
+def incident_list_query(mark: str, *, status: str | None, severity: str | None,
+                        since: datetime | date | str | None, limit: int | None
+                        ) -> tuple[str, list[Any]]:
+    """The one ``list_incidents`` query, newest first (by last sighting) with the number
+    of sightings, for either backend: ``mark`` is its placeholder (``?`` or ``%s``)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("status", status), ("severity", severity)):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(str(value))
+    if since is not None:
+        where.append(f"last_seen >= {mark}")
+        params.append(since_text(since))
+    sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
+           "AS sightings FROM incidents i")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY last_seen DESC, id DESC"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        params.append(int(limit))
+    return sql, params
+
+
 def claim_owner(tag: str) -> str:
     """A revoker's name in the queue's claims: this host and process, and a tag."""
     return f"{socket.gethostname()}:{os.getpid()}:{tag}"

@@ -57,11 +57,11 @@ from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
     first_line,
+    incident_list_query,
     iso,
     libpq_url,
     mask_url,
     scrubbed,
-    since_text,
 )
 from scanner.incidents.store.postgres_queue import PostgresQueue
 from scanner.incidents.store.postgres_record import record_batch
@@ -312,23 +312,8 @@ class PostgresStore(PostgresQueue):
                        since: datetime | date | str | None = None,
                        limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first (by last sighting), with the number of sightings."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("status", status), ("severity", severity)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(str(value))
-        if since is not None:
-            where.append("last_seen >= %s")
-            params.append(since_text(since))
-        sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
-               "AS sightings FROM incidents i")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY last_seen DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(int(limit))
+        sql, params = incident_list_query('%s', status=status, severity=severity,
+                                          since=since, limit=limit)
         return [self._incident_dict(row) for row in self._rows(sql, params)]
 
     def status_of(self, sha256: str) -> Status | None:

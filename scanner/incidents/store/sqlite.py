@@ -39,11 +39,11 @@ from scanner.incidents.store.common import (
     DatabaseUnavailable,
     claim_alive,
     foreign_tables,
+    incident_list_query,
     iso,
     mask_url,
     schema_problem,
     scrubbed,
-    since_text,
 )
 from scanner.incidents.store.sqlite_queue import SqliteQueue
 from scanner.incidents.store.sqlite_receiver import SqliteReceiver
@@ -305,25 +305,8 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
                        since: datetime | date | str | None = None,
                        limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first (by last sighting), with the number of sightings."""
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(str(status))
-        if severity is not None:
-            where.append("severity = ?")
-            params.append(str(severity))
-        if since is not None:
-            where.append("last_seen >= ?")
-            params.append(since_text(since))
-        sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
-               "AS sightings FROM incidents i")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY last_seen DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+        sql, params = incident_list_query('?', status=status, severity=severity,
+                                          since=since, limit=limit)
         with self._lock:
             return [self._incident_dict(row) for row in self.db.query(sql, params)]
 
