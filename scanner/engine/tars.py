@@ -285,7 +285,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
             data = src.read(entry.size)
             if len(data) < entry.size:
                 raise SourceError("tar is truncated (a member is cut short)")
-            if (len(data) <= KEEP_ONE and data[:1] == b"{" and kept_size < KEEP_ALL
+            if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and kept_size < KEEP_ALL
                     and _maybe_image_json(entry.name)):
                 kept[entry.name] = data
                 kept_size += len(data)
