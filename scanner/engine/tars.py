@@ -47,6 +47,8 @@ WHOLE = 4 << 20
 REGION = 8 << 20
 #: Read in pieces of this size when a member is streamed.
 CHUNK = 1 << 20
+#: A mapped tar's pages are given back this often, so a 1 GB image is not 1 GB of RSS.
+RELEASE = 64 << 20
 #: Small JSON members kept for the image reader (manifests, configs, indexes).
 KEEP_ONE, KEEP_ALL = 1 << 20, 16 << 20
 
@@ -74,11 +76,15 @@ class Mapped:
 
     def __init__(self, mm: mmap.mmap | bytes, start: int, end: int):
         self.mm, self.base, self.pos, self.end = mm, start, 0, end - start
+        self.released = start  # pages before this are given back (constant memory)
 
     def read(self, n: int) -> bytes:
         at = self.base + self.pos
         out = self.mm[at : at + min(n, self.end - self.pos)]
         self.pos += len(out)
+        if at - self.released >= RELEASE and isinstance(self.mm, mmap.mmap):
+            self.released = at & ~(mmap.PAGESIZE - 1)
+            self.mm.madvise(mmap.MADV_DONTNEED, 0, self.released)
         return bytes(out)
 
     def skip(self, n: int) -> None:
