@@ -223,6 +223,10 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
         else:
             _scan_in_pool(rules, detector, origins, local, options, outcome, progress, jobs,
                           executor)
+    if any(o.fs_path and o.fs_path.endswith("/oci-layout") for o in origins):
+        from scanner.engine.images import name_folders  # an OCI image layout folder
+
+        name_folders(outcome, origins)
     findings, ignored = filter_findings(outcome.findings, options, roots)
     findings = _note_tracked_env_files(findings)
     findings.sort(key=lambda f: f.sort_key)
@@ -319,7 +323,8 @@ def _note_tracked_env_files(findings: list[Finding]) -> list[Finding]:
     out = []
     for f in findings:
         name = os.path.basename(f.path or "")
-        if not (name == ".envrc" or name == ".env" or name.startswith(".env.")):
+        if not (name == ".envrc" or name == ".env" or name.startswith(".env.")) or (
+                f.note is not None or not os.path.lexists(f.path or "")):  # in an archive
             out.append(f)
             continue
         if f.path not in seen:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scanner.engine.limits import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND
+from scanner.engine.unpack import compression_of, header_ok
 from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
 
@@ -53,12 +54,15 @@ def code_points(data: bytes) -> int:
 
 
 def kind_of(head: bytes) -> str:
-    """``gzip``, ``zip``, ``utf-16-le``, ``utf-16-be``, ``binary`` or ``text`` from the
-    first bytes."""
+    """``gzip``, ``zip``, ``bzip2``, ``xz``, ``zstd``, ``tar``, ``utf-16-le``,
+    ``utf-16-be``, ``binary`` or ``text`` from the first bytes."""
     if head[:2] == b"\x1f\x8b":
         return "gzip"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
+    packed = compression_of(head) or ("tar" if header_ok(head[:512]) else None)
+    if packed is not None:
+        return packed
     if head[:2] == b"\xff\xfe":
         return "utf-16-le"
     if head[:2] == b"\xfe\xff":

@@ -19,6 +19,7 @@ from typing import Any
 
 from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
 from scanner.engine.detect import Detector
+from scanner.engine.images import name_images
 from scanner.engine.inputs import (
     CHUNK,
     COUNT_STEP,
@@ -33,6 +34,8 @@ from scanner.engine.inputs import (
     search,
     utf16_to_utf8,
 )
+from scanner.engine.tars import Mapped, Members, Source, Streamed, scan_tar
+from scanner.engine.unpack import decompress
 from scanner.finding import Finding
 from scanner.result import GZIP_LIMIT, ScanIssue, issue
 from scanner.sources.origin import Origin, Readable
@@ -52,6 +55,9 @@ class Outcome:
     bytes: int = 0
     errors: list[ScanIssue] = field(default_factory=list)
     split: dict[str, str] = field(default_factory=dict)  # display path -> fs path
+    #: What the whiteouts of each tar delete (a tar's display path -> paths; ``dir/``
+    #: for an opaque directory): an image's reader marks what later layers deleted.
+    whiteouts: dict[str, list[str]] = field(default_factory=dict)
 
     def merge(self, other: Outcome) -> None:
         self.findings += other.findings
@@ -60,6 +66,7 @@ class Outcome:
         self.bytes += other.bytes
         self.errors += other.errors
         self.split.update(other.split)
+        self.whiteouts.update(other.whiteouts)
 
     def fail(self, origin: Origin, exc: BaseException) -> None:
         """One input failed: an error for it alone, and the scan goes on."""
@@ -113,7 +120,10 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
             return
         f.seek(len(head))
         kind, binary = "binary", True
-    if kind in ("gzip", "zip") or kind.startswith("utf-16") or not seekable:
+    if kind == "tar" and seekable and _scan_mapped_tar(detector, f, origin, outcome,
+                                                       gzip_limit):
+        return
+    if kind in _LAYERED or kind.startswith("utf-16") or not seekable:
         _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
                      gzip_limit, 0)
     elif origin.size <= READ_WHOLE:
@@ -123,6 +133,45 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
         to_findings(located, origin, None, outcome, binary=binary)
     else:
         _scan_mapped(detector, f, origin, outcome, binary=binary)
+
+
+#: Kinds that are taken off as a layer (or opened as an archive) and sniffed again.
+_LAYERED = ("gzip", "zip", "tar", "bzip2", "xz", "zstd")
+
+
+def _scan_mapped_tar(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
+                     limit: int) -> bool:
+    """A tar that is a regular file (a ``docker save`` tarball, a backup): mapped, its
+    members read in place. False when ``f`` cannot be mapped (then it is streamed)."""
+    try:
+        fileno = f.fileno()  # type: ignore[attr-defined]
+        size = os.fstat(fileno).st_size
+        mm = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+    with mm:
+        _scan_tar(detector, Mapped(mm, 0, size), origin, outcome, None, limit, 1)
+    outcome.bytes += size
+    return True
+
+
+def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
+              encoding: str | None, limit: int, depth: int) -> None:
+    """Each member of a tar as an input one layer deeper; then, if the tar is a
+    container image (``manifest.json``, ``index.json``), its findings renamed after the
+    image and layer they are in."""
+    layers = _plus(encoding, "tar")
+
+    def held(data: bytes, sub: Origin) -> None:
+        _scan_chunks(detector, [data], sub, outcome, layers, limit, depth)
+
+    def streamed(chunks: Iterator[bytes], sub: Origin) -> None:
+        _scan_chunks(detector, chunks, sub, outcome, layers, limit, depth)
+
+    since = len(outcome.findings)
+    kept = scan_tar(src, origin, outcome, Members(detector, held, streamed, kind_of))
+    if kept:
+        name_images(outcome, since, origin, kept)
 
 
 def _plus(encoding: str | None, layer: str) -> str:
@@ -152,6 +201,11 @@ def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
     if kind == "gzip" and depth < MAX_NESTING:
         _scan_chunks(detector, gunzip(stream, limit), origin, outcome, _plus(encoding, "gzip"),
                      limit, depth + 1)
+    elif kind in ("bzip2", "xz", "zstd") and depth < MAX_NESTING:
+        _scan_chunks(detector, decompress(kind, stream, limit), origin, outcome,
+                     _plus(encoding, kind), limit, depth + 1)
+    elif kind == "tar" and depth < MAX_NESTING:
+        _scan_tar(detector, Streamed(stream), origin, outcome, encoding, limit, depth + 1)
     elif kind.startswith("utf-16"):
         to_findings(scan_stream(detector, utf16_to_utf8(stream, kind)), origin,
                     _plus(encoding, "utf-16"), outcome)
@@ -169,7 +223,7 @@ def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
             to_findings(scan_stream(detector, [data.getvalue(), b""]), origin, encoding,
                         outcome, binary=True)
     else:
-        if kind in ("gzip", "zip"):  # nested deeper than MAX_NESTING: say so, and still
+        if kind in _LAYERED:  # nested deeper than MAX_NESTING: say so, and still
             outcome.errors.append(ScanIssue(  # look at the bytes as they are
                 "source", f"{origin.path or '-'}: more than {MAX_NESTING} layers of "
                 f"{kind} inside each other: not unpacked further; the scan of it is "

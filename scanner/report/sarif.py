@@ -39,8 +39,16 @@ def _rule(rule_id: str) -> dict[str, Any]:
 def _location(f: Finding) -> dict[str, Any]:
     # Paths are scrubbed text (``\\xNN`` for a byte that is not UTF-8); a URI
     # percent-encodes the real bytes of the name instead.
-    uri = quote(unescape_bytes(f.path), safe="/") if f.path else ".git/COMMIT_EDITMSG"
+    path = f.path
+    inside: str | None = None
+    if f.location == "image" and path and "!" in path:
+        # An image: the artifact is the tarball (or OCI folder) on disk; the image
+        # reference, layer and path inside it are a logical location.
+        path, _, inside = path.partition("!")
+    uri = quote(unescape_bytes(path), safe="/") if path else ".git/COMMIT_EDITMSG"
     artifact = {"uri": uri, "uriBaseId": "%SRCROOT%"}
+    logical = ([{"fullyQualifiedName": inside, "kind": "resource"}]
+               if inside is not None else None)
     if f.location in ("path", "author", "committer"):  # the name itself, not a place in it
         return {"physicalLocation": {"artifactLocation": artifact}}
     region: dict[str, Any]
@@ -48,7 +56,11 @@ def _location(f: Finding) -> dict[str, Any]:
         region = {"byteOffset": f.offset}
     else:
         region = {"startLine": f.line, "startColumn": f.column or 1}
-    return {"physicalLocation": {"artifactLocation": artifact, "region": region}}
+    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact,
+                                                     "region": region}}
+    if logical is not None:
+        location["logicalLocations"] = logical
+    return location
 
 
 def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
@@ -65,6 +77,10 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
         value = getattr(f, key)
         if value is not None:
             props[key] = value
+    if f.location == "image" and f.path:
+        parts = f.path.split("!")
+        props["image"] = parts[1] if len(parts) > 1 else None
+        props["layer"] = parts[2] if len(parts) > 2 and parts[2] != "config" else None
     return {
         "ruleId": f.rule_id,
         "ruleIndex": index[f.rule_id],

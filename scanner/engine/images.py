@@ -1,0 +1,234 @@
+"""Container images without a Docker engine: a ``docker save`` tarball (the legacy
+layout, ``<id>/layer.tar``, and the newer one with OCI blobs in ``blobs/sha256/``) and
+an OCI image layout (a folder or a tarball: ``oci-layout``, ``index.json``, blobs).
+
+An image is read as the tar (or folder) it is: every layer is a member that is a tar
+(plain, gzip or zstd), scanned member by member like any tar, and the config blob is a
+JSON member scanned like any file (``ENV CENDIS_TOKEN=…`` lands in its ``Env`` and
+``history``). What this module adds, once the members are scanned, is the names: a
+finding in ``image.tar!blobs/sha256/<hex>!app/.env`` becomes
+``image.tar!acme/api:1.4!sha256:<12 hex>!app/.env`` (the reference from ``RepoTags``
+or the ``org.opencontainers.image.ref.name`` annotation, the layer's digest cut to 12
+hex digits as ``docker images`` shows it, then the path), the config's
+``image.tar!acme/api:1.4!config``. A file that a later layer of the same image deletes
+(a whiteout) is still in the image's layers, so it is still reported, with a note
+saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scanner.sources.origin import Origin
+
+#: Hex digits of a digest shown in a name.
+SHORT = 12
+#: Index and manifest JSON files read from an OCI folder at most this large.
+JSON_MAX = 1 << 20
+
+
+@dataclass(slots=True)
+class Image:
+    ref: str  # acme/api:1.4, or sha256:<12> when the image has no name
+    config: str | None  # the config's member name
+    layers: list[tuple[str, str]]  # (member name, digest hex), lowest layer first
+
+
+def _json(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _hex(digest: Any) -> str | None:
+    if isinstance(digest, str) and digest.startswith("sha256:") and len(digest) > 7:
+        return digest[7:]
+    return None
+
+
+def _docker(kept: Mapping[str, bytes]) -> list[Image]:
+    """``manifest.json`` of ``docker save``: Config, RepoTags and Layers per image."""
+    manifest = _json(kept.get("manifest.json"))
+    if not isinstance(manifest, list):
+        return []
+    images = []
+    for item in manifest:
+        if not isinstance(item, dict) or not isinstance(item.get("Layers"), list):
+            continue
+        config = item.get("Config") if isinstance(item.get("Config"), str) else None
+        tags = [t for t in item.get("RepoTags") or [] if isinstance(t, str)]
+        config_hex = (config or "").rpartition("/")[2].removesuffix(".json")
+        diff_ids = (_json(kept.get(config or "")) or {}).get("rootfs", {}).get("diff_ids", [])
+        layers = []
+        for i, member in enumerate(item["Layers"]):
+            if not isinstance(member, str):
+                continue
+            digest = member.rpartition("/")[2] if member.startswith("blobs/") else None
+            if digest is None and i < len(diff_ids):
+                digest = _hex(diff_ids[i])
+            layers.append((member, digest or member.partition("/")[0]))
+        ref = tags[0] if tags else f"sha256:{config_hex[:SHORT]}"
+        images.append(Image(ref, config, layers))
+    return images
+
+
+def _oci(kept: Mapping[str, bytes]) -> list[Image]:
+    """``index.json`` -> manifests (through nested indexes, as a multi-platform image
+    has) -> config and layers, all blobs in ``blobs/sha256/``."""
+    index = _json(kept.get("index.json"))
+    images: list[Image] = []
+
+    def walk(doc: Any, ref: str | None, depth: int) -> None:
+        if not isinstance(doc, dict) or depth > 3:
+            return
+        for desc in doc.get("manifests") or []:
+            if not isinstance(desc, dict) or (digest := _hex(desc.get("digest"))) is None:
+                continue
+            notes = desc.get("annotations")
+            notes = notes if isinstance(notes, dict) else {}
+            name = (notes.get("io.containerd.image.name")
+                    or notes.get("org.opencontainers.image.ref.name") or ref)
+            blob = _json(kept.get(f"blobs/sha256/{digest}"))
+            if isinstance(blob, dict) and "manifests" in blob:
+                walk(blob, name, depth + 1)
+                continue
+            if not isinstance(blob, dict) or not isinstance(blob.get("layers"), list):
+                continue
+            config = _hex((blob.get("config") or {}).get("digest"))
+            layers = [(f"blobs/sha256/{h}", h) for d in blob["layers"]
+                      if isinstance(d, dict) and (h := _hex(d.get("digest")))]
+            images.append(Image(str(name or f"sha256:{digest[:SHORT]}"),
+                                None if config is None else f"blobs/sha256/{config}", layers))
+
+    walk(index, None, 0)
+    return images
+
+
+def read_images(kept: Mapping[str, bytes]) -> list[Image]:
+    """The images a tarball or folder holds (``docker save`` first: its RepoTags are
+    the names people use), or none."""
+    return _docker(kept) or _oci(kept)
+
+
+def _rename(path: str, prefix: str, sep: str, names: dict[str, tuple[str, int]]
+            ) -> tuple[str, str, int] | None:
+    """(new path, member, layer position) for a path inside a known member, else None."""
+    if not path.startswith(prefix + sep):
+        return None
+    rest = path[len(prefix) + len(sep):]
+    member, bang, inner = rest.partition("!")
+    named = names.get(member)
+    if named is None:
+        return None
+    shown, position = named
+    return f"{prefix}!{shown}{bang}{inner}", inner, position
+
+
+def apply(outcome: Any, since: int, origin: Origin, images: list[Image], sep: str = "!"
+          ) -> None:
+    """Rename the findings ``outcome`` gained since index ``since`` inside ``origin``
+    (the tarball, or the folder with ``sep`` ``/``) after their image and layer, and
+    note those a later layer deletes."""
+    from scanner.scrub import scrub
+
+    if not images:
+        return
+    names: dict[str, tuple[str, int]] = {}
+    owner: dict[str, tuple[Image, int]] = {}
+    for image in images:
+        if image.config and image.config not in names:
+            names[image.config] = (f"{image.ref}!config", -1)
+        for i, (member, digest) in enumerate(image.layers):
+            if member not in names:
+                names[member] = (f"{image.ref}!sha256:{digest[:SHORT]}", i)
+                owner[member] = (image, i)
+    raw_prefix = origin.path or "-"
+    prefix, fp_prefix = scrub(raw_prefix), scrub(origin.fingerprint_path or raw_prefix)
+    out = outcome.findings[:since]
+    for f in outcome.findings[since:]:
+        moved = _rename(f.path or "", prefix, sep, names)
+        if moved is None:
+            out.append(f)
+            continue
+        path, inner, position = moved
+        member = (f.path or "")[len(prefix) + len(sep):].partition("!")[0]
+        fp = _rename(f.fingerprint_path or "", fp_prefix, sep, names)
+        note = f.note
+        if position >= 0:
+            deleted_by = _deleted_by(outcome.whiteouts, raw_prefix + sep, owner[member],
+                                     inner.partition("!")[0])
+            if deleted_by is not None:
+                note = (f"deleted in a later layer (sha256:{deleted_by[:SHORT]}), but still "
+                        "in the image: anyone who pulls it can read the earlier layer")
+        out.append(replace(f, path=path, fingerprint_path=None if fp is None else fp[0],
+                           location="image", note=note))
+    outcome.findings = out
+
+
+def _deleted_by(whiteouts: dict[str, list[str]], lead: str, at: tuple[Image, int],
+                path: str) -> str | None:
+    """The digest of the first layer above ``at`` whose whiteouts delete ``path``."""
+    image, position = at
+    path = path.lstrip("/")
+    for member, digest in image.layers[position + 1 :]:
+        for gone in whiteouts.get(lead + member, ()):
+            if gone == "/" or (path.startswith(gone) if gone.endswith("/")
+                               else path == gone or path.startswith(gone + "/")):
+                return digest
+    return None
+
+
+def name_images(outcome: Any, since: int, origin: Origin, kept: Mapping[str, bytes]
+                ) -> None:
+    """After a tar is scanned: if it is an image, its findings renamed (see
+    :func:`apply`)."""
+    apply(outcome, since, origin, read_images(kept))
+
+
+class _Folder(Mapping[str, bytes]):
+    """An OCI layout folder's small JSON files, read when asked for."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __getitem__(self, name: str) -> bytes:
+        path = os.path.join(self.root, *name.split("/"))
+        try:
+            if os.path.getsize(path) <= JSON_MAX:
+                with open(path, "rb") as f:
+                    return f.read()
+        except OSError:
+            pass
+        raise KeyError(name)
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def name_folders(outcome: Any, origins: list[Origin],
+                 shown: Callable[[str], str] | None = None) -> None:
+    """OCI layout folders met by a directory scan (an ``oci-layout`` file beside an
+    ``index.json``): their blobs' findings renamed after the images."""
+    for origin in origins:
+        if origin.fs_path is None or os.path.basename(origin.fs_path) != "oci-layout":
+            continue
+        root = os.path.dirname(origin.fs_path)
+        folder = _Folder(root)
+        images = read_images(folder)
+        if not images:
+            continue
+        display = (origin.path or "").rpartition("/")[0] or "."
+        fp = (origin.fingerprint_path or "").rpartition("/")[0] or "."
+        apply(outcome, 0, replace(origin, path=display, fingerprint_path=fp), images,
+              sep="/")

@@ -1,0 +1,182 @@
+"""Container images without a Docker engine (issue 20): ``docker save`` tarballs (legacy
+and OCI-in-docker layouts), OCI layouts (folder and tarball), each built here with real
+sha256 digests; findings named ``image!ref!sha256:<12>!path``, a whiteout-deleted file
+still reported with a note, the config's Env scanned, SARIF naming the image."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from imagetools import docker_save, oci_layout, sha, tar_bytes, write_folder
+
+from scanner.token import secret_sha256 as _sha
+
+
+def hashed(token: str) -> str:
+    return _sha(token.encode())
+
+
+def _layers(t: list[str]) -> list[dict[str, bytes]]:
+    """Three layers: a token in app/.env deleted by layer 2's whiteout; a directory
+    made opaque by layer 3 (everything below it from lower layers deleted); a token
+    that stays."""
+    return [
+        {"app/.env": f"A=1\nTOKEN={t[0]}\n".encode(), "etc/conf/k.ini": f"k={t[1]}\n".encode(),
+         "usr/bin/tool": b"\x7fELF" + bytes(3000)},
+        {"app/.wh..env": b"", "srv/live.yaml": f"token: {t[2]}\n".encode()},
+        {"etc/conf/.wh..wh..opq": b"", "etc/conf/new.ini": b"k=1\n"},
+    ]
+
+
+DELETED = "deleted in a later layer"
+
+
+def _check(report: dict[str, Any], prefix: str, digests: list[str], t: list[str],
+           encoding: str) -> None:
+    short = [d[:12] for d in digests]
+    got = {(f["path"], f["encoding"], f["secret_sha256"], (f["note"] or "")[:len(DELETED)],
+            f["location"]) for f in report["findings"]}
+    ref = "acme/api:1.4"
+    assert got == {
+        (f"{prefix}!{ref}!sha256:{short[0]}!app/.env", encoding, hashed(t[0]), DELETED, "image"),
+        (f"{prefix}!{ref}!sha256:{short[0]}!etc/conf/k.ini", encoding, hashed(t[1]), DELETED,
+         "image"),
+        (f"{prefix}!{ref}!sha256:{short[1]}!srv/live.yaml", encoding, hashed(t[2]), "",
+         "image"),
+        (f"{prefix}!{ref}!config", "tar" if encoding.startswith("tar+") else "plain",
+         hashed(t[3]), "", "image"),
+    }
+
+
+@pytest.mark.parametrize("layout", ["legacy", "oci"])
+def test_docker_save(layout: str, scan: Any, tmp_path: Path,
+                     make_token: Callable[[], str]) -> None:
+    """``cendis-scan scan image.tar`` just works; the token in ``ENV`` is found in the
+    config (Env and history: one finding per place)."""
+    t = [make_token() for _ in range(4)]
+    digests = docker_save(tmp_path / "image.tar", "acme/api:1.4", _layers(t),
+                          [f"CENDIS_TOKEN={t[3]}"], layout=layout)
+    status, report, proc = scan(["image.tar"], cwd=tmp_path)
+    assert status == 1, proc.err
+    config = [f for f in report["findings"] if f["path"].endswith("!config")]
+    assert len(config) == 2  # Env, and the history's "ENV ..." line
+    report["findings"] = [f for f in report["findings"] if f not in config[1:]]
+    _check(report, "image.tar", digests, t, "tar+tar")
+
+
+@pytest.mark.parametrize("form", ["folder", "tarball", "stdin"])
+def test_oci_layout(form: str, scan: Any, tmp_path: Path,
+                    make_token: Callable[[], str]) -> None:
+    t = [make_token() for _ in range(4)]
+    files, digests = oci_layout("acme/api:1.4", _layers(t), [f"CENDIS_TOKEN={t[3]}"])
+    if form == "folder":
+        write_folder(tmp_path / "oci", files)
+        status, report, _ = scan(["oci"], cwd=tmp_path)
+        _check(report, "oci", digests, t, "gzip+tar")
+    else:
+        (tmp_path / "oci.tar").write_bytes(tar_bytes(files))
+        if form == "tarball":
+            status, report, _ = scan(["oci.tar"], cwd=tmp_path)
+            _check(report, "oci.tar", digests, t, "tar+gzip+tar")
+        else:
+            status, report, _ = scan(["-"], input=(tmp_path / "oci.tar").read_bytes())
+            _check(report, "<stdin>", digests, t, "tar+gzip+tar")
+    assert status == 1
+
+
+def test_zstd_layer(scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    token = make_token()
+    layer = zstandard.ZstdCompressor().compress(tar_bytes({"app/.env": f"T={token}\n".encode()}))
+    config = b'{"config": {"Env": []}}'
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": f"sha256:{sha(config)}"},
+                           "layers": [{"digest": f"sha256:{sha(layer)}"}]}).encode()
+    index = json.dumps({"manifests": [{"digest": f"sha256:{sha(manifest)}", "annotations": {
+        "org.opencontainers.image.ref.name": "acme/z:2"}}]}).encode()
+    files = {f"blobs/sha256/{sha(b)}": b for b in (layer, config, manifest)}
+    files.update({"index.json": index, "oci-layout": b'{"imageLayoutVersion": "1.0.0"}'})
+    (tmp_path / "z.tar").write_bytes(tar_bytes(files))
+    status, report, _ = scan([str(tmp_path / "z.tar")])
+    [f] = report["findings"]
+    assert f["path"] == f"{tmp_path}/z.tar!acme/z:2!sha256:{sha(layer)[:12]}!app/.env"
+    assert f["encoding"] == "tar+zstd+tar" and status == 1
+
+
+def test_untagged_image_and_a_clean_image(scan: Any, tmp_path: Path,
+                                          make_token: Callable[[], str]) -> None:
+    """No RepoTags: the image is named by its config digest. A clean image exits 0."""
+    token = make_token()
+    docker_save(tmp_path / "clean.tar", "acme/clean:1", [{"a.txt": b"x\n"}], [])
+    status, report, _ = scan([str(tmp_path / "clean.tar")])
+    assert (status, report["findings"]) == (0, [])
+    docker_save(tmp_path / "u.tar", "x:1", [{"a/.env": f"T={token}\n".encode()}], [])
+    with tarfile.open(tmp_path / "u.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    config_hex = manifest[0]["Config"].rpartition("/")[2]
+    manifest[0]["RepoTags"] = None
+    with tarfile.open(tmp_path / "u.tar") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    files["manifest.json"] = json.dumps(manifest).encode()
+    (tmp_path / "u.tar").write_bytes(tar_bytes(files))
+    status, report, _ = scan([str(tmp_path / "u.tar")])
+    [f] = report["findings"]
+    assert f["path"].startswith(f"{tmp_path}/u.tar!sha256:{config_hex[:12]}!sha256:")
+
+
+def test_layer_bomb_is_one_error_line(cli: Any, tmp_path: Path,
+                                      make_token: Callable[[], str]) -> None:
+    """A layer that decompresses past --max-decompressed: one error line naming the
+    layer, exit 2; the other layers and the config are still scanned."""
+    token = make_token()
+    files, digests = oci_layout("acme/api:1.4", [{"big.bin": bytes(8 << 20)},
+                                                 {"app/.env": f"T={token}\n".encode()}], [])
+    (tmp_path / "b.tar").write_bytes(tar_bytes(files))
+    proc = cli(["scan", str(tmp_path / "b.tar"), "--max-decompressed", "4M", "--format",
+                "json"])
+    assert proc.returncode == 2
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert errors == [f"cendis-scan: error: {tmp_path}/b.tar!blobs/sha256/{digests[0]}: "
+                      "gzip expands beyond 4 MiB; not scanned further"]
+    [f] = json.loads(proc.stdout)["findings"]
+    assert f["path"].endswith(f"!sha256:{digests[1][:12]}!app/.env")
+
+
+def test_sarif_names_the_image(cli: Any, tmp_path: Path, make_token: Callable[[], str],
+                               sarif_schema: dict[str, Any], no_leak: Any) -> None:
+    t = [make_token() for _ in range(4)]
+    digests = docker_save(tmp_path / "image.tar", "acme/api:1.4", _layers(t),
+                          [f"CENDIS_TOKEN={t[3]}"])
+    proc = cli(["scan", "image.tar", "--format", "sarif"], cwd=tmp_path)
+    no_leak(proc.stdout, proc.stderr)
+    doc = json.loads(proc.stdout)
+    jsonschema.Draft7Validator(sarif_schema).validate(doc)
+    results = doc["runs"][0]["results"]
+    assert {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in results} == {"image.tar"}
+    env = [r for r in results if r["properties"]["layer"] == f"sha256:{digests[0][:12]}"
+           and r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"].endswith(
+               "!app/.env")]
+    [r] = env
+    assert r["properties"]["image"] == "acme/api:1.4"
+    assert r["properties"]["note"].startswith(DELETED)
+
+
+def test_gzip_docker_save_is_scanned_as_a_stream(scan: Any, tmp_path: Path,
+                                                 make_token: Callable[[], str]) -> None:
+    """``docker save img | gzip``: read as a stream, named after the image too."""
+    token = make_token()
+    digests = docker_save(tmp_path / "i.tar", "acme/api:1.4",
+                          [{"app/.env": f"T={token}\n".encode()}], [])
+    (tmp_path / "i.tar.gz").write_bytes(gzip.compress((tmp_path / "i.tar").read_bytes()))
+    (tmp_path / "i.tar").unlink()
+    status, report, _ = scan(["i.tar.gz"], cwd=tmp_path)
+    [f] = report["findings"]
+    assert f["path"] == f"i.tar.gz!acme/api:1.4!sha256:{digests[0][:12]}!app/.env"
+    assert f["encoding"] == "gzip+tar+tar"

@@ -1,0 +1,253 @@
+"""Tar archives (issue 20): every kind (plain, gzip, bzip2, xz, zstd; ustar, GNU and pax
+headers), found by content whatever the name, member by member, nested in zip and the
+reverse, links never followed, hostile names only names, and bombs one error line."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imagetools import tar_bytes
+
+from scanner.token import secret_sha256 as _sha
+
+
+def sha(token: str) -> str:
+    return _sha(token.encode())
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+COMPRESS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "tar": ("", lambda d: d),
+    "tgz": ("gzip+", lambda d: gzip.compress(d, 1)),
+    "tbz": ("bzip2+", bz2.compress),
+    "txz": ("xz+", lzma.compress),
+    "tzst": ("zstd+", _zstd),
+}
+FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("kind", sorted(COMPRESS))
+def test_each_tar_kind_member_by_member(kind: str, fmt: str, scan: Any, tmp_path: Path,
+                                        make_token: Callable[[], str]) -> None:
+    """Named with a misleading extension: found by content. A long name (past ustar's
+    100 characters: the prefix field, GNU's L entry, pax's path) is named whole."""
+    if kind == "tzst":
+        pytest.importorskip("zstandard")
+    t = [make_token() for _ in range(3)]
+    deep = "package/" + "d" * 90 + "/" + "e" * 60 + "/.env"
+    members = {"package/.env": f"A=1\nTOKEN={t[0]}\n".encode(),
+               deep: f"KEY={t[1]}\n".encode(),
+               "package/big.bin": bytes(5 << 20) + t[2].encode() + b"\n",
+               "package/README": b"clean\n" * 1000}
+    prefix, pack = COMPRESS[kind]
+    (tmp_path / "upload.dat").write_bytes(pack(tar_bytes(members, fmt=FORMATS[fmt])))
+    status, report, _ = scan([str(tmp_path / "upload.dat")])
+    assert status == 1
+    got = {(f["path"].removeprefix(str(tmp_path) + "/"), f["encoding"], f["line"],
+            f["variable"], f["secret_sha256"]) for f in report["findings"]}
+    assert got == {
+        ("upload.dat!package/.env", f"{prefix}tar", 2, "TOKEN", sha(t[0])),
+        (f"upload.dat!{deep}", f"{prefix}tar", 1, "KEY", sha(t[1])),
+        ("upload.dat!package/big.bin", f"{prefix}tar", None, None, sha(t[2])),
+    }
+
+
+@pytest.mark.parametrize("outer", ["tgz-in-zip", "zip-in-tgz", "tgz-in-tgz", "tar-in-txz"])
+def test_nested(outer: str, scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    token = make_token()
+    inner_files = {"conf/.env": f"TOKEN={token}\n".encode()}
+    if outer == "tgz-in-zip":
+        data = _zip({"lib/pkg.tgz": gzip.compress(tar_bytes(inner_files))})
+        want = ("a!lib/pkg.tgz!conf/.env", "zip+gzip+tar")
+    elif outer == "zip-in-tgz":
+        data = gzip.compress(tar_bytes({"package/x.zip": _zip(inner_files)}))
+        want = ("a!package/x.zip!conf/.env", "gzip+tar+zip")
+    elif outer == "tgz-in-tgz":
+        data = gzip.compress(tar_bytes({"in.tgz": gzip.compress(tar_bytes(inner_files))}))
+        want = ("a!in.tgz!conf/.env", "gzip+tar+gzip+tar")
+    else:
+        data = lzma.compress(tar_bytes({"backup/in.tar": tar_bytes(inner_files)}))
+        want = ("a!backup/in.tar!conf/.env", "xz+tar+tar")
+    (tmp_path / "a").write_bytes(data)
+    status, report, _ = scan([str(tmp_path / "a")])
+    [f] = report["findings"]
+    assert (f["path"].removeprefix(str(tmp_path) + "/"), f["encoding"]) == want
+    assert f["secret_sha256"] == sha(token) and status == 1
+    assert f["fingerprint"].startswith(want[0] + ":")
+
+
+def test_links_devices_and_traversal_are_only_names(scan: Any, tmp_path: Path,
+                                                    make_token: Callable[[], str]) -> None:
+    """A hard link's bytes are its target's, scanned under the target's name (the link
+    is skipped, not reported twice); symlinks and devices are not followed or opened;
+    ``../../etc/x`` is reported as a name and nothing is written anywhere."""
+    token = make_token()
+    outside = tmp_path / "etc"
+    data = tar_bytes({"app/.env": f"TOKEN={token}\n".encode(),
+                      "../../etc/x": f"X={token}\n".encode()},
+                     links={"app/hard": (tarfile.LNKTYPE, "app/.env"),
+                            "app/sym": (tarfile.SYMTYPE, "/etc/shadow"),
+                            "app/up": (tarfile.SYMTYPE, "../../../../../etc/passwd"),
+                            "dev/zero": (tarfile.CHRTYPE, ""),
+                            "dev/fifo": (tarfile.FIFOTYPE, "")})
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "l.tar").write_bytes(data)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    status, report, _ = scan([str(tmp_path / "sub" / "l.tar")], cwd=tmp_path / "sub")
+    assert status == 1
+    assert sorted(f["path"].rpartition("l.tar!")[2] for f in report["findings"]) == [
+        "../../etc/x", "app/.env"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before and not outside.exists()
+
+
+def test_a_million_members_is_one_error_line_quickly(cli: Any, tmp_path: Path,
+                                                     make_token: Callable[[], str]) -> None:
+    """A tgz of a million empty members (made in a blink: one gzip member of 2,048
+    identical headers, repeated) ends at the bound with one error line, exit 2, and
+    the members before the bound are scanned."""
+    token = make_token()
+    first = tar_bytes({".env": f"TOKEN={token}\n".encode()},
+                      fmt=tarfile.USTAR_FORMAT)[:1024]  # a header and a block of data
+    block = tar_bytes({"f": b""}, fmt=tarfile.USTAR_FORMAT)[:512]
+    piece = gzip.compress(block * 2048, 9)
+    (tmp_path / "bomb.tgz").write_bytes(gzip.compress(first) + piece * 489)
+    started = time.monotonic()
+    proc = cli(["scan", str(tmp_path / "bomb.tgz"), "--format", "json"])
+    took = time.monotonic() - started
+    assert proc.returncode == 2 and took < 30, took
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert errors == [f"cendis-scan: error: {tmp_path / 'bomb.tgz'}: tar holds more than "
+                      "200000 members; only the first 200000 scanned"]
+    [f] = json.loads(proc.stdout)["findings"]
+    assert f["path"].endswith("bomb.tgz!.env")
+
+
+@pytest.mark.parametrize("where", ["outer", "member"])
+def test_decompression_bomb_is_one_error_line(where: str, cli: Any, tmp_path: Path,
+                                              make_token: Callable[[], str]) -> None:
+    """Past --max-decompressed: the outer stream ends the tar (one line for the tar);
+    a member's own gzip is one line for that member, and the next member is scanned."""
+    token = make_token()
+    big = bytes(4 << 20)
+    if where == "outer":
+        data = gzip.compress(tar_bytes({"a.bin": big, "b/.env": f"T={token}\n".encode()}))
+        named = "x.tgz"
+    else:
+        data = tar_bytes({"a.gz": gzip.compress(big), "b/.env": f"T={token}\n".encode()})
+        named = "x.tgz!a.gz"
+    (tmp_path / "x.tgz").write_bytes(data)
+    proc = cli(["scan", str(tmp_path / "x.tgz"), "--max-decompressed", "2M", "--format",
+                "json"])
+    assert proc.returncode == 2
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert errors == [f"cendis-scan: error: {tmp_path / named}: gzip expands beyond 2 MiB; "
+                      "not scanned further"]
+    found = [f["path"] for f in json.loads(proc.stdout)["findings"]]
+    assert found == ([] if where == "outer" else [str(tmp_path / "x.tgz!b/.env")])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad-header", "bad-xz"])
+def test_damaged_tar_is_one_error_and_keeps_what_was_read(damage: str, cli: Any,
+                                                          tmp_path: Path,
+                                                          make_token: Callable[[], str]
+                                                          ) -> None:
+    token = make_token()
+    data = tar_bytes({"a/.env": f"T={token}\n".encode(), "b.bin": bytes(3 << 20)})
+    if damage == "truncated":
+        data = data[:2000]
+    elif damage == "bad-header":
+        data = data[:1024] + b"\x01" * 512 + data[1536:]
+    else:
+        data = lzma.compress(data)[:-200]
+    (tmp_path / "d.tar").write_bytes(data)
+    proc = cli(["scan", str(tmp_path / "d.tar"), "--format", "json"])
+    assert proc.returncode == 2 and "Traceback" not in proc.err
+    assert len([line for line in proc.err.splitlines() if "error" in line]) == 1
+    assert [f["path"] for f in json.loads(proc.stdout)["findings"]] == [
+        str(tmp_path / "d.tar!a/.env")]
+
+
+FORMATS_OUT = ["text", "json", "sarif", "gitlab"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS_OUT)
+def test_hostile_member_names_are_escaped_and_redacted(fmt: str, cli: Any, no_leak: Any,
+                                                       tmp_path: Path,
+                                                       make_token: Callable[[], str]) -> None:
+    """CR/LF, terminal escapes and a token in member names: the token in the name is
+    reported (as a name) and redacted everywhere, control characters escaped; no
+    output line is forged."""
+    t = [make_token() for _ in range(3)]
+    members = {"evil\r\nFAKE: line/.env": f"A={t[0]}\n".encode(),
+               "\x1b[31mred\x1b[0m/x.txt": f"{t[1]}\n".encode(),
+               f"notes-{t[2]}.txt": b"clean\n"}
+    (tmp_path / "h.tgz").write_bytes(gzip.compress(tar_bytes(members)))
+    proc = cli(["scan", str(tmp_path / "h.tgz"), "--format", fmt])
+    assert proc.returncode == 1, proc.err
+    no_leak(proc.stdout, proc.stderr)
+    assert b"\x1b" not in proc.stdout + proc.stderr
+    assert b"\r" not in proc.stdout and b"\nFAKE" not in proc.stdout
+    text = proc.stdout.decode()
+    for token in t:
+        assert token[:15] in text or token[:15].encode().hex() in text
+    if fmt == "json":
+        report = json.loads(proc.stdout)
+        assert {f["location"] for f in report["findings"]} == {None, "path"}
+        assert len(report["findings"]) == 3
+
+
+def test_tar_from_stdin(cli: Any, no_leak: Any, make_token: Callable[[], str]) -> None:
+    token = make_token()
+    proc = cli(["scan", "-", "--format", "json"],
+               input=lzma.compress(tar_bytes({"x/.env": f"A=1\nTOKEN={token}\n".encode()})))
+    [f] = json.loads(proc.stdout)["findings"]
+    assert (f["path"], f["line"], f["encoding"]) == ("<stdin>!x/.env", 2, "xz+tar")
+    no_leak(proc.stdout, proc.stderr)
+
+
+def test_zstd_without_the_module_is_one_error_line(cli: Any, tmp_path: Path,
+                                                   make_token: Callable[[], str]) -> None:
+    """Without the optional zstandard module, a .tar.zst is one error line naming it
+    (how to get it), exit 2; other files are still scanned."""
+    pytest.importorskip("zstandard")
+    token = make_token()
+    (tmp_path / "a.tar.zst").write_bytes(_zstd(tar_bytes({".env": b"A=1\n"})))
+    (tmp_path / "b.env").write_text(f"T={token}\n")
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "zstandard.py").write_text("raise ImportError('hidden for the test')\n")
+    env = {"PYTHONPATH": str(hide) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = cli(["scan", str(tmp_path / "a.tar.zst"), str(tmp_path / "b.env"), "--format",
+                "json"], env=env)
+    assert proc.returncode == 2
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert errors == [f"cendis-scan: error: {tmp_path / 'a.tar.zst'}: zstd-compressed: not "
+                      "scanned (install the optional zstandard module: pip install "
+                      "'cendis-scan[zstd]')"]
+    assert [Path(f["path"]).name for f in json.loads(proc.stdout)["findings"]] == ["b.env"]
