@@ -139,8 +139,9 @@ def template_hook(name: str) -> str:
 # ------------------------------------------------------------------ git config, state
 
 
-def _config(args: list[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """``git config --global ARGS``: the values (none when unset)."""
+def _config(args: list[str]) -> list[str]:
+    """``git config --global ARGS``: the values (none when unset). git finds the global
+    file from this process's environment (HOME, XDG_CONFIG_HOME, GIT_CONFIG_GLOBAL)."""
     home = os.environ.get("HOME") or "/"
     status, out = git.run(home if os.path.isdir(home) else "/",
                           ["config", "--global", *args], ok=(0, 1, 5), own_repository=True)
