@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scanner.atomic import write_atomic
-from scanner.errors import UsageError
+from scanner.errors import GitError, UsageError
 from scanner.git import plumbing as git
 from scanner.hooks import GLOBAL_MARKER, MARKER, executable
 
@@ -162,7 +162,9 @@ def _set_global(key: str, values: list[str]) -> None:
         _config(["--add", key, value])
     section = key.split(".", 1)[0]
     if not values and not _config(["--get-regexp", rf"^{section}\."]):
-        _config(["--remove-section", section])  # the empty [core] our set left behind
+        # The empty [core] our set left behind (newer gits remove it themselves).
+        with contextlib.suppress(GitError):
+            _config(["--remove-section", section])
 
 
 def _load_state(places: Places) -> dict[str, object]:
