@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
-from scanner.doctor import FAIL, OK, WARN, Result
+from scanner.doctor.result import FAIL, OK, WARN, Result
 from scanner.errors import GitError
 from scanner.git import plumbing as git
 from scanner.machine_hooks import Places, global_active, global_value

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterator, Mapping
 
-from scanner.doctor import FAIL, OK, WARN, Result
+from scanner.doctor.result import FAIL, OK, WARN, Result
 from scanner.finding import Finding
 from scanner.report.text import ROTATE
 from scanner.token import PREFIX, TokenCheck, check, explain, shannon_entropy
