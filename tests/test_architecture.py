@@ -280,6 +280,7 @@ LAYERS: dict[str, str] = {
     "scanner.sources": "sources", "scanner.git": "git", "scanner.engine": "engine",
     "scanner.rules": "rules", "scanner.scan": "library", "scanner.suppress": "library",
     "scanner.hooks": "library", "scanner.redact_filter": "library",
+    "scanner.machine_hooks": "library", "scanner.doctor": "library",
     "scanner.report": "report", "scanner.cendis": "cendis",
     "scanner.incidents": "incidents", "scanner.server": "server",
     "scanner.sweep": "sweep", "scanner.dev": "dev", "scanner.cli": "cli",
