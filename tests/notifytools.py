@@ -178,7 +178,8 @@ def smtp_server(mode: str, cert: tuple[Path, Path] | None = None) -> Iterator[Sm
         if mode == "starttls":
             kwargs.update(tls_context=context, require_starttls=True)
         else:
-            kwargs.update(ssl_context=context)
+            # TLS from the first byte, which aiosmtpd's session does not see as TLS.
+            kwargs.update(ssl_context=context, auth_require_tls=False)
     controller = Controller(_Handler(standin), hostname=standin.host, port=standin.port,
                             server_hostname="localhost", **kwargs)
     controller.start()

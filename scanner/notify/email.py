@@ -152,13 +152,19 @@ class EmailSender:
         except ssl.SSLError as exc:
             raise DeliveryError("tls", f"{what}: TLS failed: {exc.reason or exc}",
                                 False) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected,
+                aiosmtplib.SMTPException, OSError) as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, ssl.SSLError):
                 raise DeliveryError("tls", f"{what}: TLS failed: {cause.reason or cause}",
                                     False) from None
-            raise DeliveryError("unreachable", f"{what}: {type(exc).__name__}: "
-                                f"{short_answer(str(exc))}", True) from None
+            # A connection that failed or dropped may work later; any other refusal
+            # (no AUTH offered, no STARTTLS) is the relay's setup: not retried blindly.
+            down = isinstance(exc, OSError | aiosmtplib.SMTPConnectError
+                              | aiosmtplib.SMTPServerDisconnected)
+            raise DeliveryError("unreachable" if down else "smtp",
+                                f"{what}: {type(exc).__name__}: {short_answer(str(exc))}",
+                                down) from None
         said = short_answer(answer)
         if refused:
             said += f" ({len(refused)} of {len(rcpts)} recipients refused)"
