@@ -367,6 +367,15 @@ def test_one_outbox_row_per_event_and_channel(store: Store, make_token: Callable
     assert router.asked[-1] == NotifyEvent("revoked", "critical", "partner:github")
 
 
+def test_a_false_positive_by_format_is_opened_but_not_notified(
+        store: Store, make_token: Callable[[], str]) -> None:
+    ref = TokenRef.from_token("cendis_pat_" + "x" * 10)
+    recorded = store.record([(ref, _seen())], revoke=True, false_positive={ref.sha256})
+    assert recorded[0].status is Status.FALSE_POSITIVE
+    assert _kinds(store, recorded[0].incident_id) == ["opened", "received"]
+    assert _outbox(store) == []
+
+
 def test_without_a_router_there_is_no_outbox_row(store_url: str,
                                                  make_token: Callable[[], str]) -> None:
     with Store.open(store_url) as store:
