@@ -404,3 +404,27 @@ async def test_webhook_hostile_text_is_plain_json(hook: Any, session: Any,
         assert all("\r" not in s and "\n" not in s for s in strings(body))
     shown = json.dumps(hook.received[0][2], ensure_ascii=False)
     assert "<!channel>" in shown and "<script>" in shown  # kept as plain text, not lost
+
+
+def test_the_message_from_a_real_store_with_the_router(tmp_path: Any, make_token: Any) -> None:
+    """The store's own incident dict (schema 3) builds the message, and the parsed table
+    is the router the store calls: a hostile partner url arrives scrubbed."""
+    from scanner.incidents.models import Sighting, TokenRef
+    from scanner.incidents.store import open_store
+
+    token = make_token()
+    router = config({"sec": {"kind": "slack", "url": "https://hooks.slack.com/x",
+                             "events": ["opened"]},
+                     "all": {"kind": "slack", "url": "https://hooks.slack.com/y"}})
+    with open_store(str(tmp_path / "t.db"), router=router) as store:
+        (rec,) = store.record([(TokenRef.from_token(token), Sighting(
+            "partner:github", NOW, partner="github",
+            url=f"https://x/<!channel>?t={token}", path="a.env", line=2))], revoke=False)
+        got = store.get_incident(rec.incident_id)
+        entries = store.claim_outbox(10, owner="t", lease=30)
+    assert got is not None
+    assert sorted(e.channel for e in entries) == ["all", "sec"]
+    msg = build_message(got, entries[0].kind, "https://cs.example")
+    assert msg.redacted == TokenRef.from_token(token).redacted
+    assert msg.places[0].url and "<!channel>" in msg.places[0].url
+    assert Needles([token]).find(json.dumps(msg.to_json())) is None
