@@ -70,13 +70,16 @@ def escapes(prefix: bytes) -> list[bytes]:
 
 
 def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
-    """Every literal of :meth:`Detector.literals` for rules with these prefixes."""
+    """Every literal of :meth:`Detector.literals` for rules with these prefixes (the
+    seeds of the other layers come from :mod:`scanner.engine.layers`, standard-library
+    only as well)."""
+    from scanner.engine.layers import seeds  # it imports this module
+
     out: set[bytes] = set()
     for prefix in prefixes:
         always, deep = needles(prefix)
         out.update(text for text, _ in always + deep)
-        out.update(escapes(prefix))
         out.update(half for text, chain in always if chain for half in halves(text))
-    if blobs and prefixes:
-        out.add(GZIP_B64)
+        if blobs:
+            out.update(seed.text for seed in seeds(prefix))
     return sorted(out)
