@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scanner import token as tk
-from scanner.engine import b64, layers
+from scanner.engine import b64, layers, limits
 from scanner.engine import literals as lits
 from scanner.engine._regex import compile_rule
 from scanner.engine.layers import Budget, Seed
@@ -146,11 +146,11 @@ class Detector:
     """
 
     def __init__(self, rules: Sequence[RuleLike], *, max_decompressed: int = GZIP_LIMIT,
-                 blobs: bool = True, decode_window: int = DEEP_LIMIT):
+                 blobs: bool = True, decode_window: int | None = None):
         self.rules = rules
         self.max_decompressed = max_decompressed
         #: The deep plan runs in ``[0, decode_window)`` of an input (see limits.DEEP_LIMIT).
-        self.decode_window = decode_window
+        self.decode_window = limits.decode_window() if decode_window is None else decode_window
         self.always: list[Needle] = []
         self.deep: list[Needle] = []
         literal: dict[bytes, list[Needle]] = {}
@@ -169,6 +169,10 @@ class Detector:
                     if lit.text in _ALWAYS_SEEDS:
                         self.always.append(lit)
         self._by_literal = literal
+        #: The literals by their first two bytes: a candidate is matched against a few.
+        self._by_head: dict[bytes, list[tuple[bytes, list[Needle]]]] = {}
+        for text, needles in literal.items():
+            self._by_head.setdefault(text[:2], []).append((text, needles))
         texts = sorted(literal)
         self._deep_texts = texts
         self._deep_re_: Any = None  # compiled on first use: a hit-free scan needs no RE2
@@ -281,7 +285,7 @@ class Detector:
     def _at(self, buf: Buffer, p: int) -> Iterator[Needle]:
         """Every deep literal that starts at ``p`` (literals may share a start)."""
         window = bytes(buf[p : p + self._longest])
-        for text, needles in self._by_literal.items():
+        for text, needles in self._by_head.get(window[:2], ()):
             if window.startswith(text):
                 yield from needles
 
@@ -293,10 +297,7 @@ class Detector:
         layer = layers.peel(buf, p, needle.seed, budget)
         if layer is None:
             return []
-        if depth + 1 >= MAX_LAYERS and layer.data:
-            inner_hits = self.scan_text(layer.data, depth=depth + 1, budget=budget)
-            if inner_hits:
-                return self._wrap(buf, p, needle, layer, inner_hits)
+        if depth >= MAX_LAYERS:
             raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
                               "other: not decoded further")
         inner = self.scan_text(layer.data, depth=depth + 1, budget=budget)
@@ -385,10 +386,11 @@ def _unique(hits: list[Hit]) -> list[Hit]:
     """Hits sorted by offset, each token once per place (two seeds may reach the same
     token through the same layer)."""
     if len(hits) > 1:
-        seen: set[tuple[str, int, str]] = set()
+        seen: set[tuple[str, int, str, str]] = set()
         out = []
         for h in sorted(hits, key=lambda h: h.offset):
-            here, there = ("at", h.offset, h.secret_sha256), ("end", h.end, h.secret_sha256)
+            here = ("at", h.offset, h.secret_sha256, h.encoding)
+            there = ("end", h.end, h.secret_sha256, h.encoding)
             if here not in seen and there not in seen:
                 seen.update((here, there))
                 out.append(h)

@@ -91,8 +91,8 @@ def _full(fmt: str, text: bytes) -> bytes:
 _FULL = {
     HEX: ("%02x", "%02X"),
     PERCENT: ("%%%02X", "%%%02x"),
-    HTML: ("&#%d;", "&#x%x;", "&#x%X;"),
-    ESCAPED: ("\\x%02x", "\\u%04x", "\\%03o", "\\x%02X", "\\u%04X"),
+    HTML: ("&#%d;", "&#x%x;"),
+    ESCAPED: ("\\x%02x", "\\u%04x", "\\%03o"),
     QP: ("=%02X",),
 }
 
@@ -214,26 +214,31 @@ def _base64(buf: Any, p: int, seed: Seed, lo: int, hi: int) -> Layer | None:
 
 
 def _inflate(buf: Any, p: int, name: str, hi: int, budget: Budget) -> Layer | None:
+    """gzip or zlib from a magic number found inside an input (a whole gzip file is
+    streamed by :mod:`scanner.engine.scan_input` instead): at most LAYER_SPAN bytes of
+    it are read, so a pack file's or an image's streams cost little; more than the
+    input's budget is a bomb."""
     d = zlib.decompressobj(wbits=31 if name == GZIP else 15)
+    cap = min(LAYER_SPAN, max(0, budget.left))
     out: list[bytes] = []
     size, pos, step = 0, p, 4096
     try:
-        while pos < hi and not d.eof:
-            piece = d.decompress(bytes(buf[pos : min(hi, pos + step)]),
-                                 max(0, budget.left - size) + 1)
-            if d.unconsumed_tail:  # past the budget: what is there is enough to say so
-                size += len(piece) + 1
-                break
+        while pos < hi and not d.eof and size <= cap:
+            piece = d.decompress(bytes(buf[pos : min(hi, pos + step)]), cap - size + 1)
             out.append(piece)
             size += len(piece)
+            if d.unconsumed_tail:
+                break  # past the cap
             pos += step
             step = min(step * 4, 1 << 20)
     except zlib.error:
         if not out:
             return None
     data = b"".join(out)
-    if size > len(data):
-        budget.take(size)  # raises: a bomb
+    if size > cap:
+        if cap == budget.left:
+            budget.take(size)  # raises: a bomb
+        data = data[:cap]
     if len(data) < 8:
         return None
     end = min(hi, pos) - len(d.unused_data)
@@ -284,7 +289,18 @@ def _unescape(buf: Any, p: int, name: str, hi: int) -> Layer | None:
     if data == window:
         return None
     skip = len(_unescaped(name, before))
-    return Layer(name, _unescaped(name, before) + data, p, p + len(window), skip)
+    m = _RUN_END[name].search(before)  # the escapes just before the seed: where they start
+    start = p - (len(before) - m.start()) if m is not None else p
+    return Layer(name, _unescaped(name, before) + data, start, p + len(window), skip)
+
+
+#: A run of escapes ending where a seed was found (the seed may lie inside the run).
+_RUN_END = {
+    PERCENT: re.compile(rb"(?:%[0-9A-Fa-f]{2})+\Z"),
+    HTML: re.compile(rb"(?:&#[0-9]{1,7};|&#[xX][0-9a-fA-F]{1,6};)+\Z"),
+    ESCAPED: re.compile(rb"(?:\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\[0-7]{3})+\Z"),
+    QP: re.compile(rb"(?:=[0-9A-F]{2}|=\r?\n)+\Z"),
+}
 
 
 _REFERENCE = re.compile(
