@@ -49,7 +49,7 @@ _QUOTED_KEY = compile_rule(
 #: Seeds of layers searched everywhere, also past the decode window: a gzipped blob,
 #: in base64 (``H4sI``) or base64 of base64 (a Helm release), cheap to find (few,
 #: and rare in text).
-_ALWAYS_SEEDS = (layers.GZIP_MAGIC, b"H4sI", b"SDRzS")
+_ALWAYS_SEEDS = (layers.GZIP_MAGIC, *layers.SHORT)
 
 
 class Buffer(Protocol):

@@ -31,7 +31,7 @@ from typing import Any
 
 from scanner.engine import b64
 from scanner.engine.limits import LAYER_SPAN, MAX_LAYERS, SEED_DEPTH
-from scanner.engine.literals import TO_URLSAFE, b64_needle
+from scanner.engine.literals import GZIP_B64, TO_URLSAFE, b64_needle, halves, needles
 from scanner.errors import SourceError
 
 #: Seeds are cut to this many characters.
@@ -39,7 +39,7 @@ SEED_CHARS = 16
 #: Shortest seed kept: shorter ones (``789c``, zlib in hex) are in every few megabytes
 #: of hex ids. Two exceptions: gzip's magic in base64 (``H4sI``), and in base64 again.
 SEED_MIN = 6
-_SHORT = (b"H4sI", b"SDRzS")
+SHORT = (GZIP_B64, b64_needle(GZIP_B64, 0))
 GZIP_MAGIC = b"\x1f\x8b\x08"
 #: zlib headers of the levels encoders use (1, 6 = the default, 9). ``78 5e`` (2-5) is
 #: left out: ``x^`` is common in text.
@@ -138,7 +138,7 @@ def seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[Seed, ...]:
 
     def add(text: bytes, layer: str, align: int) -> bytes | None:
         text = text[:SEED_CHARS]
-        if len(text) < SEED_MIN and text not in _SHORT:
+        if len(text) < SEED_MIN and text not in SHORT:
             return None
         out.setdefault((text, layer), Seed(text, layer, align))
         return text
@@ -160,7 +160,7 @@ def seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[Seed, ...]:
             for form, layer, align in _forms(text, magic, every=True):
                 add(form, layer, align)
             for form, _layer, _align in _forms(text, magic, every=False):
-                if len(form) >= SEED_MIN or form in _SHORT:  # a magic: still its start
+                if len(form) >= SEED_MIN or form in SHORT:  # a magic: still its start
                     nxt.append((form[:SEED_CHARS], magic))
         level = list(dict.fromkeys(nxt))
     return tuple(out.values())
@@ -340,6 +340,20 @@ _SUBS = {HTML: (_REFERENCE, _reference), ESCAPED: (_ESCAPES[ESCAPED], _backslash
 def _unescaped(name: str, window: bytes) -> bytes:
     pattern, one = _SUBS[name]
     return pattern.sub(one, window)
+
+
+def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
+    """Every literal of :meth:`Detector.literals` for rules with these prefixes, without
+    the detector, RE2 or the rules' regexes (the pre-commit hook's fast path asks "is
+    any of them in the staged change?"; tests/test_fast_staged.py checks it)."""
+    out: set[bytes] = set()
+    for prefix in prefixes:
+        always, deep = needles(prefix)
+        out.update(text for text, _ in always + deep)
+        out.update(half for text, chain in always if chain for half in halves(text))
+        if blobs:
+            out.update(seed.text for seed in seeds(prefix))
+    return sorted(out)
 
 
 __all__ = ["Budget", "Layer", "MAX_LAYERS", "Seed", "peel", "seeds"]

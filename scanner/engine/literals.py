@@ -67,19 +67,3 @@ def escapes(prefix: bytes) -> list[bytes]:
         forms.add(u[0].encode() + prefix[1:])
         forms.add((u[0] + u[1]).encode())
     return sorted(forms)
-
-
-def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
-    """Every literal of :meth:`Detector.literals` for rules with these prefixes (the
-    seeds of the other layers come from :mod:`scanner.engine.layers`, standard-library
-    only as well)."""
-    from scanner.engine.layers import seeds  # it imports this module
-
-    out: set[bytes] = set()
-    for prefix in prefixes:
-        always, deep = needles(prefix)
-        out.update(text for text, _ in always + deep)
-        out.update(half for text, chain in always if chain for half in halves(text))
-        if blobs:
-            out.update(seed.text for seed in seeds(prefix))
-    return sorted(out)
