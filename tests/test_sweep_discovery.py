@@ -286,7 +286,7 @@ def test_org_config_errors(table: str, message: str, tmp_path: Path) -> None:
         parse(text, str(tmp_path / "sweep.toml"))
     path = tmp_path / "sweep.toml"
     path.write_text(text)
-    proc = run(["cendis-scan", "sweep", str(path)], cwd=tmp_path)
+    proc = run(["sweep", str(path)], cwd=tmp_path)
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
