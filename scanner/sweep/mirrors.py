@@ -108,6 +108,29 @@ class Mirror:
         self.url = url
         self.branches = tuple(branches)
         self.env = dict(env or {})  # for the fetch only: a credential helper, never saved
+        self._fresh_refs: list[list[str]] | None = None  # read by fetch, for plan
+
+    def _origin_lines(self) -> list[tuple[str, str]] | None:
+        """``remote "origin"``'s keys and values as this class writes them (a plain
+        ``key = value`` per line); None for anything else, which is then rewritten by
+        git. Read from the file, since a git process per check costs more than the
+        whole check (2,000 mirrors a sweep)."""
+        try:
+            text = (self.path / "config").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        out: list[tuple[str, str]] = []
+        inside = False
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("["):
+                inside = line == '[remote "origin"]'
+            elif inside and line:
+                key, sep, value = line.partition(" = ")
+                if not sep or any(c in value for c in '"\\;#') or value != value.strip():
+                    return None
+                out.append((key, value))
+        return out
 
     # -- the mirror ---------------------------------------------------------------------
 
@@ -118,13 +141,9 @@ class Mirror:
             self.path.mkdir(parents=True, exist_ok=True)
             _git(self.path, ["init", "-q", "--bare"])
             _git(self.path, ["config", "gc.autoDetach", "false"])
-        else:  # one read instead of four writes when nothing changed (most sweeps)
-            _, out = _git(self.path, ["config", "--local", "-z", "--get-regexp",
-                                      r"^remote\.origin\.(url|fetch)$"], ok=(0, 1))
-            have = [tuple(e.split("\n", 1)) for e in out.split("\0") if e]
-            if have == [("remote.origin.url", self.url),
-                        *(("remote.origin.fetch", spec) for spec in REFSPECS)]:
-                return
+        elif self._origin_lines() == [("url", self.url),
+                                      *(("fetch", spec) for spec in REFSPECS)]:
+            return  # nothing to write (most sweeps): no git started at all
         _git(self.path, ["config", "--replace-all", "remote.origin.url", self.url])
         _git(self.path, ["config", "--unset-all", "remote.origin.fetch"], ok=(0, 5))
         for spec in REFSPECS:
@@ -134,18 +153,46 @@ class Mirror:
         """Bring branches and tags up to date; deleted ones are pruned (our namespace is
         outside the refspecs, so the state survives)."""
         self.ensure()
+        if self._unchanged(timeout):
+            return
         _git(self.path, ["fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head",
                          "origin"], timeout=timeout, env=self.env)
 
+    def _unchanged(self, timeout: float) -> bool:
+        """Are the origin's branches and tags exactly the mirror's? ``ls-remote`` is one
+        round of ref advertisement and nothing else, where a fetch that brings nothing
+        still negotiates and checks; most repositories of a sweep have nothing new. The
+        refs read here are the ones :meth:`plan` then uses (no second read)."""
+        _, out = _git(self.path, ["ls-remote", "origin", "refs/heads/*", "refs/tags/*"],
+                      timeout=timeout, env=self.env)
+        remote = {}
+        for line in out.splitlines():
+            oid, _, ref = line.partition("\t")
+            if ref.startswith(("refs/heads/", "refs/tags/")) and not ref.endswith("^{}"):
+                remote[ref] = oid
+        raw = self._raw_refs()
+        local = {r[0]: r[2] for r in raw if r[0].startswith(("refs/heads/", "refs/tags/"))}
+        if remote != local:
+            return False
+        self._fresh_refs = raw
+        return True
+
     # -- state --------------------------------------------------------------------------
+
+    def _raw_refs(self) -> list[list[str]]:
+        """[ref, type, object, peeled type, peeled object] for every ref; the ones the
+        last :meth:`fetch` read when it found nothing to fetch (then nothing moved)."""
+        if self._fresh_refs is not None:
+            raw, self._fresh_refs = self._fresh_refs, None
+            return raw
+        _, out = _git(self.path, ["for-each-ref", "--format=%(refname)%00%(objecttype)%00"
+                                  "%(objectname)%00%(*objecttype)%00%(*objectname)"])
+        return [(line.split("\0") + [""] * 5)[:5] for line in out.splitlines()]
 
     def _refs(self) -> list[tuple[str, str]]:
         """(ref, commit) for every ref, tags peeled; refs to trees or blobs skipped."""
-        _, out = _git(self.path, ["for-each-ref", "--format=%(refname)%00%(objecttype)%00"
-                                  "%(objectname)%00%(*objecttype)%00%(*objectname)"])
         refs = []
-        for line in out.splitlines():
-            ref, kind, oid, peeled_kind, peeled = (line.split("\0") + [""] * 5)[:5]
+        for ref, kind, oid, peeled_kind, peeled in self._raw_refs():
             if kind == "commit":
                 refs.append((ref, oid))
             elif kind == "tag" and peeled_kind == "commit":
