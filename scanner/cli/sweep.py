@@ -77,6 +77,10 @@ class _Progress:
         self.task = self.bar.add_task("", total=total)
         self.bar.start()
 
+    def total(self, count: int) -> None:
+        """The count once the organisations' repositories are known."""
+        self.bar.update(self.task, total=count)
+
     def start(self, source: Any) -> None:
         with self._lock:
             self._running.append(source.name)
@@ -101,7 +105,8 @@ def _sweep_once(config: Any, sink: Any, rules: Any, shard: Any, fmt: str, fetch:
     try:
         report = run_sweep(config, sink, rules, shard=shard, fetch=fetch, stop=stop,
                            on_start=progress.start if progress else None,
-                           on_done=progress.done if progress else None)
+                           on_done=progress.done if progress else None,
+                           on_total=progress.total if progress else None)
     finally:
         if progress is not None:
             progress.close()
@@ -123,7 +128,8 @@ def _make_sink(config: Any, db: str | None, report_to: str | None, token: str | 
     if report_to:
         return RemoteSink(report_to, os.environ.get(REPORT_TOKEN_ENV))
     credential = url = None
-    if any(s.auto_revoke for s in select(config, shard)):  # else aiohttp is not imported
+    if any(s.auto_revoke for s in [*select(config, shard), *config.orgs]):  # else aiohttp
+        # is not imported
         from scanner.cendis.client import api_url_from, credential_from
 
         credential = credential_from(token, os.environ)

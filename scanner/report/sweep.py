@@ -40,6 +40,14 @@ def write_table(report: Any) -> None:
     for name in ("source", "scanned", "new findings", "revoked", "errors", "seconds"):
         table.add_column(name, justify="left" if name in ("source", "errors") else "right")
     for s in report.sources:
+        if s.kind == "org":
+            d = s.discovery or {}
+            scanned = (f"{d.get('repositories', 0)} repositories"
+                       + (" (last known list)" if d.get("stale") else
+                          f" ({d.get('requests', 0)} requests, "
+                          f"{d.get('not_modified', 0)} unchanged)"))
+            table.add_row(s.name, scanned, "", "", "; ".join(s.errors), f"{s.seconds:.2f}")
+            continue
         if s.kind == "repo":
             scanned = (f"{s.commits} commit{'s' if s.commits != 1 else ''}"
                        + (" (history)" if s.first else ""))
@@ -50,6 +58,16 @@ def write_table(report: Any) -> None:
         table.add_row(s.name, scanned, str(len(s.findings)), _revoked(s), errors,
                       f"{s.seconds:.2f}")
     console.print(table)
+    for s in report.sources:  # what discovery changed, said once
+        d = s.discovery or {}
+        for name in d.get("new", ()):
+            console.print(f"  {s.name}: new repository {name}", markup=False)
+        for move in d.get("renamed", ()):
+            console.print(f"  {s.name}: renamed {move['from']} -> {move['to']} (history "
+                          f"kept)", markup=False)
+        for gone in d.get("retired", ()):
+            console.print(f"  {s.name}: retired {gone['name']} ({gone['why']}; its state "
+                          f"is kept)", markup=False)
     for s in report.sources:
         for f in s.findings:  # placed as 'cendis-scan git' and 'scan' place them
             console.print(f"  {s.name} {where(f)}  {f.redacted}  ({f.confidence})",

@@ -27,6 +27,17 @@ DEFAULT_CACHE = "cendis-sweep-cache"
 _SETTINGS = {"database": str, "cache": str, "concurrency": int, "auto_revoke": bool}
 _REPO = {"url": str, "name": str, "branches": list, "auto_revoke": bool}
 _LOGS = {"paths": list, "auto_revoke": bool}
+_ORG = {"github": str, "gitlab": str, "api_url": str, "include_subgroups": bool,
+        "include": list, "exclude": list, "archived": bool, "forks": bool,
+        "visibility": list, "topics": list, "token_env": str, "branches": list,
+        "auto_revoke": bool}
+GITHUB_API = "https://api.github.com"
+GITLAB_API = "https://gitlab.com/api/v4"
+VISIBILITIES = ("public", "private", "internal")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_ACCOUNT = {"github": re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98})"),
+            "gitlab": re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}"
+                                 r"(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}){0,20}")}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false",
                list: "a list of strings"}
 
@@ -39,10 +50,21 @@ class RepoSource:
     name: str  # unique in the file; the shard hash and the incident source use it
     branches: tuple[str, ...] = ()  # glob patterns; empty: every branch and tag
     auto_revoke: bool = False
+    #: A discovered repository: the forge's repository id ("github:api.github.com:42"),
+    #: which names its mirror, so a rename keeps the mirror and its state.
+    ident: str = ""
+    #: A discovered repository's clone credential: (variable name, user name) for the
+    #: credential helper given per git command (never in the URL or the mirror's config).
+    credential: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:
         return f"repo:{self.name}"
+
+    @property
+    def mirror_name(self) -> str:
+        """What the mirror's folder is named after: the id, else the name."""
+        return self.ident or self.name
 
     @property
     def public_url(self) -> str:
@@ -70,6 +92,37 @@ class LogSource:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgSource:
+    """One ``[[org]]``: a GitHub organisation or user, or a GitLab group, whose
+    repositories are listed through the forge's API before each sweep
+    (:mod:`scanner.sweep.discovery`) and each swept like a ``[[repo]]``."""
+
+    forge: str  # "github" | "gitlab"
+    account: str  # "acme" (GitHub org or user) or "acme/platform" (GitLab group path)
+    api_url: str
+    include: tuple[str, ...] = ()  # name globs; empty: every name
+    exclude: tuple[str, ...] = ()
+    archived: bool = False  # sweep archived repositories too
+    forks: bool = False  # sweep forks too
+    visibility: tuple[str, ...] = VISIBILITIES
+    topics: tuple[str, ...] = ()  # empty: any; else at least one of them
+    include_subgroups: bool = True  # GitLab only
+    token_env: str | None = None  # the variable that holds the API and clone credential
+    branches: tuple[str, ...] = ()
+    auto_revoke: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.forge}:{self.account}"
+
+    @property
+    def key(self) -> str:
+        """The discovery state's file name: forge, API and account (stable)."""
+        ident = "\0".join((self.forge, self.api_url, self.account.lower()))
+        return "org:" + hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
 class SweepConfig:
     path: str
     database: str | None = None  # None: --db, $CENDIS_SCAN_DB or ./cendis-incidents.db
@@ -78,6 +131,7 @@ class SweepConfig:
     auto_revoke: bool = False
     repos: tuple[RepoSource, ...] = ()
     logs: tuple[LogSource, ...] = field(default_factory=tuple)
+    orgs: tuple[OrgSource, ...] = ()
 
     @property
     def sources(self) -> tuple[RepoSource | LogSource, ...]:
@@ -220,8 +274,9 @@ def parse(text: str, path: str) -> SweepConfig:
         raise ConfigError(f"{path}: not valid TOML: {short(str(exc), 120)}") from None
     problems: list[str] = []
     for key in data:
-        if key not in ("settings", "repo", "logs"):
-            problems.append(f"unknown key {key} (known: settings, [[repo]], [[logs]])")
+        if key not in ("settings", "repo", "logs", "org"):
+            problems.append(f"unknown key {key} (known: settings, [[repo]], [[logs]], "
+                            f"[[org]])")
     raw_settings = data.get("settings", {})
     if not isinstance(raw_settings, dict):
         problems.append("settings must be a table ([settings])")
@@ -267,8 +322,12 @@ def parse(text: str, path: str) -> SweepConfig:
             continue
         paths = tuple(str(base / os.path.expanduser(p)) for p in entry["paths"])
         logs.append(LogSource(paths, bool(entry.get("auto_revoke", default_revoke))))
-    if not repos and not logs and not problems:
-        problems.append("nothing to sweep: add [[repo]] or [[logs]] tables")
+    orgs = [org for i, table in enumerate(_tables(data, "org", problems), 1)
+            if (org := _org(table, f"org[{i}]", default_revoke, problems)) is not None]
+    if len({o.key for o in orgs}) < len(orgs):
+        problems.append("an [[org]] is listed twice (same forge, api_url and account)")
+    if not repos and not logs and not orgs and not problems:
+        problems.append("nothing to sweep: add [[repo]], [[org]] or [[logs]] tables")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     database = settings.get("database")
@@ -277,7 +336,76 @@ def parse(text: str, path: str) -> SweepConfig:
         database=str(base / os.path.expanduser(database)) if database else None,
         cache=str(base / os.path.expanduser(settings.get("cache", DEFAULT_CACHE))),
         concurrency=settings.get("concurrency", DEFAULT_CONCURRENCY),
-        auto_revoke=default_revoke, repos=tuple(repos), logs=tuple(logs))
+        auto_revoke=default_revoke, repos=tuple(repos), logs=tuple(logs),
+        orgs=tuple(orgs))
+
+
+def _api_url(value: str | None, default: str, where: str, problems: list[str]) -> str:
+    """An API base URL: https (http only to this machine, for stand-ins), no user,
+    password or token in it, no query; kept without a trailing slash."""
+    if value is None:
+        return default
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = urlsplit(""), ""
+    if holds_token(value) or _invisible(value) or "@" in parts.netloc:
+        problems.append(f"{where}.api_url must not hold a user, password, token or "
+                        f"invisible characters (name the credential with token_env)")
+    elif not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))) \
+            or not host or parts.query or parts.fragment:
+        problems.append(f"{where}.api_url must be an https:// URL without a query (http "
+                        f"only to this machine), not {scrub(value, 60)!r}")
+    return value.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _org(table: dict[str, Any], where: str, default_revoke: bool,
+         problems: list[str]) -> OrgSource | None:
+    """One ``[[org]]`` checked whole: unknown keys, types, one forge, known values."""
+    entry = _check(table, _ORG, where, problems)
+    forges = [f for f in ("github", "gitlab") if f in table]
+    if len(forges) != 1:
+        problems.append(f"{where} needs exactly one of github = \"<org or user>\" or "
+                        f"gitlab = \"<group path>\"")
+        return None
+    forge = forges[0]
+    account = entry.get(forge, "").strip("/")
+    if not _ACCOUNT[forge].fullmatch(account):
+        problems.append(f"{where}.{forge} is not a {forge} "
+                        f"{'organisation or user' if forge == 'github' else 'group path'}: "
+                        f"{scrub(repr(account), 60)}")
+        return None
+    if forge == "github" and "include_subgroups" in table:
+        problems.append(f"{where}.include_subgroups is for gitlab groups only")
+    visibility = tuple(entry.get("visibility", VISIBILITIES))
+    bad = [v for v in visibility if v not in VISIBILITIES]
+    if bad or not visibility:
+        problems.append(f"{where}.visibility must list some of {', '.join(VISIBILITIES)}"
+                        + (f", not {scrub(repr(bad[0]), 30)}" if bad else ""))
+    token_env = entry.get("token_env")
+    if token_env is not None and not _ENV_NAME.fullmatch(token_env):
+        problems.append(f"{where}.token_env must name an environment variable (the "
+                        f"credential itself never goes in this file)")
+        token_env = None
+    for key in ("include", "exclude", "topics", "branches"):
+        for value in entry.get(key, ()):
+            if holds_token(value) or _invisible(value):
+                problems.append(f"{where}.{key} holds a token or invisible characters")
+    api = _api_url(entry.get("api_url"), GITHUB_API if forge == "github" else GITLAB_API,
+                   where, problems)
+    return OrgSource(
+        forge=forge, account=account, api_url=api, include=tuple(entry.get("include", ())),
+        exclude=tuple(entry.get("exclude", ())), archived=entry.get("archived", False),
+        forks=entry.get("forks", False), visibility=visibility,
+        topics=tuple(entry.get("topics", ())),
+        include_subgroups=entry.get("include_subgroups", True), token_env=token_env,
+        branches=tuple(entry.get("branches", ())),
+        auto_revoke=bool(entry.get("auto_revoke", default_revoke)))
 
 
 def load(path: str | os.PathLike[str]) -> SweepConfig:
@@ -293,7 +421,7 @@ def load(path: str | os.PathLike[str]) -> SweepConfig:
 def shard_of(source: RepoSource | LogSource, count: int) -> int:
     """A stable shard number in ``0..count-1`` for a source: the same on every machine
     and run (SHA-256 of its name or paths, not Python's salted ``hash``)."""
-    ident = source.name if isinstance(source, RepoSource) else source.key
+    ident = source.mirror_name if isinstance(source, RepoSource) else source.key
     return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big") % count
 
 

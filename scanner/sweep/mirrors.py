@@ -56,11 +56,13 @@ _ALLOW = {"GIT_ALLOW_PROTOCOL": ":".join(TRANSPORTS)}
 
 
 def _git(path: Path, args: Sequence[str], *, input: bytes | None = None,
-         timeout: float | None = None, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
+         timeout: float | None = None, ok: tuple[int, ...] = (0,),
+         env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """git in a mirror, through the one runner (:func:`scanner.git.plumbing.run`: never a
     password prompt, git's error in one line) and the sweep's transports only; its
-    output as text."""
-    status, out = run(str(path), args, input=input, timeout=timeout, ok=ok, extra=_ALLOW)
+    output as text. ``env``: more environment (a fetch's credential helper)."""
+    status, out = run(str(path), args, input=input, timeout=timeout, ok=ok,
+                      extra={**(env or {}), **_ALLOW})
     return status, out.decode("utf-8", "surrogateescape")
 
 
@@ -100,10 +102,35 @@ class Mirror:
     """One repository's bare mirror in the cache."""
 
     def __init__(self, path: str | os.PathLike[str], url: str,
-                 branches: Sequence[str] = ()) -> None:
+                 branches: Sequence[str] = (), *, env: Mapping[str, str] | None = None
+                 ) -> None:
         self.path = Path(path)
         self.url = url
         self.branches = tuple(branches)
+        self.env = dict(env or {})  # for the fetch only: a credential helper, never saved
+        self._fresh_refs: list[list[str]] | None = None  # read by fetch, for plan
+
+    def _origin_lines(self) -> list[tuple[str, str]] | None:
+        """``remote "origin"``'s keys and values as this class writes them (a plain
+        ``key = value`` per line); None for anything else, which is then rewritten by
+        git. Read from the file, since a git process per check costs more than the
+        whole check (2,000 mirrors a sweep)."""
+        try:
+            text = (self.path / "config").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        out: list[tuple[str, str]] = []
+        inside = False
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("["):
+                inside = line == '[remote "origin"]'
+            elif inside and line:
+                key, sep, value = line.partition(" = ")
+                if not sep or any(c in value for c in '"\\;#') or value != value.strip():
+                    return None
+                out.append((key, value))
+        return out
 
     # -- the mirror ---------------------------------------------------------------------
 
@@ -114,6 +141,9 @@ class Mirror:
             self.path.mkdir(parents=True, exist_ok=True)
             _git(self.path, ["init", "-q", "--bare"])
             _git(self.path, ["config", "gc.autoDetach", "false"])
+        elif self._origin_lines() == [("url", self.url),
+                                      *(("fetch", spec) for spec in REFSPECS)]:
+            return  # nothing to write (most sweeps): no git started at all
         _git(self.path, ["config", "--replace-all", "remote.origin.url", self.url])
         _git(self.path, ["config", "--unset-all", "remote.origin.fetch"], ok=(0, 5))
         for spec in REFSPECS:
@@ -123,18 +153,46 @@ class Mirror:
         """Bring branches and tags up to date; deleted ones are pruned (our namespace is
         outside the refspecs, so the state survives)."""
         self.ensure()
+        if self._unchanged(timeout):
+            return
         _git(self.path, ["fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head",
-                         "origin"], timeout=timeout)
+                         "origin"], timeout=timeout, env=self.env)
+
+    def _unchanged(self, timeout: float) -> bool:
+        """Are the origin's branches and tags exactly the mirror's? ``ls-remote`` is one
+        round of ref advertisement and nothing else, where a fetch that brings nothing
+        still negotiates and checks; most repositories of a sweep have nothing new. The
+        refs read here are the ones :meth:`plan` then uses (no second read)."""
+        _, out = _git(self.path, ["ls-remote", "origin", "refs/heads/*", "refs/tags/*"],
+                      timeout=timeout, env=self.env)
+        remote = {}
+        for line in out.splitlines():
+            oid, _, ref = line.partition("\t")
+            if ref.startswith(("refs/heads/", "refs/tags/")) and not ref.endswith("^{}"):
+                remote[ref] = oid
+        raw = self._raw_refs()
+        local = {r[0]: r[2] for r in raw if r[0].startswith(("refs/heads/", "refs/tags/"))}
+        if remote != local:
+            return False
+        self._fresh_refs = raw
+        return True
 
     # -- state --------------------------------------------------------------------------
 
-    def _refs(self) -> list[tuple[str, str]]:
-        """(ref, commit) for every ref, tags peeled; refs to trees or blobs skipped."""
+    def _raw_refs(self) -> list[list[str]]:
+        """[ref, type, object, peeled type, peeled object] for every ref; the ones the
+        last :meth:`fetch` read when it found nothing to fetch (then nothing moved)."""
+        if self._fresh_refs is not None:
+            raw, self._fresh_refs = self._fresh_refs, None
+            return raw
         _, out = _git(self.path, ["for-each-ref", "--format=%(refname)%00%(objecttype)%00"
                                   "%(objectname)%00%(*objecttype)%00%(*objectname)"])
+        return [(line.split("\0") + [""] * 5)[:5] for line in out.splitlines()]
+
+    def _refs(self) -> list[tuple[str, str]]:
+        """(ref, commit) for every ref, tags peeled; refs to trees or blobs skipped."""
         refs = []
-        for line in out.splitlines():
-            ref, kind, oid, peeled_kind, peeled = (line.split("\0") + [""] * 5)[:5]
+        for ref, kind, oid, peeled_kind, peeled in self._raw_refs():
             if kind == "commit":
                 refs.append((ref, oid))
             elif kind == "tag" and peeled_kind == "commit":

@@ -11,13 +11,14 @@ reported in its row and does not stop the others; its state stays where it was.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ScanError, short
 from scanner.finding import Finding
@@ -28,14 +29,18 @@ from scanner.sweep.logs import sweep_logs
 from scanner.sweep.mirrors import Mirror, cache_dir_name, exclusive
 from scanner.sweep.sinks import Place, Sink
 
+if TYPE_CHECKING:
+    from scanner.sweep.discovery import OrgResult
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class SourceReport:
-    """One row of the summary: a repository or a ``[[logs]]`` table."""
+    """One row of the summary: a repository, a ``[[logs]]`` table, or an ``[[org]]``'s
+    discovery (its repositories are rows of their own)."""
 
-    kind: str  # "repo" | "logs"
+    kind: str  # "repo" | "logs" | "org"
     name: str
     first: bool = False  # a repository's first sweep: its whole history
     commits: int = 0
@@ -48,9 +53,11 @@ class SourceReport:
     seconds: float = 0.0
     skipped: bool = False  # a shutdown came before it started
     revoked_by: str = "sweep"  # "sweep" (here) or "receiver" (--report-to)
+    discovery: dict[str, Any] | None = None  # an org: listed, new, renamed, retired...
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "first": self.first,
+        extra = {"discovery": self.discovery} if self.discovery is not None else {}
+        return {**extra, "kind": self.kind, "name": self.name, "first": self.first,
                 "commits": self.commits, "files": self.files, "bytes": self.bytes,
                 "new_findings": len(self.findings), "queued": self.queued,
                 "revoked": self.revoked, "revoked_by": self.revoked_by,
@@ -88,13 +95,29 @@ class SweepReport:
                 "sources": [s.to_dict() for s in self.sources]}
 
 
-def select(config: SweepConfig, shard: tuple[int, int] | None
-           ) -> list[RepoSource | LogSource]:
-    """The sources of this shard (all of them without one)."""
+def select(config: SweepConfig, shard: tuple[int, int] | None,
+           discovered: Sequence[RepoSource] = ()) -> list[RepoSource | LogSource]:
+    """The sources of this shard (all of them without one): the configuration's, and
+    the discovered repositories (once each; a ``[[repo]]`` of the same name wins)."""
+    names = {r.name for r in config.repos}
+    seen: set[str] = set()
+    found: list[RepoSource] = []
+    for repo in discovered:
+        if repo.name not in names and repo.mirror_name not in seen:
+            seen.add(repo.mirror_name)
+            found.append(repo)
+    sources: list[RepoSource | LogSource] = [*config.repos, *found, *config.logs]
     if shard is None:
-        return list(config.sources)
+        return sources
     k, n = shard
-    return [s for s in config.sources if shard_of(s, n) == k]
+    return [s for s in sources if shard_of(s, n) == k]
+
+
+def org_report(result: OrgResult) -> SourceReport:
+    """An ``[[org]]``'s row: its discovery's figures and changes, and its errors (a
+    failed listing is an error even though the last known list is swept)."""
+    return SourceReport("org", result.org.name, errors=list(result.errors),
+                        seconds=result.seconds, discovery=result.to_dict())
 
 
 def _new(findings: Sequence[Finding], reported: set[str]) -> list[Finding]:
@@ -115,7 +138,10 @@ def sweep_repo(source: RepoSource, cache: Path, rules: list[Rule], options: Scan
     """Fetch, scan what is new, record, then advance the state (in that order)."""
     report = SourceReport("repo", source.name)
     started = time.perf_counter()
-    mirror = Mirror(cache / cache_dir_name(source.name), source.url, source.branches)
+    from scanner.sweep.discovery.credentials import clone_env
+
+    mirror = Mirror(cache / cache_dir_name(source.mirror_name), source.url, source.branches,
+                    env=clone_env(source.url, source.credential, os.environ))
     try:
         with exclusive(mirror.path.with_suffix(".lock")):
             _sweep_mirror(source, mirror, rules, options, sink, report, fetch)
@@ -201,14 +227,28 @@ def run_sweep(config: SweepConfig, sink: Sink, rules: list[Rule], *,
               options: ScanOptions | None = None, shard: tuple[int, int] | None = None,
               fetch: bool = True, stop: threading.Event | None = None,
               on_start: Callable[[RepoSource | LogSource], None] | None = None,
-              on_done: Callable[[SourceReport], None] | None = None) -> SweepReport:
-    """Sweep every selected source, ``config.concurrency`` at a time. A set ``stop``
-    lets the sources already started finish and starts no other (clean shutdown)."""
+              on_done: Callable[[SourceReport], None] | None = None,
+              on_total: Callable[[int], None] | None = None,
+              environ: Mapping[str, str] | None = None,
+              sleep: Callable[[float], Awaitable[None]] | None = None,
+              clock: Callable[[], float] | None = None) -> SweepReport:
+    """Discover the ``[[org]]`` repositories (``environ``, ``sleep`` and ``clock`` are
+    the discovery's), then sweep every selected source, ``config.concurrency`` at a
+    time. A set ``stop`` lets the sources already started finish and starts no other
+    (clean shutdown)."""
     options = options or ScanOptions()
     started = time.perf_counter()
     cache = Path(config.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    sources = select(config, shard)
+    orgs: list[OrgResult] = []
+    if config.orgs:
+        from scanner.sweep.discovery import discover
+
+        orgs = discover(config.orgs, cache, fetch=fetch, environ=environ, sleep=sleep,
+                        clock=clock)
+    sources = select(config, shard, [r for o in orgs for r in o.repos])
+    if on_total is not None:
+        on_total(len(sources))
 
     def one(source: RepoSource | LogSource) -> SourceReport:
         if stop is not None and stop.is_set():
@@ -232,6 +272,7 @@ def run_sweep(config: SweepConfig, sink: Sink, rules: list[Rule], *,
         with ThreadPoolExecutor(max_workers=config.concurrency,
                                 thread_name_prefix="cendis-sweep") as pool:
             reports = list(pool.map(one, sources))
+    reports = [*(org_report(o) for o in orgs), *reports]
     problems = sink.finish()
     for report in reports:
         report.revoked_by = sink.revoked_by
