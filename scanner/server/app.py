@@ -35,6 +35,7 @@ from scanner.server.state import (
     TRAIL,
     WRITER,
 )
+from scanner.server.triage import add_triage_route
 from scanner.server.views import add_routes
 from scanner.server.writer import BatchWriter
 
@@ -108,6 +109,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
     add_findings_route(app)
+    add_triage_route(app)
     return app
 
 
