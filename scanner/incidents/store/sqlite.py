@@ -34,6 +34,7 @@ import sqlite_utils
 
 from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef, utcnow
 from scanner.incidents.store import schema
+from scanner.incidents.store.browse import Browse
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
@@ -69,10 +70,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver):
+class SqliteStore(SqliteQueue, SqliteReceiver, Browse):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
+    _mark = "?"
 
     def __init__(self, db: sqlite_utils.Database, now: Callable[[], datetime],
                  url: str = "") -> None:
@@ -267,6 +269,10 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
         return True
 
     # -- reading incidents ------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
 
     @staticmethod
     def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:

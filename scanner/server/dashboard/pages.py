@@ -1,0 +1,86 @@
+"""The overview and the incident page.
+
+Each page's reads run in one worker thread (bounded like every reader's query, 503 when
+the database does not answer), and the page is rendered from plain values: the charts
+as SVG strings (:mod:`.charts`), every stored text autoescaped by the templates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from scanner.incidents.models import CLOSED, Severity, Status
+from scanner.incidents.store import Store
+from scanner.server.dashboard import charts, present
+from scanner.server.dashboard.site import render, signed_in
+from scanner.server.state import NOW, STORE
+from scanner.server.views import _read as bounded_read
+
+SEVERITIES = tuple(s.value for s in Severity)
+OPEN_STATUSES = tuple(s.value for s in Status if s not in CLOSED)
+
+
+def overview_data(store: Store, now: datetime) -> dict[str, Any]:
+    """Everything the overview shows, read in one go (on a worker thread)."""
+    counts = store.incident_counts()
+    statuses = sorted({row["status"] for row in counts})
+    table = {sev: dict.fromkeys(statuses, 0) for sev in SEVERITIES}
+    for row in counts:
+        table.setdefault(row["severity"] or "unknown", dict.fromkeys(statuses, 0))[
+            row["status"]] += row["n"]
+    open_by_severity = {sev: sum(n for status, n in table[sev].items()
+                                 if status in OPEN_STATUSES) for sev in table}
+    per_day = {row["day"]: row["n"] for row in store.incidents_per_day(now - timedelta(days=30))}
+    week_start, day_start = now - timedelta(days=7), now - timedelta(days=1)
+    week, day = [], []
+    for row in store.revoke_times(week_start):
+        seconds = present.seconds_between(row["first_seen"], row["revoked_at"])
+        if seconds is None:
+            continue
+        week.append(seconds)
+        if str(row["revoked_at"]) >= day_start.isoformat():
+            day.append(seconds)
+    return {
+        "statuses": statuses, "table": table, "open_by_severity": open_by_severity,
+        "total": sum(row["n"] for row in counts),
+        "queue_depth": store.queue_depth(), "queue_oldest": store.oldest_pending_age(),
+        "per_day": charts.per_day(per_day, now.date()),
+        "revoke": {"day": (len(day), present.percentile(day, 50), present.percentile(day, 99)),
+                   "week": (len(week), present.percentile(week, 50),
+                            present.percentile(week, 99))},
+        "histogram": charts.histogram(week),
+    }
+
+
+async def overview(request: web.Request) -> web.Response:
+    session = signed_in(request)
+    now = request.config_dict[NOW]()
+    data = await bounded_read(overview_data, request.config_dict[STORE], now)
+    per_day_chart = charts.bar_chart("per-day", "Incidents per day, last 30 days",
+                                     data["per_day"], label_every=5)
+    revoke_chart = charts.bar_chart("to-revoke", "Time from first report to revoke, "
+                                    "last 7 days", data["histogram"])
+    return render(request, "overview.html", session=session, data=data,
+                  per_day_chart=per_day_chart, revoke_chart=revoke_chart, title="Overview",
+                  now=now)
+
+
+async def incident_page(request: web.Request) -> web.Response:
+    session = signed_in(request)
+    ident = request.match_info["ident"]
+    found = None
+    if ident.isascii() and ident.isdigit() and len(ident) <= 18:
+        found = await bounded_read(request.config_dict[STORE].get_incident, int(ident))
+    if found is None:
+        return render(request, "error.html", status=404, session=session, title="Not found",
+                      message="There is no incident with this number.")
+    return render(request, "incident.html", session=session, incident=found,
+                  title=f"Incident {found['id']}", actions=[], done=request.query.get("done"))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", overview)
+    app.router.add_get("/incidents/{ident}", incident_page)
