@@ -21,7 +21,7 @@ from multidict import MultiMapping
 
 from scanner.incidents.models import Severity, Status, TokenRef
 from scanner.incidents.store.browse import Cursor, IncidentFilter
-from scanner.scrub import is_clean
+from scanner.scrub import scrub
 from scanner.server.dashboard.site import render, signed_in
 from scanner.server.dashboard.state import PREFIX
 from scanner.server.state import STORE
@@ -126,7 +126,7 @@ def _whole_token(query: MultiMapping[str]) -> web.HTTPSeeOther | None:
         params = {k: v for k, v in query.items() if k != "q" and k != "after"}
         params["q"] = TokenRef.from_token(q).sha256
         return web.HTTPSeeOther(f"{PREFIX}/incidents?{urlencode(params)}")
-    if q and not is_clean(q):
+    if q and scrub(q, 10_000) != q:  # a token inside other text: never echoed
         params = {k: v for k, v in query.items() if k != "q" and k != "after"}
         return web.HTTPSeeOther(f"{PREFIX}/incidents?{urlencode(params | {'q': '-'})}")
     return None
