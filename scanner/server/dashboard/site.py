@@ -3,13 +3,13 @@ renderer, the template environment and the session cookie helpers."""
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from scanner.server.auth import Role, role_tokens, roles_for_token
 from scanner.server.config import ServerConfig
 from scanner.server.dashboard import present
 from scanner.server.dashboard.csrf import FIELD
@@ -99,15 +99,13 @@ def render(request: web.Request, page: str, *, status: int = 200,
 
 
 def role_for(config: ServerConfig, token: str) -> str | None:
-    """The role a sign-in token grants: compared in constant time with every configured
-    token (all of them, always, so the time says nothing about which matched)."""
-    given = token.encode("utf-8", "replace")
-    found = None
-    for role, expected in (("triager", getattr(config, "triager_token", None)),
-                           ("reader", config.reader_token)):
-        if expected and hmac.compare_digest(given, expected.encode()) and found is None:
-            found = role
-    return found
+    """The dashboard role a sign-in token grants (triager over reader), compared by
+    :mod:`scanner.server.auth` as every bearer token is (constant time, every role)."""
+    roles = roles_for_token(token, role_tokens(config))
+    for role in (Role.TRIAGER, Role.READER):
+        if role in roles:
+            return role.value
+    return None
 
 
 async def not_found(request: web.Request) -> web.Response:
