@@ -32,7 +32,9 @@ def same_origin(request: web.Request) -> bool:
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
+        # "null": what a browser sends from a page with Referrer-Policy: no-referrer
+        # (ours); Sec-Fetch-Site above and the token below still decide
         return True
     # the host only: behind a TLS-terminating proxy the browser's scheme is not ours
     scheme, _, host = origin.partition("://")
