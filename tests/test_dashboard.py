@@ -7,6 +7,7 @@ import csv
 import io
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,18 @@ def rng() -> random.Random:
     return random.Random(18)
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """120 incidents, seeded once per module (each test gets its own copy)."""
+    db = tmp_path_factory.mktemp("template") / "trail.db"
+    return db, seed(db, random.Random(18), 120)
+
+
 @pytest.fixture
-def trail(tmp_path: Path, rng: random.Random) -> tuple[Path, Any]:
+def trail(tmp_path: Path, template: tuple[Path, Any]) -> tuple[Path, Any]:
     db = tmp_path / "trail.db"
-    return db, seed(db, rng, 120)
+    shutil.copyfile(template[0], db)  # closed: everything is in the main file
+    return db, template[1]
 
 
 @pytest.fixture
@@ -334,6 +343,18 @@ async def test_overview_shows_the_queue_and_revoke_times(client: Any,
     assert html.count('<svg class="chart"') == 2 and "<title" in html
     found = parse(html)
     assert found.styles == [] and found.handlers == [] and "script" not in found.tags
+
+
+async def test_a_browser_following_a_notification_link_gets_the_page(
+        client: Any, tokens: dict[str, str]) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    resp = await client.get("/incidents/3", headers=html, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/dashboard/incidents/3"
+    api = await client.get("/incidents/3", allow_redirects=False)
+    assert api.status == 401  # the JSON API still needs its bearer token
+    bearer_html = await client.get("/incidents/3", allow_redirects=False, headers={
+        **html, "Authorization": f"Bearer {tokens['reader']}"})
+    assert bearer_html.status == 200 and (await bearer_html.json())["id"] == 3
 
 
 async def test_an_unknown_incident_is_a_404_page(client: Any, tokens: dict[str, str]) -> None:
