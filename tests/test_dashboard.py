@@ -57,7 +57,8 @@ def tokens() -> dict[str, str]:
 async def client(aiohttp_client: Any, trail: tuple[Path, Any], tokens: dict[str, str]
                  ) -> Any:
     clock = Clock()
-    app = make_app(trail[0], config(reader_token=tokens["reader"]), clock)
+    app = make_app(trail[0], config(reader_token=tokens["reader"],
+                                    triager_token=tokens["triager"]), clock)
     c = await aiohttp_client(app)
     c.clock = clock
     return c
@@ -166,14 +167,17 @@ CSRF_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CSRF_CASES))
-@pytest.mark.parametrize("path", ["/dashboard/signout", "/dashboard/signin"])
+@pytest.mark.parametrize("path", ["/dashboard/signout", "/dashboard/signin",
+                                  "/dashboard/incidents/2/actions"])
 async def test_a_post_without_the_csrf_token_is_refused(
         client: Any, aiohttp_client: Any, trail: Any, tokens: dict[str, str], case: str,
         path: str) -> None:
-    csrf = await sign_in(client, tokens["reader"]) if path.endswith("signout") else \
-        csrf_of(await (await client.get("/dashboard/signin")).text())
+    if path.endswith("signin"):
+        csrf = csrf_of(await (await client.get("/dashboard/signin")).text())
+    else:
+        csrf = await sign_in(client, tokens["triager"])
     fields, headers = CSRF_CASES[case]
-    data = {"csrf": csrf, "name": "alice", "token": tokens["reader"]}
+    data = {"csrf": csrf, "name": "alice", "token": tokens["reader"], "action": "ack"}
     data.update(fields)
     if case == "missing":
         del data["csrf"]
@@ -183,8 +187,9 @@ async def test_a_post_without_the_csrf_token_is_refused(
     resp = await client.post(path, data=data, headers=headers or {},
                              allow_redirects=False)
     assert resp.status == 403, (case, resp.status)
-    if path.endswith("signout"):  # still signed in
+    if not path.endswith("signin"):  # still signed in, and nothing was written
         assert (await client.get("/dashboard/", allow_redirects=False)).status == 200
+        assert "acknowledged" not in events_of(trail[0], 2)
 
 
 HOSTILE_URLS = ["javascript:alert(document.domain)", "JaVaScRiPt:alert(1)",
@@ -270,6 +275,8 @@ FILTERS = [
     ("severity=critical", lambda i: i % 3 == 0),
     ("from=2026-03-01&to=2026-03-01", lambda i: True),
     ("from=2026-03-02", lambda i: False),
+    ("triage=open&severity=critical", lambda i: i % 3 == 0),
+    ("triage=acknowledged", lambda i: False),
 ]
 
 
@@ -370,3 +377,70 @@ async def test_a_big_form_is_refused(client: Any, tokens: dict[str, str]) -> Non
     resp = await client.post("/dashboard/signin", data={
         "csrf": csrf_of(page), "name": "a", "token": "x" * 100_000})
     assert resp.status == 413
+
+
+def events_of(db: Path, incident_id: int) -> str:
+    """The incident's events as one text (kind, detail, actor), read from the file."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT kind, detail, actor FROM events WHERE incident_id = ? "
+                            "ORDER BY id", [incident_id]).fetchall()
+    return "\n".join(" | ".join(str(v) for v in row) for row in rows)
+
+
+async def act(client: Any, csrf: str, ident: int, action: str, **fields: str) -> Any:
+    return await client.post(f"/dashboard/incidents/{ident}/actions", allow_redirects=False,
+                             data={"csrf": csrf, "action": action, **fields})
+
+
+async def test_a_triager_acts_and_the_trail_names_them(client: Any, trail: Any,
+                                                       tokens: dict[str, str]) -> None:
+    csrf = await sign_in(client, tokens["triager"], "Carol Triager")
+    ident = trail[1].ids[4]
+    page = await (await client.get(f"/dashboard/incidents/{ident}")).text()
+    assert 'value="ack"' in page and 'value="note"' in page and 'value="reopen"' not in page
+    for action, fields in (("ack", {}), ("assign", {"assignee": "dave"}),
+                           ("note", {"note": "rotated in CI <b>now</b>"}), ("resolve", {})):
+        resp = await act(client, csrf, ident, action, **fields)
+        assert resp.status == 303, action
+        assert resp.headers["Location"] == f"/dashboard/incidents/{ident}?done={action}"
+    events = events_of(trail[0], ident)
+    assert "open -> acknowledged | Carol Triager" in events
+    assert "note | rotated in CI <b>now</b> | Carol Triager" in events
+    assert "acknowledged -> resolved | Carol Triager" in events
+    page = await (await client.get(f"/dashboard/incidents/{ident}?done=resolve")).text()
+    assert "rotated in CI &lt;b&gt;now&lt;/b&gt;" in page and "Carol Triager" in page
+    assert 'value="reopen"' in page and 'value="ack"' not in page
+    html = await (await client.get("/dashboard/incidents?triage=resolved")).text()
+    assert listed(html) == [ident]
+
+
+@pytest.mark.parametrize(("action", "fields", "error"), [
+    ("ignore", {}, "missing"), ("false_positive", {"reason": "  "}, "missing"),
+    ("assign", {}, "missing"), ("note", {}, "missing"), ("reopen", {}, "transition")])
+async def test_a_refused_action_says_why_and_writes_nothing(
+        client: Any, trail: Any, tokens: dict[str, str], action: str,
+        fields: dict[str, str], error: str) -> None:
+    csrf = await sign_in(client, tokens["triager"])
+    ident = trail[1].ids[5]
+    before = events_of(trail[0], ident)
+    resp = await act(client, csrf, ident, action, **fields)
+    assert resp.status == 303 and resp.headers["Location"].endswith(f"?error={error}")
+    assert events_of(trail[0], ident) == before
+    page = await (await client.get(resp.headers["Location"])).text()
+    assert 'class="error" role="alert"' in page
+
+
+async def test_a_reader_never_acts(client: Any, trail: Any, tokens: dict[str, str]) -> None:
+    csrf = await sign_in(client, tokens["reader"])
+    ident = trail[1].ids[6]
+    page = await (await client.get(f"/dashboard/incidents/{ident}")).text()
+    assert "/actions" not in page and 'class="triage' not in page
+    before = events_of(trail[0], ident)
+    for action in ("ack", "resolve", "note", "unknown"):
+        resp = await act(client, csrf, ident, action, note="x", reason="x")
+        assert resp.status == 403, action  # a forged form with the reader's own token
+    assert events_of(trail[0], ident) == before
+    bad = await act(client, "", ident, "ack")
+    assert bad.status == 403

@@ -24,7 +24,7 @@ from scanner.incidents.store.common import iso
 #: where it was first seen (source and repository), for the table without a second query.
 _COLUMNS = (
     "i.id, i.sha256, i.redacted, i.first_seen, i.last_seen, i.status, i.severity, "
-    "i.owner, i.token_name, i.org, i.updated_at, "
+    "i.owner, i.token_name, i.org, i.updated_at, i.triage, i.assignee, i.confidence, "
     "(SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) AS sightings, "
     "(SELECT s.source FROM sightings s WHERE s.incident_id = i.id ORDER BY s.id LIMIT 1) "
     "AS source, "
@@ -37,6 +37,7 @@ class IncidentFilter:
     """What the list is narrowed to; None is "any". Values are checked by the caller
     (the dashboard's form parser): here they are only bound, never spliced into SQL."""
 
+    triage: str | None = None        # the triage state (models.Triage)
     status: str | None = None        # the revoke status (models.Status)
     severity: str | None = None      # models.Severity
     source: str | None = None        # a sighting's source starts with it, or its partner is it
@@ -71,7 +72,8 @@ def browse_query(mark: str, where: IncidentFilter, *, after: Cursor | None, limi
     """One page of the list, newest first (last sighting, then id), and its parameters."""
     clauses: list[str] = []
     params: list[Any] = []
-    for column, value in (("i.status", where.status), ("i.severity", where.severity)):
+    for column, value in (("i.triage", where.triage), ("i.status", where.status),
+                          ("i.severity", where.severity)):
         if value is not None:
             clauses.append(f"{column} = {mark}")
             params.append(value)
@@ -121,9 +123,17 @@ class Browse:
         return self._rows(sql, params)
 
     def incident_counts(self) -> list[dict[str, Any]]:
-        """How many incidents per (severity, status): the overview's table."""
-        return self._rows("SELECT severity, status, count(*) AS n FROM incidents "
-                          "GROUP BY severity, status ORDER BY severity, status")
+        """How many incidents per (severity, triage, status): the overview's tables."""
+        return self._rows("SELECT severity, triage, status, count(*) AS n FROM incidents "
+                          "GROUP BY severity, triage, status ORDER BY severity, triage, status")
+
+    def incident_notifications(self, incident_id: int) -> list[dict[str, Any]]:
+        """The outbox rows of one incident (one per event and channel): what was sent
+        where, when, and what is still waiting or failing."""
+        m = self._mark
+        return self._rows("SELECT id, event_id, kind, channel, created_at, attempts, sent_at, "
+                          f"last_error, answer FROM outbox WHERE incident_id = {m} "
+                          "ORDER BY id", [int(incident_id)])
 
     def incidents_per_day(self, since: datetime) -> list[dict[str, Any]]:
         """Incidents first seen per UTC day since ``since`` (days without one absent)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import Counter
 
-from scanner.server.dashboard import listing, pages, signin
+from scanner.server.dashboard import actions, listing, pages, signin
 from scanner.server.dashboard.session import Sessions, SignInLimiter
 from scanner.server.dashboard.site import HERE, not_found, security_headers, templates
 from scanner.server.dashboard.state import DASHBOARD, Dashboard
@@ -38,6 +38,7 @@ def create_dashboard(metrics: Metrics, *, monotonic: Callable[[], float],
     signin.add_routes(app)
     listing.add_routes(app)
     pages.add_routes(app)
+    actions.add_routes(app)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from scanner.incidents.models import Severity, Status, TokenRef
+from scanner.incidents.models import Severity, Status, TokenRef, Triage
 from scanner.incidents.store.browse import Cursor, IncidentFilter
 from scanner.scrub import scrub
 from scanner.server.dashboard.site import render, signed_in
@@ -33,12 +33,13 @@ PAGE = 50
 #: Rows per store call while a CSV export streams (each call is one short read).
 EXPORT_BATCH = 1000
 STATUSES = tuple(s.value for s in Status)
+TRIAGES = tuple(t.value for t in Triage)
 SEVERITIES = tuple(s.value for s in Severity)
 _HEX = re.compile(r"[0-9a-f]{4,64}", re.ASCII)
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _CURSOR = re.compile(r"(\d{4}-\d{2}-\d{2}T[0-9:.]{8,15}\+00:00)\|(\d{1,18})", re.ASCII)
 #: The query parameters of the list (and of its CSV), in the form's order.
-PARAMS = ("q", "status", "severity", "source", "repository", "from", "to")
+PARAMS = ("q", "triage", "status", "severity", "source", "repository", "from", "to")
 
 
 class BadFilter(ValueError):
@@ -97,10 +98,11 @@ def parse(query: MultiMapping[str]) -> Query:
     where = IncidentFilter()
     if values["q"]:
         where = _search(values["q"], where)
-    for name, allowed in (("status", STATUSES), ("severity", SEVERITIES)):
+    for name, allowed in (("triage", TRIAGES), ("status", STATUSES),
+                          ("severity", SEVERITIES)):
         if values[name] and values[name] not in allowed:
             raise BadFilter(name, f"one of {', '.join(allowed)}")
-    where = replace(where, status=values["status"] or None,
+    where = replace(where, triage=values["triage"] or None, status=values["status"] or None,
                     severity=values["severity"] or None,
                     source=_text(values["source"], "source") or None,
                     repository=_text(values["repository"], "repository") or None)
@@ -144,7 +146,7 @@ async def incident_list(request: web.Request) -> web.Response:
         return render(request, "list.html", status=400, session=session, rows=[],
                       query=Query(IncidentFilter(), None, values), error=str(exc),
                       error_field=exc.field, next_link=None, title="Incidents",
-                      statuses=STATUSES, severities=SEVERITIES)
+                      statuses=STATUSES, severities=SEVERITIES, triages=TRIAGES)
     rows = await bounded_read(request.config_dict[STORE].browse_incidents, query.where,
                        after=query.after, limit=PAGE + 1)
     next_link = None
@@ -154,11 +156,12 @@ async def incident_list(request: web.Request) -> web.Response:
         next_link = query.link(after=f"{last['last_seen']}|{last['id']}")
     return render(request, "list.html", session=session, rows=rows, query=query,
                   error="", error_field="", next_link=next_link, title="Incidents",
-                  statuses=STATUSES, severities=SEVERITIES)
+                  statuses=STATUSES, severities=SEVERITIES, triages=TRIAGES)
 
 
-CSV_COLUMNS = ("id", "redacted", "sha256", "severity", "status", "owner", "token_name",
-               "org", "first_seen", "last_seen", "sightings", "source", "repository")
+CSV_COLUMNS = ("id", "redacted", "sha256", "severity", "triage", "assignee", "status",
+               "owner", "token_name", "org", "first_seen", "last_seen", "sightings", "source",
+               "repository")
 
 
 def csv_cell(value: object) -> str:

@@ -12,15 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from scanner.incidents.models import CLOSED, Severity, Status
+from scanner.incidents.models import TRIAGE_CLOSED, Severity, Triage
 from scanner.incidents.store import Store
-from scanner.server.dashboard import charts, present
+from scanner.server.dashboard import actions, charts, present
 from scanner.server.dashboard.site import render, signed_in
 from scanner.server.state import NOW, STORE
 from scanner.server.views import _read as bounded_read
 
 SEVERITIES = tuple(s.value for s in Severity)
-OPEN_STATUSES = tuple(s.value for s in Status if s not in CLOSED)
+TRIAGES = tuple(t.value for t in Triage)
+OPEN_TRIAGES = tuple(t.value for t in Triage if t not in TRIAGE_CLOSED)
 
 
 def overview_data(store: Store, now: datetime) -> dict[str, Any]:
@@ -28,11 +29,15 @@ def overview_data(store: Store, now: datetime) -> dict[str, Any]:
     counts = store.incident_counts()
     statuses = sorted({row["status"] for row in counts})
     table = {sev: dict.fromkeys(statuses, 0) for sev in SEVERITIES}
+    triage = {sev: dict.fromkeys(TRIAGES, 0) for sev in SEVERITIES}
     for row in counts:
-        table.setdefault(row["severity"] or "unknown", dict.fromkeys(statuses, 0))[
-            row["status"]] += row["n"]
-    open_by_severity = {sev: sum(n for status, n in table[sev].items()
-                                 if status in OPEN_STATUSES) for sev in table}
+        severity = row["severity"] or "unknown"
+        table.setdefault(severity, dict.fromkeys(statuses, 0))[row["status"]] += row["n"]
+        triage.setdefault(severity, dict.fromkeys(TRIAGES, 0))
+        triage[severity][row["triage"] or "open"] = \
+            triage[severity].get(row["triage"] or "open", 0) + row["n"]
+    open_by_severity = {sev: sum(triage[sev].get(t, 0) for t in OPEN_TRIAGES)
+                        for sev in triage}
     per_day = {row["day"]: row["n"] for row in store.incidents_per_day(now - timedelta(days=30))}
     week_start, day_start = now - timedelta(days=7), now - timedelta(days=1)
     week, day = [], []
@@ -45,6 +50,8 @@ def overview_data(store: Store, now: datetime) -> dict[str, Any]:
             day.append(seconds)
     return {
         "statuses": statuses, "table": table, "open_by_severity": open_by_severity,
+        "triages": TRIAGES, "triage": triage,
+        "outbox_depth": store.outbox_depth(), "outbox_oldest": store.outbox_oldest_age(),
         "total": sum(row["n"] for row in counts),
         "queue_depth": store.queue_depth(), "queue_oldest": store.oldest_pending_age(),
         "per_day": charts.per_day(per_day, now.date()),
@@ -77,8 +84,13 @@ async def incident_page(request: web.Request) -> web.Response:
     if found is None:
         return render(request, "error.html", status=404, session=session, title="Not found",
                       message="There is no incident with this number.")
+    sent = await bounded_read(request.config_dict[STORE].incident_notifications, found["id"])
+    done = actions.DONE.get(request.query.get("done", ""))
+    error = actions.ERRORS.get(request.query.get("error", ""))
     return render(request, "incident.html", session=session, incident=found,
-                  title=f"Incident {found['id']}", actions=[], done=request.query.get("done"))
+                  title=f"Incident {found['id']}", notifications=sent, done=done, error=error,
+                  actions=actions.available(found.get("triage")), labels=actions.LABELS,
+                  needs_reason=actions.needs_reason)
 
 
 def add_routes(app: web.Application) -> None:
