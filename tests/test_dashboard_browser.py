@@ -144,6 +144,40 @@ async def test_reader_signs_in_filters_opens_and_signs_out(browser: Any, site: A
     assert watch.dialogs == [] and watch.foreign == []
 
 
+async def test_triager_acknowledges_notes_and_resolves(browser: Any, site: Any,
+                                                       tokens: dict[str, str]) -> None:
+    import sqlite3
+
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page, site.host)
+    await sign_in(page, site.base, tokens["triager"], "Carol")
+    await page.goto(site.base + "/dashboard/incidents?triage=open&severity=critical")
+    await page.locator("table.incidents tbody tr").first.get_by_role("link").first.click()
+    await page.wait_for_url("**/dashboard/incidents/*")
+    ident = int(page.url.rsplit("/", 1)[1])
+    await page.get_by_role("button", name="Acknowledge").click()
+    await page.wait_for_url(f"**/incidents/{ident}?done=ack")
+    assert "Done: acknowledged." in await page.inner_text("[role=status]")
+    await page.get_by_label("Note").fill("Rotated in CI; checking the audit trail.")
+    await page.get_by_role("button", name="Add note").click()
+    await page.wait_for_url(f"**/incidents/{ident}?done=note")
+    await page.get_by_role("button", name="Resolve").click()
+    await page.wait_for_url(f"**/incidents/{ident}?done=resolve")
+    timeline = await page.inner_text("table.timeline")
+    assert "open -> acknowledged" in timeline and "Carol" in timeline
+    assert await page.get_by_role("button", name="Acknowledge").count() == 0
+    assert await page.get_by_role("button", name="Reopen").count() == 1
+    with sqlite3.connect(site.db) as conn:
+        rows = conn.execute("SELECT kind, detail, actor FROM events WHERE incident_id = ? "
+                            "AND actor IS NOT NULL ORDER BY id", [ident]).fetchall()
+    assert [(kind, actor) for kind, _, actor in rows] == [
+        ("triage", "Carol"), ("note", "Carol"), ("triage", "Carol")]
+    assert rows[2][1].startswith("acknowledged -> resolved")
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/dashboard/signin")
+    assert watch.dialogs == [] and watch.foreign == []
+
+
 async def test_a_hostile_incident_renders_inert(browser: Any, site: Any,
                                                 tokens: dict[str, str]) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
