@@ -22,10 +22,9 @@ from multidict import MultiMapping
 from scanner.incidents.models import Severity, Status, TokenRef, Triage
 from scanner.incidents.store.browse import Cursor, IncidentFilter
 from scanner.scrub import scrub
-from scanner.server.dashboard.site import render, signed_in
+from scanner.server.dashboard.site import read, render, signed_in
 from scanner.server.dashboard.state import PREFIX
 from scanner.server.state import STORE
-from scanner.server.views import _read as bounded_read
 from scanner.token import PREFIX as TOKEN_PREFIX
 from scanner.token import TokenCheck, check
 
@@ -147,7 +146,7 @@ async def incident_list(request: web.Request) -> web.Response:
                       query=Query(IncidentFilter(), None, values), error=str(exc),
                       error_field=exc.field, next_link=None, title="Incidents",
                       statuses=STATUSES, severities=SEVERITIES, triages=TRIAGES)
-    rows = await bounded_read(request.config_dict[STORE].browse_incidents, query.where,
+    rows = await read(request.config_dict[STORE].browse_incidents, query.where,
                        after=query.after, limit=PAGE + 1)
     next_link = None
     if len(rows) > PAGE:
@@ -192,7 +191,7 @@ async def incident_csv(request: web.Request) -> web.StreamResponse:
     after = query.after
     store = request.config_dict[STORE]
     while True:
-        rows = await bounded_read(store.browse_incidents, query.where, after=after,
+        rows = await read(store.browse_incidents, query.where, after=after,
                            limit=EXPORT_BATCH)
         for row in rows:
             writer.writerow([csv_cell(row.get(column)) for column in CSV_COLUMNS])

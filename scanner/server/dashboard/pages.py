@@ -15,9 +15,9 @@ from aiohttp import web
 from scanner.incidents.models import TRIAGE_CLOSED, Severity, Triage
 from scanner.incidents.store import Store
 from scanner.server.dashboard import actions, charts, present
-from scanner.server.dashboard.site import render, signed_in
+from scanner.server.dashboard.site import read, render, signed_in
+from scanner.server.dashboard.state import DASHBOARD
 from scanner.server.state import NOW, STORE
-from scanner.server.views import _read as bounded_read
 
 SEVERITIES = tuple(s.value for s in Severity)
 TRIAGES = tuple(t.value for t in Triage)
@@ -62,10 +62,22 @@ def overview_data(store: Store, now: datetime) -> dict[str, Any]:
     }
 
 
+#: Seconds the overview's numbers are reused (its counts scan the incidents table).
+OVERVIEW_TTL = 10.0
+#: How long the overview's read may take before a 503 (a big trail's counts are a scan).
+OVERVIEW_WAIT = 15.0
+
+
 async def overview(request: web.Request) -> web.Response:
     session = signed_in(request)
+    dash = request.app[DASHBOARD]
     now = request.config_dict[NOW]()
-    data = await bounded_read(overview_data, request.config_dict[STORE], now)
+    if dash.overview is not None and dash.monotonic() - dash.overview[0] < OVERVIEW_TTL:
+        data = dash.overview[1]
+    else:
+        data = await read(overview_data, request.config_dict[STORE], now,
+                                  wait=OVERVIEW_WAIT)
+        dash.overview = (dash.monotonic(), data)
     per_day_chart = charts.bar_chart("per-day", "Incidents per day, last 30 days",
                                      data["per_day"], label_every=5)
     revoke_chart = charts.bar_chart("to-revoke", "Time from first report to revoke, "
@@ -80,11 +92,11 @@ async def incident_page(request: web.Request) -> web.Response:
     ident = request.match_info["ident"]
     found = None
     if ident.isascii() and ident.isdigit() and len(ident) <= 18:
-        found = await bounded_read(request.config_dict[STORE].get_incident, int(ident))
+        found = await read(request.config_dict[STORE].get_incident, int(ident))
     if found is None:
         return render(request, "error.html", status=404, session=session, title="Not found",
                       message="There is no incident with this number.")
-    sent = await bounded_read(request.config_dict[STORE].incident_notifications, found["id"])
+    sent = await read(request.config_dict[STORE].incident_notifications, found["id"])
     done = actions.DONE.get(request.query.get("done", ""))
     error = actions.ERRORS.get(request.query.get("error", ""))
     return render(request, "incident.html", session=session, incident=found,

@@ -3,12 +3,15 @@ renderer, the template environment and the session cookie helpers."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from scanner.incidents.store import database_failure
 from scanner.server.auth import Role, role_tokens, roles_for_token
 from scanner.server.config import ServerConfig
 from scanner.server.dashboard import present
@@ -106,6 +109,24 @@ def role_for(config: ServerConfig, token: str) -> str | None:
         if role in roles:
             return role.value
     return None
+
+
+#: How long a page's read may wait on the database (a pooled connection included).
+READ_WAIT = 2.0
+
+
+async def read(call: Callable[..., Any], *args: Any, wait: float = READ_WAIT,
+               **kwargs: Any) -> Any:
+    """``call`` on a worker thread, bounded by ``wait``: the database's failure (gone,
+    busy, a pool timeout) or a read past ``wait`` is a 503 page, never a held loop."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call, *args, **kwargs), wait)
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and database_failure(exc) is None:
+            raise
+        raise web.HTTPServiceUnavailable(text="the incident store is not answering: try "
+                                              "again shortly\n",
+                                         headers={"Retry-After": "5"}) from None
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -25,6 +26,9 @@ class Dashboard:
     signin_failures: Counter  # labelled by reason
     monotonic: Callable[[], float]
     secure_cookie: bool = False  # always Secure (a TLS-terminating proxy is in front)
+    #: The overview's numbers as last read (monotonic time, data): several people (or
+    #: one pressing reload) within OVERVIEW_TTL seconds cost the database one read.
+    overview: tuple[float, dict[str, Any]] | None = None
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
