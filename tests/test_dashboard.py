@@ -409,6 +409,8 @@ async def test_a_triager_acts_and_the_trail_names_them(client: Any, trail: Any,
     assert "open -> acknowledged | Carol Triager" in events
     assert "note | rotated in CI <b>now</b> | Carol Triager" in events
     assert "acknowledged -> resolved | Carol Triager" in events
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cendis_triage_actions_total{action="ack",outcome="ok"} 1.0' in metrics
     page = await (await client.get(f"/dashboard/incidents/{ident}?done=resolve")).text()
     assert "rotated in CI &lt;b&gt;now&lt;/b&gt;" in page and "Carol Triager" in page
     assert 'value="reopen"' in page and 'value="ack"' not in page
@@ -418,7 +420,8 @@ async def test_a_triager_acts_and_the_trail_names_them(client: Any, trail: Any,
 
 @pytest.mark.parametrize(("action", "fields", "error"), [
     ("ignore", {}, "missing"), ("false_positive", {"reason": "  "}, "missing"),
-    ("assign", {}, "missing"), ("note", {}, "missing"), ("reopen", {}, "transition")])
+    ("assign", {}, "missing"), ("note", {}, "missing"), ("reopen", {}, "transition"),
+    ("note", {"note": "x" * 4001}, "too_long"), ("ignore", {"reason": "r" * 501}, "too_long")])
 async def test_a_refused_action_says_why_and_writes_nothing(
         client: Any, trail: Any, tokens: dict[str, str], action: str,
         fields: dict[str, str], error: str) -> None:

@@ -37,6 +37,7 @@ from scanner.server.state import (
     TRAIL,
     WRITER,
 )
+from scanner.server.triage import add_triage_route
 from scanner.server.views import add_routes
 from scanner.server.writer import BatchWriter
 
@@ -112,6 +113,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
     add_findings_route(app)
+    add_triage_route(app)
     app.add_subapp("/dashboard", create_dashboard(
         app[METRICS], monotonic=monotonic, randbytes=randbytes,
         secure_cookie=config.dashboard_secure_cookie,

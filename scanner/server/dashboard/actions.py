@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from scanner.incidents.actions import ActionError, make_action
 from scanner.incidents.models import Triage, TriageError
 from scanner.incidents.store import Store, database_failure
 from scanner.incidents.store.triage import ACTIONS, ALLOWED_FROM, NEEDS_REASON
@@ -23,7 +24,7 @@ from scanner.server.dashboard import csrf
 from scanner.server.dashboard.signin import read_form
 from scanner.server.dashboard.site import signed_in
 from scanner.server.dashboard.state import PREFIX
-from scanner.server.state import WRITER
+from scanner.server.state import METRICS, WRITER
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ ERRORS = {
     "missing": "That action needs its text: a reason, an assignee or the note.",
     "not_found": "There is no such incident.",
     "action": "There is no such action.",
+    "bad_action": "There is no such action.",
+    "too_long": "A text is too long (a reason at most 500 characters, a note 4,000).",
+    "bad_field": "A field of the form is not text.",
 }
 
 
@@ -76,23 +80,28 @@ async def act(request: web.Request) -> web.Response:
     if action not in LABELS:
         raise web.HTTPBadRequest(text="refused: no such action\n")
     page = f"{PREFIX}/incidents/{int(ident)}"
-    actor = session.actor or "dashboard"
+    metrics = request.config_dict[METRICS]
+    try:  # the same checks as the CLI and the JSON API: limits, required texts, scrub
+        checked = make_action(action, by=session.actor, reason=form.get("reason"),
+                              assignee=form.get("assignee"), note=form.get("note"))
+    except ActionError as exc:
+        metrics.child(metrics.triage_actions, action, exc.reason).inc()
+        raise web.HTTPSeeOther(f"{page}?error={exc.reason}") from None
 
     def write(store: Store) -> dict[str, Any]:
-        return store.triage(int(ident), action, actor=actor,
-                            reason=form.get("reason") or None,
-                            assignee=form.get("assignee") or None,
-                            note=form.get("note") or None)
+        return store.triage(int(ident), **checked.store_kwargs())
 
     try:
         await request.config_dict[WRITER].call(write)
     except TriageError as exc:
+        metrics.child(metrics.triage_actions, action, exc.reason).inc()
         raise web.HTTPSeeOther(f"{page}?error={exc.reason}") from None
     except Exception as exc:
         if database_failure(exc) is None:
             raise
         raise web.HTTPServiceUnavailable(text="the incident store is unavailable, try "
                                               "again\n", headers={"Retry-After": "5"}) from None
+    metrics.child(metrics.triage_actions, action, "ok").inc()
     log.info("dashboard triage", extra={"incident_id": int(ident), "action": action})
     raise web.HTTPSeeOther(f"{page}?done={action}")
 
