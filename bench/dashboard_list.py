@@ -84,7 +84,7 @@ async def measure(url: str, token: str, requests: int, sample: str) -> dict[str,
                                          "&severity=critical",
         "filtered (repository prefix)": "/dashboard/incidents?repository=org7/",
         "hash search": f"/dashboard/incidents?q={sample[:8]}",
-        "overview": "/dashboard/",
+        "overview (numbers reused 10 s)": "/dashboard/",
     }
     times: dict[str, list[float]] = {name: [] for name in paths}
     # unsafe: the cookie jar keeps cookies of an IP address (127.0.0.1)
@@ -92,8 +92,11 @@ async def measure(url: str, token: str, requests: int, sample: str) -> dict[str,
         page = await (await session.get(url + "/dashboard/signin")).text()
         csrf = re.search(r'name="csrf" value="([^"]+)"', page)
         assert csrf, "no sign-in form"
+        began = time.perf_counter()  # lands on the overview: its first, uncached read
         resp = await session.post(url + "/dashboard/signin", data={
             "csrf": csrf.group(1), "name": "bench", "token": token})
+        await resp.read()
+        first_overview = (time.perf_counter() - began) * 1000
         assert resp.url.path == "/dashboard/", resp.status
         # a page deep in the list: follow "next" 20 times, then time that page
         deep = "/dashboard/incidents"
@@ -104,10 +107,7 @@ async def measure(url: str, token: str, requests: int, sample: str) -> dict[str,
             deep = found.group(1).replace("&amp;", "&")
         paths["page 21 (keyset)"] = deep
         times["page 21 (keyset)"] = []
-        began = time.perf_counter()  # the overview's first read (later ones reuse it 10 s)
-        async with session.get(url + "/dashboard/") as resp:
-            await resp.read()
-        times["overview, first read"] = [(time.perf_counter() - began) * 1000]
+        times["sign-in + overview, first read"] = [first_overview]
         for _ in range(requests):
             for name, path in paths.items():
                 began = time.perf_counter()
