@@ -23,6 +23,10 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
     [partners.acme]                       # POST /partners/acme, Standard Webhooks
     secrets_env = "ACME_WEBHOOK_SECRET"   # whsec_… (space-separated during rotation)
+
+    [dashboard]                           # /dashboard: sign in with a reader/triager token
+    secure_cookie = true                  # behind a TLS-terminating proxy (else: when https)
+    session_ttl = 28800                   # seconds a sign-in lasts (idle: at most 1 h)
 """
 
 from __future__ import annotations
@@ -55,9 +59,11 @@ _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "repor
         "triager_token", "triager_token_env",
         "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
-        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval"}
+        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval",
+        "dashboard"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
+_DASHBOARD_KEYS = {"secure_cookie", "session_ttl"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,8 @@ class ServerConfig:
     max_records: int = DEFAULT_MAX_RECORDS  # records per delivery; 413 above it
     db_busy_timeout: float = 5.0  # seconds a commit waits for another process's lock; 503
     key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
+    dashboard_secure_cookie: bool = False  # the session cookie always Secure (TLS proxy)
+    dashboard_session_ttl: float = 8 * 3600.0  # seconds a dashboard sign-in lasts
     #: What an optional setting left unset turned off, for ``serve`` to log at start-up
     #: (one line each): the file starts as written, and says what it is running without.
     notes: tuple[str, ...] = ()
@@ -230,10 +238,28 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
     if max_records < 1:
         raise ServerConfigError("max_records: at least 1")
+    options: dict[str, Any] = {str(key): value for key, value in numbers.items()}
+    options.update(_dashboard(data.get("dashboard", {})))
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
                         report_token=report, triager_token=triager, max_records=max_records,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
-                        notes=tuple(notes), **numbers)
+                        notes=tuple(notes), **options)
+
+
+def _dashboard(table: Any) -> dict[str, Any]:
+    """The ``[dashboard]`` table: the session cookie's Secure flag and lifetime."""
+    _typed(table, dict, "[dashboard]")
+    _unknown(table, _DASHBOARD_KEYS, "[dashboard]")
+    out: dict[str, Any] = {}
+    if "secure_cookie" in table:
+        out["dashboard_secure_cookie"] = _typed(table["secure_cookie"], bool,
+                                                "[dashboard] secure_cookie")
+    if "session_ttl" in table:
+        ttl = float(_typed(table["session_ttl"], (int, float), "[dashboard] session_ttl"))
+        if not math.isfinite(ttl) or not 60 <= ttl <= 30 * 86400:
+            raise ServerConfigError("[dashboard] session_ttl: 60 seconds to 30 days")
+        out["dashboard_session_ttl"] = ttl
+    return out
 
 
 def _bearer(data: Mapping[str, Any], key: str, environ: Mapping[str, str],

@@ -390,8 +390,12 @@ async def incidents(request: web.Request) -> web.Response:
 
 
 async def incident(request: web.Request) -> web.Response:
-    require(request, Role.READER)  # a reader or a triager
     ident = request.match_info["ident"].strip()
+    if "Authorization" not in request.headers and ident.isascii() and ident.isdigit() and \
+            "text/html" in request.headers.get("Accept", ""):
+        # a person following a notification's link: the dashboard's page of it
+        raise web.HTTPSeeOther(f"/dashboard/incidents/{int(ident)}")
+    require(request, Role.READER)  # a reader or a triager
     found = None
     # an id (ASCII digits) or a hash prefix (ASCII hex): "²" or "١" is nothing of ours
     if ident.isascii() and ident.isalnum() and len(ident) <= 64:

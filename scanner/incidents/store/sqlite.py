@@ -44,6 +44,7 @@ from scanner.incidents.models import (
     utcnow,
 )
 from scanner.incidents.store import schema
+from scanner.incidents.store.browse import Browse
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
@@ -80,10 +81,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage):
+class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
+    _mark = "?"
 
     def __init__(self, db: sqlite_utils.Database, now: Callable[[], datetime],
                  url: str = "", router: Router | None = None) -> None:
@@ -304,6 +306,10 @@ class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage):
         return True
 
     # -- reading incidents ------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
 
     @staticmethod
     def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
