@@ -1,7 +1,9 @@
 """Every workload of issue 11, ours and the peers', in one sitting, as one table.
 
-Peers (one Cendis rule each, like for like; see ../shared/peers/README.md): Kingfisher
-and gitleaks from ``$KINGFISHER``/``$GITLEAKS`` (``source ../shared/peers/install.sh``),
+Peers (one Cendis rule each, like for like; see ../shared/peers/README.md): Kingfisher,
+gitleaks and Betterleaks (gitleaks' author's successor, which reads gitleaks' rule file and
+decodes layers recursively) from ``$KINGFISHER``/``$GITLEAKS``/``$BETTERLEAKS``
+(``source ../shared/peers/install.sh``),
 ripgrep from PATH. A tool that is not installed gets "–". Each cell is the median of
 ``-n`` runs (peers that take tens of seconds: ``--slow-runs``, default 1), after one
 untimed warm-up for the fast workloads. The load average is printed with the table:
@@ -33,9 +35,11 @@ RULES = Path(__file__).resolve().parents[2] / "shared" / "peers"
 def _peers() -> dict[str, str | None]:
     rules = Path(os.environ.get("PEER_RULES", RULES))
     kf, gl = os.environ.get("KINGFISHER"), os.environ.get("GITLEAKS")
+    bl = os.environ.get("BETTERLEAKS")
     return {
         "kingfisher": kf if kf and os.access(kf, os.X_OK) else None,
         "gitleaks": gl if gl and os.access(gl, os.X_OK) else None,
+        "betterleaks": bl if bl and os.access(bl, os.X_OK) else None,
         "rg": shutil.which("rg"),
         "rules": str(rules),
     }
@@ -50,6 +54,15 @@ def kingfisher(p: dict[str, str | None], target: str, out: str, *extra: str) -> 
 def gitleaks(p: dict[str, str | None], mode: list[str], target: str, out: str) -> list[str]:
     return [str(p["gitleaks"]), *mode, target, "-c", f"{p['rules']}/gitleaks-cendis.toml",
             "--no-banner", "--exit-code", "0", "-f", "json", "-r", out]
+
+
+def betterleaks(p: dict[str, str | None], mode: list[str], target: str, out: str
+                ) -> list[str]:
+    """``betterleaks fs|git TARGET`` with gitleaks' one-rule file (peers/README.md), no size
+    limit (it skips big files otherwise), exit 0 whatever it finds."""
+    return [str(p["betterleaks"]), *mode, target, "-c", f"{p['rules']}/gitleaks-cendis.toml",
+            "--no-banner", "-l", "error", "--exit-code", "0", "--max-target-megabytes", "0",
+            "-o", out]
 
 
 def med(cmd: list[str], n: int, warmup: int = 1, **kw: object) -> float:
@@ -83,7 +96,7 @@ def main() -> None:
     p = _peers()
     skip = set(args.skip.split(","))
     n, slow = args.runs, args.slow_runs
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     tmp = tempfile.mkdtemp(prefix="bench-table-")
     out = os.path.join(tmp, "peer.json")
     log, clean = args.corpora / "big.log", args.corpora / "big.clean.log"
@@ -99,9 +112,11 @@ def main() -> None:
             ours = med([*cli, "scan", str(clean), "--format", "json"], n)
             kf = p["kingfisher"] and med(kingfisher(p, str(clean), out, "--max-file-size", "0"), n)
             gl = p["gitleaks"] and med(gitleaks(p, ["dir"], str(clean), out), slow, 0)
+            bl = p["betterleaks"] and med(betterleaks(p, ["fs"], str(clean), out), slow, 0)
             rg = p["rg"] and med([str(p["rg"]), "-c", common.PREFIX, str(clean)], n)
             rows.append(("1 GB log, no token", fmt(ours, size), fmt(kf or None),
-                         fmt(gl or None), fmt(rg or None), "faster than Kingfisher"))
+                         fmt(gl or None), fmt(bl or None), fmt(rg or None),
+                         "faster than Kingfisher"))
         if "log" not in skip:
             size = log.stat().st_size
             common.warm_cache([log])
@@ -110,9 +125,11 @@ def main() -> None:
             check = lines_ok(runs[-1].stdout, log)
             kf = p["kingfisher"] and med(kingfisher(p, str(log), out, "--max-file-size", "0"), n)
             gl = p["gitleaks"] and med(gitleaks(p, ["dir"], str(log), out), slow, 0)
+            bl = p["betterleaks"] and med(betterleaks(p, ["fs"], str(log), out), slow, 0)
             rg = p["rg"] and med([str(p["rg"]), "-n", common.PREFIX, str(log)], n)
             rows.append((f"1 GB log, 3 tokens at 10/50/97 % ({check})", fmt(ours, size),
-                         fmt(kf or None), fmt(gl or None), fmt(rg or None), ">= 1.2 GB/s"))
+                         fmt(kf or None), fmt(gl or None), fmt(bl or None), fmt(rg or None),
+                         ">= 1.2 GB/s"))
         if "tree" not in skip:
             common.warm_cache(common.tree_files(tree))
             ours = med([*cli, "scan", str(tree), "--format", "json"], n)
@@ -121,9 +138,10 @@ def main() -> None:
             kf = p["kingfisher"] and med(kingfisher(p, str(tree), out, "--git-history", "none"),
                                          n)
             gl = p["gitleaks"] and med(gitleaks(p, ["dir"], str(tree), out), slow, 0)
+            bl = p["betterleaks"] and med(betterleaks(p, ["fs"], str(tree), out), slow, 0)
             rg = p["rg"] and med([str(p["rg"]), "-c", common.PREFIX, str(tree)], n)
             rows.append(("git/git work tree", fmt(ours), fmt(kf or None), fmt(gl or None),
-                         fmt(rg or None), "<= 0.25 s, faster than Kingfisher"))
+                         fmt(bl or None), fmt(rg or None), "<= 0.25 s, faster than Kingfisher"))
         if "staged" not in skip:
             work = common.shared_clone(tree, Path(tmp, "repo"))
             edited = next(x for x in ("README.md", "README") if (work / x).exists())
@@ -141,8 +159,11 @@ def main() -> None:
                 kf = p["kingfisher"] and med(kingfisher(p, ".", out, "--staged"), m, cwd=work)
                 gl = p["gitleaks"] and med(gitleaks(p, ["git", "--pre-commit", "--staged"],
                                                     ".", out), m, cwd=work)
+                bl = p["betterleaks"] and med(betterleaks(p, ["git", "--staged"], ".", out), m,
+                                              cwd=work)
                 rows.append((f"2-file staged change in git/git, {label}", fmt(ours),
-                             fmt(kf or None), fmt(gl or None), "–", "<= 40 ms"))
+                             fmt(kf or None), fmt(gl or None), fmt(bl or None), "–",
+                             "<= Kingfisher"))
             floor = med([common.cli_python(cli), "-c", "pass"], 10)
             print(f"python -c pass: {fmt(floor)}", flush=True)
         if "history" not in skip:
@@ -152,19 +173,20 @@ def main() -> None:
             rss = max(r.peak_rss_kb or 0 for r in runs) // 1024
             kf = p["kingfisher"] and med(kingfisher(p, str(tree), out), slow, 0)
             gl = p["gitleaks"] and med(gitleaks(p, ["git"], str(tree), out), slow, 0)
+            bl = p["betterleaks"] and med(betterleaks(p, ["git"], str(tree), out), slow, 0)
             rows.append(("git/git full history", f"{fmt(ours)}, {rss} MiB largest process",
-                         fmt(kf or None), fmt(gl or None), "–", "<= 15 s"))
+                         fmt(kf or None), fmt(gl or None), fmt(bl or None), "–", "<= 15 s"))
         if "stdin" not in skip:
             proc = subprocess.run([sys.executable, str(Path(__file__).with_name("stdin_mem.py")),
                                    "-n", "1"], capture_output=True, text=True, check=False)
             print(proc.stdout, flush=True)
-            rows.append(("5 GB through stdin", "see stdin_mem.py above", "–", "–", "–",
+            rows.append(("5 GB through stdin", "see stdin_mem.py above", "–", "–", "–", "–",
                          "<= 100 MB peak"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nload average at end: {os.getloadavg()}\n")
-    print("| workload | cendis-scan | Kingfisher | gitleaks | ripgrep | target |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | cendis-scan | Kingfisher | gitleaks | Betterleaks | ripgrep | target |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
