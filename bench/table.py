@@ -60,9 +60,9 @@ def betterleaks(p: dict[str, str | None], mode: list[str], target: str, out: str
                 ) -> list[str]:
     """``betterleaks fs|git TARGET`` with gitleaks' one-rule file (peers/README.md), no size
     limit (it skips big files otherwise), exit 0 whatever it finds."""
+    size = ["--max-target-megabytes", "0"] if mode[0] == "fs" else []
     return [str(p["betterleaks"]), *mode, target, "-c", f"{p['rules']}/gitleaks-cendis.toml",
-            "--no-banner", "-l", "error", "--exit-code", "0", "--max-target-megabytes", "0",
-            "-o", out]
+            "--no-banner", "-l", "error", "--exit-code", "0", *size, "-o", out]
 
 
 def med(cmd: list[str], n: int, warmup: int = 1, **kw: object) -> float:
