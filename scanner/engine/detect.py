@@ -222,10 +222,20 @@ class Detector:
         return self._deep_re_
 
     def candidates(self, buf: Buffer, start: int, stop: int) -> list[int]:
-        """Sorted offsets in ``buf[start:stop]`` where any literal of :meth:`literals`
-        lies whole (a region prefilter, as for git objects). Needs :attr:`prefilter`."""
-        assert self.prefilter is not None
-        return [p for p, _ in self.prefilter.find(buf, start, stop)]
+        """Sorted offsets in ``buf[start:stop]`` where a literal of :meth:`literals`
+        starts (a region prefilter, as for git objects): one Hyperscan pass, or without
+        it one RE2 pass over the alternation of the deep plan (every literal of
+        :meth:`literals` starts with one of its texts: a base64 needle with its head
+        half), never a ``bytes.find`` per literal (~1,400 of them: 2 MB/s)."""
+        if self.prefilter is not None:
+            return [p for p, _ in self.prefilter.find(buf, start, stop)]
+        out: list[int] = []
+        search = self._deep_re.search
+        m = search(buf, start, stop)
+        while m is not None:
+            out.append(m.start())
+            m = search(buf, m.start() + 1, stop)
+        return out
 
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool, depth: int = 0,
              budget: Budget | None = None) -> Iterator[Hit]:
