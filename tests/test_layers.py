@@ -247,3 +247,22 @@ def test_a_clean_input_is_not_decoded(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
     status, report = run_json(["scan", str(path)])
     assert status == 0 and report["findings"] == []
+
+
+def test_the_shipped_seeds_are_the_derived_ones() -> None:
+    """scanner/engine/seed_data.py is generated: regenerated here, it is the same file
+    (if this fails after a change to the seeds, write ``render_seed_data()`` to it), and
+    what the decoder and the hook read from it is what derivation gives."""
+    from scanner.engine import layers, literals, seed_data
+
+    path = Path(seed_data.__file__)
+    assert path.read_text(encoding="utf-8") == literals.render_seed_data(), (
+        "stale: python -c 'from scanner.engine import literals; print(literals."
+        "render_seed_data(), end=\"\")' > scanner/engine/seed_data.py")
+    prefix = b"cendis_pat_"
+    assert literals.seed_specs(prefix) == literals.derive_seeds(prefix)
+    assert [(s.text, s.layer, s.align) for s in layers.seeds(prefix)] == list(
+        literals.derive_seeds(prefix))
+    other = b"acme_key_"  # a rule of the user's: derived, not read
+    assert literals.seed_specs(other) == literals.derive_seeds(other)
+    assert literals.seed_specs(prefix, depth=1) == literals.derive_seeds(prefix, depth=1)
