@@ -257,13 +257,18 @@ class Detector:
         half), never a ``bytes.find`` per literal (~1,400 of them: 2 MB/s)."""
         if self.prefilter is not None:
             return [p for p, _ in self.prefilter.find(buf, start, stop)]
-        out: list[int] = []
-        search = self._deep_re.search
-        m = search(buf, start, stop)
-        while m is not None:
-            out.append(m.start())
-            m = search(buf, m.start() + 1, stop)
-        return out
+        return [start + p for p in self._deep_starts(buf, start, stop, stop)]
+
+    def _deep_starts(self, buf: Buffer, start: int, stop: int, end: int) -> Iterator[int]:
+        """Offsets (from ``start``) in ``buf[start:stop]`` where a deep literal starts,
+        before ``end``: RE2 over a view of that span (positions are C ints in RE2, and a
+        file's offsets pass 2 GiB)."""
+        with memoryview(buf) as whole, whole[start:stop] as view:  # type: ignore[arg-type]
+            search = self._deep_re.search
+            m = search(view)
+            while m is not None and start + m.start() < end:
+                yield m.start()
+                m = search(view, m.start() + 1)
 
     def scan(self, buf: Buffer, start: int, end: int, *, deep: bool, depth: int = 0,
              budget: Budget | None = None) -> Iterator[Hit]:
@@ -277,12 +282,9 @@ class Detector:
         hits: list[Hit] = []
         if deep:
             stop = min(len(buf), end + self._longest - 1)
-            m = self._deep_re.search(buf, start, stop)
-            while m is not None and m.start() < end:
-                p = m.start()
+            for p in [start + q for q in self._deep_starts(buf, start, stop, end)]:
                 for n in self._at(buf, p):
                     hits += self._take(buf, p, n, depth, budget)
-                m = self._deep_re.search(buf, p + 1, stop)
         else:
             for needle in self.always:
                 text = needle.text
