@@ -25,32 +25,29 @@ import html
 import html.entities
 import re
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from scanner.engine import b64
-from scanner.engine.limits import LAYER_SPAN, MAX_LAYERS, SEED_DEPTH
-from scanner.engine.literals import GZIP_B64, TO_URLSAFE, b64_needle, halves, needles
+from scanner.engine.limits import LAYER_SPAN, MAX_LAYERS
+from scanner.engine.literals import (  # noqa: F401  (re-exported: the layers' names)
+    BASE64,
+    ESCAPED,
+    GZIP,
+    GZIP_MAGIC,
+    HEX,
+    HTML,
+    PERCENT,
+    QP,
+    SEED_CHARS,
+    SEED_DEPTH,
+    SHORT,
+    ZLIB,
+    ZLIB_MAGICS,
+    seed_specs,
+    texts,
+)
 from scanner.errors import SourceError
-
-#: Seeds are cut to this many characters.
-SEED_CHARS = 16
-#: Shortest seed kept: shorter ones (``789c``, zlib in hex) are in every few megabytes
-#: of hex ids. Two exceptions: gzip's magic in base64 (``H4sI``), and in base64 again.
-SEED_MIN = 6
-SHORT = (GZIP_B64, b64_needle(GZIP_B64, 0))
-GZIP_MAGIC = b"\x1f\x8b\x08"
-#: zlib headers of the levels encoders use (1, 6 = the default, 9). ``78 5e`` (2-5) is
-#: left out: ``x^`` is common in text.
-ZLIB_MAGICS = (b"x\x01", b"x\x9c", b"x\xda")
-#: base64 of a zlib stream has only 3 stable characters (``eJw``...): too short to be a
-#: seed (thousands of hits per GB of JWTs), so zlib is found as bytes, hex and escapes,
-#: not under base64.
-
-#: Layer names, as ``encoding`` shows them.
-BASE64, GZIP, ZLIB, HEX = "base64", "gzip", "zlib", "hex"
-PERCENT, HTML, ESCAPED, QP = "percent", "html", "escaped", "qp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,94 +73,11 @@ class Budget:
 
 
 @functools.cache
-def _table(fmt: str) -> tuple[bytes, ...]:
-    return tuple((fmt % c).encode() for c in range(256))
-
-
-def _full(fmt: str, text: bytes) -> bytes:
-    """``text`` with every byte escaped, cut to a seed's length (every escape is at
-    least 2 characters, so half as many bytes suffice)."""
-    table = _table(fmt)
-    return b"".join([table[c] for c in text[: SEED_CHARS // 2]])[:SEED_CHARS]
-
-
-#: Every byte escaped, per layer (a layer's seeds are these of the inner seed).
-_FULL = {
-    HEX: ("%02x", "%02X"),
-    PERCENT: ("%%%02X", "%%%02x"),
-    HTML: ("&#%d;", "&#x%x;"),
-    ESCAPED: ("\\x%02x", "\\u%04x", "\\%03o"),
-    QP: ("=%02X",),
-}
-
-
-def _forms(text: bytes, magic: bool, every: bool) -> Iterator[tuple[bytes, str, int]]:
-    """(seed text, layer, alignment) of ``text`` under one more layer: every variant
-    (``every``), or one per layer (what the next layer's seeds are computed from)."""
-    for k in (0,) if magic else (0, 1, 2):
-        needle = b64_needle(text, k)
-        yield needle, BASE64, (-1 if magic else k)
-        if every:
-            yield needle.translate(TO_URLSAFE), BASE64, (-1 if magic else k)
-    for layer, fmts in _FULL.items():
-        for fmt in fmts if every else fmts[:1]:
-            yield _full(fmt, text), layer, -1
-
-
-def _partial(prefix: bytes) -> Iterator[tuple[bytes, str]]:
-    """What escapers that escape only some characters make of a prefix: the first one or
-    two characters, or only the punctuation."""
-    under = prefix.find(b"_")
-    head = prefix[:under] if under > 0 else prefix[:1]
-    for layer, fmts in _FULL.items():
-        if layer == HEX:
-            continue
-        for fmt in fmts:
-            yield (fmt % prefix[0]).encode() + prefix[1:], layer
-            yield _full(fmt, prefix[:2]), layer
-            if under > 0:
-                yield head + (fmt % prefix[under]).encode(), layer
-    if under > 0:
-        for ref in (b"&lowbar;", b"&UnderBar;"):
-            yield head + ref, HTML
-
-
-@functools.cache
 def seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[Seed, ...]:
-    """Every seed for one rule prefix; the plain prefix itself is not one (the detector
-    reads it directly). Each layer's every variant (both base64 alphabets, upper and
-    lower case hex digits...) is a seed; the layers outside it are computed from one
-    variant per layer (the count stays in the hundreds, not thousands)."""
-    out: dict[tuple[bytes, str], Seed] = {}
-
-    def add(text: bytes, layer: str, align: int) -> bytes | None:
-        text = text[:SEED_CHARS]
-        if len(text) < SEED_MIN and text not in SHORT:
-            return None
-        out.setdefault((text, layer), Seed(text, layer, align))
-        return text
-
-    level: list[tuple[bytes, bool]] = [(prefix, False)]  # (text, a magic number?)
-    level += [(header, True) for header in (GZIP_MAGIC, *ZLIB_MAGICS)]
-    for text, layer in _partial(prefix):
-        if add(text, layer, -1) is not None:
-            for k in (0, 1, 2):  # base64 of a string literal with an escaped prefix
-                needle = b64_needle(text[:SEED_CHARS], k)
-                add(needle, BASE64, k)
-                add(needle.translate(TO_URLSAFE), BASE64, k)
-    out.setdefault((GZIP_MAGIC, GZIP), Seed(GZIP_MAGIC, GZIP))
-    for header in ZLIB_MAGICS:
-        out.setdefault((header, ZLIB), Seed(header, ZLIB))
-    for _ in range(depth):
-        nxt: list[tuple[bytes, bool]] = []
-        for text, magic in level:
-            for form, layer, align in _forms(text, magic, every=True):
-                add(form, layer, align)
-            for form, _layer, _align in _forms(text, magic, every=False):
-                if len(form) >= SEED_MIN or form in SHORT:  # a magic: still its start
-                    nxt.append((form[:SEED_CHARS], magic))
-        level = list(dict.fromkeys(nxt))
-    return tuple(out.values())
+    """Every seed for one rule prefix (:func:`scanner.engine.literals.seed_specs`: the
+    built-in prefix's are precomputed data); the plain prefix itself is not one (the
+    detector reads it directly)."""
+    return tuple(Seed(text, layer, align) for text, layer, align in seed_specs(prefix, depth))
 
 
 @dataclass(slots=True)
@@ -342,18 +256,4 @@ def _unescaped(name: str, window: bytes) -> bytes:
     return pattern.sub(one, window)
 
 
-def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
-    """Every literal of :meth:`Detector.literals` for rules with these prefixes, without
-    the detector, RE2 or the rules' regexes (the pre-commit hook's fast path asks "is
-    any of them in the staged change?"; tests/test_fast_staged.py checks it)."""
-    out: set[bytes] = set()
-    for prefix in prefixes:
-        always, deep = needles(prefix)
-        out.update(text for text, _ in always + deep)
-        out.update(half for text, chain in always if chain for half in halves(text))
-        if blobs:
-            out.update(seed.text for seed in seeds(prefix))
-    return sorted(out)
-
-
-__all__ = ["Budget", "Layer", "MAX_LAYERS", "Seed", "peel", "seeds"]
+__all__ = ["Budget", "Layer", "MAX_LAYERS", "Seed", "peel", "seeds", "texts"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from scanner import token as tk
+from scanner.engine.literals import SEED_DEPTH  # noqa: F401  (re-exported)
 
 #: The longest body run read after a prefix; longer runs are reported as possible.
 MAX_RUN = tk.MAX_RUN
@@ -17,9 +18,8 @@ DECODE_SPAN = 1024
 #: Layers taken off one input (base64, gzip, escapes, a zip...) before the rest is
 #: scanned as it is: the one depth limit of every decoder.
 MAX_LAYERS = 4
-#: Layers a seed literal is computed through (see :mod:`scanner.engine.layers`). A
-#: fourth layer is still taken off where a seed of the three outer ones is found.
-SEED_DEPTH = 3
+#: SEED_DEPTH (layers a seed literal is computed through) lives with the seeds, in
+#: :mod:`scanner.engine.literals` (standard library only), and is re-exported here.
 #: How far around a seed a layer's encoded text is read (a Helm release's base64).
 LAYER_SPAN = 4 << 20
 #: Every seed of every layer is looked for in the first DEEP_LIMIT bytes of an input

@@ -117,7 +117,6 @@ def scan_items(detector: Detector, items: Iterable[GitItem], batch: Batch | None
     """Scan what a git source hands over (regions, large objects, missing ones) into
     ``batch``: only objects with hits are kept."""
     batch = Batch() if batch is None else batch
-    needles = detector.literals()
     for item in items:
         if isinstance(item, Missing):
             batch.errors.append(ScanIssue("git", unreadable(item.name), item.name))
@@ -126,7 +125,7 @@ def scan_items(detector: Detector, items: Iterable[GitItem], batch: Batch | None
             batch.bytes += item.size
             _record(detector, item.content, item.size, item.kind, item.oid, batch)
         else:
-            _scan_region(detector, needles, item.buf, item.spans, batch)
+            _scan_region(detector, item.buf, item.spans, batch)
     return batch
 
 
@@ -145,7 +144,7 @@ def _record(detector: Detector, content: bytes | Readable, size: int, kind: str,
         batch.hits[oid] = found
 
 
-def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
+def _scan_region(detector: Detector, buf: bytearray,
                  spans: list[tuple[str, str, int, int]], batch: Batch) -> None:
     """Find which objects of a region hold a needle; fully scan only those."""
     starts = [s for _, _, s, _ in spans]
@@ -160,15 +159,7 @@ def _scan_region(detector: Detector, needles: list[bytes], buf: bytearray,
             if kind_of(head) not in ("text", "binary"):
                 marked.add(i)
     lo, hi = spans[0][2], spans[-1][3]
-    if detector.prefilter is not None:  # one pass for all of them
-        marked.update(bisect_right(starts, p) - 1 for p in detector.candidates(buf, lo, hi))
-    else:
-        for needle in needles:
-            p = buf.find(needle, lo, hi)
-            while p != -1:
-                i = bisect_right(starts, p) - 1
-                marked.add(i)
-                p = buf.find(needle, spans[i][3], hi)
+    marked.update(bisect_right(starts, p) - 1 for p in detector.candidates(buf, lo, hi))
     for i in sorted(marked):
         oid, kind, s, e = spans[i]
         _record(detector, bytes(buf[s:e]), e - s, kind, oid, batch)
