@@ -22,6 +22,12 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
     [partners.acme]                       # POST /partners/acme, Standard Webhooks
     secrets_env = "ACME_WEBHOOK_SECRET"   # whsec_… (space-separated during rotation)
+
+    [notify]                              # notifications: see scanner.notify.config
+    base_url = "https://cendis-scan.example.com"
+    [notify.channels.security]
+    kind = "slack"
+    url_env = "SLACK_WEBHOOK_URL"
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import whsec
+from scanner.notify.config import NotifyConfig, parse_notify
 from scanner.server.errors import ServerConfigError
 
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
@@ -52,7 +59,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "report_token_env",
         "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
-        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval"}
+        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval", "notify"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
 
@@ -90,6 +97,9 @@ class ServerConfig:
     max_records: int = DEFAULT_MAX_RECORDS  # records per delivery; 413 above it
     db_busy_timeout: float = 5.0  # seconds a commit waits for another process's lock; 503
     key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
+    #: The ``[notify]`` table (scanner.notify.config): the store's router and the
+    #: dispatcher's channels; None: no notifications (no outbox rows).
+    notify: NotifyConfig | None = None
     #: What an optional setting left unset turned off, for ``serve`` to log at start-up
     #: (one line each): the file starts as written, and says what it is running without.
     notes: tuple[str, ...] = ()
@@ -216,8 +226,9 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
     if max_records < 1:
         raise ServerConfigError("max_records: at least 1")
+    notify = parse_notify(data["notify"], environ) if "notify" in data else None
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
-                        report_token=report, max_records=max_records,
+                        report_token=report, max_records=max_records, notify=notify,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
                         notes=tuple(notes), **numbers)
 
