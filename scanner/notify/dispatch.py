@@ -113,7 +113,7 @@ class Dispatcher:
                  rng: random.Random | None = None,
                  senders: Mapping[str, Sender] | None = None,
                  base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY,
-                 poll: float = POLL) -> None:
+                 poll: float = POLL, failure_level: int = logging.WARNING) -> None:
         self.store = store
         self.config = config
         self.session = session
@@ -124,6 +124,8 @@ class Dispatcher:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.poll = poll
+        self.failure_level = failure_level  # a one-off run says it in its own line
+        self.last_error: str | None = None  # "<channel>: <reason>" of the latest failure
         self.owner = claim_owner(f"notify-{self._rng.getrandbits(32):08x}")
         given = dict(senders or {})
         self.channels = {name: _Channel(channel, given.get(name) or make_sender(channel),
@@ -256,8 +258,9 @@ class Dispatcher:
         await self._db(self.store.outbox_failed, [row.id for row in rows],
                        error=f"{exc.reason}: {exc.message}", retry_in=delay)
         self._count(name, outcome, len(rows))
-        log.warning("notification not sent (%s); retrying in %.0f s", exc.reason, delay,
-                    extra={"channel": name, "reason": exc.reason, "rows": len(rows),
+        self.last_error = f"{name}: {exc.reason}"
+        log.log(self.failure_level, "notification not sent (%s); retrying in %.0f s",
+                exc.reason, delay, extra={"channel": name, "reason": exc.reason, "rows": len(rows),
                            "error": short(exc.message, 200)})
 
     def _messages(self, rows: Sequence[OutboxEntry]) -> list[Message]:
@@ -314,15 +317,16 @@ async def supervise(dispatcher: Dispatcher, *,
 
 
 async def drain_once(store: Store, config: NotifyConfig, *, patience: float,
-                     now: Callable[[], datetime] = utcnow) -> tuple[int, int]:
+                     now: Callable[[], datetime] = utcnow) -> tuple[int, int, str | None]:
     """One bounded pass for a one-off command (``scan --record``, ``sweep``): its own
-    client session; returns (rows delivered, rows left in the outbox)."""
+    client session; returns (rows delivered, rows left in the outbox, the latest
+    failure as ``channel: reason``), for the command's one line."""
     async with aiohttp.ClientSession() as session:
-        dispatcher = Dispatcher(store, config, session, now=now)
+        dispatcher = Dispatcher(store, config, session, now=now, failure_level=logging.DEBUG)
         try:
             sent = await asyncio.wait_for(dispatcher.drain(patience=patience),
                                           patience + 5.0)
         except TimeoutError:
             sent = dispatcher.messages
         left = await dispatcher.depth()
-    return sent, left
+    return sent, left, dispatcher.last_error
