@@ -248,11 +248,14 @@ def _after_outcomes(app: web.Application, revoked: Sequence[int]) -> None:
     def observe() -> None:
         from scanner.notify.message import revoke_seconds
 
-        for ident in revoked:
-            incident = store.get_incident(ident)
-            seconds = revoke_seconds(incident) if incident else None
-            if seconds is not None:
-                histogram.observe(seconds)
+        try:
+            for ident in revoked:
+                incident = store.get_incident(ident)
+                seconds = revoke_seconds(incident) if incident else None
+                if seconds is not None:
+                    histogram.observe(seconds)
+        except Exception as exc:  # noqa: BLE001 - a metric never fails the service
+            log.debug("leak-to-revoke not observed", extra={"reason": type(exc).__name__})
 
     task = asyncio.ensure_future(asyncio.to_thread(observe))
     app[BACKGROUND].add(task)
