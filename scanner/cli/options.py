@@ -21,8 +21,8 @@ from typing import Any
 from scanner.report import Format
 from scanner.token import Confidence
 
-__all__ = ["API_URL", "DB", "TOKEN", "Confidence", "Format", "ListFormat", "Shared",
-           "TextOrJson", "add", "add_common_options", "add_record_options",
+__all__ = ["API_URL", "DB", "NOTIFY_CONFIG", "TOKEN", "Confidence", "Format", "ListFormat",
+           "Shared", "TextOrJson", "add", "add_common_options", "add_record_options",
            "add_report_options", "typer_option"]
 
 
@@ -44,6 +44,10 @@ TOKEN = Shared("--token", "CREDENTIAL",
                "the service's own Cendis credential (default: $CENDIS_TOKEN, better than "
                "this option, which others can see in the process list); needs "
                "revoke:tokens, never admin:org", "CENDIS_TOKEN")
+NOTIFY_CONFIG = Shared("--notify-config", "FILE",
+                       "a TOML file with a [notify] table: tell its channels of the new "
+                       "incidents (default: $CENDIS_SCAN_NOTIFY_CONFIG, else nobody)",
+                       "CENDIS_SCAN_NOTIFY_CONFIG")
 API_URL = Shared("--cendis-api-url", "URL", "the Cendis API (default: $CENDIS_API_URL, "
                                             "else https://api.cendis.ai)", "CENDIS_API_URL")
 
@@ -113,5 +117,6 @@ def add_record_options(p: argparse.ArgumentParser) -> None:
                        help="record, then revoke the confirmed tokens through the Cendis API "
                             "now (exit 2 if one could not be revoked)")
     add(group, DB)
+    add(group, NOTIFY_CONFIG, when="with --record: ")
     add(group, TOKEN, when="with --revoke: ")
     add(group, API_URL, when="with --revoke: ")

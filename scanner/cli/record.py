@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scanner.errors import EXIT_ERROR, ConfigError
 from scanner.result import ScanResult
@@ -18,6 +18,11 @@ from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.store import Store
+    from scanner.notify.config import NotifyConfig
+
+#: How long the one notification pass at the end of a scan may take (seconds): what is
+#: left stays in the outbox for the next run (or a running serve).
+NOTIFY_PATIENCE = 30.0
 
 
 def check(args: argparse.Namespace) -> None:
@@ -30,7 +35,36 @@ def check(args: argparse.Namespace) -> None:
 
         credential_from(args.token, os.environ)
         api_url_from(args.cendis_api_url, os.environ)
+    notify_config(args)
     _open(db_path(args.db)).close()
+
+
+def notify_config(args: argparse.Namespace) -> NotifyConfig | None:
+    """``--notify-config FILE`` (else ``$CENDIS_SCAN_NOTIFY_CONFIG``): its ``[notify]``
+    table, or None (nobody is told). A bad file is one line, exit 2."""
+    path = getattr(args, "notify_config", None) or os.environ.get("CENDIS_SCAN_NOTIFY_CONFIG")
+    if not path:
+        return None
+    from scanner.notify.config import load_notify_config
+
+    return load_notify_config(path)
+
+
+def notify_pass(config: NotifyConfig, patience: float = NOTIFY_PATIENCE) -> Any:
+    """The hook a one-off run ends with: one bounded dispatcher pass over the outbox,
+    then one line on stderr when something is left in it."""
+
+    async def run(store: Store) -> None:
+        from scanner.notify.dispatch import drain_once
+
+        sent, left, error = await drain_once(store, config, patience=patience)
+        if left:
+            why = f"last error {error}" if error else "a channel rate-limited"
+            sys.stderr.write(f"cendis-scan: notified {sent} message{'s' if sent != 1 else ''}"
+                             f"; {left} left in the outbox ({why}): sent by the next "
+                             "--record, sweep or a running serve\n")
+
+    return run
 
 
 def _open(db: str) -> Store:
@@ -61,10 +95,13 @@ def record(result: ScanResult, args: argparse.Namespace, source: str) -> int:
     from scanner.incidents.store import database_failure, mask_url
     from scanner.incidents.store.common import first_line
 
+    notify = notify_config(args)
     try:
         trail = record_scan(result.findings, scrub(source, 200), db=db,
                             revoke=args.revoke, credential=credential,
-                            api_url=api_url_from(args.cendis_api_url, os.environ))
+                            api_url=api_url_from(args.cendis_api_url, os.environ),
+                            router=notify,  # type: ignore[arg-type] # a read-only field
+                            after=notify_pass(notify) if notify and notify.by_name else None)
     except Exception as exc:  # noqa: BLE001 - the database's failures are one line
         if database_failure(exc) is None:
             raise

@@ -135,7 +135,7 @@ def _make_sink(config: Any, db: str | None, report_to: str | None, token: str | 
         credential = credential_from(token, os.environ)
         url = api_url_from(api_url, os.environ)
     return LocalSink(db or config.database or db_path(None), api_url=url,
-                     credential=credential)
+                     credential=credential, notify=config.notify)
 
 
 def sweep(

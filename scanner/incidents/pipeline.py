@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scanner.finding import Finding
 from scanner.incidents.findings import queue_split
-from scanner.incidents.models import Status
+from scanner.incidents.models import Router, Status
+
+if TYPE_CHECKING:
+    from scanner.incidents.store import Store
+
+#: What runs at the end, on the open store (the CLI's notification pass).
+AfterHook = Callable[["Store"], Awaitable[None]]
 
 DEFAULT_DB = "cendis-incidents.db"
 #: How long a one-off revoke keeps retrying while Cendis is down (seconds).
@@ -52,11 +59,12 @@ class Trail:
 
 
 async def _record(findings: Sequence[Finding], source: str, *, db: str, revoke: bool,
-                  credential: str | None, api_url: str | None, patience: float) -> Trail:
+                  credential: str | None, api_url: str | None, patience: float,
+                  router: Router | None, after: AfterHook | None) -> Trail:
     from scanner.incidents.trail import open_trail
 
     async with open_trail(db, cendis_url=api_url if revoke else None,
-                          credential=credential) as trail:
+                          credential=credential, router=router) as trail:
         recorded = trail.record(findings, source, revoke=revoke)
         revocable, _ = queue_split(zip(findings, recorded, strict=True), revoke=True)
         wanted = {r.sha256 for r in revocable}
@@ -64,15 +72,21 @@ async def _record(findings: Sequence[Finding], source: str, *, db: str, revoke: 
         # (Cendis down, a credential since fixed, a killed process) goes out now too.
         await trail.drain(patience)
         statuses = Counter(str(trail.status_of(sha)) for sha in wanted)
+        if after is not None:
+            await after(trail.store)
     return Trail(len(recorded), len({r.incident_id for r in recorded}), dict(statuses))
 
 
 def record_scan(findings: Sequence[Finding], source: str, *, db: str,
                 revoke: bool = False, credential: str | None = None,
-                api_url: str | None = None, patience: float = PATIENCE) -> Trail:
+                api_url: str | None = None, patience: float = PATIENCE,
+                router: Router | None = None, after: AfterHook | None = None) -> Trail:
     """Record ``findings`` (source ``scan:<path or repo>``) in the database at ``db``;
-    with ``revoke``, queue the revocable ones and revoke them now."""
+    with ``revoke``, queue the revocable ones and revoke them now. ``router``: the
+    channels that hear of the new events (outbox rows); ``after`` runs last on the open
+    store (the CLI's one bounded notification pass)."""
     import asyncio
 
     return asyncio.run(_record(findings, source, db=db, revoke=revoke, credential=credential,
-                               api_url=api_url, patience=patience))
+                               api_url=api_url, patience=patience, router=router,
+                               after=after))

@@ -102,6 +102,10 @@ class Revoker:
         self._stopping = False
         self.errors: dict[str, int] = {}  # reason -> count, for metrics
         self._wake = asyncio.Event()
+        #: Called (in the loop) after the revoker wrote outcomes or failures, with the
+        #: ids of the incidents it just revoked: a service wakes its notification
+        #: dispatcher and observes the leak-to-revoke time. Must not block.
+        self.on_outcomes: Callable[[Sequence[int]], None] | None = None
 
     # -- public ------------------------------------------------------------------------
 
@@ -219,6 +223,8 @@ class Revoker:
         self.closed += len(statuses)
         self.revoked += sum(1 for s in statuses if s is Status.REVOKED)
         incident_of = {e.sha256: e.incident_id for e in entries}
+        self._written([incident_of[o.sha256] for o, s in zip(outcomes, statuses, strict=True)
+                       if s in (Status.REVOKED, Status.ALREADY_REVOKED)])
         for outcome, status in zip(outcomes, statuses, strict=True):  # one line each
             log.info("token %s", status.value.replace("_", " "),
                      extra={"incident_id": incident_of.get(outcome.sha256),
@@ -229,17 +235,35 @@ class Revoker:
         self._credential_ok, self._blocked_reason = True, None
         return Step.PROGRESS
 
+    def _written(self, revoked: Sequence[int]) -> None:
+        """Tell :attr:`on_outcomes` (a failure may have written a ``revoke_failing``
+        event, an outcome a ``revoked`` one); its own failure is only logged."""
+        if self.on_outcomes is None:
+            return
+        try:
+            self.on_outcomes(list(dict.fromkeys(revoked)))
+        except Exception:  # noqa: BLE001 - a hook never stops the revoker
+            log.debug("on_outcomes hook failed", exc_info=True)
+
+    async def _attempt_failed(self, entries: Sequence[QueueEntry], reason: str, *,
+                              answered: bool, retry_in: float | None = None) -> None:
+        """``attempt_failed`` in the store (which writes a ``revoke_failing`` event
+        once a token has waited past the router's limit), then the hook, at once."""
+        await self._db(self.store.attempt_failed, entries, reason, answered=answered,
+                       retry_in=retry_in)
+        self._written([])
+
     async def _failed(self, entries: Sequence[QueueEntry], exc: CendisError) -> Step:
         answered = exc.status is not None  # an HTTP answer: Cendis did nothing
         if exc.credential_problem:
-            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True)
+            await self._attempt_failed(entries, exc.reason, answered=True)
             if self._credential_ok:
                 log.error("revoker blocked: %s; every token stays queued until the "
                           "credential is fixed", exc)
             self._credential_ok, self._blocked_reason = False, exc.reason
             return Step.BLOCKED
         if exc.reason == "bad_request":
-            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True)
+            await self._attempt_failed(entries, exc.reason, answered=True)
             if len(entries) > 1:
                 # Not resent unchanged: each token alone, so one bad entry cannot hold
                 # back the others.
@@ -252,19 +276,19 @@ class Revoker:
                             return step
                 return Step.PROGRESS
             await self._db(self.store.reject, entries[0], exc.reason, str(exc))
+            self._written([])
             self.closed += 1
             return Step.PROGRESS
         if exc.reason == "rate_limited":
             wait = _bounded_retry_after(exc.retry_after)
-            await self._db(self.store.attempt_failed, entries, exc.reason, answered=True,
-                           retry_in=wait)
+            await self._attempt_failed(entries, exc.reason, answered=True, retry_in=wait)
             log.warning("Cendis rate limit: waiting %.1f s", self._capped(wait))
             await self._pause(wait)
             return Step.WAITED
         # 5xx, timeout, connection error, an answer we cannot read: back off and retry.
         delay = self._backoff()
-        await self._db(self.store.attempt_failed, entries, exc.reason,
-                       answered=answered and exc.reason == "server_error", retry_in=delay)
+        await self._attempt_failed(entries, exc.reason, retry_in=delay,
+                                   answered=answered and exc.reason == "server_error")
         log.warning("revoke call failed (%s); retrying in %.1f s", exc.reason,
                     self._capped(delay), extra={"reason": exc.reason})
         await self._pause(delay)

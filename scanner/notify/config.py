@@ -32,12 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from scanner.errors import ConfigError
 from scanner.incidents.models import Severity
-from scanner.notify.events import EVENT_KINDS, NotifyEvent
+from scanner.notify.events import EVENT_KINDS, NotifyEvent, Router
 from scanner.whsec import decode_whsec
 
 KINDS = ("slack", "webhook", "email")
@@ -131,6 +131,12 @@ class NotifyConfig:
             known = ", ".join(self.by_name) or "none"
             raise NotifyConfigError(f"[notify] has no channel {name!r} (channels: {known})")
         return self.by_name[name]
+
+
+def as_router(config: NotifyConfig | None) -> Router | None:
+    """The parsed table as the store's router (None: no outbox rows). A frozen
+    dataclass's field is read-only, which the protocol's plain attribute does not say."""
+    return cast("Router | None", config)
 
 
 # -- parsing ----------------------------------------------------------------------------

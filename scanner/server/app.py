@@ -5,11 +5,12 @@ key caches, the Cendis client and the revoker task), in that order and back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from scanner.incidents.trail import IncidentTrail, open_store
+from scanner.notify.config import as_router
 from scanner.server.config import ServerConfig
 from scanner.server.dashboard import create_dashboard
 from scanner.server.findings import add_findings_route
@@ -25,8 +27,10 @@ from scanner.server.keys import KeyCache, http_fetcher
 from scanner.server.logs import MalformedRequestFilter, watch_malformed_requests
 from scanner.server.metrics import Metrics
 from scanner.server.state import (
+    BACKGROUND,
     CONFIG,
     DELIVERIES,
+    DISPATCHER,
     KEY_CACHES,
     METRICS,
     NOW,
@@ -73,6 +77,7 @@ class Wiring:
     revoker_options: dict[str, Any]
     restart_sleep: Callable[[float], Awaitable[None]]
     migrate: bool = True
+    dispatcher_options: dict[str, Any] | None = None
 
 
 WIRING = web.AppKey("wiring", Wiring)
@@ -87,6 +92,7 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                migrate: bool = True,
                randbytes: Callable[[int], bytes] = secrets.token_bytes,
+               dispatcher_options: dict[str, Any] | None = None,
                ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
@@ -94,7 +100,8 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     is the supervisor's wait before restarting a crashed revoker; ``randbytes`` makes the
     dashboard's session ids and CSRF tokens. ``db_path`` is an
     SQLite path or a PostgreSQL URL; ``migrate`` brings its schema up to date at start-up
-    (under the backend's lock), else an old schema stops the start-up."""
+    (under the backend's lock), else an old schema stops the start-up.
+    ``dispatcher_options`` go to the notification dispatcher (tests inject clocks)."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
     app = web.Application(client_max_size=config.body_limit + 65536, middlewares=[_timing])
     app[CONFIG] = config
@@ -104,11 +111,15 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[REVOKER] = None
     app[DELIVERIES] = {}
     app[STORE_GAUGES] = {}
+    app[DISPATCHER] = None
+    app[BACKGROUND] = set()
     app[WIRING] = Wiring(db_path, cendis_api_url, credential, monotonic, cendis_timeout,
-                         dict(revoker_options or {}), restart_sleep, migrate)
-    # In this order, closed in reverse (aiohttp's cleanup_ctx).
+                         dict(revoker_options or {}), restart_sleep, migrate,
+                         dict(dispatcher_options or {}))
+    # In this order, closed in reverse (aiohttp's cleanup_ctx): the dispatcher stops
+    # first, so a send in flight is marked before the store closes.
     app.cleanup_ctx.extend([_lifecycle_ctx, _session_ctx, _store_ctx, _keys_ctx,
-                            _revoker_ctx])
+                            _revoker_ctx, _dispatcher_ctx])
     app.on_shutdown.append(_stopping)
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
@@ -151,9 +162,13 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     """The trail (its store answers the views) and the group-commit writer, which opens
     its own connections to the same database on its thread."""
     config, wiring = app[CONFIG], app[WIRING]
-    trail = IncidentTrail.open(wiring.db_path, migrate=wiring.migrate)
+    # Both the views' store and the writer's connections route events to the channels
+    # of [notify]: an outbox row is written with the event that causes it, by whoever
+    # writes the event.
+    router = as_router(config.notify)
+    trail = IncidentTrail.open(wiring.db_path, migrate=wiring.migrate, router=router)
     writer = BatchWriter(lambda wait: open_store(wiring.db_path, busy_timeout=wait,
-                                                 migrate=False),
+                                                 migrate=False, router=router),
                          revoke=config.auto_revoke, busy_timeout=config.db_busy_timeout,
                          monotonic=wiring.monotonic)
     try:
@@ -221,6 +236,7 @@ async def _revoker_ctx(app: web.Application) -> AsyncIterator[None]:
                                    clock=app[NOW], **wiring.revoker_options) as revoker:
         await _whoami(revoker.client, app[NOW]())
         app[REVOKER] = revoker
+        revoker.on_outcomes = lambda revoked: _after_outcomes(app, revoked)
         task = asyncio.create_task(supervise(revoker, sleep=wiring.restart_sleep))
         yield
         revoker.stop()  # between batches: a call in flight finishes and is recorded
@@ -233,6 +249,62 @@ async def _revoker_ctx(app: web.Application) -> AsyncIterator[None]:
             pass
         except Exception as exc:  # noqa: BLE001 - shutdown goes on (exit 0), said once
             log.error("revoker failed at shutdown", extra={"reason": type(exc).__name__})
+
+
+def _after_outcomes(app: web.Application, revoked: Sequence[int]) -> None:
+    """The revoker wrote outcomes: the dispatcher looks at the outbox now, and each
+    revoked incident's leak-to-revoke time goes to the histogram (read off the loop)."""
+    dispatcher = app[DISPATCHER]
+    if dispatcher is not None:
+        dispatcher.wake()
+    if not revoked:
+        return
+    store, histogram = app[STORE], app[METRICS].leak_to_revoke
+
+    def observe() -> None:
+        from scanner.notify.message import revoke_seconds
+
+        try:
+            for ident in revoked:
+                incident = store.get_incident(ident)
+                seconds = revoke_seconds(incident) if incident else None
+                if seconds is not None:
+                    histogram.observe(seconds)
+        except Exception as exc:  # noqa: BLE001 - a metric never fails the service
+            log.debug("leak-to-revoke not observed", extra={"reason": type(exc).__name__})
+
+    task = asyncio.ensure_future(asyncio.to_thread(observe))
+    app[BACKGROUND].add(task)
+    task.add_done_callback(app[BACKGROUND].discard)
+
+
+async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The notification dispatcher, when the configuration has a ``[notify]`` table:
+    woken by each group commit and each revoker outcome (rows this process wrote),
+    polling for the rest (other processes, triage from the CLI)."""
+    notify = app[CONFIG].notify
+    if notify is None or not notify.by_name:
+        yield
+        return
+    from scanner.notify.dispatch import Dispatcher, supervise
+
+    wiring = app[WIRING]
+    dispatcher = Dispatcher(app[STORE], notify, app[SESSION], now=app[NOW],
+                            **(wiring.dispatcher_options or {}))
+    app[DISPATCHER] = dispatcher
+    app[WRITER].on_commit = dispatcher.wake
+    task = asyncio.create_task(supervise(dispatcher, sleep=wiring.restart_sleep))
+    yield
+    app[WRITER].on_commit = None
+    dispatcher.stop()  # a send in flight finishes and is marked
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:
+        task.cancel()  # cut short: sent again later with the same idempotency key
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    background: set[asyncio.Future[None]] = app[BACKGROUND]
+    for pending in list(background):
+        pending.cancel()
 
 
 async def _first_fetch(cache: KeyCache) -> None:
@@ -287,8 +359,13 @@ async def _whoami(client: Any, now: datetime) -> None:
 def _gauges(app: web.Application) -> dict[str, Any]:
     cache = app[STORE_GAUGES]
     values: dict[str, Any] = {key: cache[key] for key in
-                              ("revoke_queue_depth", "revoke_oldest_pending_seconds")
+                              ("revoke_queue_depth", "revoke_oldest_pending_seconds",
+                               "outbox_depth", "outbox_oldest_pending_seconds",
+                               "open_incidents", "ready")
                               if key in cache}
+    dispatcher = app[DISPATCHER]
+    if dispatcher is not None:
+        values["notifications_delivered"] = dict(dispatcher.delivered)
     revoker = app[REVOKER]
     if revoker is not None:
         values["revoker_healthy"] = 1 if revoker.healthy else 0

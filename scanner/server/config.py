@@ -27,6 +27,11 @@ Example (``cendis-scan serve --config receiver.toml``)::
     [dashboard]                           # /dashboard: sign in with a reader/triager token
     secure_cookie = true                  # behind a TLS-terminating proxy (else: when https)
     session_ttl = 28800                   # seconds a sign-in lasts (idle: at most 1 h)
+    [notify]                              # notifications: see scanner.notify.config
+    base_url = "https://cendis-scan.example.com"
+    [notify.channels.security]
+    kind = "slack"
+    url_env = "SLACK_WEBHOOK_URL"
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import whsec
+from scanner.notify.config import NotifyConfig, parse_notify
 from scanner.server.errors import ServerConfigError
 
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
@@ -60,7 +66,7 @@ _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "repor
         "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
         "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval",
-        "dashboard"}
+        "dashboard", "notify"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
 _DASHBOARD_KEYS = {"secure_cookie", "session_ttl"}
@@ -103,6 +109,9 @@ class ServerConfig:
     key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
     dashboard_secure_cookie: bool = False  # the session cookie always Secure (TLS proxy)
     dashboard_session_ttl: float = 8 * 3600.0  # seconds a dashboard sign-in lasts
+    #: The ``[notify]`` table (scanner.notify.config): the store's router and the
+    #: dispatcher's channels; None: no notifications (no outbox rows).
+    notify: NotifyConfig | None = None
     #: What an optional setting left unset turned off, for ``serve`` to log at start-up
     #: (one line each): the file starts as written, and says what it is running without.
     notes: tuple[str, ...] = ()
@@ -238,10 +247,12 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
     if max_records < 1:
         raise ServerConfigError("max_records: at least 1")
+    notify = parse_notify(data["notify"], environ) if "notify" in data else None
     options: dict[str, Any] = {str(key): value for key, value in numbers.items()}
     options.update(_dashboard(data.get("dashboard", {})))
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
                         report_token=report, triager_token=triager, max_records=max_records,
+                        notify=notify,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
                         notes=tuple(notes), **options)
 

@@ -2,8 +2,9 @@
 two apps in one test process do not share counters).
 
 Counters are labelled by partner and by the short ``reason`` of each error class. Queue
-depth and oldest pending age are read from the store at scrape time, so they are right
-across restarts and across processes sharing the database.
+depth and oldest pending age, the outbox's, and the open incidents by severity and triage
+state are read from the store at scrape time, so they are right across restarts and
+across processes sharing the database. ``deploy/prometheus/alerts.yml`` alerts on them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Leak-to-revoke seconds: a revoke within seconds (a partner report) to a day (a sweep
+#: of an old repository, a revoke that failed for hours).
+LEAK_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
 
 
 class _StoreCollector(Collector):
@@ -29,7 +33,11 @@ class _StoreCollector(Collector):
         for name, doc in (("revoke_queue_depth", "Tokens waiting for a revoke call"),
                           ("revoke_oldest_pending_seconds", "Age of the oldest queued token"),
                           ("revoker_healthy", "1 unless the Cendis credential was refused "
-                                              "or the revoker task is down (crashed)")):
+                                              "or the revoker task is down (crashed)"),
+                          ("outbox_depth", "Notifications not yet delivered"),
+                          ("outbox_oldest_pending_seconds",
+                           "Age of the oldest notification not yet delivered"),
+                          ("ready", "1 when /readyz says ready, else 0")):
             family = GaugeMetricFamily(f"cendis_{name}", doc)
             value = values.get(name)
             family.add_metric([], float(value) if value is not None else 0.0)
@@ -49,6 +57,20 @@ class _StoreCollector(Collector):
         for reason, count in sorted((values.get("revoker_crashes") or {}).items()):
             crashes.add_metric([reason], float(count))
         yield crashes
+        open_incidents = GaugeMetricFamily("cendis_open_incidents", "Incidents nobody "
+                                           "closed by triage, by severity and triage state",
+                                           labels=["severity", "triage"])
+        for severity, triage, count in sorted(values.get("open_incidents") or ()):
+            open_incidents.add_metric([severity, triage], float(count))
+        yield open_incidents
+        delivered = CounterMetricFamily("cendis_notifications_delivered", "Outbox rows by "
+                                        "channel and outcome (sent; failed: retried; "
+                                        "rejected: refused for good, retried at the cap)",
+                                        labels=["channel", "outcome"])
+        for (channel, outcome), count in sorted(
+                (values.get("notifications_delivered") or {}).items()):
+            delivered.add_metric([channel, outcome], float(count))
+        yield delivered
 
 
 class Metrics:
@@ -78,6 +100,10 @@ class Metrics:
                                  ["route"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
                                           2.5, 5, 10))
+        self.leak_to_revoke = Histogram("cendis_leak_to_revoke_seconds", "First report "
+                                        "received to revoked, per incident (observed when "
+                                        "the revoker applies the outcome)", registry=r,
+                                        buckets=LEAK_BUCKETS)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """A labelled child, cached: ``labels()`` takes a lock and builds a tuple each

@@ -3,6 +3,7 @@ and the factory agree on names and types."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from scanner.incidents.revoker import Revoker
 from scanner.incidents.store import Store
 from scanner.incidents.trail import IncidentTrail
+from scanner.notify.dispatch import Dispatcher
 from scanner.server.config import ServerConfig
 from scanner.server.keys import KeyCache
 from scanner.server.metrics import Metrics
@@ -31,3 +33,7 @@ KEY_CACHES: web.AppKey[dict[str, KeyCache]] = web.AppKey("key_caches")
 REVOKER: web.AppKey[Revoker | None] = web.AppKey("revoker")
 #: Webhook delivery ids this process committed (insertion-ordered, bounded by the view).
 DELIVERIES: web.AppKey[dict[tuple[str, str], None]] = web.AppKey("deliveries")
+#: The notification dispatcher (None without a [notify] table).
+DISPATCHER: web.AppKey[Dispatcher | None] = web.AppKey("dispatcher")
+#: Short tasks started from callbacks (a histogram's reads), held until done.
+BACKGROUND: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("background")

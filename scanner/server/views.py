@@ -245,7 +245,14 @@ async def readyz(request: web.Request) -> web.Response:
     readiness never writes), the store answers a read within a second (off the loop),
     every partner's keys are loaded, and the revoker is not blocked on a refused
     credential; else 503 with the reasons."""
-    app = request.app
+    reasons = await ready_reasons(request.app)
+    if reasons:
+        return web.json_response({"ready": False, "reasons": reasons}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def ready_reasons(app: web.Application) -> list[str]:
+    """Why the receiver is not ready (empty: ready); /readyz and ``cendis_ready``."""
     reasons = []
     if not app[WRITER].healthy:
         reasons.append("database_not_writable")
@@ -260,9 +267,7 @@ async def readyz(request: web.Request) -> web.Response:
     revoker = app[REVOKER]
     if revoker is not None and not revoker.healthy:
         reasons.append(f"revoker_{revoker.unhealthy_reason or 'unhealthy'}")
-    if reasons:
-        return web.json_response({"ready": False, "reasons": reasons}, status=503)
-    return web.json_response({"ready": True})
+    return reasons
 
 
 #: How long a scrape waits for fresh queue gauges before showing the last ones.
@@ -282,6 +287,9 @@ async def refresh_store_gauges(app: web.Application, wait: float = GAUGE_WAIT) -
         try:
             cache["revoke_queue_depth"] = store.queue_depth()
             cache["revoke_oldest_pending_seconds"] = store.oldest_pending_age()
+            cache["outbox_depth"] = store.outbox_depth()
+            cache["outbox_oldest_pending_seconds"] = store.outbox_oldest_age()
+            cache["open_incidents"] = store.triage_counts()
         except Exception:  # noqa: BLE001 - a scrape must not fail on a busy database
             pass
         finally:
@@ -296,6 +304,7 @@ async def metrics(request: web.Request) -> web.Response:
     from scanner.server.metrics import CONTENT_TYPE
 
     await refresh_store_gauges(request.app)  # bounded: stale gauges, never a long wait
+    request.app[STORE_GAUGES]["ready"] = 0 if await ready_reasons(request.app) else 1
     body = request.app[METRICS].render()  # from memory: the store was read above
     return web.Response(body=body,
                         headers={"Content-Type": CONTENT_TYPE})

@@ -15,11 +15,14 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from scanner.errors import ConfigError, short
 from scanner.scrub import escape_controls, scrub
+
+if TYPE_CHECKING:
+    from scanner.notify.config import NotifyConfig
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_CACHE = "cendis-sweep-cache"
@@ -132,6 +135,9 @@ class SweepConfig:
     repos: tuple[RepoSource, ...] = ()
     logs: tuple[LogSource, ...] = field(default_factory=tuple)
     orgs: tuple[OrgSource, ...] = ()
+    #: The ``[notify]`` table: who hears of the incidents this sweep records (the local
+    #: database only; with --report-to the receiver's own [notify] decides).
+    notify: NotifyConfig | None = None
 
     @property
     def sources(self) -> tuple[RepoSource | LogSource, ...]:
@@ -274,9 +280,17 @@ def parse(text: str, path: str) -> SweepConfig:
         raise ConfigError(f"{path}: not valid TOML: {short(str(exc), 120)}") from None
     problems: list[str] = []
     for key in data:
-        if key not in ("settings", "repo", "logs", "org"):
+        if key not in ("settings", "repo", "logs", "org", "notify"):
             problems.append(f"unknown key {key} (known: settings, [[repo]], [[logs]], "
-                            f"[[org]])")
+                            f"[[org]], [notify])")
+    notify = None
+    if "notify" in data:  # the notifier (and aiohttp) loaded only when asked for
+        from scanner.notify.config import NotifyConfigError, parse_notify
+
+        try:
+            notify = parse_notify(data["notify"], os.environ)
+        except NotifyConfigError as exc:
+            problems.append(str(exc))
     raw_settings = data.get("settings", {})
     if not isinstance(raw_settings, dict):
         problems.append("settings must be a table ([settings])")
@@ -337,7 +351,7 @@ def parse(text: str, path: str) -> SweepConfig:
         cache=str(base / os.path.expanduser(settings.get("cache", DEFAULT_CACHE))),
         concurrency=settings.get("concurrency", DEFAULT_CONCURRENCY),
         auto_revoke=default_revoke, repos=tuple(repos), logs=tuple(logs),
-        orgs=tuple(orgs))
+        orgs=tuple(orgs), notify=notify)
 
 
 def _api_url(value: str | None, default: str, where: str, problems: list[str]) -> str:

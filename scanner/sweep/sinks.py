@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,16 @@ from scanner.scrub import scrub
 
 if TYPE_CHECKING:
     from scanner.incidents.trail import IncidentTrail
+    from scanner.notify.config import NotifyConfig
 
 log = logging.getLogger(__name__)
 
 #: How long the revoker keeps retrying through an outage before a sweep gives up waiting
 #: (the tokens stay queued: the next sweep, or ``serve``, revokes them).
 REVOKE_PATIENCE = 60.0
+#: How long the one notification pass at the end of a sweep may take (seconds); what is
+#: left stays in the outbox for the next sweep (or a running serve).
+NOTIFY_PATIENCE = 30.0
 REPORT_TIMEOUT = 60.0
 REPORT_TOKEN_ENV = "CENDIS_SCAN_REPORT_TOKEN"
 
@@ -83,10 +88,13 @@ class LocalSink:
 
     def __init__(self, db_path: str, *, api_url: str | None, credential: str | None,
                  now: Callable[[], datetime] | None = None,
-                 patience: float = REVOKE_PATIENCE) -> None:
+                 patience: float = REVOKE_PATIENCE,
+                 notify: NotifyConfig | None = None) -> None:
         from scanner.incidents.trail import IncidentTrail
+        from scanner.notify.config import as_router
 
-        self.trail = IncidentTrail.open(db_path, now=now)
+        self.notify = notify
+        self.trail = IncidentTrail.open(db_path, now=now, router=as_router(notify))
         self.store = self.trail.store
         self._revoker: _RevokeThread | None = None
         if credential is not None and api_url is not None:
@@ -123,7 +131,28 @@ class LocalSink:
         elif pending:
             problems.append(f"{len(pending)} token(s) still queued for revocation (kept "
                             "in the queue: the next sweep or 'serve' retries)")
+        self._notify()
         return problems
+
+    def _notify(self) -> None:
+        """One bounded pass over the outbox (after the revokes, so a ``revoked`` goes
+        too); what is left is said in one line and waits for the next run."""
+        if self.notify is None or not self.notify.by_name:
+            return
+        from scanner.notify.dispatch import drain_once
+
+        try:
+            sent, left, error = asyncio.run(drain_once(self.store, self.notify,
+                                                       patience=NOTIFY_PATIENCE))
+        except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox
+            sys.stderr.write(f"cendis-scan: notifications not sent ({_why(exc)}); they stay "
+                             "in the outbox for the next run\n")
+            return
+        if left:
+            why = f"last error {error}" if error else "a channel rate-limited"
+            sys.stderr.write(f"cendis-scan: notified {sent} message"
+                             f"{'s' if sent != 1 else ''}; {left} left in the outbox "
+                             f"({why}): sent by the next sweep or a running serve\n")
 
     def outcome(self, sha256: str) -> str | None:
         status = self.trail.status_of(sha256)
