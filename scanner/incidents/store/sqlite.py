@@ -55,6 +55,7 @@ from scanner.incidents.store.common import (
     schema_problem,
     scrubbed,
 )
+from scanner.incidents.store.presence import SqlitePresence
 from scanner.incidents.store.sqlite_queue import SqliteQueue
 from scanner.incidents.store.sqlite_receiver import SqliteReceiver
 from scanner.incidents.store.sqlite_triage import SqliteTriage
@@ -80,7 +81,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage):
+class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, SqlitePresence):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
@@ -336,6 +337,7 @@ class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage):
             incident["events"] = list(self.db.query(
                 "SELECT at, kind, detail, actor FROM events WHERE incident_id = ? ORDER BY id",
                 [incident["id"]]))
+            incident["presence"] = self.presence_of(incident["id"])
             return incident
 
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,
