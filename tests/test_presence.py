@@ -198,9 +198,26 @@ def test_the_default_branch_is_the_origins_head(tmp_path: Path, db: str,
     assert row["summary"] == f"still present in {REPO} at trunk:conf.ini"
 
 
+class _Ticking:
+    """A clock that moves 10 s each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+@pytest.mark.parametrize("limits", [
+    pytest.param(lambda: {"max_commits": 2}, id="commits"),
+    pytest.param(lambda: {"budget": 15.0, "clock": _Ticking()}, id="time"),
+])
 def test_the_search_is_bounded_and_says_so(tmp_path: Path, store_url: str,
-                                           make_token: Callable[[], str]) -> None:
-    """Past its commit limit, the search gives up and the row says what it knows."""
+                                           make_token: Callable[[], str],
+                                           limits: Callable[[], dict[str, Any]]) -> None:
+    """Past its commit limit or its time, the search gives up and the row says what it
+    knows: absent from the tip, the removing commit not found."""
     token = make_token()
     app = Origin(tmp_path, "api")
     app.commit("add", **{"k.env": f"T={token}\n"})
@@ -217,7 +234,7 @@ def test_the_search_is_bounded_and_says_so(tmp_path: Path, store_url: str,
         store.set_presence(ident, Presence(REPO, None, "main", None, detail="reset"))
         tip = app.work.head()
         checked = check_presence(store, REPO, mirror, load_rules(), branch="refs/heads/main",
-                                 tips={"refs/heads/main": tip}, max_commits=2)
+                                 tips={"refs/heads/main": tip}, **limits())
         assert isinstance(checked, Checked) and checked.unknown == 1
         [row] = store.get_incident(ident)["presence"]  # type: ignore[index]
     assert row["present"] is False and row["removed_in"] is None
