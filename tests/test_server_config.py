@@ -95,7 +95,8 @@ def readme_receiver_toml() -> str:
     return block.group(1)
 
 
-OPTIONAL = ("GITHUB_TOKEN", "CENDIS_SCAN_READER_TOKEN", "CENDIS_SCAN_REPORT_TOKEN")
+OPTIONAL = ("GITHUB_TOKEN", "CENDIS_SCAN_READER_TOKEN", "CENDIS_SCAN_REPORT_TOKEN",
+            "CENDIS_SCAN_TRIAGER_TOKEN")
 
 
 @pytest.mark.parametrize("given", [(), ("GITHUB_TOKEN",), ("CENDIS_SCAN_READER_TOKEN",),
@@ -106,7 +107,9 @@ def test_the_readme_example_loads_with_its_optional_variables_unset(
     off what it is for, and says so in one note (logged by ``serve`` at start-up)."""
     path = tmp_path / "receiver.toml"
     path.write_text(readme_receiver_toml())
-    env = {"LOGSCANNER_WEBHOOK_SECRET": SECRET, **{name: "v" * 20 for name in given}}
+    # each its own value: the triager's token may not be another role's
+    env = {"LOGSCANNER_WEBHOOK_SECRET": SECRET,
+           **{name: f"{name.lower()}-value-0123456789" for name in given}}
     config = load_config(path, env)
     assert "logscanner" in config.webhooks
     assert config.keyed["github"].fetch_token == env.get("GITHUB_TOKEN")

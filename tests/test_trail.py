@@ -23,7 +23,7 @@ from scanner.finding import Finding
 from scanner.incidents.findings import queue_split, revocable
 from scanner.incidents.models import Sighting, Status, TokenRef
 from scanner.incidents.trail import IncidentTrail, open_store, open_trail
-from scanner.server.verify import bearer_matches
+from scanner.server.auth import bearer_matches
 
 ROOT = Path(__file__).resolve().parent.parent / "scanner"
 

@@ -64,8 +64,9 @@ def write_incident(incident: dict[str, Any], out: IO[str] | None = None) -> None
     """One incident as text: its fields, then its sightings and its events."""
     write = (out or sys.stdout).write
     write(f"incident {cell(incident['id'])}: {cell(incident['redacted'])}\n")
-    for key in ("sha256", "status", "severity", "owner", "token_name", "org", "scopes",
-                "first_seen", "last_seen", "revoke_attempts", "last_error"):
+    for key in ("sha256", "status", "severity", "confidence", "owner", "token_name", "org",
+                "scopes", "first_seen", "last_seen", "revoke_attempts", "last_error",
+                "revoked_at", "triage", "triage_reason", "assignee", "triaged_at"):
         value = cell(incident.get(key))
         if value:
             write(f"  {key}: {value}\n")
@@ -81,4 +82,5 @@ def write_incident(incident: dict[str, Any], out: IO[str] | None = None) -> None
     write(f"events ({len(incident['events'])}):\n")
     for e in incident["events"]:
         detail = f"  {cell(e['detail'])}" if e["detail"] else ""
-        write(f"  {cell(e['at'])}  {cell(e['kind'])}{detail}\n")
+        actor = f"  by {cell(e['actor'])}" if e.get("actor") else ""
+        write(f"  {cell(e['at'])}  {cell(e['kind'])}{actor}{detail}\n")

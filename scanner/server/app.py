@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from scanner.incidents.trail import IncidentTrail, open_store
 from scanner.server.config import ServerConfig
+from scanner.server.dashboard import create_dashboard
 from scanner.server.findings import add_findings_route
 from scanner.server.keys import KeyCache, http_fetcher
 from scanner.server.logs import MalformedRequestFilter, watch_malformed_requests
@@ -35,6 +37,7 @@ from scanner.server.state import (
     TRAIL,
     WRITER,
 )
+from scanner.server.triage import add_triage_route
 from scanner.server.views import add_routes
 from scanner.server.writer import BatchWriter
 
@@ -83,11 +86,13 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
                revoker_options: dict[str, Any] | None = None,
                restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                migrate: bool = True,
+               randbytes: Callable[[int], bytes] = secrets.token_bytes,
                ) -> web.Application:
     """The receiver. ``credential`` None runs without a revoker (reports are recorded
     and queued; a later ``revoke``/``serve`` drains the queue). ``revoker_options`` are
     passed to :class:`Revoker` (tests inject ``sleep`` and ``rng``); ``restart_sleep``
-    is the supervisor's wait before restarting a crashed revoker. ``db_path`` is an
+    is the supervisor's wait before restarting a crashed revoker; ``randbytes`` makes the
+    dashboard's session ids and CSRF tokens. ``db_path`` is an
     SQLite path or a PostgreSQL URL; ``migrate`` brings its schema up to date at start-up
     (under the backend's lock), else an old schema stops the start-up."""
     # +64 KiB: the limit is ours to answer (413 as JSON), not aiohttp's plain-text one
@@ -108,7 +113,18 @@ def create_app(config: ServerConfig, *, db_path: str | os.PathLike[str],
     app[METRICS].watch(lambda: _gauges(app))
     add_routes(app)
     add_findings_route(app)
+    add_triage_route(app)
+    app.add_subapp("/dashboard", create_dashboard(
+        app[METRICS], monotonic=monotonic, randbytes=randbytes,
+        secure_cookie=config.dashboard_secure_cookie,
+        session_ttl=config.dashboard_session_ttl))
+    for path in ("/", "/dashboard"):
+        app.router.add_get(path, _to_dashboard)
     return app
+
+
+async def _to_dashboard(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/dashboard/")
 
 
 async def _lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,8 @@ Example (``cendis-scan serve --config receiver.toml``)::
     max_records = 10000                   # records per delivery; 413 above it
     db_busy_timeout = 5                   # seconds to wait for another process's lock; 503
     key_refresh_interval = 600            # partner keys refetched (withdrawn keys dropped)
-    reader_token_env = "CENDIS_SCAN_READER_TOKEN"
+    reader_token_env = "CENDIS_SCAN_READER_TOKEN"  # GET /incidents (read only)
+    triager_token_env = "CENDIS_SCAN_TRIAGER_TOKEN" # POST /incidents/{id}/actions (and read)
     report_token_env = "CENDIS_SCAN_REPORT_TOKEN" # sweeps' POST /v1/findings (--report-to)
 
     [github]
@@ -22,6 +23,10 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
     [partners.acme]                       # POST /partners/acme, Standard Webhooks
     secrets_env = "ACME_WEBHOOK_SECRET"   # whsec_… (space-separated during rotation)
+
+    [dashboard]                           # /dashboard: sign in with a reader/triager token
+    secure_cookie = true                  # behind a TLS-terminating proxy (else: when https)
+    session_ttl = 28800                   # seconds a sign-in lasts (idle: at most 1 h)
 """
 
 from __future__ import annotations
@@ -46,15 +51,19 @@ DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 DEFAULT_MAX_RECORDS = 10_000
 DEFAULT_READER_ENV = "CENDIS_SCAN_READER_TOKEN"
 DEFAULT_REPORT_ENV = "CENDIS_SCAN_REPORT_TOKEN"
+DEFAULT_TRIAGER_ENV = "CENDIS_SCAN_TRIAGER_TOKEN"
 KEYED = ("github", "gitlab")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 _TOP = {"body_limit", "reader_token", "reader_token_env", "report_token", "report_token_env",
+        "triager_token", "triager_token_env",
         "auto_revoke", "github", "gitlab",
         "partners", "key_refetch_interval", "key_miss_ttl", "key_fetch_timeout",
-        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval"}
+        "body_timeout", "max_records", "db_busy_timeout", "key_refresh_interval",
+        "dashboard"}
 _KEYED_KEYS = {"keys_url", "token_env", "enabled"}
 _WEBHOOK_KEYS = {"secrets", "secrets_env"}
+_DASHBOARD_KEYS = {"secure_cookie", "session_ttl"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,8 @@ class ServerConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     reader_token: str | None = field(default=None, repr=False)
     report_token: str | None = field(default=None, repr=False)  # POST /v1/findings
+    #: POST /incidents/{id}/actions (ack, assign, resolve...); a triager may also read
+    triager_token: str | None = field(default=None, repr=False)
     auto_revoke: bool = True
     key_refetch_interval: float = 5.0
     key_miss_ttl: float = 60.0
@@ -90,6 +101,8 @@ class ServerConfig:
     max_records: int = DEFAULT_MAX_RECORDS  # records per delivery; 413 above it
     db_busy_timeout: float = 5.0  # seconds a commit waits for another process's lock; 503
     key_refresh_interval: float = 600.0  # partner keys refetched this often (withdrawals)
+    dashboard_secure_cookie: bool = False  # the session cookie always Secure (TLS proxy)
+    dashboard_session_ttl: float = 8 * 3600.0  # seconds a dashboard sign-in lasts
     #: What an optional setting left unset turned off, for ``serve`` to log at start-up
     #: (one line each): the file starts as written, and says what it is running without.
     notes: tuple[str, ...] = ()
@@ -196,6 +209,15 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
         var = _bearer_env(data, "report_token", DEFAULT_REPORT_ENV)
         notes.append(f"no report token ({var} is not set): POST /v1/findings "
                      "(sweep --report-to) is off")
+    triager = _bearer(data, "triager_token", environ, DEFAULT_TRIAGER_ENV)
+    if triager is None:
+        var = _bearer_env(data, "triager_token", DEFAULT_TRIAGER_ENV)
+        notes.append(f"no triager token ({var} is not set): POST /incidents/ID/actions "
+                     "is off (401 to every request)")
+    for key, other in (("reader_token", reader), ("report_token", report)):
+        if triager is not None and triager == other:  # a reader (or a sweep) could act
+            raise ServerConfigError(f"triager_token: the same token as {key}; the "
+                                    "triager role needs its own")
     limit = _typed(data.get("body_limit", DEFAULT_BODY_LIMIT), int, "body_limit")
     if limit < 1024:
         raise ServerConfigError("body_limit: at least 1024 bytes")
@@ -216,10 +238,28 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
     max_records = _typed(data.get("max_records", DEFAULT_MAX_RECORDS), int, "max_records")
     if max_records < 1:
         raise ServerConfigError("max_records: at least 1")
+    options: dict[str, Any] = {str(key): value for key, value in numbers.items()}
+    options.update(_dashboard(data.get("dashboard", {})))
     return ServerConfig(keyed=keyed, webhooks=webhooks, body_limit=limit, reader_token=reader,
-                        report_token=report, max_records=max_records,
+                        report_token=report, triager_token=triager, max_records=max_records,
                         auto_revoke=_typed(data.get("auto_revoke", True), bool, "auto_revoke"),
-                        notes=tuple(notes), **numbers)
+                        notes=tuple(notes), **options)
+
+
+def _dashboard(table: Any) -> dict[str, Any]:
+    """The ``[dashboard]`` table: the session cookie's Secure flag and lifetime."""
+    _typed(table, dict, "[dashboard]")
+    _unknown(table, _DASHBOARD_KEYS, "[dashboard]")
+    out: dict[str, Any] = {}
+    if "secure_cookie" in table:
+        out["dashboard_secure_cookie"] = _typed(table["secure_cookie"], bool,
+                                                "[dashboard] secure_cookie")
+    if "session_ttl" in table:
+        ttl = float(_typed(table["session_ttl"], (int, float), "[dashboard] session_ttl"))
+        if not math.isfinite(ttl) or not 60 <= ttl <= 30 * 86400:
+            raise ServerConfigError("[dashboard] session_ttl: 60 seconds to 30 days")
+        out["dashboard_session_ttl"] = ttl
+    return out
 
 
 def _bearer(data: Mapping[str, Any], key: str, environ: Mapping[str, str],

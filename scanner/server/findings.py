@@ -30,10 +30,10 @@ from aiohttp import web
 from scanner.incidents.findings import queue_split
 from scanner.incidents.models import Recorded, Sighting, TokenRef
 from scanner.scrub import scrub
+from scanner.server.auth import Role, authorize
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.reports import storable
-from scanner.server.state import CONFIG, METRICS, NOW, REVOKER, WRITER
-from scanner.server.verify import bearer_matches
+from scanner.server.state import METRICS, NOW, REVOKER, WRITER
 from scanner.server.views import read_body
 from scanner.server.writer import Unstorable
 
@@ -59,12 +59,6 @@ class _Reported:
 
 def add_findings_route(app: web.Application) -> None:
     app.router.add_post(PATH, findings)
-
-
-def _authorized(request: web.Request) -> None:
-    if not bearer_matches(request.headers.get("Authorization", ""),
-                          request.app[CONFIG].report_token):
-        raise ReportError("unauthorized", "a valid bearer token is required", status=401)
 
 
 def _text(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
@@ -126,7 +120,7 @@ async def findings(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[METRICS]
     try:
-        _authorized(request)
+        authorize(request, Role.REPORTER)  # 401, or 403 for another role
         revoke, items = _parse(await read_body(request), app[NOW])
         writer = app[WRITER]
         revoke = revoke and writer.revoke  # the receiver's auto_revoke has the last word

@@ -70,6 +70,10 @@ class Metrics:
                                    "refused by the server, by reason", ["reason"], registry=r)
         self.key_fetches = Counter("cendis_partner_key_fetches", "Public-key fetches",
                                    ["partner", "outcome"], registry=r)
+        self.triage_actions = Counter("cendis_triage_actions", "Triage actions asked for "
+                                      "through POST /incidents/ID/actions, by action and "
+                                      "outcome (ok, or the refusal's reason)",
+                                      ["action", "outcome"], registry=r)
         self.latency = Histogram("cendis_request_seconds", "Request latency by route",
                                  ["route"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,

@@ -102,12 +102,3 @@ def verify_hmac(secrets: Iterable[bytes], msg_id: str | None, timestamp: str | N
             ok |= hmac.compare_digest(expected, candidate)
     if not ok:
         raise SignatureError("bad_signature")
-
-
-def bearer_matches(authorization: str, expected: str | None) -> bool:
-    """An ``Authorization: Bearer <token>`` header names ``expected``, compared in
-    constant time; no configured token (None or empty) matches nothing, so a route
-    without one refuses everyone."""
-    scheme, _, given = authorization.partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), (expected or "").encode())

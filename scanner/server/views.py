@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from scanner.incidents.models import Severity, Status
+from scanner.server.auth import Role, require
 from scanner.server.errors import Rejected, ReportError, SignatureError, Unavailable
 from scanner.server.reports import feedback, parse_records
 from scanner.server.state import (
@@ -32,7 +33,6 @@ from scanner.server.state import (
     WRITER,
 )
 from scanner.server.verify import (
-    bearer_matches,
     check_webhook_headers,
     decode_signature,
     verify_ecdsa,
@@ -301,15 +301,6 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE})
 
 
-def _reader(request: web.Request) -> None:
-    """Bearer token check in constant time; no configured token means no reader."""
-    if not bearer_matches(request.headers.get("Authorization", ""),
-                          request.app[CONFIG].reader_token):
-        raise web.HTTPUnauthorized(text=json.dumps({"error": "unauthorized"}),
-                                   content_type="application/json",
-                                   headers={"WWW-Authenticate": "Bearer"})
-
-
 def _dumps(value: object) -> str:
     return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime)
                       else str(v))
@@ -380,7 +371,7 @@ async def _read(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 async def incidents(request: web.Request) -> web.Response:
-    _reader(request)
+    require(request, Role.READER)  # a reader or a triager
     q = request.query
     for name in q:  # a typo or a repeat is a 400, never a filter silently dropped
         if name not in _QUERY_PARAMS:
@@ -399,8 +390,12 @@ async def incidents(request: web.Request) -> web.Response:
 
 
 async def incident(request: web.Request) -> web.Response:
-    _reader(request)
     ident = request.match_info["ident"].strip()
+    if "Authorization" not in request.headers and ident.isascii() and ident.isdigit() and \
+            "text/html" in request.headers.get("Accept", ""):
+        # a person following a notification's link: the dashboard's page of it
+        raise web.HTTPSeeOther(f"/dashboard/incidents/{int(ident)}")
+    require(request, Role.READER)  # a reader or a triager
     found = None
     # an id (ASCII digits) or a hash prefix (ASCII hex): "²" or "١" is nothing of ours
     if ident.isascii() and ident.isalnum() and len(ident) <= 64:

@@ -54,6 +54,7 @@ from scanner.incidents.models import (
     utcnow,
 )
 from scanner.incidents.store import postgres_schema
+from scanner.incidents.store.browse import Browse
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
@@ -126,10 +127,11 @@ class _Console:
             return cur
 
 
-class PostgresStore(PostgresQueue, PostgresTriage, PostgresPresence):
+class PostgresStore(PostgresQueue, PostgresTriage, Browse, PostgresPresence):
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
+    _mark = "%s"
 
     def __init__(self, pool: psycopg_pool.ConnectionPool, now: Callable[[], datetime],
                  url: str, busy_timeout: float, idle: _IdleCheck | None = None,

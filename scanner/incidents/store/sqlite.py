@@ -44,6 +44,7 @@ from scanner.incidents.models import (
     utcnow,
 )
 from scanner.incidents.store import schema
+from scanner.incidents.store.browse import Browse
 from scanner.incidents.store.common import (
     TABLES,
     DatabaseUnavailable,
@@ -81,10 +82,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, SqlitePresence):
+class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse, SqlitePresence):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
+    _mark = "?"
 
     def __init__(self, db: sqlite_utils.Database, now: Callable[[], datetime],
                  url: str = "", router: Router | None = None) -> None:
@@ -305,6 +307,10 @@ class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, SqlitePresence):
         return True
 
     # -- reading incidents ------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
 
     @staticmethod
     def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
