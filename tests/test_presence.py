@@ -314,20 +314,58 @@ def test_show_json_carries_presence(tmp_path: Path, make_token: Callable[[], str
     assert row["summary"] == f"still present in {REPO} at main:config/.env"
 
 
-async def test_the_api_shows_presence(rig_factory: Any, tmp_path: Path,
-                                      make_token: Callable[[], str]) -> None:
-    rig = await rig_factory()
+async def test_the_api_shows_presence_and_resolve_asks_for_force(
+        aiohttp_client: Any, tmp_path: Path, db: str, make_token: Callable[[], str]) -> None:
+    from receiver import test_config as receiver_config
+
+    from scanner.server.app import create_app
+
     token = make_token()
-    _present_incident(tmp_path, str(rig.db), token)
-    answer = await rig.client.get(f"/incidents/{sha(token)[:16]}",
-                                  headers={"Authorization":
-                                           "Bearer reader-token-for-tests-0123"})
+    _, _, ident = _present_incident(tmp_path, db, token)
+    config = receiver_config("http://127.0.0.1:9/keys", keyed={},
+                             triager_token="triager-token-for-tests-4567")
+    client = await aiohttp_client(create_app(config, db_path=db,
+                                             cendis_api_url="http://127.0.0.1:9",
+                                             credential=None))
+    reader = {"Authorization": "Bearer reader-token-for-tests-0123"}
+    triager = {"Authorization": "Bearer triager-token-for-tests-4567",
+               "Content-Type": "application/json"}
+    answer = await client.get(f"/incidents/{sha(token)[:16]}", headers=reader)
     assert answer.status == 200
     body = await answer.json()
     [row] = body["presence"]
     assert row["present"] is True and row["path"] == "config/.env"
     assert row["summary"] == f"still present in {REPO} at main:config/.env"
-    assert_no_leak(json.dumps(body))
+
+    refused = await client.post(f"/incidents/{ident}/actions", headers=triager,
+                                data=json.dumps({"action": "resolve", "by": "alice"}))
+    assert refused.status == 409
+    error = await refused.json()
+    assert error["error"] == "still_present" and "force" in json.dumps(error)
+    with Store.open(db) as store:
+        assert store.get_incident(ident)["triage"] == "open"  # type: ignore[index]
+    forced = await client.post(f"/incidents/{ident}/actions", headers=triager,
+                               data=json.dumps({"action": "resolve", "by": "alice",
+                                                "force": True}))
+    assert forced.status == 200 and (await forced.json())["triage"] == "resolved"
+    assert_no_leak(json.dumps(body), json.dumps(error))
+
+
+def test_resolve_on_the_cli_asks_for_force(tmp_path: Path, db: str,
+                                           make_token: Callable[[], str]) -> None:
+    token = make_token()
+    _, _, ident = _present_incident(tmp_path, db, token)
+    refused = run(["incidents", "resolve", str(ident), "--db", db, "--by", "alice"],
+                  cwd=tmp_path)
+    assert refused.returncode == 2 and refused.out == ""
+    [line] = refused.err.splitlines()
+    assert f"still present in {REPO} at main:config/.env" in line and "--force" in line
+    assert "Traceback" not in refused.err
+    done = run(["incidents", "resolve", str(ident), "--db", db, "--by", "alice", "--force"],
+               cwd=tmp_path)
+    assert done.returncode == 0, done.err
+    assert "open -> resolved, by alice" in done.out
+    assert_no_leak(refused.out, refused.err, done.out, done.err)
 
 
 @pytest.mark.parametrize("name", [
