@@ -64,13 +64,13 @@ def login_name() -> str:
 
 def _act(db: str | None, ident: str, action: str, *, by: str | None,
          reason: str | None = None, assignee: str | None = None,
-         note: str | None = None) -> None:
+         note: str | None = None, force: bool = False) -> None:
     """Check, change, say: one line on stdout saying what changed."""
     from scanner.incidents.actions import make_action
     from scanner.incidents.models import TriageError
 
     wanted = make_action(action, by=by if by is not None else login_name(), reason=reason,
-                         assignee=assignee, note=note)
+                         assignee=assignee, note=note, force=force)
     key = _parse_ident(ident)
     store = open_store(db, must_exist=True)
     try:
@@ -124,14 +124,18 @@ def assign(ident: Ident,
 
 def resolve(ident: Ident, db: Db = None, by: By = None,
             note: Annotated[str | None, typer.Option(
-                "--note", metavar="TEXT", help="what was done, kept as a note")] = None
+                "--note", metavar="TEXT", help="what was done, kept as a note")] = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="resolve even though the last sweep saw the token still "
+                                "in a default branch")] = False,
             ) -> None:
     """Resolve an incident (open or acknowledged -> resolved). A new sighting of its
-    token later reopens it.
+    token later reopens it. Refused while a sweep saw the token still at the tip of a
+    repository's default branch, unless --force.
 
     Example: cendis-scan incidents resolve 12 --note "rotated, CI secrets replaced"
     """
-    _act(db, ident, "resolve", by=by, note=note)
+    _act(db, ident, "resolve", by=by, note=note, force=force)
 
 
 def ignore(ident: Ident,

@@ -49,11 +49,13 @@ class Action:
     reason: str | None = None
     assignee: str | None = None
     note: str | None = None
+    #: Confirmed: resolve although a sweep saw the token still in a default branch.
+    force: bool = False
 
     def store_kwargs(self) -> dict[str, Any]:
         """The keywords of ``Store.triage`` after the incident: what to do, and who."""
         return {"action": self.action, "actor": self.by, "reason": self.reason,
-                "assignee": self.assignee, "note": self.note}
+                "assignee": self.assignee, "note": self.note, "force": self.force}
 
 
 def clean_text(name: str, value: object) -> str | None:
@@ -73,10 +75,17 @@ def clean_text(name: str, value: object) -> str | None:
 
 
 def make_action(action: object, *, by: object, reason: object = None,
-                assignee: object = None, note: object = None) -> Action:
-    """A checked :class:`Action`, or :class:`ActionError` saying what is wrong."""
+                assignee: object = None, note: object = None,
+                force: object = False) -> Action:
+    """A checked :class:`Action`, or :class:`ActionError` saying what is wrong.
+    ``force`` (a JSON ``true``, not ``"yes"`` or ``1``) confirms a ``resolve`` the
+    store would refuse because the token is still present."""
     if not isinstance(action, str) or action not in ACTIONS:
         raise ActionError("bad_action", "action must be one of " + ", ".join(ACTIONS))
+    if not isinstance(force, bool):
+        raise ActionError("bad_field", "force must be true or false")
+    if force and action != "resolve":
+        raise ActionError("bad_field", "force confirms a resolve only")
     texts = {"by": clean_text("by", by), "reason": clean_text("reason", reason),
              "assignee": clean_text("assignee", assignee), "note": clean_text("note", note)}
     if texts["by"] is None:
@@ -85,7 +94,7 @@ def make_action(action: object, *, by: object, reason: object = None,
         if texts[name] is None:
             raise ActionError("missing", f"{action} needs {_NEEDS[name]}")
     return Action(action, texts["by"] or "", texts["reason"], texts["assignee"],
-                  texts["note"])
+                  texts["note"], force)
 
 
 def action_from_json(data: object) -> Action:
@@ -94,11 +103,12 @@ def action_from_json(data: object) -> Action:
     refused (a typo must not be silently dropped)."""
     if not isinstance(data, dict):
         raise ActionError("bad_body", "expected a JSON object")
-    unknown = sorted(set(data) - {"action", *LIMITS})
+    unknown = sorted(set(data) - {"action", "force", *LIMITS})
     if unknown:
         raise ActionError("unknown_field", f"unknown field {scrub(str(unknown[0]), 40)!r}")
     return make_action(data.get("action"), by=data.get("by"), reason=data.get("reason"),
-                       assignee=data.get("assignee"), note=data.get("note"))
+                       assignee=data.get("assignee"), note=data.get("note"),
+                       force=data.get("force", False))
 
 
 __all__ = ["ACTIONS", "LIMITS", "REQUIRED", "Action", "ActionError", "action_from_json",

@@ -70,6 +70,9 @@ def write_incident(incident: dict[str, Any], out: IO[str] | None = None) -> None
         value = cell(incident.get(key))
         if value:
             write(f"  {key}: {value}\n")
+    for row in incident.get("presence") or ():  # what the last sweep of each repository saw
+        checked = cell(row.get("checked_at"))[:19].replace("T", " ")
+        write(f"  {cell(row.get('summary'))} (checked {checked})\n")
     write(f"sightings ({len(incident['sightings'])}):\n")
     for s in incident["sightings"]:
         where = " ".join(f"{k}={cell(s[k])}" for k in (

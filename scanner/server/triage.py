@@ -30,7 +30,7 @@ PATH = "/incidents/{ident}/actions"
 #: Bytes of a request body: the longest note and reason fit with room to spare.
 BODY_LIMIT = 16 * 1024
 #: The HTTP status of each of the store's refusals.
-TRIAGE_STATUS = {"not_found": 404, "transition": 409, "missing": 400}
+TRIAGE_STATUS = {"not_found": 404, "transition": 409, "missing": 400, "still_present": 409}
 
 
 def add_triage_route(app: web.Application) -> None:

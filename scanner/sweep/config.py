@@ -59,6 +59,9 @@ class RepoSource:
     #: A discovered repository's clone credential: (variable name, user name) for the
     #: credential helper given per git command (never in the URL or the mirror's config).
     credential: tuple[str, str] | None = None
+    #: A discovered repository's default branch as its forge's API names it (presence
+    #: checks look there; without it, the origin's HEAD).
+    default_branch: str | None = None
 
     @property
     def key(self) -> str:

@@ -109,6 +109,7 @@ class Mirror:
         self.branches = tuple(branches)
         self.env = dict(env or {})  # for the fetch only: a credential helper, never saved
         self._fresh_refs: list[list[str]] | None = None  # read by fetch, for plan
+        self.remote_head: str | None = None  # the origin's HEAD ("refs/heads/main")
 
     def _origin_lines(self) -> list[tuple[str, str]] | None:
         """``remote "origin"``'s keys and values as this class writes them (a plain
@@ -153,21 +154,23 @@ class Mirror:
         """Bring branches and tags up to date; deleted ones are pruned (our namespace is
         outside the refspecs, so the state survives)."""
         self.ensure()
-        if self._unchanged(timeout):
-            return
-        _git(self.path, ["fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head",
-                         "origin"], timeout=timeout, env=self.env)
+        if not self._unchanged(timeout):
+            _git(self.path, ["fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head",
+                             "origin"], timeout=timeout, env=self.env)
+        self._follow_head()
 
     def _unchanged(self, timeout: float) -> bool:
         """Are the origin's branches and tags exactly the mirror's? ``ls-remote`` is one
         round of ref advertisement and nothing else, where a fetch that brings nothing
         still negotiates and checks; most repositories of a sweep have nothing new. The
         refs read here are the ones :meth:`plan` then uses (no second read)."""
-        _, out = _git(self.path, ["ls-remote", "origin", "refs/heads/*", "refs/tags/*"],
-                      timeout=timeout, env=self.env)
+        _, out = _git(self.path, ["ls-remote", "--symref", "origin", "HEAD", "refs/heads/*",
+                                  "refs/tags/*"], timeout=timeout, env=self.env)
         remote = {}
         for line in out.splitlines():
             oid, _, ref = line.partition("\t")
+            if oid.startswith("ref: refs/heads/") and ref == "HEAD":  # the default branch
+                self.remote_head = oid.removeprefix("ref: ")
             if ref.startswith(("refs/heads/", "refs/tags/")) and not ref.endswith("^{}"):
                 remote[ref] = oid
         raw = self._raw_refs()
@@ -176,6 +179,31 @@ class Mirror:
             return False
         self._fresh_refs = raw
         return True
+
+    # -- the default branch (presence checks) --------------------------------------------
+
+    def _head_file(self) -> str | None:
+        """The branch the mirror's HEAD names, read from its file (no git started)."""
+        try:
+            text = (self.path / "HEAD").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text.removeprefix("ref: ") if text.startswith("ref: refs/heads/") else None
+
+    def _follow_head(self) -> None:
+        """Point the mirror's HEAD where the origin's points (a bare ``init`` names its
+        own default), only when they differ: one file read on most sweeps."""
+        wanted = self.remote_head
+        if wanted and is_clean(wanted) and not wanted.endswith("/") and \
+                self._head_file() != wanted:
+            _git(self.path, ["symbolic-ref", "HEAD", wanted])
+
+    def default_branch(self, hint: str | None = None) -> str | None:
+        """The default branch's full ref: the forge's ``default_branch`` (``hint``) when
+        the API gave one, else the origin's HEAD as the last fetch saw it."""
+        if hint and is_clean(hint):
+            return hint if hint.startswith("refs/heads/") else f"refs/heads/{hint}"
+        return self.remote_head or self._head_file()
 
     # -- state --------------------------------------------------------------------------
 

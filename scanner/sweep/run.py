@@ -26,7 +26,7 @@ from scanner.result import ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.sweep.config import LogSource, RepoSource, SweepConfig, shard_of
 from scanner.sweep.logs import sweep_logs
-from scanner.sweep.mirrors import Mirror, cache_dir_name, exclusive
+from scanner.sweep.mirrors import Mirror, Plan, cache_dir_name, exclusive
 from scanner.sweep.sinks import Place, Sink
 
 if TYPE_CHECKING:
@@ -54,9 +54,12 @@ class SourceReport:
     skipped: bool = False  # a shutdown came before it started
     revoked_by: str = "sweep"  # "sweep" (here) or "receiver" (--report-to)
     discovery: dict[str, Any] | None = None  # an org: listed, new, renamed, retired...
+    presence: dict[str, int] | None = None  # a repository's presence checks, if any ran
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"discovery": self.discovery} if self.discovery is not None else {}
+        if self.presence is not None:
+            extra["presence"] = self.presence
         return {**extra, "kind": self.kind, "name": self.name, "first": self.first,
                 "commits": self.commits, "files": self.files, "bytes": self.bytes,
                 "new_findings": len(self.findings), "queued": self.queued,
@@ -183,6 +186,29 @@ def _sweep_mirror(source: RepoSource, mirror: Mirror, rules: list[Rule],
         report.queued = sink.record(place, report.findings, revoke=source.auto_revoke)
         mirror.add_reported(f.secret_sha256 for f in report.findings)
     mirror.advance(plan)
+    _check_presence(source, mirror, rules, sink, report, plan)
+
+
+def _check_presence(source: RepoSource, mirror: Mirror, rules: list[Rule], sink: Sink,
+                    report: SourceReport, plan: Plan) -> None:
+    """After the state moved: is each open incident of this repository still at its
+    default branch's tip? A failure is an error of the row; the sweep's own work is
+    already done and kept."""
+    from scanner.sweep.presence import check_presence, presence_error
+
+    book = getattr(sink, "presence", None)
+    if book is None:
+        return
+    try:
+        checked = check_presence(book, source.name, mirror.path, rules,
+                                 branch=mirror.default_branch(source.default_branch),
+                                 tips=plan.tips)
+    except Exception as exc:  # noqa: BLE001 - one line in the row, never the sweep
+        log.debug("presence check of %s failed", source.name, exc_info=True)
+        report.errors.append(presence_error(exc))
+        return
+    if checked.checked:
+        report.presence = checked.to_dict()
 
 
 def sweep_log_source(source: LogSource, cache: Path, rules: list[Rule],

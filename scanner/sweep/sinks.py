@@ -25,6 +25,7 @@ from scanner.scrub import scrub
 if TYPE_CHECKING:
     from scanner.incidents.trail import IncidentTrail
     from scanner.notify.config import NotifyConfig
+    from scanner.sweep.presence import PresenceBook
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class Sink(Protocol):
     #: Who revokes what this sink queued: "sweep" (this process, before it exits) or
     #: "receiver" (in its background; the sweep knows only what the answer said).
     revoked_by: str
+    #: Where presence checks are kept (the local store), or None: a receiver keeps
+    #: the incidents, so this sweep checks no presence.
+    presence: PresenceBook | None
 
     def record(self, place: Place, findings: Sequence[Finding], *, revoke: bool) -> int:
         """Make the findings durable; returns how many were queued for revocation."""
@@ -96,6 +100,7 @@ class LocalSink:
         self.notify = notify
         self.trail = IncidentTrail.open(db_path, now=now, router=as_router(notify))
         self.store = self.trail.store
+        self.presence: PresenceBook | None = self.store
         self._revoker: _RevokeThread | None = None
         if credential is not None and api_url is not None:
             self._revoker = _RevokeThread(self.trail, api_url, credential, patience)
@@ -338,6 +343,7 @@ class RemoteSink:
     sweep's state move past them. Redirects are refused."""
 
     revoked_by = "receiver"
+    presence: PresenceBook | None = None  # the receiver's store is not ours to write
 
     def __init__(self, url: str, token: str | None, *, timeout: float = REPORT_TIMEOUT) -> None:
         url = report_url(url)

@@ -43,6 +43,7 @@ from scanner.incidents.store.common import (
     is_postgres,
     mask_url,
 )
+from scanner.incidents.store.presence import Presence, Target
 
 __all__ = ["SCHEMA_VERSION", "DatabaseUnavailable", "SchemaError", "Store", "claim_owner",
            "open_reader",
@@ -126,6 +127,11 @@ class Store(Protocol):
     def load_partner_keys(self, partner: str) -> tuple[list[dict[str, Any]], str | None,
                                                        datetime | None] | None: ...
     def remember_delivery(self, partner: str, delivery_id: str) -> bool: ...
+
+    def presence_targets(self, repository: str) -> list[Target]: ...
+    def set_presence(self, incident_id: int, presence: Presence) -> bool: ...
+    def presence_of(self, incident_id: int, *, present_only: bool = False
+                    ) -> list[dict[str, Any]]: ...
 
     def dump(self, table: str) -> list[dict[str, Any]]: ...
     def copy_transaction(self) -> AbstractContextManager[

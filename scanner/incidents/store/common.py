@@ -26,7 +26,7 @@ MAX_AHEAD = 366 * 86400.0
 DUE_SLACK = 0.001
 #: The tables of a trail, in the order a copy writes them (parents first).
 TABLES = ("incidents", "sightings", "events", "revoke_queue", "partner_keys", "deliveries",
-          "outbox")
+          "outbox", "presence")
 #: What makes two sightings "the same sighting" (stored once), on both backends.
 SIGHTING_KEY = ("incident_id, source, coalesce(url, ''), coalesce(delivery_id, ''), "
                 "coalesce(\"commit\", ''), coalesce(path, '')")

@@ -53,6 +53,8 @@ def copy_trail(source: Store, destination: Store) -> dict[str, int]:
             added["outbox"] = sum(_insert(run, "outbox", {
                 **row, "incident_id": ids[row["incident_id"]],
                 "event_id": events[row["event_id"]]}) for row in rows["outbox"])
+        added["presence"] = sum(_insert(run, "presence", {  # kept where there is one
+            **row, "incident_id": ids[row["incident_id"]]}) for row in rows["presence"])
     return added
 
 

@@ -68,6 +68,7 @@ from scanner.incidents.store.common import (
 from scanner.incidents.store.postgres_queue import PostgresQueue
 from scanner.incidents.store.postgres_record import record_batch
 from scanner.incidents.store.postgres_triage import PostgresTriage
+from scanner.incidents.store.presence import PostgresPresence
 
 STATEMENT_TIMEOUT = 15.0  # seconds any one statement may run
 CONNECT_TIMEOUT = 10  # seconds to reach the server (libpq's connect_timeout)
@@ -75,7 +76,7 @@ POOL_SIZE = 4
 CHECK_IDLE = 2.0  # seconds: a pooled connection idle longer is checked before use
 _ORDER = {"incidents": "id", "sightings": "id", "events": "id", "revoke_queue": "seq",
           "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id",
-          "outbox": "id"}
+          "outbox": "id", "presence": "incident_id, repository"}
 _RETRIES = 3  # a transaction rolled back as a deadlock or serialization failure
 T = TypeVar("T")
 
@@ -126,7 +127,7 @@ class _Console:
             return cur
 
 
-class PostgresStore(PostgresQueue, PostgresTriage, Browse):
+class PostgresStore(PostgresQueue, PostgresTriage, Browse, PostgresPresence):
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
@@ -317,6 +318,7 @@ class PostgresStore(PostgresQueue, PostgresTriage, Browse):
         incident["events"] = self._rows(
             "SELECT at, kind, detail, actor FROM events WHERE incident_id = %s ORDER BY id",
             [incident["id"]])
+        incident["presence"] = self.presence_of(incident["id"])
         return incident
 
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,

@@ -17,6 +17,7 @@ from scanner.incidents.store.common import (
     foreign_tables,
     schema_problem,
 )
+from scanner.incidents.store.presence import DDL as PRESENCE_DDL
 
 #: pg_advisory_xact_lock key of the migrations ("cendis" in ASCII, as a number).
 MIGRATION_LOCK = 0x63656E646973
@@ -147,6 +148,8 @@ def migrate(conn: Any, now: str, *, allowed: bool = True) -> int:
             version = 2
         if version == 2:
             for statement in _statements(V2_TO_V3):
+                cur.execute(statement)
+            for statement in PRESENCE_DDL:  # issue 19's presence checks, same version
                 cur.execute(statement)
             version = 3
         assert version == SCHEMA_VERSION

@@ -30,6 +30,7 @@ from scanner.incidents.store.common import (
     scrubbed,
 )
 from scanner.incidents.store.postgres_queue import log_events
+from scanner.incidents.store.presence import PRESENT, rows_of, still_present
 from scanner.incidents.store.triage import clean, plan_triage
 
 _COLUMNS = "id, event_id, incident_id, kind, channel, idem_key, attempts, created_at"
@@ -70,6 +71,11 @@ class PostgresTriage:
             current, assigned, severity, source = row
             plan = plan_triage(action, current, assigned, reason=reason, assignee=assignee,
                                note=note, force=force, now=now)
+            if action == "resolve" and not force:  # the token still in a default branch
+                cur.execute(PRESENT.replace("?", "%s"), [incident_id])
+                present = rows_of(cur.fetchall())
+                if present:
+                    raise still_present(present)
             if plan.updates:
                 columns = ", ".join(f"{name} = %s" for name in plan.updates)
                 cur.execute(f"UPDATE incidents SET {columns}, updated_at = %s WHERE id = %s",

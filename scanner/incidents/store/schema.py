@@ -25,6 +25,7 @@ from scanner.incidents.store.common import (
     foreign_tables,
     schema_problem,
 )
+from scanner.incidents.store.presence import DDL as PRESENCE_DDL
 
 _INCIDENT_V2_COLUMNS = {
     "severity": str, "owner": str, "token_name": str, "org": str, "scopes": str,
@@ -59,6 +60,8 @@ def migrate(db: sqlite_utils.Database, now: str, *, allowed: bool = True) -> int
         version = 2
     if version == 2:
         for statement in V2_TO_V3:
+            db.execute(statement)
+        for statement in PRESENCE_DDL:  # issue 19's presence checks, same version
             db.execute(statement)
         version = 3
     assert version == SCHEMA_VERSION

@@ -56,6 +56,7 @@ from scanner.incidents.store.common import (
     schema_problem,
     scrubbed,
 )
+from scanner.incidents.store.presence import SqlitePresence
 from scanner.incidents.store.sqlite_queue import SqliteQueue
 from scanner.incidents.store.sqlite_receiver import SqliteReceiver
 from scanner.incidents.store.sqlite_triage import SqliteTriage
@@ -81,7 +82,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse):
+class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse, SqlitePresence):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
@@ -342,6 +343,7 @@ class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse):
             incident["events"] = list(self.db.query(
                 "SELECT at, kind, detail, actor FROM events WHERE incident_id = ? ORDER BY id",
                 [incident["id"]]))
+            incident["presence"] = self.presence_of(incident["id"])
             return incident
 
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,

@@ -28,6 +28,7 @@ from scanner.incidents.store.common import (
     exported,
     iso,
 )
+from scanner.incidents.store.presence import PRESENT, rows_of, still_present
 from scanner.incidents.store.triage import clean, outbox_rows, plan_triage
 
 OUTBOX_INSERT = ("INSERT INTO outbox(event_id, incident_id, kind, channel, idem_key, "
@@ -84,6 +85,10 @@ class SqliteTriage:
                 [incident_id]).fetchone()
             plan = plan_triage(action, current, assigned, reason=reason, assignee=assignee,
                                note=note, force=force, now=now)
+            if action == "resolve" and not force:  # the token still in a default branch
+                present = rows_of(db.execute(PRESENT, [incident_id]).fetchall())
+                if present:
+                    raise still_present(present)
             if plan.updates:
                 columns = ", ".join(f"{name} = ?" for name in plan.updates)
                 db.execute(f"UPDATE incidents SET {columns}, updated_at = ? WHERE id = ?",

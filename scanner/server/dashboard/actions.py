@@ -44,6 +44,8 @@ ERRORS = {
     "bad_action": "There is no such action.",
     "too_long": "A text is too long (a reason at most 500 characters, a note 4,000).",
     "bad_field": "A field of the form is not text.",
+    "still_present": "The last sweep saw the token still in a repository's default branch: "
+                     "remove it there first (or resolve with the CLI's --force).",
 }
 
 

@@ -128,7 +128,8 @@ def _source(org: OrgSource, repo: Repository, host: str) -> RepoSource:
     return RepoSource(url=repo.clone_url, name=f"{web or host.split(':')[0]}/{repo.name}",
                       branches=org.branches, auto_revoke=org.auto_revoke,
                       ident=f"{org.forge}:{host}:{repo.id}",
-                      credential=(org.token_env, user) if org.token_env else None)
+                      credential=(org.token_env, user) if org.token_env else None,
+                      default_branch=repo.default_branch)
 
 
 async def _list(org: OrgSource, session: Any, saved: Mapping[str, Page], token: str | None,
