@@ -26,7 +26,7 @@ _HOOK = """#!/bin/sh
 # {what} Delete this file to remove the hook.
 CENDIS_SCAN={exe}
 command -v "$CENDIS_SCAN" >/dev/null 2>&1 || CENDIS_SCAN=cendis-scan
-{lean}exec "$CENDIS_SCAN" git {mode}
+exec "$CENDIS_SCAN" git {mode}
 """
 
 
@@ -64,8 +64,8 @@ def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> s
     what = ("Blocks pushes of commits that add a Cendis token." if pre_push else
             "Blocks commits that add a Cendis token.")
     text = _HOOK.format(marker=MARKER, what=what, exe=shlex.quote(_executable()),
-                        mode="--pre-push" if pre_push else "--staged",
-                        lean=lean_exec("--pre-push" if pre_push else "--staged"))
+                        mode="--pre-push" if pre_push else "--staged")
+    text = with_lean_start(text)
     try:
         os.makedirs(hooks, exist_ok=True)
         write_atomic(path, text, mode=0o755)
@@ -98,6 +98,8 @@ def blocked_message(findings: Sequence[Finding], *, push: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: How a hook's last line runs the console script (the lean start goes before it).
+_CONSOLE_EXEC = 'exec "$CENDIS_SCAN" git '
 #: The lean start's program: ``-c CODE FOLDER CONSOLE_SCRIPT git MODE``.
 _LEAN_MAIN = ("import sys;sys.path.append(sys.argv.pop(1));del sys.argv[0];"
               "from scanner.cli import main;main()")
@@ -121,3 +123,12 @@ def lean_exec(mode: str) -> str:
     q = shlex.quote
     return (f"[ -x {q(python)} ] && [ -f {q(init)} ] && exec {q(python)} -S -P -c "
             f'{q(_LEAN_MAIN)} {q(folder)} "$CENDIS_SCAN" git {mode}\n')
+
+
+def with_lean_start(hook: str) -> str:
+    """``hook``, whose last line runs the console script (``exec "$CENDIS_SCAN" git
+    MODE``), with :func:`lean_exec` tried first; any other script unchanged."""
+    head, newline, last = hook.rstrip("\n").rpartition("\n")
+    if not last.startswith(_CONSOLE_EXEC):
+        return hook
+    return f"{head}{newline}{lean_exec(last.removeprefix(_CONSOLE_EXEC))}{last}\n"
