@@ -21,16 +21,21 @@ from scanner.report.text import ROTATE, where
 
 #: Every hook this tool writes carries this line; a hook without it is someone else's.
 MARKER = "# cendis-scan hook: installed by `cendis-scan install-hook`"
+#: The managed folder's shims (:mod:`scanner.machine_hooks`) carry this line as well:
+#: ``install-hook`` for one repository never writes over them.
+GLOBAL_MARKER = "# cendis-scan machine hook: installed by `cendis-scan install-hook --global`"
 _HOOK = """#!/bin/sh
 {marker}
 # {what} Delete this file to remove the hook.
+# Already scanned by the machine-wide hook that chained to this one: nothing to add.
+[ -n "${{CENDIS_SCAN_HOOK_DONE:-}}" ] && exit 0
 CENDIS_SCAN={exe}
 command -v "$CENDIS_SCAN" >/dev/null 2>&1 || CENDIS_SCAN=cendis-scan
 exec "$CENDIS_SCAN" git {mode}
 """
 
 
-def _executable() -> str:
+def executable() -> str:
     """The cendis-scan running now, so the hook works outside this virtualenv too."""
     me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if os.path.basename(me).startswith("cendis-scan") and os.access(me, os.X_OK):
@@ -51,6 +56,10 @@ def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> s
                          "install it in the clone you commit and push from")
     hooks = os.path.join(repo, hooks_dir)
     path = os.path.normpath(os.path.join(hooks, name))
+    if _has(path, GLOBAL_MARKER):  # the machine-wide folder: it chains to the repo's own
+        _, common = git.run(repo, ["rev-parse", "--git-common-dir"])
+        hooks = os.path.join(repo, common.decode("utf-8", "surrogateescape").strip(), "hooks")
+        path = os.path.normpath(os.path.join(hooks, name))
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             theirs = MARKER not in f.read()
@@ -63,7 +72,7 @@ def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> s
                          "that hook, or replace it with --force")
     what = ("Blocks pushes of commits that add a Cendis token." if pre_push else
             "Blocks commits that add a Cendis token.")
-    text = _HOOK.format(marker=MARKER, what=what, exe=shlex.quote(_executable()),
+    text = _HOOK.format(marker=MARKER, what=what, exe=shlex.quote(executable()),
                         mode="--pre-push" if pre_push else "--staged")
     text = with_lean_start(text)
     try:
@@ -72,6 +81,31 @@ def install_hook(repo: str, *, pre_push: bool = False, force: bool = False) -> s
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path
+
+
+def _has(path: str, marker: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return marker in f.read()
+    except OSError:
+        return False
+
+
+def uninstall_hook(repo: str, *, pre_push: bool = False) -> str | None:
+    """Remove the hook ``install_hook`` wrote (the path removed; None: there was none of
+    ours). A hook someone else wrote is never touched."""
+    name = "pre-push" if pre_push else "pre-commit"
+    _, out = git.run(repo, ["rev-parse", "--git-path", "hooks", "--git-common-dir"])
+    hooks_dir, common = out.decode("utf-8", "surrogateescape").splitlines()[:2]
+    for folder in (hooks_dir, os.path.join(common, "hooks")):
+        path = os.path.normpath(os.path.join(repo, folder, name))
+        if _has(path, MARKER) and not _has(path, GLOBAL_MARKER):
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot remove: {exc.strerror or exc}") from None
+            return path
+    return None
 
 
 def blocked_message(findings: Sequence[Finding], *, push: bool) -> str:

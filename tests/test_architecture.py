@@ -277,12 +277,15 @@ def test_the_git_entry_point_does_not_import_the_file_entry_point() -> None:
 LAYERS: dict[str, str] = {
     "scanner.token": "core", "scanner.finding": "core", "scanner.errors": "core",
     "scanner.result": "core", "scanner.scrub": "core", "scanner.atomic": "core",
+    "scanner.whsec": "core",
     "scanner.sources": "sources", "scanner.git": "git", "scanner.engine": "engine",
     "scanner.rules": "rules", "scanner.scan": "library", "scanner.suppress": "library",
     "scanner.hooks": "library", "scanner.redact_filter": "library",
+    "scanner.machine_hooks": "library", "scanner.doctor": "library",
     "scanner.report": "report", "scanner.cendis": "cendis",
     "scanner.incidents": "incidents", "scanner.server": "server",
     "scanner.sweep": "sweep", "scanner.dev": "dev", "scanner.cli": "cli",
+    "scanner.notify": "notify",
 }
 SHIMS = {"scanner", "scanner.gitscan", "scanner.redaction", "scanner.redact"}
 SCANNER_HALF = {"core", "sources", "git", "engine", "rules", "library", "report"}
@@ -297,8 +300,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "report": {"core"},
     "cendis": {"core"},
     "incidents": {"core", "cendis"},
-    "server": {"core", "cendis", "incidents"},
-    "sweep": SCANNER_HALF | {"cendis", "incidents"},
+    "notify": {"core", "cendis", "incidents"},
+    "server": {"core", "cendis", "incidents", "notify"},
+    "sweep": SCANNER_HALF | {"cendis", "incidents", "notify"},
     "dev": {"core", "cendis", "incidents", "engine", "rules"},
     "cli": set(LAYERS.values()),
 }

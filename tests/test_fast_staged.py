@@ -13,7 +13,7 @@ import pytest
 from gitrepo import Repo
 
 from scanner.cli.fast_staged import _prefixes, _repo_arg
-from scanner.engine import literals
+from scanner.engine import layers
 from scanner.engine.detect import Detector
 from scanner.rules import load
 
@@ -21,7 +21,7 @@ from scanner.rules import load
 def test_the_literals_and_prefixes_are_the_detectors() -> None:
     rules = load()
     assert _prefixes() == [r.prefix for r in rules]
-    assert literals.texts(_prefixes() or []) == Detector(rules).literals()
+    assert layers.texts(_prefixes() or []) == Detector(rules).literals()
 
 
 def test_only_the_plain_hook_command_is_answered_quickly() -> None:

@@ -162,7 +162,7 @@ def test_revoke_then_list_and_show(api: Api, tmp_path: Path) -> None:
         (ref.redacted, "alice", "write:assets")]
     incident = json.loads(shown.out)
     assert [e["kind"] for e in incident["events"]] == [
-        "received", "queued", "revoke_attempted", "revoked", "notified"]
+        "opened", "received", "queued", "revoke_attempted", "revoked", "notified"]
     assert [s["source"] for s in incident["sightings"]] == ["manual"]
     assert absent.returncode == 1 and "no incident '424242'" in absent.err
     assert text.returncode == 0 and text.out.startswith("2 incident(s)")

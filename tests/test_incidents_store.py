@@ -42,7 +42,7 @@ def _sighting(source: str = "github", **kw: object) -> Sighting:
 
 
 def test_pragmas_and_schema(store: Store) -> None:
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     if store.backend == "postgresql":
         timeout = store.db.execute("SHOW statement_timeout").fetchone()[0]
         assert timeout == "15s"  # every query bounded
@@ -77,8 +77,8 @@ def test_same_token_is_one_incident_with_more_sightings(
     assert incident is not None
     assert [s["source"] for s in incident["sightings"]] == ["github", "gitlab", "partner:acme"]
     assert incident["sightings"][2]["record_type"] == "pat"
-    assert [e["kind"] for e in incident["events"]] == ["received", "queued", "received",
-                                                       "received"]
+    assert [e["kind"] for e in incident["events"]] == ["opened", "received", "queued",
+                                                       "received", "received"]
     assert store.queue_depth() == 1  # queued once
 
 
@@ -217,7 +217,7 @@ def test_migration_from_version_1(tmp_path: Path, make_token: Callable[[], str])
     path = tmp_path / "v1.db"
     _v1_database(path, pending.sha256, revoked.sha256)
     store = Store.open(path, now=lambda: T0)
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     first = store.get_incident(1)
     assert first is not None and first["severity"] == "unknown"
     assert len(first["sightings"]) == 1  # the repeated v1 sighting kept once
@@ -229,8 +229,8 @@ def test_migration_from_version_1(tmp_path: Path, make_token: Callable[[], str])
     assert (again.incident_id, again.status, again.new_sighting) == (2, Status.REVOKED, True)
     store.close()
     reopened = Store.open(path)  # migrating twice is a no-op
-    assert reopened.schema_version() == 2 and reopened.queue_depth() == 1
-    reopened.db.execute("UPDATE schema_version SET version = 3")
+    assert reopened.schema_version() == 3 and reopened.queue_depth() == 1
+    reopened.db.execute("UPDATE schema_version SET version = 4")
     reopened.close()
     with pytest.raises(ConfigError, match="newer"):
         Store.open(path)

@@ -69,7 +69,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2(cli: Any, tmp_path: Path,
 def test_a_wrong_schema_version_names_db_migrate(store_url: str, cli: Any) -> None:
     Store.open(store_url).close()
     with Store.open(store_url) as store:
-        store.db.execute("UPDATE schema_version SET version = 3")
+        store.db.execute("UPDATE schema_version SET version = 4")
         if store.backend == "sqlite":
             store.db.conn.commit()
     for command in (["incidents", "list"], ["db", "migrate"]):
@@ -87,7 +87,7 @@ def test_db_migrate_then_serve_refuses_an_old_schema_only_without_migration(
     assert proc.returncode == 2, proc.err
     assert "run 'cendis-scan db migrate'" in proc.err and "Traceback" not in proc.err
     first = cli(["db", "migrate", "--db", store_url])
-    assert first.returncode == 0 and "migrated to schema 2" in first.out, first.err
+    assert first.returncode == 0 and "migrated to schema 3" in first.out, first.err
     again = cli(["db", "migrate", "--db", store_url])
     assert again.returncode == 0 and "up to date" in again.out
 
@@ -128,7 +128,7 @@ def test_postgres_migrates_the_previous_version(make_token: Callable[[], str]) -
     with fresh_schema() as url:
         _previous_version(url, pending.sha256)
         with Store.open(url, now=lambda: T0) as store:
-            assert store.schema_version() == 2
+            assert store.schema_version() == 3
             first = store.get_incident(1)
             assert first is not None and first["severity"] == "unknown"
             assert len(first["sightings"]) == 1  # the repeated sighting kept once
@@ -136,7 +136,7 @@ def test_postgres_migrates_the_previous_version(make_token: Callable[[], str]) -
             assert [(e.sha256, e.source) for e in store.claim_batch(
                 100, owner="t", lease=60)] == [(pending.sha256, "github")]
         with Store.open(url) as again:  # twice: a no-op
-            assert again.schema_version() == 2 and again.queue_depth() == 1
+            assert again.schema_version() == 3 and again.queue_depth() == 1
 
 
 def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:

@@ -51,6 +51,10 @@ def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
     scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
                       help="a gzip input that inflates past SIZE (bytes, or with K, M or G: "
                            "64M) is an error, not scanned further (default: 1G)")
+    scan.add_argument("--decode-window", type=decode_window, default=None, metavar="SIZE",
+                      help="look for every encoded form (hex, escapes, layers in any order) "
+                           "in the first SIZE bytes of each input, or 'all' (default: 8M; "
+                           "past it: the token, its base64 and base64 of gzip)")
     add_common_options(scan)
     add_report_options(scan)
     add_record_options(scan)
@@ -116,6 +120,17 @@ def _version_parser(sub: argparse._SubParsersAction, command: Command) -> None:
 
 PARSERS = {"scan": _scan_parser, "redact": _redact_parser, "check-token": _check_parser,
            "rules": _rules_parser, "version": _version_parser}
+
+
+def decode_window(text: str) -> int:
+    """``--decode-window``: a size, or ``all``. Handed to every worker process through
+    the environment (:data:`scanner.engine.limits.WINDOW_ENV`), as the prefilter's
+    switch is."""
+    from scanner.engine.limits import EVERYWHERE, WINDOW_ENV
+
+    size = EVERYWHERE if text.strip().lower() == "all" else byte_size(text)
+    os.environ[WINDOW_ENV] = str(size)
+    return size
 
 
 def byte_size(text: str) -> int:

@@ -171,7 +171,7 @@ def try_clean(args: list[str]) -> int | None:
         prefixes = _prefixes()
         if prefixes is None:
             return None
-        from scanner.engine.literals import texts
+        from scanner.engine.layers import texts
 
         haystack = b"\n".join([*blobs, *names, identities])
         if any(lit in haystack for lit in texts(prefixes)):

@@ -39,7 +39,27 @@ a change adds a token. It is written where git looks for hooks (core.hooksPath i
 followed); a hook that cendis-scan did not write is left alone unless --force.
 With the pre-commit framework, use the hooks in .pre-commit-hooks.yaml instead.
 
-Exit status: 0 installed, 2 refused or failed
+--global: every repository of this user. git's global core.hooksPath is pointed at
+a folder cendis-scan manages ($XDG_CONFIG_HOME/cendis-scan/hooks): its pre-commit
+and pre-push run the scan, and every hook there then runs what git would have run
+without it (the previous global core.hooksPath's hook, else the repository's own
+.git/hooks one: the pre-commit framework's, a hand-written one), with the same
+arguments and stdin. A repository whose own config sets core.hooksPath (husky)
+overrides the global one: `cendis-scan doctor` says so there.
+--template: new clones. The hooks go into git's init.templateDir (a folder of
+cendis-scan's when unset); a hook already there is kept and runs after the scan.
+Both are idempotent and say what they changed; uninstall-hook puts back what was
+there.
+
+Exit status: 0 installed (or nothing to change), 2 refused or failed
+"""
+UNHOOK_TEXT = """Without an option: the hook install-hook wrote in this repository (a hook
+cendis-scan did not write is never removed). --global: the previous global
+core.hooksPath is restored (or unset, if there was none) and the managed hooks are
+removed. --template: the template hooks are removed, the hooks they replaced are put
+back, and init.templateDir is unset if install-hook set it.
+
+Exit status: 0 removed (or nothing to change), 2 failed
 """
 
 
@@ -85,11 +105,37 @@ def _hook_parser(sub: argparse._SubParsersAction, command: Command) -> None:
                       help="install the pre-push hook instead of pre-commit")
     hook.add_argument("--force", action="store_true",
                       help="replace a hook that cendis-scan did not write")
-    hook.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    _scope_options(hook)
     hook.set_defaults(func=cmd_install_hook)
 
 
-PARSERS = {"git": _git_parser, "install-hook": _hook_parser}
+def _scope_options(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--global", dest="global_", action="store_true",
+                       help="every repository of this user (git's global core.hooksPath)")
+    scope.add_argument("--template", action="store_true",
+                       help="new repositories (git's init.templateDir)")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _unhook_parser(sub: argparse._SubParsersAction, command: Command) -> None:
+    from scanner.cli.parsing import new_parser
+
+    hook = new_parser(sub, command,
+                      "Remove the hooks install-hook installed, and put back what was "
+                      "there before.", UNHOOK_TEXT,
+                      ("cendis-scan uninstall-hook --global",
+                       "cendis-scan uninstall-hook ~/src/app --pre-push"))
+    hook.add_argument("repo", nargs="?", default=".", metavar="REPO",
+                      help="repository (default: the current directory)")
+    hook.add_argument("--pre-push", action="store_true",
+                      help="remove the pre-push hook instead of pre-commit")
+    _scope_options(hook)
+    hook.set_defaults(func=cmd_uninstall_hook)
+
+
+PARSERS = {"git": _git_parser, "install-hook": _hook_parser,
+           "uninstall-hook": _unhook_parser}
 
 
 def _say(message: str) -> None:
@@ -144,9 +190,51 @@ def cmd_git(args: argparse.Namespace) -> int:
     return status
 
 
+def _machine_wide(args: argparse.Namespace) -> None:
+    """--global and --template act on this user, not on a repository."""
+    if args.repo != "." or args.pre_push or getattr(args, "force", False):
+        _raise_usage("--global and --template take no REPO, --pre-push or --force: "
+                    "they install both hooks for every repository")
+
+
+def _raise_usage(message: str) -> None:
+    from scanner.errors import UsageError
+
+    raise UsageError(message)
+
+
+def _changed(changes: list[str]) -> int:
+    for change in changes:
+        _say(change)
+    if not changes:
+        _say("nothing to change")
+    return 0
+
+
 def cmd_install_hook(args: argparse.Namespace) -> int:
+    if args.global_ or args.template:
+        from scanner import machine_hooks
+
+        _machine_wide(args)
+        install = machine_hooks.install_global if args.global_ else \
+            machine_hooks.install_template
+        return _changed(install(os.environ))
     from scanner.hooks import install_hook
 
     path = install_hook(args.repo, pre_push=args.pre_push, force=args.force)
     _say(f"installed {path}")
     return 0
+
+
+def cmd_uninstall_hook(args: argparse.Namespace) -> int:
+    if args.global_ or args.template:
+        from scanner import machine_hooks
+
+        _machine_wide(args)
+        remove = machine_hooks.uninstall_global if args.global_ else \
+            machine_hooks.uninstall_template
+        return _changed(remove(os.environ))
+    from scanner.hooks import uninstall_hook
+
+    path = uninstall_hook(args.repo, pre_push=args.pre_push)
+    return _changed([f"removed {path}"] if path else [])

@@ -26,9 +26,11 @@ class PatternError(ValueError):
     """A pattern RE2 cannot run (or that does not parse at all)."""
 
 
-def compile_rule(pattern: bytes) -> Any:
+def compile_rule(pattern: bytes, max_mem: int = 8 << 20) -> Any:
+    """``pattern`` as an RE2 program (``max_mem``: RE2's memory budget for it; a large
+    alternation of literals needs more than the default to keep its DFA)."""
     try:
-        compiled = re2.compile(pattern)
+        compiled = re2.compile(pattern, max_mem=max_mem)
     except Exception as exc:  # pyre2 raises several unrelated types here
         raise PatternError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if not isinstance(compiled, re2.Pattern):  # re2.FallbackPattern: Python's re inside

@@ -66,8 +66,17 @@ def _run_back(buf: Any, pos: int, floor: int) -> int:
 
 
 def _run_fwd(buf: Any, pos: int, ceil: int) -> int:
-    chunk = bytes(buf[pos:ceil])
-    return pos + len(chunk) - len(chunk.lstrip(B64))
+    """Where the run from ``pos`` ends (a step at a time: ``ceil`` may be megabytes on,
+    and most runs are short)."""
+    step = 4096
+    while pos < ceil:
+        chunk = bytes(buf[pos : min(ceil, pos + step)])
+        rest = len(chunk.lstrip(B64))
+        pos += len(chunk) - rest
+        if rest:
+            return pos
+        step = min(step * 4, 1 << 20)
+    return ceil
 
 
 def _segment_start(buf: Any, s: int, e: int) -> int:

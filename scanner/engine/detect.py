@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scanner import token as tk
-from scanner.engine import b64
+from scanner.engine import b64, layers, limits
 from scanner.engine import literals as lits
 from scanner.engine._regex import compile_rule
-from scanner.engine.inputs import gunzip, scan_stream
+from scanner.engine.layers import Budget, Seed
 from scanner.engine.limits import (  # noqa: F401  (re-exported: callers read them here)
     CONTEXT,
     DECODE_SPAN,
     DEEP_LIMIT,
     LOOKAHEAD,
     LOOKBEHIND,
+    MAX_LAYERS,
     MAX_RUN,
 )
-from scanner.engine.literals import GZIP_B64
 from scanner.engine.prefilter import Literals, compile_literals
 from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
@@ -46,10 +46,10 @@ _VARIABLE = compile_rule(
 _QUOTED_KEY = compile_rule(
     rb"""(?:"([^"\\\r\n]{1,128})"|'([^'\\\r\n]{1,128})')[ \t]*:[ \t]*["']?$"""
 )
-#: One character of escaped text: ``\uXXXX``, ``\xXX`` or itself.
-_ESCAPED_CHAR = compile_rule(rb"(?s)\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|.")
-#: The longest base64 blob (characters) decoded to look for gzip inside.
-BLOB_SPAN = 4 << 20
+#: Seeds of layers searched everywhere, also past the decode window: a gzipped blob,
+#: in base64 (``H4sI``) or base64 of base64 (a Helm release), cheap to find (few,
+#: and rare in text).
+_ALWAYS_SEEDS = (layers.GZIP_MAGIC, *layers.SHORT)
 
 
 class Buffer(Protocol):
@@ -96,8 +96,9 @@ class Needle:
     text: bytes
     rule: RuleLike
     chain: tuple[int, ...]  # byte alignment at each base64 level, outermost first
-    role: str = "full"  # full, plain, head/tail (a half of a base64 needle), escape
+    role: str = "full"  # full, plain, head/tail (a half of a base64 needle), layer
     whole: bytes = b""  # head/tail: the whole base64 needle
+    seed: Seed | None = None  # layer: what to take off where it is found
 
 
 def _needles(rule: RuleLike) -> tuple[list[Needle], list[Needle]]:
@@ -115,66 +116,79 @@ def _halves(needle: Needle) -> list[Needle]:
             Needle(tail, needle.rule, needle.chain, "tail", needle.text)]
 
 
-def _escapes(rule: RuleLike) -> list[Needle]:
-    """The prefix with its first character written as a ``\\uXXXX`` escape (JSON,
-    JavaScript; the form JSON encoders use to hide a string from naive scanners), as
-    ``\\xXX``, or with its first two characters escaped (a fully escaped string). Only
-    the first character: each literal costs a little in the RE2 pass."""
-    return [Needle(text, rule, (), "escape") for text in lits.escapes(rule.prefix)]
+def _layer_needles(rule: RuleLike, taken: set[bytes]) -> list[Needle]:
+    """The seeds of every other layer (:mod:`scanner.engine.layers`), but for the
+    base64 chains that :meth:`Detector._resolve` reads directly (``taken``)."""
+    return [Needle(seed.text, rule, (), "layer", seed=seed)
+            for seed in layers.seeds(rule.prefix)
+            if not (seed.layer == layers.BASE64 and seed.text in taken)]
 
 
 class Detector:
     """Finds every rule's tokens in a buffer. Stateless between calls, so it can be
     shared by threads and rebuilt cheaply in worker processes.
 
-    Two search plans. Past the first DEEP_LIMIT bytes of an input (the hot path of a
-    large log) only ``bytes.find`` runs, once per literal: the prefix and its base64
-    forms at the three alignments. In the first DEEP_LIMIT bytes one RE2 pass over an
-    alternation of literals replaces those finds and adds, at no extra cost (13
-    separate finds cost as much as one RE2 pass over 20 literals; past ~25 literals the
-    pass gets slower, so the set is kept small): nested base64, the two halves of each
-    base64 needle (a line break inside the needle of a wrapped run leaves one half
-    whole), ``\\u0063endis_pat_``-style escapes, and the start of a gzipped blob in
-    base64 (``H4sI``).
+    Two search plans. The *deep* plan (everywhere by default; only in the first
+    ``decode_window`` bytes of an input when one is set) looks for every literal: the
+    prefix, its base64 forms at the three alignments and base64 of those (the two
+    halves of each too: a line break inside the needle of a wrapped run leaves one half
+    whole), and the seeds of every other layer (:mod:`scanner.engine.layers`: escapes,
+    hex, percent, HTML, quoted-printable, gzip and zlib, and these under each other).
+    A seed's layer is taken off around it and the result scanned by this same detector,
+    one layer deeper, up to MAX_LAYERS, within a per-input :class:`Budget` of decoded
+    bytes. The *shallow* plan (past a decode window) looks for the prefix, its base64
+    forms and the seeds of a gzipped blob only.
 
-    With Hyperscan (:mod:`scanner.engine.prefilter`) both plans keep their literal
-    sets but each is one Hyperscan pass, and the candidates are taken in the same order
-    as above, so the hits are the same; RE2 confirms every one.
+    With Hyperscan (:mod:`scanner.engine.prefilter`) each plan is one pass; without it,
+    one RE2 pass over an alternation (deep) or a ``bytes.find`` per literal (shallow).
+    The candidates are taken in the same order either way, so the hits are the same;
+    RE2 confirms every one.
     """
 
     def __init__(self, rules: Sequence[RuleLike], *, max_decompressed: int = GZIP_LIMIT,
-                 blobs: bool = True):
+                 blobs: bool = True, decode_window: int | None = None):
         self.rules = rules
         self.max_decompressed = max_decompressed
+        #: The deep plan runs in ``[0, decode_window)`` of an input (see limits.DEEP_LIMIT).
+        self.decode_window = limits.decode_window() if decode_window is None else decode_window
         self.always: list[Needle] = []
         self.deep: list[Needle] = []
         literal: dict[bytes, list[Needle]] = {}
+        self._blobs = blobs and bool(rules)
         for rule in rules:
             always, deep = _needles(rule)
             self.always += always
             self.deep += deep
             halves = [h for n in always[1:] for h in _halves(n)]
-            for lit in always[:1] + _escapes(rule) + halves + deep:
+            for lit in always[:1] + halves + deep:
                 literal.setdefault(lit.text, []).append(lit)
+            if self._blobs:
+                taken = {n.text for n in always + deep}
+                for lit in _layer_needles(rule, taken):
+                    literal.setdefault(lit.text, []).append(lit)
+                    if lit.text in _ALWAYS_SEEDS:
+                        self.always.append(lit)
         self._by_literal = literal
-        self._blobs = blobs and bool(rules)
-        texts = sorted(literal) + ([GZIP_B64] if self._blobs else [])
+        #: The literals by their first two bytes: a candidate is matched against a few.
+        self._by_head: dict[bytes, list[tuple[bytes, list[Needle]]]] = {}
+        for text, needles in literal.items():
+            self._by_head.setdefault(text[:2], []).append((text, needles))
+        texts = sorted(literal)
         self._deep_texts = texts
         self._deep_re_: Any = None  # compiled on first use: a hit-free scan needs no RE2
         self._longest = max((len(t) for t in texts), default=1)
         #: One Hyperscan pass for every literal (the deep plan, git object regions), or
-        #: None: the plain search. Past DEEP_LIMIT a second database holds only the
-        #: ``always`` literals: fewer and longer, so twice as fast as all of them.
+        #: None: the plain search. Past a decode window a second database holds only
+        #: the ``always`` literals: fewer, so three times as fast as all of them.
         self.prefilter = compile_literals(self.literals())
         # Built on first use (a Detector is made per unit of work in every worker, and
-        # most units never pass DEEP_LIMIT nor hold a gzipped blob).
+        # most units never pass a decode window).
         self._shallow_: Literals | None = None
         self._always_at: dict[int, list[int]] = {}
-        self._inner_: Detector | None = None
 
     @property
     def _shallow(self) -> Literals | None:
-        """The ``always`` literals' database, past DEEP_LIMIT (with the prefilter)."""
+        """The ``always`` literals' database, past a decode window (with the prefilter)."""
         if self._shallow_ is None and self.prefilter is not None:
             db = Literals(sorted({n.text for n in self.always}))
             by_text = {t: i for i, t in enumerate(db.texts)}
@@ -185,28 +199,26 @@ class Detector:
             self._always_at, self._shallow_ = at, db
         return self._shallow_
 
-    @property
-    def _inner(self) -> Detector | None:
-        """The detector for what a gzipped base64 blob holds (no blobs in blobs)."""
-        if self._inner_ is None and self._blobs:
-            self._inner_ = Detector(self.rules, max_decompressed=self.max_decompressed,
-                                    blobs=False)
-        return self._inner_
-
     def literals(self) -> list[bytes]:
         """Every literal either search plan looks for: a prefilter (git blobs) that
         keeps only inputs holding one of these misses nothing the detector finds."""
-        texts = {n.text for n in self.always + self.deep} | set(self._by_literal)
-        return sorted(texts | ({GZIP_B64} if self._blobs else set()))
+        return sorted({n.text for n in self.always + self.deep} | set(self._by_literal))
 
-    def scan_text(self, buf: bytes) -> list[Hit]:
+    def budget(self) -> Budget:
+        """The decoded bytes one input may produce (give one to every :meth:`scan` of
+        the same input)."""
+        return Budget(self.max_decompressed)
+
+    def scan_text(self, buf: bytes, *, depth: int = 0, budget: Budget | None = None
+                  ) -> list[Hit]:
         """A whole buffer at once (samples, small files, decoded text)."""
-        return list(self.scan(buf, 0, len(buf), deep=True))
+        return list(self.scan(buf, 0, len(buf), deep=True, depth=depth, budget=budget))
 
     @property
     def _deep_re(self) -> Any:
         if self._deep_re_ is None:
-            self._deep_re_ = compile_rule(b"|".join(re.escape(t) for t in self._deep_texts))
+            self._deep_re_ = compile_rule(b"|".join(re.escape(t) for t in self._deep_texts),
+                                          max_mem=256 << 20)
         return self._deep_re_
 
     def candidates(self, buf: Buffer, start: int, stop: int) -> list[int]:
@@ -215,11 +227,15 @@ class Detector:
         assert self.prefilter is not None
         return [p for p, _ in self.prefilter.find(buf, start, stop)]
 
-    def scan(self, buf: Buffer, start: int, end: int, *, deep: bool) -> Iterator[Hit]:
+    def scan(self, buf: Buffer, start: int, end: int, *, deep: bool, depth: int = 0,
+             budget: Budget | None = None) -> Iterator[Hit]:
         """Hits whose needle starts in ``[start, end)``; ``buf`` must hold LOOKAHEAD
-        bytes after ``end`` unless the input ends there."""
+        bytes after ``end`` unless the input ends there. ``depth`` layers are already
+        taken off ``buf``; ``budget`` is the input's (a new one when not given)."""
+        if budget is None:
+            budget = self.budget()
         if self.prefilter is not None:
-            return self._scan_prefiltered(buf, start, end, deep)
+            return self._scan_prefiltered(buf, start, end, deep, depth, budget)
         hits: list[Hit] = []
         if deep:
             stop = min(len(buf), end + self._longest - 1)
@@ -227,11 +243,7 @@ class Detector:
             while m is not None and m.start() < end:
                 p = m.start()
                 for n in self._at(buf, p):
-                    hit = self._resolve(buf, p, n)
-                    if hit is not None:
-                        hits.append(hit)
-                if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
-                    hits += self._blob(buf, p)
+                    hits += self._take(buf, p, n, depth, budget)
                 m = self._deep_re.search(buf, p + 1, stop)
         else:
             for needle in self.always:
@@ -239,16 +251,12 @@ class Detector:
                 stop = min(len(buf), end + len(text) - 1)
                 p = buf.find(text, start, stop)
                 while p != -1:
-                    hit = self._resolve(buf, p, needle)
-                    if hit is not None:
-                        hits.append(hit)
+                    hits += self._take(buf, p, needle, depth, budget)
                     p = buf.find(text, p + 1, stop)
-        if len(hits) > 1:
-            hits.sort(key=lambda h: h.offset)
-        return iter(hits)
+        return iter(_unique(hits))
 
-    def _scan_prefiltered(self, buf: Buffer, start: int, end: int, deep: bool
-                          ) -> Iterator[Hit]:
+    def _scan_prefiltered(self, buf: Buffer, start: int, end: int, deep: bool, depth: int,
+                          budget: Budget) -> Iterator[Hit]:
         """:meth:`scan` from one Hyperscan pass: the same candidates, taken in the same
         order as the plain plans take them, so the hits are the same."""
         db = self.prefilter if deep else self._shallow
@@ -259,32 +267,57 @@ class Detector:
         if deep:
             for p in sorted({p for p, _ in found}):
                 for needle in self._at(buf, p):
-                    hit = self._resolve(buf, p, needle)
-                    if hit is not None:
-                        hits.append(hit)
-                if self._blobs and buf[p : p + len(GZIP_B64)] == GZIP_B64:
-                    hits += self._blob(buf, p)
+                    hits += self._take(buf, p, needle, depth, budget)
         else:
             always_at = self._always_at
             todo = sorted((n, p) for p, i in found for n in always_at.get(i, ()))
             for index, at in todo:
-                hit = self._resolve(buf, at, self.always[index])
-                if hit is not None:
-                    hits.append(hit)
-        if len(hits) > 1:
-            hits.sort(key=lambda h: h.offset)
-        return iter(hits)
+                hits += self._take(buf, at, self.always[index], depth, budget)
+        return iter(_unique(hits))
+
+    def _take(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
+              ) -> list[Hit]:
+        if needle.role == "layer":
+            return self._layer(buf, p, needle, depth, budget)
+        hit = self._resolve(buf, p, needle)
+        return [] if hit is None else [hit]
 
     def _at(self, buf: Buffer, p: int) -> Iterator[Needle]:
         """Every deep literal that starts at ``p`` (literals may share a start)."""
         window = bytes(buf[p : p + self._longest])
-        for text, needles in self._by_literal.items():
+        for text, needles in self._by_head.get(window[:2], ()):
             if window.startswith(text):
                 yield from needles
 
+    def _layer(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
+               ) -> list[Hit]:
+        """Take the seed's layer off around ``p`` and scan what it held, one layer
+        deeper; the hits are placed where the layer's encoded text starts."""
+        assert needle.seed is not None
+        layer = layers.peel(buf, p, needle.seed, budget)
+        if layer is None:
+            return []
+        if depth >= MAX_LAYERS:
+            raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
+                              "other: not decoded further")
+        inner = self.scan_text(layer.data, depth=depth + 1, budget=budget)
+        return self._wrap(buf, p, needle, layer, inner)
+
+    def _wrap(self, buf: Buffer, p: int, needle: Needle, layer: layers.Layer,
+              inner: list[Hit]) -> list[Hit]:
+        inner = [h for h in inner if h.end > layer.skip]
+        if not inner:
+            return []
+        line = _line_around(buf, layer.start, max(p + len(needle.text), layer.start + 1))
+        marked = any(marker in line for marker in MARKERS)
+        at = _block_start(buf, layer.start) if layer.name == layers.BASE64 else layer.start
+        var = _variable(buf, at)
+        return [Hit(h.rule_id, h.confidence, layer.start, layer.end,
+                    layer.name if h.encoding == "plain" else f"{layer.name}+{h.encoding}",
+                    h.redacted, h.secret_sha256, h.suppressed or marked,
+                    h.variable or var) for h in inner]
+
     def _resolve(self, buf: Buffer, p: int, needle: Needle) -> Hit | None:
-        if needle.role == "escape":
-            return self._escaped(buf, p, needle)
         rule = needle.rule
         inner: Any = buf
         at, origin, end = p, p, -1
@@ -348,57 +381,21 @@ class Detector:
             return None
         return b64.decode(run, jp, k, DECODE_SPAN)
 
-    def _escaped(self, buf: Buffer, p: int, needle: Needle) -> Hit | None:
-        """A prefix written with ``\\uXXXX``/``\\xXX`` escapes: unescape a window, then
-        read the token as plain text."""
-        rule = needle.rule
-        window = bytes(buf[p : p + 6 * (len(rule.prefix) + MAX_RUN)])
-        text = bytearray()
-        ends: list[int] = []
-        for m in _ESCAPED_CHAR.finditer(window):
-            code = m.group(1) or m.group(2)
-            c = int(code, 16) if code else window[m.start()]
-            if c > 0x7F:
-                break
-            text.append(c)
-            ends.append(p + m.end())
-        if not text.startswith(rule.prefix):
-            return None
-        body = bytes(text[len(rule.prefix) :])
-        m = rule.run.match(body, 0, min(len(body), MAX_RUN))
-        run = m.group(0) if m else b""
-        confidence = rule.classify(run)
-        if confidence is None:
-            return None
-        secret = rule.prefix + run
-        line = _line_around(buf, p, ends[len(secret) - 1])
-        return Hit(
-            rule_id=rule.id, confidence=confidence, offset=p, end=ends[len(secret) - 1],
-            encoding="escaped", redacted=tk.redact(secret, rule.prefix.decode()),
-            secret_sha256=tk.secret_sha256(secret),
-            suppressed=any(marker in line for marker in MARKERS), variable=_variable(buf, p))
 
-    def _blob(self, buf: Buffer, p: int) -> list[Hit]:
-        """A base64 blob that starts with gzip's magic: decoded, decompressed (within
-        ``max_decompressed``) and scanned. A blob that is not really gzip is skipped."""
-        if p > 0 and buf[p - 1] in b64.B64:
-            return []  # not the start of a run
-        data, end = b64.whole_run(buf, p, min(len(buf), p + BLOB_SPAN))
-        assert self._inner is not None
-        hits = []
-        line = _line_around(buf, p, p + len(GZIP_B64))
-        try:
-            for loc in scan_stream(self._inner, gunzip([data], self.max_decompressed)):
-                h = loc.hit
-                more = "" if h.encoding == "plain" else "+" + h.encoding
-                hits.append(Hit(h.rule_id, h.confidence, p, end, "base64+gzip" + more,
-                                h.redacted, h.secret_sha256,
-                                h.suppressed or any(mk in line for mk in MARKERS),
-                                h.variable or _variable(buf, _block_start(buf, p))))
-        except SourceError as exc:
-            if "expands beyond" in str(exc):
-                raise
-        return hits
+def _unique(hits: list[Hit]) -> list[Hit]:
+    """Hits sorted by offset, each token once per place (two seeds may reach the same
+    token through the same layer)."""
+    if len(hits) > 1:
+        seen: set[tuple[str, int, str, str]] = set()
+        out = []
+        for h in sorted(hits, key=lambda h: h.offset):
+            here = ("at", h.offset, h.secret_sha256, h.encoding)
+            there = ("end", h.end, h.secret_sha256, h.encoding)
+            if here not in seen and there not in seen:
+                seen.update((here, there))
+                out.append(h)
+        return out
+    return hits
 
 
 def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scanner.engine.limits import DEEP_LIMIT, LOOKAHEAD, LOOKBEHIND
+from scanner.engine.limits import LOOKAHEAD, LOOKBEHIND
 from scanner.engine.unpack import compression_of, header_ok
 from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
@@ -140,9 +140,11 @@ def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = No
     end = len(buf) if end is None else end
     release = getattr(buf, "madvise", None)
     hits: list[Hit] = []
+    budget = detector.budget()
     for a, b in _clip(extents, start, end):
         for lo in range(a, b, REGION):
-            hits += detector.scan(buf, lo, min(b, lo + REGION), deep=lo < DEEP_LIMIT)
+            hits += detector.scan(buf, lo, min(b, lo + REGION),
+                                  deep=lo < detector.decode_window, budget=budget)
             if release is not None and lo - LOOKBEHIND > PAGE:
                 release(mmap.MADV_DONTNEED, 0, (lo - LOOKBEHIND) & ~(PAGE - 1))
     hits.sort(key=lambda h: h.offset)
@@ -218,13 +220,14 @@ def scan_stream(detector: Detector, chunks: Iterable[bytes],
     line = 1  # line number at absolute offset `counted`
     counted = 0
     carry = 0  # code points between the current line's start and `base`, if before it
+    budget = detector.budget()
     for chunk in _rechunk(chunks, chunk_size):
         window += chunk
         limit = base + len(window) - LOOKAHEAD if chunk else base + len(window)
         if limit <= scanned:
             continue
         for hit in detector.scan(window, scanned - base, limit - base,
-                                 deep=scanned < DEEP_LIMIT):
+                                 deep=scanned < detector.decode_window, budget=budget):
             at = hit.offset  # relative to window
             line += window.count(b"\n", counted - base, at)
             counted = base + at

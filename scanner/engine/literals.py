@@ -67,16 +67,3 @@ def escapes(prefix: bytes) -> list[bytes]:
         forms.add(u[0].encode() + prefix[1:])
         forms.add((u[0] + u[1]).encode())
     return sorted(forms)
-
-
-def texts(prefixes: list[bytes], *, blobs: bool = True) -> list[bytes]:
-    """Every literal of :meth:`Detector.literals` for rules with these prefixes."""
-    out: set[bytes] = set()
-    for prefix in prefixes:
-        always, deep = needles(prefix)
-        out.update(text for text, _ in always + deep)
-        out.update(escapes(prefix))
-        out.update(half for text, chain in always if chain for half in halves(text))
-    if blobs and prefixes:
-        out.add(GZIP_B64)
-    return sorted(out)

@@ -55,10 +55,14 @@ def record_findings(store: Store, findings: Iterable[object], source: str, *, re
         if repository is not None or url is not None:
             sighting = replace(sighting, repository=repository, url=url)
         items.append((finding, (index, TokenRef.from_finding(finding), sighting)))
+    # A possible finding (token-shaped, not well-formed) cannot be revoked by hash: its
+    # incident says so, and notifies as ``possible`` (a person must act).
+    possible = {ref.sha256 for finding, (_, ref, _) in items
+                if str(getattr(finding, "confidence", "")) == "possible"}
     by_index: dict[int, Recorded] = {}
     for batch, queue in zip(queue_split(items, revoke=revoke), (True, False), strict=True):
         if batch:
             recorded = store.record([(ref, sighting) for _, ref, sighting in batch],
-                                    revoke=queue)
+                                    revoke=queue, possible=possible)
             by_index.update(zip((index for index, _, _ in batch), recorded, strict=True))
     return [by_index[index] for index in range(len(items))]

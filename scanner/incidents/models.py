@@ -7,12 +7,13 @@ downstream can only ever see those two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
+from scanner.errors import UsageError
 from scanner.token import redact, secret_sha256
 
 
@@ -134,3 +135,61 @@ class RevokeOutcome:
     token_name: str | None = None
     org: str | None = None
     scopes: tuple[str, ...] = ()
+
+
+class Triage(StrEnum):
+    """An incident's triage state: what people decided, beside the revoke status."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+    IGNORED = "ignored"
+
+
+#: Triage states after which nobody needs to look at the incident again.
+TRIAGE_CLOSED = frozenset({Triage.RESOLVED, Triage.FALSE_POSITIVE, Triage.IGNORED})
+
+
+class TriageError(UsageError):
+    """A triage action the store refuses: ``reason`` is ``not_found`` (no such
+    incident), ``transition`` (not allowed from the current state), ``missing`` (a
+    reason, assignee or note the action needs) or ``action`` (no such action)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    """What a router decides on: an event the store writes that people may want to hear
+    of, with what routing rules look at."""
+
+    kind: str  # opened | possible | revoked | revoke_failing | reopened | triage
+    severity: str  # the incident's severity at that time
+    source: str  # the sighting's source ("partner:github", "scan:...", "sweep:...")
+
+
+class Router(Protocol):
+    """Which channels hear of an event; the store is given one (or none: no outbox).
+    Called inside the store's write transaction, so it must be pure and quick."""
+
+    revoke_failing_after: float | None  # seconds since enqueue; None = never
+
+    def channels(self, event: NotifyEvent) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One message to send: one (event, channel). The notifier builds its content from
+    the incident as it stands at send time, so it always shows the latest status."""
+
+    id: int
+    event_id: int
+    incident_id: int
+    kind: str  # the NotifyEvent kind
+    channel: str
+    idem_key: str  # "evt_<event_id>_<channel>": the same for every retry
+    attempts: int  # failed sends so far
+    created_at: datetime

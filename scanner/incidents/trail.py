@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scanner.incidents.findings import record_findings
-from scanner.incidents.models import Recorded, Status, utcnow
+from scanner.incidents.models import Recorded, Router, Status, utcnow
 from scanner.incidents.store import Store
 
 if TYPE_CHECKING:
@@ -35,10 +35,12 @@ ONE_OFF_BACKOFF: dict[str, Any] = {"base_delay": 0.5, "max_delay": 5.0}
 
 
 def open_store(db: str | os.PathLike[str], *, now: Callable[[], datetime] | None = None,
-               busy_timeout: float | None = None, migrate: bool = True) -> Store:
+               busy_timeout: float | None = None, migrate: bool = True,
+               router: Router | None = None) -> Store:
     """Open (creating, or migrating unless ``migrate`` is False) the incident database at
-    ``db``, an SQLite path or a PostgreSQL URL: the one place that opens a trail's store."""
-    options: dict[str, Any] = {"migrate": migrate}
+    ``db``, an SQLite path or a PostgreSQL URL: the one place that opens a trail's store.
+    ``router`` (kept on the store) names the channels that hear of its events."""
+    options: dict[str, Any] = {"migrate": migrate, "router": router}
     if now is not None:
         options["now"] = now
     if busy_timeout is not None:
@@ -58,9 +60,10 @@ class IncidentTrail:
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *,
-             now: Callable[[], datetime] | None = None, migrate: bool = True
-             ) -> IncidentTrail:
-        return cls(open_store(db, now=now, migrate=migrate), now=now or utcnow)
+             now: Callable[[], datetime] | None = None, migrate: bool = True,
+             router: Router | None = None) -> IncidentTrail:
+        return cls(open_store(db, now=now, migrate=migrate, router=router),
+                   now=now or utcnow)
 
     def close(self) -> None:
         self.store.close()
@@ -125,11 +128,13 @@ async def open_trail(db: str | os.PathLike[str], *, cendis_url: str | None = Non
                      credential: str | None = None,
                      now: Callable[[], datetime] | None = None,
                      revoker_options: dict[str, Any] | None = None,
+                     router: Router | None = None,
                      ) -> AsyncIterator[IncidentTrail]:
     """The trail at ``db``, with a revoker when both ``cendis_url`` and ``credential``
     are given (``revoker_options`` go to it; by default the one-off backoff). Closed on
-    the way out; a token still queued stays queued for the next run."""
-    trail = IncidentTrail.open(db, now=now)
+    the way out; a token still queued stays queued for the next run. ``router``: which
+    channels hear of the trail's events (none: no outbox rows)."""
+    trail = IncidentTrail.open(db, now=now, router=router)
     try:
         if cendis_url is None or credential is None:
             yield trail

@@ -26,8 +26,6 @@ Example (``cendis-scan serve --config receiver.toml``)::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import os
 import re
@@ -37,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner import whsec
 from scanner.server.errors import ServerConfigError
 
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
@@ -98,16 +97,7 @@ class ServerConfig:
 
 def decode_whsec(secret: str, where: str) -> bytes:
     """``whsec_<base64>`` → the HMAC key bytes (the Standard Webhooks convention)."""
-    text = secret.strip()
-    if not text.startswith("whsec_"):
-        raise ServerConfigError(f"{where}: a Standard Webhooks secret starts with whsec_")
-    try:
-        raw = base64.b64decode(text[6:], validate=True)
-    except (binascii.Error, ValueError):
-        raise ServerConfigError(f"{where}: the secret after whsec_ is not base64") from None
-    if len(raw) < 16:
-        raise ServerConfigError(f"{where}: the secret is shorter than 16 bytes")
-    return raw
+    return whsec.decode_whsec(secret, where, ServerConfigError)
 
 
 def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from scanner import whsec
 from scanner.server.errors import SignatureError
 
 #: Standard Webhooks: reject timestamps further than this from now (seconds).
@@ -63,8 +63,7 @@ def load_p256_key(pem: str) -> ec.EllipticCurvePublicKey:
 def standard_webhooks_sign(secret: bytes, msg_id: str, timestamp: int | str,
                            body: bytes) -> str:
     """``v1,<base64 HMAC>``: used by tests and the dev partner, and by :func:`verify_hmac`."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
+    return whsec.sign(secret, msg_id, timestamp, body)
 
 
 def check_webhook_headers(msg_id: str | None, timestamp: str | None,

@@ -22,7 +22,16 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from scanner.incidents.models import QueueEntry, Recorded, RevokeOutcome, Sighting, Status, utcnow
+from scanner.incidents.models import (
+    OutboxEntry,
+    QueueEntry,
+    Recorded,
+    RevokeOutcome,
+    Router,
+    Sighting,
+    Status,
+    utcnow,
+)
 from scanner.incidents.models import TokenRef as TokenRef
 from scanner.incidents.store.common import (
     SCHEMA_VERSION,
@@ -48,12 +57,15 @@ class Store(Protocol):
 
     backend: str  # "sqlite" or "postgresql"
     url: str  # where it is, password masked: safe to show
+    router: Router | None  # which channels hear of an event; None: no outbox rows
 
     @staticmethod
     def open(target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
-             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> Store:
+             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True,
+             router: Router | None = None) -> Store:
         """:func:`open_store` (kept so ``Store.open(path)`` works as it always did)."""
-        return open_store(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
+        return open_store(target, now=now, busy_timeout=busy_timeout, migrate=migrate,
+                          router=router)
 
     def close(self) -> None: ...
     def __enter__(self) -> Store: ...
@@ -62,13 +74,15 @@ class Store(Protocol):
     def migrate(self, *, allowed: bool = True) -> int: ...
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
-               false_positive: Collection[str] = ()) -> list[Recorded]: ...
+               false_positive: Collection[str] = (),
+               possible: Collection[str] = ()) -> list[Recorded]: ...
     def writable(self) -> bool: ...
 
     def get_incident(self, ident: int | str) -> dict[str, Any] | None: ...
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,
                        since: datetime | date | str | None = None,
-                       limit: int | None = None) -> list[dict[str, Any]]: ...
+                       limit: int | None = None, triage: str | None = None,
+                       before: tuple[str, int] | None = None) -> list[dict[str, Any]]: ...
     def status_of(self, sha256: str) -> Status | None: ...
 
     def queue_depth(self) -> int: ...
@@ -83,6 +97,20 @@ class Store(Protocol):
                        outcomes: Sequence[RevokeOutcome], *,
                        notify_owner: bool) -> list[Status]: ...
 
+    def triage(self, ident: int | str, action: str, *, actor: str,
+               reason: str | None = None, assignee: str | None = None,
+               note: str | None = None, force: bool = False) -> dict[str, Any]: ...
+    def triage_counts(self) -> list[tuple[str, str, int]]: ...
+    def list_events(self, *, since: datetime | date | str | None = None, after_id: int = 0,
+                    limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def claim_outbox(self, limit: int, *, owner: str, lease: float,
+                     channel: str | None = None) -> list[OutboxEntry]: ...
+    def outbox_sent(self, ids: Sequence[int], *, answer: str) -> None: ...
+    def outbox_failed(self, ids: Sequence[int], *, error: str, retry_in: float) -> None: ...
+    def outbox_depth(self) -> int: ...
+    def outbox_oldest_age(self) -> float | None: ...
+
     def save_partner_keys(self, partner: str, keys: list[dict[str, Any]],
                           etag: str | None) -> None: ...
     def load_partner_keys(self, partner: str) -> tuple[list[dict[str, Any]], str | None,
@@ -95,25 +123,28 @@ class Store(Protocol):
 
 
 def open_store(target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
-               busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> Store:
+               busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True,
+               router: Router | None = None) -> Store:
     """Open the incident database ``target`` names: a PostgreSQL URL or an SQLite path.
 
     ``migrate`` True brings an older schema up to date (SQLite under its write lock,
     PostgreSQL under an advisory lock, so replicas starting at once migrate once); False
     refuses any schema but the current one with one line naming ``db migrate``.
-    ``busy_timeout``: how long a call waits for a lock or a pooled connection."""
+    ``busy_timeout``: how long a call waits for a lock or a pooled connection.
+    ``router``: which channels hear of an event (kept on the store; None: no outbox)."""
     if is_postgres(target):
         from scanner.incidents.store.postgres import PostgresStore
 
         return PostgresStore.connect(target, now=now, busy_timeout=busy_timeout,
-                                     migrate=migrate)
+                                     migrate=migrate, router=router)
     from scanner.incidents.store.sqlite import SqliteStore
 
-    return SqliteStore.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
+    return SqliteStore.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate,
+                               router=router)
 
 
 def open_reader(target: str | os.PathLike[str], *,
-                now: Callable[[], datetime] = utcnow) -> Store:
+                now: Callable[[], datetime] = utcnow, router: Router | None = None) -> Store:
     """Open the incident database ``target`` names for reading only: an SQLite file
     read-only (nothing created, not even a journal; a read-only mount works), a
     PostgreSQL database without migrating. A schema that is not this version's is an
@@ -121,9 +152,9 @@ def open_reader(target: str | os.PathLike[str], *,
     if is_postgres(target):
         from scanner.incidents.store.postgres import PostgresStore
 
-        return PostgresStore.connect(target, now=now, migrate=False)
+        return PostgresStore.connect(target, now=now, migrate=False, router=router)
     from scanner.incidents.store.sqlite import SqliteStore
 
-    return SqliteStore.open_readonly(target, now=now)
+    return SqliteStore.open_readonly(target, now=now, router=router)
 
 

@@ -18,14 +18,15 @@ from scanner.errors import ConfigError
 from scanner.scrub import is_clean, scrub
 
 #: The schema both backends are at after ``db migrate``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The furthest ahead a queue timestamp is set (a lease, a backoff, a Retry-After):
 #: any delay, even 1e12 or inf, becomes a date that exists.
 MAX_AHEAD = 366 * 86400.0
 #: A queued token this close to its next_attempt_at is due (a timer may fire a tick early).
 DUE_SLACK = 0.001
 #: The tables of a trail, in the order a copy writes them (parents first).
-TABLES = ("incidents", "sightings", "events", "revoke_queue", "partner_keys", "deliveries")
+TABLES = ("incidents", "sightings", "events", "revoke_queue", "partner_keys", "deliveries",
+          "outbox")
 #: What makes two sightings "the same sighting" (stored once), on both backends.
 SIGHTING_KEY = ("incident_id, source, coalesce(url, ''), coalesce(delivery_id, ''), "
                 "coalesce(\"commit\", ''), coalesce(path, '')")
@@ -208,19 +209,27 @@ def since_text(since: datetime | date | str) -> str:
 
 
 def incident_list_query(mark: str, *, status: str | None, severity: str | None,
-                        since: datetime | date | str | None, limit: int | None
-                        ) -> tuple[str, list[Any]]:
+                        since: datetime | date | str | None, limit: int | None,
+                        triage: str | None = None,
+                        before: tuple[str, int] | None = None) -> tuple[str, list[Any]]:
     """The one ``list_incidents`` query, newest first (by last sighting) with the number
-    of sightings, for either backend: ``mark`` is its placeholder (``?`` or ``%s``)."""
+    of sightings, for either backend: ``mark`` is its placeholder (``?`` or ``%s``).
+    ``before`` (a row's ``(last_seen, id)``) is the keyset cursor of the next page: the
+    indexes ``incidents(last_seen, id)`` and ``incidents(<filter>, last_seen, id)`` read
+    a page of 100,000 incidents without a sort."""
     where: list[str] = []
     params: list[Any] = []
-    for column, value in (("status", status), ("severity", severity)):
+    for column, value in (("status", status), ("severity", severity), ("triage", triage)):
         if value is not None:
             where.append(f"{column} = {mark}")
             params.append(str(value))
     if since is not None:
         where.append(f"last_seen >= {mark}")
         params.append(since_text(since))
+    if before is not None:
+        # a row value: both backends read it as one range of the (…, last_seen, id) index
+        where.append(f"(last_seen, id) < ({mark}, {mark})")
+        params += [str(before[0]), int(before[1])]
     sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
            "AS sightings FROM incidents i")
     if where:
@@ -230,6 +239,43 @@ def incident_list_query(mark: str, *, status: str | None, severity: str | None,
         sql += f" LIMIT {mark}"
         params.append(int(limit))
     return sql, params
+
+
+def event_list_query(mark: str, *, since: datetime | date | str | None, after_id: int,
+                     limit: int) -> tuple[str, list[Any]]:
+    """The one ``list_events`` query (``incidents export``), for either backend: events
+    in id order after ``after_id`` (the keyset cursor), each with its token's hash and
+    redacted form only."""
+    sql = ("SELECT e.id, e.incident_id, i.sha256, i.redacted, e.at, e.kind, e.detail, "
+           f"e.actor FROM events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > {mark}")
+    params: list[Any] = [int(after_id)]
+    if since is not None:
+        sql += f" AND e.at >= {mark}"
+        params.append(since_text(since))
+    sql += f" ORDER BY e.id LIMIT {mark}"
+    params.append(max(0, int(limit)))
+    return sql, params
+
+
+def exported(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page of ``list_events`` as it may leave: its people's texts (detail, actor)
+    scrubbed again, in case a database written before the store scrubbed holds a token
+    there. One check for the whole page (nearly always clean); the hash, the redacted
+    form, the time and the kind are the store's own."""
+    for column in ("detail", "actor"):
+        values = [row[column] for row in rows]
+        clean = scrubbed(values)
+        if clean is not values:
+            for row, value in zip(rows, clean, strict=True):
+                row[column] = value
+    return rows
+
+
+#: ``triage_counts``: open incidents (not closed by triage) by severity and state.
+#: (The states not closed, named: ``incidents_triage_severity`` answers it alone.)
+TRIAGE_COUNTS = ("SELECT severity, triage, count(*) FROM incidents WHERE triage IN "
+                 "('open', 'acknowledged') GROUP BY triage, severity "
+                 "ORDER BY severity, triage")
 
 
 def claim_owner(tag: str) -> str:

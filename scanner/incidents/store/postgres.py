@@ -47,6 +47,7 @@ from psycopg.rows import dict_row
 
 from scanner.incidents.models import (
     Recorded,
+    Router,
     Sighting,
     Status,
     TokenRef,
@@ -65,13 +66,15 @@ from scanner.incidents.store.common import (
 )
 from scanner.incidents.store.postgres_queue import PostgresQueue
 from scanner.incidents.store.postgres_record import record_batch
+from scanner.incidents.store.postgres_triage import PostgresTriage
 
 STATEMENT_TIMEOUT = 15.0  # seconds any one statement may run
 CONNECT_TIMEOUT = 10  # seconds to reach the server (libpq's connect_timeout)
 POOL_SIZE = 4
 CHECK_IDLE = 2.0  # seconds: a pooled connection idle longer is checked before use
 _ORDER = {"incidents": "id", "sightings": "id", "events": "id", "revoke_queue": "seq",
-          "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id"}
+          "partner_keys": "partner", "deliveries": "received_at, partner, delivery_id",
+          "outbox": "id"}
 _RETRIES = 3  # a transaction rolled back as a deadlock or serialization failure
 T = TypeVar("T")
 
@@ -122,14 +125,16 @@ class _Console:
             return cur
 
 
-class PostgresStore(PostgresQueue):
+class PostgresStore(PostgresQueue, PostgresTriage):
     """One pool of connections to a PostgreSQL database. Thread-safe (the pool is)."""
 
     backend = "postgresql"
 
     def __init__(self, pool: psycopg_pool.ConnectionPool, now: Callable[[], datetime],
-                 url: str, busy_timeout: float, idle: _IdleCheck | None = None) -> None:
+                 url: str, busy_timeout: float, idle: _IdleCheck | None = None,
+                 router: Router | None = None) -> None:
         self._pool = pool
+        self.router = router  # which channels hear of an event; None: no outbox rows
         self._idle = idle or _IdleCheck()
         self._now = now
         self.url = url
@@ -143,7 +148,7 @@ class PostgresStore(PostgresQueue):
     def connect(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
                 busy_timeout: float = 30.0, migrate: bool = True,
                 statement_timeout: float = STATEMENT_TIMEOUT,
-                pool_size: int = POOL_SIZE) -> PostgresStore:
+                pool_size: int = POOL_SIZE, router: Router | None = None) -> PostgresStore:
         """Reach the server once (a failure is one line naming the masked URL), then
         open the pool and migrate (or only check the schema, ``migrate`` False)."""
         raw = os.fspath(target)
@@ -161,13 +166,15 @@ class PostgresStore(PostgresQueue):
             conninfo, min_size=1, max_size=pool_size, open=False, name="cendis-store",
             timeout=max(busy_timeout, 0.001), check=idle.check, reconnect_timeout=0)
         pool.open(wait=False)
-        return cls(pool, now, shown, busy_timeout, idle)
+        return cls(pool, now, shown, busy_timeout, idle, router)
 
     @classmethod
     def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
-             busy_timeout: float = 30.0, migrate: bool = True) -> PostgresStore:
+             busy_timeout: float = 30.0, migrate: bool = True,
+             router: Router | None = None) -> PostgresStore:
         """The protocol's ``Store.open``, for this backend: :meth:`connect`."""
-        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
+        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate,
+                           router=router)
 
     def migrate(self, *, allowed: bool = True) -> int:
         with self._conn() as conn:
@@ -237,7 +244,8 @@ class PostgresStore(PostgresQueue):
     # -- recording ------------------------------------------------------------------
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
-               false_positive: Collection[str] = ()) -> list[Recorded]:
+               false_positive: Collection[str] = (),
+               possible: Collection[str] = ()) -> list[Recorded]:
         """Record a batch in ONE transaction, committed before this returns: a fixed
         number of round trips whatever its size (the batch's advisory locks, then
         :func:`.postgres_record.record_batch`'s two)."""
@@ -255,7 +263,8 @@ class PostgresStore(PostgresQueue):
                 conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM "
                              "unnest(%s::bigint[]) AS k ORDER BY k) AS ordered", [keys])
             return record_batch(conn, items, now, revoke=revoke,
-                                false_positive=false_positive)
+                                false_positive=false_positive, possible=possible,
+                                router=self.router)
 
         recorded: list[Recorded] = self._retrying(work)
         return recorded
@@ -304,16 +313,19 @@ class PostgresStore(PostgresQueue):
             "record_type, record_source, delivery_id, received_at FROM sightings "
             "WHERE incident_id = %s ORDER BY id", [incident["id"]])
         incident["events"] = self._rows(
-            "SELECT at, kind, detail FROM events WHERE incident_id = %s ORDER BY id",
+            "SELECT at, kind, detail, actor FROM events WHERE incident_id = %s ORDER BY id",
             [incident["id"]])
         return incident
 
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,
                        since: datetime | date | str | None = None,
-                       limit: int | None = None) -> list[dict[str, Any]]:
-        """Newest first (by last sighting), with the number of sightings."""
+                       limit: int | None = None, triage: str | None = None,
+                       before: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+        """Newest first (by last sighting), with the number of sightings; ``before``
+        a row's ``(last_seen, id)``: the page after it."""
         sql, params = incident_list_query('%s', status=status, severity=severity,
-                                          since=since, limit=limit)
+                                          since=since, limit=limit, triage=triage,
+                                          before=before)
         return [self._incident_dict(row) for row in self._rows(sql, params)]
 
     def status_of(self, sha256: str) -> Status | None:

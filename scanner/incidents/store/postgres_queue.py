@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
+from scanner.incidents.models import NotifyEvent, QueueEntry, RevokeOutcome, Router, Status
 from scanner.incidents.store.common import (
     DUE_SLACK,
     after,
@@ -40,6 +40,7 @@ from scanner.incidents.store.common import (
     seconds_until,
 )
 from scanner.incidents.store.sqlite_queue import outcome_rows
+from scanner.incidents.store.triage import channels, failing_for
 
 _FREE = ("(claimed_by IS NULL OR claimed_until < %(now)s OR claimed_by = %(owner)s "
          "OR claimed_by = ANY(%(dead)s::text[]))")
@@ -92,20 +93,52 @@ def json_list(values: Sequence[Any]) -> str:
     return json.dumps(list(scrubbed(list(values))), ensure_ascii=False)
 
 
-#: Events in their given order (ids follow it).
-EVENTS = ("INSERT INTO events(incident_id, at, kind, detail) SELECT i, a, k, d FROM "
-          + rows_of("i bigint", "a text", "k text", "d text") + " u ORDER BY n")
+#: Events (incident, at, kind, detail, actor) in their given order (ids follow it).
+EVENTS = ("INSERT INTO events(incident_id, at, kind, detail, actor) SELECT i, a, k, d, w FROM "
+          + rows_of("i bigint", "a text", "k text", "d text", "w text") + " u ORDER BY n")
+#: The same, and the outbox rows of those events the router named channels for: rows
+#: of (1-based position of the event in the batch, notify kind, channel).
+EVENTS_NOTIFY = (
+    "WITH ev AS (" + EVENTS + " RETURNING id, incident_id), "
+    "numbered AS (SELECT id, incident_id, row_number() OVER (ORDER BY id) AS pos FROM ev), "
+    "boxed AS (INSERT INTO outbox(event_id, incident_id, kind, channel, idem_key, "
+    "created_at, next_attempt_at) SELECT v.id, v.incident_id, c.nk, c.ch, "
+    "'evt_' || v.id || '_' || c.ch, %s, %s FROM numbered v JOIN "
+    + rows_of("p bigint", "nk text", "ch text") + " c ON c.p = v.pos ORDER BY v.id, c.n "
+    "RETURNING 1) SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM boxed)")
 #: The API's answers written to their incidents (one row each).
 OUTCOMES = (
     "UPDATE incidents i SET status = u.status, owner = coalesce(u.owner, i.owner), "
     "token_name = coalesce(u.token_name, i.token_name), org = coalesce(u.org, i.org), "
     "scopes = coalesce(u.scopes, i.scopes), severity = u.severity, last_error = NULL, "
-    "updated_at = u.at FROM " + rows_of(
+    "updated_at = u.at, revoked_at = coalesce(i.revoked_at, u.revoked_at) FROM " + rows_of(
         "status text", "owner text", "token_name text", "org text", "scopes text",
-        "severity text", "at text", "id bigint") + " u WHERE i.id = u.id")
+        "severity text", "at text", "revoked_at text", "id bigint") + " u WHERE i.id = u.id")
+#: What :meth:`PostgresQueue._failing` decides on: each token's wait and whether its
+#: incident already had its ``revoke_failing`` event.
+FAILING = ("SELECT q.sha256, q.enqueued_at, i.severity, EXISTS (SELECT 1 FROM events e WHERE "
+           "e.incident_id = i.id AND e.kind = 'revoke_failing') FROM revoke_queue q "
+           "JOIN incidents i ON i.id = q.incident_id WHERE q.sha256 = ANY(%s)")
+
+
+def log_events(cur: psycopg.Cursor[Any], events: Sequence[Sequence[Any]],
+               notify: dict[int, NotifyEvent], router: Router | None, now: str) -> None:
+    """Insert ``events`` (``(incident, at, kind, detail[, actor])``) in order, and one
+    outbox row per channel the router names for each event ``notify`` maps (by
+    index) to what it routes on: one statement, in the cursor's transaction."""
+    if not events:
+        return
+    rows = [(*event, None) if len(event) == 4 else tuple(event) for event in events]
+    boxed = [(index + 1, event.kind, channel) for index, event in sorted(notify.items())
+             for channel in channels(router, event)]
+    if boxed:
+        cur.execute(EVENTS_NOTIFY, [json_rows(rows, 5), now, now, json_rows(boxed, 3)])
+    else:
+        cur.execute(EVENTS, [json_rows(rows, 5)])
 
 
 class PostgresQueue:
+    router: Router | None
     _now: Callable[[], datetime]
     _pipeline: Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
     _one: Callable[..., tuple[Any, ...] | None]
@@ -163,25 +196,47 @@ class PostgresQueue:
             params.append(after(now, retry_in))
         ids = [e.incident_id for e in entries]
         with self._pipeline() as conn, conn.cursor() as cur:
+            events, notify = self._failing(cur, entries, reason)
             cur.execute(sql + " WHERE sha256 = ANY(%s)",
                         scrubbed([*params, [e.sha256 for e in entries]]))
             cur.execute("UPDATE incidents SET last_error = %s, updated_at = %s "
                         "WHERE id = ANY(%s)", scrubbed([reason, iso(now), ids]))
-            cur.execute(EVENTS, [json_rows([(i, iso(now), "revoke_failed", reason)
-                                            for i in ids], 4)])
+            events += [(i, iso(now), "revoke_failed", reason) for i in ids]
+            log_events(cur, events, notify, self.router, iso(now))
             conn.commit()
+
+    def _failing(self, cur: psycopg.Cursor[Any], entries: Sequence[QueueEntry], reason: str
+                 ) -> tuple[list[tuple[Any, ...]], dict[int, NotifyEvent]]:
+        """The ``revoke_failing`` events due (see :meth:`SqliteQueue._failing`) and what
+        they notify; one round trip, only when the router asks for them."""
+        router = self.router
+        if router is None or router.revoke_failing_after is None or not entries:
+            return [], {}
+        now = self._now()
+        cur.execute(FAILING, [[e.sha256 for e in entries]])
+        found = {row[0]: row[1:] for row in cur.fetchall()}
+        events: list[tuple[Any, ...]] = []
+        notify: dict[int, NotifyEvent] = {}
+        for entry in entries:
+            enqueued_at, severity, done = found.get(entry.sha256, (None, None, True))
+            waited = None if done else failing_for(router, enqueued_at, now)
+            if waited is not None:
+                notify[len(events)] = NotifyEvent("revoke_failing", severity, entry.source)
+                events.append((entry.incident_id, iso(now), "revoke_failing",
+                               f"{waited:.0f} s since queued: {reason}"))
+        return events, notify
 
     def reject(self, entry: QueueEntry, reason: str, detail: str) -> None:
         """A 400 for this token alone: close it as ERROR, never resent unchanged."""
         now = iso(self._now())
         with self._pipeline() as conn, conn.cursor() as cur:
+            events, notify = self._failing(cur, [entry], reason)
             cur.execute("DELETE FROM revoke_queue WHERE sha256 = %s", [entry.sha256])
             cur.execute("UPDATE incidents SET status = %s, last_error = %s, updated_at = %s "
                         "WHERE id = %s", scrubbed([Status.ERROR.value, reason, now,
                                                    entry.incident_id]))
-            cur.execute("INSERT INTO events(incident_id, at, kind, detail) VALUES "
-                        "(%s, %s, %s, %s)", scrubbed([entry.incident_id, now, "error",
-                                                      f"{reason}: {detail}"]))
+            events.append((entry.incident_id, now, "error", f"{reason}: {detail}"))
+            log_events(cur, events, notify, self.router, now)
             conn.commit()
 
     def apply_outcomes(self, entries: Sequence[QueueEntry], outcomes: Sequence[RevokeOutcome],
@@ -191,14 +246,18 @@ class PostgresQueue:
         now = iso(self._now())
         shas = [o.sha256 for o in outcomes]
         with self._pipeline() as conn, conn.cursor() as cur:
+            seen = conn.cursor()
             cur.execute("SELECT sha256 FROM revoke_queue WHERE lost <> 0 AND "
                         "sha256 = ANY(%s)", [shas])
+            seen.execute("SELECT id, first_seen FROM incidents WHERE id = ANY(%s)",
+                         [sorted({e.incident_id for e in entries})])
             lost = {row[0] for row in cur.fetchall()}
-            statuses, updates, events = outcome_rows(entries, outcomes, lost, now,
-                                                     notify_owner=notify_owner)
+            statuses, updates, events, notify = outcome_rows(
+                entries, outcomes, lost, now, notify_owner=notify_owner,
+                first_seen=dict(seen.fetchall()))
             last = {row[-1]: row for row in updates}  # one row per incident: the last wins
-            cur.execute(OUTCOMES, [json_rows(list(last.values()), 8)])
+            cur.execute(OUTCOMES, [json_rows(list(last.values()), 9)])
             cur.execute("DELETE FROM revoke_queue WHERE sha256 = ANY(%s)", [shas])
-            cur.execute(EVENTS, [json_rows(events, 4)])
+            log_events(cur, events, notify, self.router, now)
             conn.commit()
         return statuses

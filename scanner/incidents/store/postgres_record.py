@@ -14,7 +14,9 @@ status before this batch, and ``xmax = 0`` for a row it inserted), the sightings
 (for the tokens not closed), the false positives closed and their queue rows deleted,
 and the tokens set pending. What happens to a token is decided by its status before
 the batch, at its first item: a later item of the same token finds it done, as on
-SQLite. Round trip 2: the events, in item order, and the commit.
+SQLite. Round trip 2: the events, in item order, with their outbox rows (a new
+incident's ``opened`` or ``possible``, a resolved one's ``reopened``), the reopened
+incidents set open again, and the commit.
 """
 
 from __future__ import annotations
@@ -24,19 +26,29 @@ from typing import Any
 
 import psycopg
 
-from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef
+from scanner.incidents.models import (
+    CLOSED,
+    NotifyEvent,
+    Recorded,
+    Router,
+    Sighting,
+    Status,
+    TokenRef,
+    Triage,
+)
 from scanner.incidents.store.common import iso, scrubbed
-from scanner.incidents.store.postgres_queue import EVENTS, json_list, json_rows, rows_of
+from scanner.incidents.store.postgres_queue import json_list, json_rows, log_events, rows_of
 
 _CLOSED = sorted(status.value for status in CLOSED)
 UPSERT = (
     "INSERT INTO incidents(sha256, redacted, first_seen, last_seen, status, severity, "
-    "revoke_attempts, updated_at) SELECT sha, red, f, l, st, 'unknown', 0, %s FROM "
-    + rows_of("sha text", "red text", "f text", "l text", "st text") + " u ORDER BY n "
+    "revoke_attempts, updated_at, confidence) SELECT sha, red, f, l, st, 'unknown', 0, %s, "
+    "conf FROM " + rows_of("sha text", "red text", "f text", "l text", "st text",
+                           "conf text") + " u ORDER BY n "
     "ON CONFLICT (sha256) DO UPDATE SET "
     "last_seen = greatest(incidents.last_seen, excluded.last_seen), "
     "first_seen = least(incidents.first_seen, excluded.first_seen) "
-    "RETURNING sha256, id, status, xmax = 0")
+    "RETURNING sha256, id, status, xmax = 0, triage, severity")
 SIGHTINGS = (
     "INSERT INTO sightings(incident_id, source, partner, repository, url, \"commit\", path, "
     "line, author, record_type, record_source, delivery_id, received_at) SELECT i.id, so, "
@@ -59,10 +71,14 @@ FALSE_POSITIVE = (
     "WITH closed AS (UPDATE incidents SET status = 'false_positive', updated_at = %s "
     f"WHERE {_LISTED} AND status <> ALL(%s::text[]) RETURNING sha256) "
     "DELETE FROM revoke_queue WHERE sha256 IN (SELECT sha256 FROM closed)")
+REOPEN = ("UPDATE incidents SET triage = 'open', triaged_at = %s, updated_at = %s "
+          "WHERE id = ANY(%s) AND triage = 'resolved'")
 
 
 def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, Sighting]],
-                 now: str, *, revoke: bool, false_positive: Collection[str]) -> list[Recorded]:
+                 now: str, *, revoke: bool, false_positive: Collection[str],
+                 possible: Collection[str] = (), router: Router | None = None
+                 ) -> list[Recorded]:
     """Record ``items`` in the connection's transaction (pipeline mode) and commit."""
     seen = [iso(sighting.received_at) for _, sighting in items]
     first: dict[str, int] = {}  # token -> index of its first item
@@ -80,8 +96,9 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
     cur, sighting_cur, queue_cur, other = (conn.cursor() for _ in range(4))
     cur.execute(UPSERT, [now, json_rows(
         [(sha, items[i][0].redacted, *span[sha],
-          Status.FALSE_POSITIVE.value if sha in false_positive else initial)
-         for sha, i in first.items()], 5)])
+          Status.FALSE_POSITIVE.value if sha in false_positive else initial,
+          "possible" if sha in possible else "confirmed")
+         for sha, i in first.items()], 6)])
     rows = [(ref.sha256, s.source, s.partner, s.repository, s.url, s.commit, s.path, s.line,
              s.author, s.record_type, s.record_source, s.delivery_id, seen[index])
             for index, (ref, s) in enumerate(items)]
@@ -102,20 +119,35 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
         other.execute(PENDING, [now, json_list(candidates), _CLOSED])
     if fps:
         other.execute(FALSE_POSITIVE, [now, json_list(fps), _CLOSED])
+    upserted = cur.fetchall()
     before = {sha: (ident, Status(status), bool(inserted))
-              for sha, ident, status, inserted in cur.fetchall()}
+              for sha, ident, status, inserted, _, _ in upserted}
+    triage = {sha: (str(state), str(severity)) for sha, _, _, _, state, severity in upserted}
     sha_of = {ident: sha for sha, (ident, _, _) in before.items()}
     new_sightings = {(sha_of[row[0]], *row[1:]) for row in sighting_cur.fetchall()}
     queued = {row[0] for row in queue_cur.fetchall()} if candidates else set()
 
     events: list[tuple[Any, ...]] = []
+    notify: dict[int, NotifyEvent] = {}
+    reopened: list[int] = []
     results: list[Recorded] = []
     for index, (ref, _) in enumerate(items):
         ident, status, inserted = before[ref.sha256]
+        state, severity = triage[ref.sha256]
+        source = values[1][index]
         is_first = first[ref.sha256] == index
         new_sighting = key_first[keys[index]] == index and keys[index] in new_sightings
+        if inserted and is_first:  # a false positive by format: nobody is told
+            kind = "possible" if ref.sha256 in possible else "opened"
+            if ref.sha256 not in false_positive:
+                notify[len(events)] = NotifyEvent(kind, severity, source)
+            events.append((ident, now, kind, source))
         if new_sighting:
-            events.append((ident, now, "received", values[1][index]))
+            events.append((ident, now, "received", source))
+            if state == Triage.RESOLVED and ident not in reopened:  # a regression
+                reopened.append(ident)
+                notify[len(events)] = NotifyEvent("reopened", severity, source)
+                events.append((ident, now, "reopened", f"new sighting: {source}"))
         if status not in CLOSED:
             if ref.sha256 in false_positive:
                 status = Status.FALSE_POSITIVE
@@ -127,8 +159,9 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
                 status = Status.PENDING
         results.append(Recorded(incident_id=ident, sha256=ref.sha256, status=status,
                                 new_incident=inserted and is_first, new_sighting=new_sighting))
-    if events:
-        cur.execute(EVENTS, [json_rows(events, 4)])
+    if reopened:
+        other.execute(REOPEN, [now, now, reopened])
+    log_events(cur, events, notify, router, now)
     conn.commit()
     return results
 

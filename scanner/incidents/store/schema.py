@@ -5,6 +5,11 @@ Version 1 (the first release) had only these two tables and a version row:
   sightings(id, incident_id, source, url, "commit", path, line, received_at)
 Version 2 adds the API's answer to incidents, richer sightings (deduplicated), the
 event log, the durable revoke queue, and the receiver's key cache and delivery ids.
+Version 3 adds triage (state, reason, assignee, when), the confidence of the finding
+that opened an incident, when it was revoked, the actor of each event, the notification
+outbox, and the indexes a dashboard pages 100,000 incidents with (keyset on
+``(last_seen, id)``, filtered by triage, status or severity) and an export reads events
+with.
 
 Every step runs inside the caller's write transaction (``BEGIN IMMEDIATE``): one process
 migrates, the others wait for the write lock and then find the new version.
@@ -52,6 +57,10 @@ def migrate(db: sqlite_utils.Database, now: str, *, allowed: bool = True) -> int
     if version == 1:
         _migrate_v1_to_v2(db, now)
         version = 2
+    if version == 2:
+        for statement in V2_TO_V3:
+            db.execute(statement)
+        version = 3
     assert version == SCHEMA_VERSION
     return found
 
@@ -107,3 +116,35 @@ def _migrate_v1_to_v2(db: sqlite_utils.Database, now: str) -> None:
     db.execute("INSERT INTO events(incident_id, at, kind, detail) SELECT id, ?, "
                "'migrated', 'schema 1 to 2' FROM incidents", [now])
     db.execute("UPDATE schema_version SET version = 2")
+
+
+#: Schema 2 to 3. Existing incidents are open for triage and confirmed (only confirmed
+#: tokens were ever revoked); a revoked one's ``revoked_at`` is its revoke's event.
+V2_TO_V3 = (
+    "ALTER TABLE incidents ADD COLUMN triage TEXT NOT NULL DEFAULT 'open'",
+    "ALTER TABLE incidents ADD COLUMN triage_reason TEXT",
+    "ALTER TABLE incidents ADD COLUMN assignee TEXT",
+    "ALTER TABLE incidents ADD COLUMN confidence TEXT",
+    "ALTER TABLE incidents ADD COLUMN revoked_at TEXT",
+    "ALTER TABLE incidents ADD COLUMN triaged_at TEXT",
+    "UPDATE incidents SET confidence = 'confirmed'",
+    "UPDATE incidents SET revoked_at = (SELECT min(e.at) FROM events e WHERE e.incident_id = "
+    "incidents.id AND e.kind IN ('revoked', 'already_revoked')) "
+    "WHERE status IN ('revoked', 'already_revoked')",
+    "ALTER TABLE events ADD COLUMN actor TEXT",
+    "CREATE TABLE outbox (id INTEGER PRIMARY KEY, "
+    "event_id INTEGER NOT NULL REFERENCES events(id), "
+    "incident_id INTEGER NOT NULL REFERENCES incidents(id), kind TEXT NOT NULL, "
+    "channel TEXT NOT NULL, idem_key TEXT NOT NULL, created_at TEXT NOT NULL, "
+    "next_attempt_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, "
+    "claimed_until TEXT, sent_at TEXT, last_error TEXT, answer TEXT)",
+    "CREATE UNIQUE INDEX outbox_idem_key ON outbox(idem_key)",
+    "CREATE INDEX outbox_unsent ON outbox(created_at) WHERE sent_at IS NULL",
+    "CREATE INDEX incidents_recent ON incidents(last_seen, id)",
+    "CREATE INDEX incidents_triage ON incidents(triage, last_seen, id)",
+    "CREATE INDEX incidents_status ON incidents(status, last_seen, id)",
+    "CREATE INDEX incidents_severity ON incidents(severity, last_seen, id)",
+    "CREATE INDEX incidents_triage_severity ON incidents(triage, severity)",
+    "CREATE INDEX events_at ON events(at)",
+    "UPDATE schema_version SET version = 3",
+)

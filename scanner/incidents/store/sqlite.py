@@ -32,7 +32,17 @@ from typing import Any
 
 import sqlite_utils
 
-from scanner.incidents.models import CLOSED, Recorded, Sighting, Status, TokenRef, utcnow
+from scanner.incidents.models import (
+    CLOSED,
+    NotifyEvent,
+    Recorded,
+    Router,
+    Sighting,
+    Status,
+    TokenRef,
+    Triage,
+    utcnow,
+)
 from scanner.incidents.store import schema
 from scanner.incidents.store.common import (
     TABLES,
@@ -47,6 +57,7 @@ from scanner.incidents.store.common import (
 )
 from scanner.incidents.store.sqlite_queue import SqliteQueue
 from scanner.incidents.store.sqlite_receiver import SqliteReceiver
+from scanner.incidents.store.sqlite_triage import SqliteTriage
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 
@@ -69,23 +80,25 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class SqliteStore(SqliteQueue, SqliteReceiver):
+class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage):
     """One open incident database file. Safe to share between threads (one lock)."""
 
     backend = "sqlite"
 
     def __init__(self, db: sqlite_utils.Database, now: Callable[[], datetime],
-                 url: str = "") -> None:
+                 url: str = "", router: Router | None = None) -> None:
         self.db = db
         self._now = now
         self._lock = threading.RLock()
         self.url = url
+        self.router = router  # which channels hear of an event; None: no outbox rows
 
     # -- opening, schema and migrations ------------------------------------------------
 
     @classmethod
     def connect(cls, path: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
-                busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> SqliteStore:
+                busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True,
+                router: Router | None = None) -> SqliteStore:
         """Open (creating or migrating, unless ``migrate`` is False) the file at ``path``."""
         try:
             conn = sqlite3.connect(os.fspath(path), timeout=busy_timeout,
@@ -99,7 +112,7 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
         conn.create_function("claim_alive", 1, claim_alive)
         conn.text_factory = _text
         store = cls(sqlite_utils.Database(conn, execute_plugins=False), now,
-                    mask_url(path))
+                    mask_url(path), router)
         try:
             store.migrate(allowed=migrate)
         except BaseException:
@@ -109,7 +122,8 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
 
     @classmethod
     def open_readonly(cls, path: str | os.PathLike[str], *,
-                      now: Callable[[], datetime] = utcnow) -> SqliteStore:
+                      now: Callable[[], datetime] = utcnow,
+                      router: Router | None = None) -> SqliteStore:
         """Open an existing database for reading only (``incidents list``/``show``): it
         works on a read-only file or mount and never creates anything beside the file.
 
@@ -140,7 +154,8 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
                     raise
         conn.create_function("claim_alive", 1, claim_alive)
         conn.text_factory = _text
-        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now, mask_url(path))
+        store = cls(sqlite_utils.Database(conn, execute_plugins=False), now, mask_url(path),
+                    router)
         version = store.schema_version()
         problem = schema_problem(version, migrate=False) if version else foreign_tables(
             store.db.table_names()) or ConfigError(
@@ -153,9 +168,11 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
 
     @classmethod
     def open(cls, target: str | os.PathLike[str], *, now: Callable[[], datetime] = utcnow,
-             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True) -> SqliteStore:
+             busy_timeout: float = BUSY_TIMEOUT, migrate: bool = True,
+             router: Router | None = None) -> SqliteStore:
         """The protocol's ``Store.open``, for this backend: :meth:`connect`."""
-        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate)
+        return cls.connect(target, now=now, busy_timeout=busy_timeout, migrate=migrate,
+                           router=router)
 
     def migrate(self, *, allowed: bool = True) -> int:
         """Bring the schema up to date under the write lock (one process migrates, the
@@ -192,18 +209,24 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
     # -- recording ------------------------------------------------------------------
 
     def record(self, items: Sequence[tuple[TokenRef, Sighting]], *, revoke: bool,
-               false_positive: Collection[str] = ()) -> list[Recorded]:
-        """Record a batch in ONE transaction, committed before this returns."""
+               false_positive: Collection[str] = (),
+               possible: Collection[str] = ()) -> list[Recorded]:
+        """Record a batch in ONE transaction, committed before this returns. A new
+        incident is ``opened`` (or ``possible``, for a hash in ``possible``: a truncated or
+        mistyped token a person must look at); a new sighting of a resolved incident
+        reopens it. Each of those events gets its outbox rows in the same transaction."""
         now = iso(self._now())
         results: list[Recorded] = []
         with self._write() as db:
             for ref, sighting in items:
                 results.append(self._record_one(db, ref, sighting, now, revoke=revoke,
-                                                false_positive=ref.sha256 in false_positive))
+                                                false_positive=ref.sha256 in false_positive,
+                                                possible=ref.sha256 in possible))
         return results
 
     def _record_one(self, db: sqlite_utils.Database, ref: TokenRef, sighting: Sighting,
-                    now: str, *, revoke: bool, false_positive: bool) -> Recorded:
+                    now: str, *, revoke: bool, false_positive: bool,
+                    possible: bool = False) -> Recorded:
         seen = iso(sighting.received_at)
         if false_positive:
             initial = Status.FALSE_POSITIVE
@@ -211,12 +234,20 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
             initial = Status.PENDING if revoke else Status.RECORDED
         cursor = db.execute(
             "INSERT OR IGNORE INTO incidents(sha256, redacted, first_seen, last_seen, status, "
-            "severity, revoke_attempts, updated_at) VALUES (?, ?, ?, ?, ?, 'unknown', 0, ?)",
-            [ref.sha256, ref.redacted, seen, seen, initial.value, now])
+            "severity, revoke_attempts, updated_at, confidence) "
+            "VALUES (?, ?, ?, ?, ?, 'unknown', 0, ?, ?)",
+            [ref.sha256, ref.redacted, seen, seen, initial.value, now,
+             "possible" if possible else "confirmed"])
         new_incident = cursor.rowcount == 1
-        incident_id, status_text = db.execute(
-            "SELECT id, status FROM incidents WHERE sha256 = ?", [ref.sha256]).fetchone()
+        incident_id, status_text, triage, severity = db.execute(
+            "SELECT id, status, triage, severity FROM incidents WHERE sha256 = ?",
+            [ref.sha256]).fetchone()
         status = Status(status_text)
+        if new_incident:  # not a Cendis token by format (false_positive): nobody is told
+            kind = "possible" if possible else "opened"
+            self._log(db, incident_id, now, kind, sighting.source,
+                      notify=None if false_positive else
+                      NotifyEvent(kind, severity, sighting.source))
         if not new_incident:
             db.execute("UPDATE incidents SET last_seen = max(last_seen, ?), "
                        "first_seen = min(first_seen, ?) WHERE id = ?", [seen, seen, incident_id])
@@ -230,6 +261,12 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
         new_sighting = cursor.rowcount == 1
         if new_sighting:
             self._event(db, incident_id, now, "received", sighting.source)
+            if triage == Triage.RESOLVED:  # a regression: the token is out there again
+                db.execute("UPDATE incidents SET triage = 'open', triaged_at = ?, "
+                           "updated_at = ? WHERE id = ?", [now, now, incident_id])
+                self._log(db, incident_id, now, "reopened", f"new sighting: "
+                          f"{sighting.source}",
+                          notify=NotifyEvent("reopened", severity, sighting.source))
         if false_positive and status not in CLOSED:
             status = Status.FALSE_POSITIVE
             db.execute("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?",
@@ -297,16 +334,19 @@ class SqliteStore(SqliteQueue, SqliteReceiver):
                 "record_type, record_source, delivery_id, received_at FROM sightings "
                 "WHERE incident_id = ? ORDER BY id", [incident["id"]]))
             incident["events"] = list(self.db.query(
-                "SELECT at, kind, detail FROM events WHERE incident_id = ? ORDER BY id",
+                "SELECT at, kind, detail, actor FROM events WHERE incident_id = ? ORDER BY id",
                 [incident["id"]]))
             return incident
 
     def list_incidents(self, *, status: str | None = None, severity: str | None = None,
                        since: datetime | date | str | None = None,
-                       limit: int | None = None) -> list[dict[str, Any]]:
-        """Newest first (by last sighting), with the number of sightings."""
+                       limit: int | None = None, triage: str | None = None,
+                       before: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+        """Newest first (by last sighting), with the number of sightings; ``before``
+        a row's ``(last_seen, id)``: the page after it."""
         sql, params = incident_list_query('?', status=status, severity=severity,
-                                          since=since, limit=limit)
+                                          since=since, limit=limit, triage=triage,
+                                          before=before)
         with self._lock:
             return [self._incident_dict(row) for row in self.db.query(sql, params)]
 

@@ -18,8 +18,20 @@ from typing import Any
 
 import sqlite_utils
 
-from scanner.incidents.models import QueueEntry, RevokeOutcome, Status, severity_of
+from scanner.incidents.models import (
+    NotifyEvent,
+    QueueEntry,
+    RevokeOutcome,
+    Router,
+    Status,
+    severity_of,
+)
 from scanner.incidents.store.common import DUE_SLACK, after, iso, seconds_until
+from scanner.incidents.store.triage import failing_for, seconds_between
+
+#: The statuses that say the token is dead: the incident's ``revoked_at`` is set, and a
+#: ``revoked`` notification goes out.
+REVOKED = frozenset({Status.REVOKED, Status.ALREADY_REVOKED})
 
 
 class SqliteQueue:
@@ -28,6 +40,8 @@ class SqliteQueue:
     _now: Callable[[], datetime]
     _write: Callable[[], AbstractContextManager[sqlite_utils.Database]]
     _event: Callable[..., None]
+    _log: Callable[..., int]
+    router: Router | None
 
     def queue_depth(self) -> int:
         with self._lock:
@@ -109,6 +123,7 @@ class SqliteQueue:
         uncertain."""
         now = self._now()
         with self._write() as db:
+            self._failing(db, entries, reason)
             for entry in entries:
                 params: list[Any] = [reason]
                 sql = ("UPDATE revoke_queue SET last_error = ?, claimed_by = NULL, "
@@ -127,60 +142,103 @@ class SqliteQueue:
         """A 400 for this token alone: close it as ERROR, never resent unchanged."""
         now = iso(self._now())
         with self._write() as db:
+            self._failing(db, [entry], reason)
             db.execute("DELETE FROM revoke_queue WHERE sha256 = ?", [entry.sha256])
             db.execute("UPDATE incidents SET status = ?, last_error = ?, updated_at = ? "
                        "WHERE id = ?", [Status.ERROR.value, reason, now, entry.incident_id])
             self._event(db, entry.incident_id, now, "error", f"{reason}: {detail}")
 
+    def _failing(self, db: sqlite_utils.Database, entries: Sequence[QueueEntry],
+                 reason: str) -> None:
+        """A ``revoke_failing`` event (notified) for each token that has waited at
+        least the router's ``revoke_failing_after`` since it was queued: once per
+        incident, ever."""
+        router = self.router
+        if router is None or router.revoke_failing_after is None:
+            return
+        now = self._now()
+        for entry in entries:
+            row = db.execute(
+                "SELECT q.enqueued_at, i.severity, EXISTS (SELECT 1 FROM events e WHERE "
+                "e.incident_id = i.id AND e.kind = 'revoke_failing') FROM revoke_queue q "
+                "JOIN incidents i ON i.id = q.incident_id WHERE q.sha256 = ?",
+                [entry.sha256]).fetchone()
+            waited = failing_for(router, row[0], now) if row and not row[2] else None
+            if waited is not None:
+                self._log(db, entry.incident_id, iso(now), "revoke_failing",
+                          f"{waited:.0f} s since queued: {reason}",
+                          notify=NotifyEvent("revoke_failing", row[1], entry.source))
+
     def apply_outcomes(self, entries: Sequence[QueueEntry], outcomes: Sequence[RevokeOutcome],
                        *, notify_owner: bool) -> list[Status]:
-        """Close the queue entries with the API's answers; one transaction."""
+        """Close the queue entries with the API's answers; one transaction. A revoked
+        (or already revoked) token's incident gets its ``revoked_at`` and a ``revoked``
+        event (notified) whose detail is the leak-to-revoke time in seconds."""
         now = iso(self._now())
         with self._write() as db:
             marks = ",".join("?" * len(outcomes))
             lost = {row[0] for row in db.execute(
                 f"SELECT sha256 FROM revoke_queue WHERE lost AND sha256 IN ({marks})",
                 [o.sha256 for o in outcomes])}
-            statuses, updates, events = outcome_rows(entries, outcomes, lost, now,
-                                                     notify_owner=notify_owner)
+            ids = sorted({e.incident_id for e in entries})
+            first_seen = dict(db.execute(
+                f"SELECT id, first_seen FROM incidents WHERE id IN "
+                f"({','.join('?' * len(ids))})", ids).fetchall())
+            statuses, updates, events, notified = outcome_rows(
+                entries, outcomes, lost, now, notify_owner=notify_owner,
+                first_seen=first_seen)
             conn = db.conn
             conn.executemany(
                 "UPDATE incidents SET status = ?, owner = coalesce(?, owner), "
                 "token_name = coalesce(?, token_name), org = coalesce(?, org), "
                 "scopes = coalesce(?, scopes), severity = ?, last_error = NULL, "
-                "updated_at = ? WHERE id = ?", updates)
+                "updated_at = ?, revoked_at = coalesce(revoked_at, ?) WHERE id = ?", updates)
             conn.executemany("DELETE FROM revoke_queue WHERE sha256 = ?",
                              [(o.sha256,) for o in outcomes])
-            conn.executemany("INSERT INTO events(incident_id, at, kind, detail) "
-                             "VALUES (?, ?, ?, ?)", events)
+            for index, event in enumerate(events):
+                self._log(db, *event, notify=notified.get(index))
         return statuses
 
 
 def outcome_rows(entries: Sequence[QueueEntry], outcomes: Sequence[RevokeOutcome],
-                 lost: set[str], now: str, *, notify_owner: bool
-                 ) -> tuple[list[Status], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+                 lost: set[str], now: str, *, notify_owner: bool,
+                 first_seen: dict[int, str] | None = None
+                 ) -> tuple[list[Status], list[tuple[Any, ...]], list[tuple[Any, ...]],
+                            dict[int, NotifyEvent]]:
     """What the API's answers change, backend-neutral: the final statuses, the incident
-    updates and the events. An ``already_revoked`` for a token whose earlier call had no
-    answer (``lost``: timeout or crash) is our own revoke."""
+    updates, the events, and which of those events (by index) are notified with what.
+    An ``already_revoked`` for a token whose earlier call had no answer (``lost``:
+    timeout or crash) is our own revoke. A revoke's detail starts with the seconds from
+    the token's first report (``first_seen``) to now."""
     by_sha = {entry.sha256: entry for entry in entries}
     statuses: list[Status] = []
     updates: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
+    notified: dict[int, NotifyEvent] = {}
     for outcome in outcomes:
-        incident_id = by_sha[outcome.sha256].incident_id
+        entry = by_sha[outcome.sha256]
+        incident_id = entry.incident_id
         status = outcome.status
         detail = None
         if status is Status.ALREADY_REVOKED and outcome.sha256 in lost:
             status = Status.REVOKED
             detail = "by an earlier call whose answer was lost"
+        severity = severity_of(outcome.scopes).value
         scopes = (json.dumps(list(outcome.scopes))
                   if outcome.token_name is not None or outcome.scopes else None)
         updates.append((status.value, outcome.owner, outcome.token_name, outcome.org,
-                        scopes, severity_of(outcome.scopes).value, now, incident_id))
+                        scopes, severity, now, now if status in REVOKED else None,
+                        incident_id))
+        if status in REVOKED and incident_id not in {e[0] for i, e in enumerate(events)
+                                                     if i in notified}:
+            took = seconds_between((first_seen or {}).get(incident_id), now)
+            if took is not None:
+                detail = f"{took:.3f}" + (f" ({detail})" if detail else "")
+            notified[len(events)] = NotifyEvent("revoked", severity, entry.source)
         events.append((incident_id, now, status.value, detail))
         if outcome.status is Status.REVOKED and notify_owner:
             events.append((incident_id, now, "notified", "Cendis emails the owner"))
         statuses.append(status)
-    return statuses, updates, events
+    return statuses, updates, events, notified
 
 

@@ -1,0 +1,249 @@
+"""Layers in any order (issue 20): base64, gzip, zlib, hex, percent, HTML references,
+backslash escapes and quoted-printable, each pair in both orders, three deep, at
+several offsets of a large file, through stdin across chunk boundaries, and bombs.
+
+The encoders here are written from the formats, not taken from the scanner, so a
+shared mistake cannot hide. Every scan is the installed CLI on real files.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+import os
+import random
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run, run_json
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scanner.token import generate
+from scanner.token import secret_sha256 as _sha
+
+
+def secret_sha256(token: str) -> str:
+    return _sha(token.encode())
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "base64": base64.b64encode,
+    "gzip": gzip.compress,
+    "zlib": zlib.compress,
+    "hex": lambda b: b.hex().encode(),
+    "percent": lambda b: "".join(f"%{c:02X}" for c in b).encode(),
+    "html": lambda b: "".join(f"&#{c};" for c in b).encode(),
+    "escaped": lambda b: "".join(f"\\x{c:02x}" for c in b).encode(),
+    "qp": lambda b: "".join(f"={c:02X}" for c in b).encode(),
+}
+#: zlib under base64 or hex has too few fixed characters to be a seed (see layers.py).
+UNSEEN = {("base64", "zlib"), ("hex", "zlib")}
+
+
+def encode(stack: tuple[str, ...], text: bytes) -> bytes:
+    """``stack`` outermost first."""
+    for name in reversed(stack):
+        text = ENCODERS[name](text)
+    return text
+
+
+def _visible(stack: tuple[str, ...]) -> bool:
+    return not any(pair in UNSEEN for pair in zip(stack, stack[1:], strict=False))
+
+
+#: Compressing compressed data stores it as it is: the inner layer is visible in the
+#: file, and found there as itself.
+_COMPRESSED = {("gzip", "zlib"), ("zlib", "gzip")}
+PAIRS = [s for s in itertools.permutations(ENCODERS, 2) if _visible(s) and s not in _COMPRESSED]
+PAIRS += [(n, n) for n in ENCODERS if n not in ("gzip", "zlib")]
+#: Three deep: each layer once in the middle, under and over two others.
+TRIPLES = [t for n in ENCODERS for t in (("base64", n, "hex"), ("percent", n, "base64"),
+                                          ("hex", "base64", n)) if _visible(t)]
+
+
+def _body(stack: tuple[str, ...], token: str) -> bytes:
+    return b"config: " + encode(stack, f"TOKEN={token}\n".encode()) + b"\n"
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, str]]:
+    """One directory with a file per stack, scanned once; findings by file name."""
+    root = tmp_path_factory.mktemp("layers")
+    rng = random.Random(20)
+    tokens: dict[str, str] = {}
+    for stack in PAIRS + TRIPLES:
+        name = "-".join(stack) + ".txt"
+        tokens[name] = generate(rng)
+        (root / name).write_bytes(_body(stack, tokens[name]))
+    status, report = run_json(["scan", str(root)])
+    assert status == 1, report.get("errors")
+    found = {Path(f["path"]).name: f for f in report["findings"]}
+    return found, tokens
+
+
+@pytest.mark.parametrize("stack", PAIRS + TRIPLES, ids="+".join)
+def test_each_stack_is_found_and_named_outermost_first(
+        stack: tuple[str, ...], layered: tuple[dict[str, Any], dict[str, str]]) -> None:
+    found, tokens = layered
+    name = "-".join(stack) + ".txt"
+    assert name in found, f"{name}: not found"
+    f = found[name]
+    assert f["secret_sha256"] == secret_sha256(tokens[name])
+    assert f["encoding"] == "+".join(stack)
+    assert f["confidence"] == "confirmed"
+    binary = b"\0" in _body(stack, tokens[name])[:8192]
+    assert f["line"] == (None if binary else 1)  # a binary file has no lines
+
+
+def _helm_release(token: str) -> bytes:
+    """``kubectl get secret sh.helm.release.v1.api.v3 -o yaml``: ``data.release`` is
+    base64 (the Secret) of base64 (Helm) of gzip of the release JSON."""
+    release = {"name": "api", "version": 3, "namespace": "prod",
+               "chart": {"metadata": {"name": "api", "version": "1.4.0"},
+                         "values": {"replicas": 2},
+                         "templates": [{"name": "templates/secret.yaml", "data": base64.b64encode(
+                             f"apiVersion: v1\nkind: Secret\nstringData:\n  token: {token}\n"
+                             .encode()).decode()}]},
+               "config": {"image": {"tag": "1.4.0"}, "cendis": {"token": token}},
+               "manifest": "---\n# Source: api/templates/deployment.yaml\n" + "x: y\n" * 200}
+    inner = base64.b64encode(gzip.compress(json.dumps(release).encode()))
+    data = base64.b64encode(inner).decode()
+    return (f"apiVersion: v1\ndata:\n  release: {data}\nkind: Secret\nmetadata:\n"
+            f"  labels:\n    owner: helm\n  name: sh.helm.release.v1.api.v3\n"
+            f"type: helm.sh/release.v1\n").encode()
+
+
+def test_a_helm_v3_release_secret(tmp_path: Path, make_token: Callable[[], str]) -> None:
+    token = make_token()
+    path = tmp_path / "release.yaml"
+    path.write_bytes(_helm_release(token))
+    status, report = run_json(["scan", str(path)])
+    assert status == 1
+    got = {(f["encoding"], f["line"], f["variable"], f["secret_sha256"])
+           for f in report["findings"]}
+    assert ("base64+base64+gzip", 3, "token", secret_sha256(token)) in got  # config
+    assert ("base64+base64+gzip+base64", 3, "data", secret_sha256(token)) in got  # template
+    assert all(f["secret_sha256"] == secret_sha256(token) for f in report["findings"])
+
+
+STACK_AT = ("base64", "hex", "base64")
+
+
+@pytest.mark.parametrize("offset", [0, 9 << 20, (2 << 30) + 12345],
+                         ids=["near-0", "past-8MiB", "past-2GiB-sparse"])
+def test_anywhere_in_a_large_file_with_the_window_open(
+        tmp_path: Path, make_token: Callable[[], str], offset: int) -> None:
+    token = make_token()
+    path = tmp_path / "big.log"
+    body = b"\n" + _body(STACK_AT, token)
+    with open(path, "wb") as f:  # sparse: a seek, then the line
+        f.seek(offset)
+        f.write(body)
+        f.seek(offset + len(body) + (1 << 20))
+        f.write(b"end\n")
+    status, report = run_json(["scan", str(path), "--decode-window", "all"], timeout=300)
+    assert status == 1, report.get("errors")
+    [f] = report["findings"]
+    assert f["encoding"] == "+".join(STACK_AT)
+    assert f["offset"] == offset + 1 + len(b"config: ")
+    assert f["secret_sha256"] == secret_sha256(token)
+
+
+def test_past_the_default_window_the_cheap_forms_are_still_found(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """Past the default window: the Helm release (base64 of base64 of gzip) still is."""
+    token = make_token()
+    path = tmp_path / "big.yaml"
+    with open(path, "wb") as f:
+        f.write(b"# filler\n" * ((9 << 20) // 9))
+        f.write(_helm_release(token))
+    status, report = run_json(["scan", str(path)], timeout=300)
+    assert status == 1
+    assert "base64+base64+gzip" in {f["encoding"] for f in report["findings"]}
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2, 3, 5, 8, 13, 40, 97, 200, 511])
+def test_stdin_across_chunk_boundaries(make_token: Callable[[], str], shift: int) -> None:
+    """The encoded token straddles the 1 MiB chunk boundary at ``shift`` bytes of each
+    offset class (its start, inside, its end)."""
+    token = make_token()
+    line = _body(("percent", "base64", "hex"), token)
+    chunk = 1 << 20
+    filler = b"x" * 63 + b"\n"
+    start = chunk - len(line) // 2 - shift
+    head = (filler * (start // len(filler) + 1))[:start - 1] + b"\n"
+    data = head + line + filler * 100
+    assert data.index(b"config: ") == start
+    status, report = run_json(["scan", "-", "--decode-window", "all"], input=data)
+    assert status == 1, report.get("errors")
+    [f] = report["findings"]
+    assert f["encoding"] == "percent+base64+hex"
+    assert f["offset"] == start + len(b"config: ")
+
+
+def test_a_gzip_bomb_inside_base64_is_one_error_line(tmp_path: Path) -> None:
+    bomb = gzip.compress(gzip.compress(b"\0" * (64 << 20)))
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(b"blob: " + base64.b64encode(bomb) + b"\n")
+    proc = run(["scan", str(path), "--max-decompressed", "1M"], timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "expand beyond 1 MiB" in lines[0], proc.err
+    assert "Traceback" not in proc.err
+
+
+def test_nesting_past_the_layer_limit_is_one_error_line(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    token = make_token()
+    path = tmp_path / "deep.txt"
+    path.write_bytes(_body(("base64", "gzip") * 3, token))
+    proc = run(["scan", str(path)], timeout=60)
+    lines = [ln for ln in proc.err.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.err
+    assert "more than 4 layers" in lines[0]
+
+
+LAYERS = [n for n in ENCODERS]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stack=st.lists(st.sampled_from(LAYERS), min_size=1, max_size=3).map(tuple),
+       seed=st.integers(0, 1 << 30))
+def test_random_stacks_are_found_and_named(tmp_path: Path, stack: tuple[str, ...],
+                                           seed: int) -> None:
+    if not _visible(stack) or any(a in ("gzip", "zlib") and b in ("gzip", "zlib")
+                                  for a, b in zip(stack, stack[1:], strict=False)):
+        return
+    from scanner.engine.detect import Detector
+    from scanner.rules import load
+
+    token = generate(random.Random(seed))
+    hits = Detector(load()).scan_text(_body(stack, token))
+    assert [(h.encoding, h.secret_sha256) for h in hits] == [
+        ("+".join(stack), secret_sha256(token))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(min_size=0, max_size=4000), layer=st.sampled_from(LAYERS))
+def test_no_finding_in_random_clean_data_of_any_alphabet(data: bytes, layer: str) -> None:
+    from scanner.engine.detect import Detector
+    from scanner.rules import load
+
+    assert Detector(load()).scan_text(ENCODERS[layer](data)) == []
+
+
+def test_a_clean_input_is_not_decoded(tmp_path: Path) -> None:
+    """No seed, no decoding: a file of long base64 and hex runs (JWT-like) is clean."""
+    rng = random.Random(7)
+    lines = [base64.b64encode(os.urandom(rng.randrange(40, 400))) + b" " +
+             os.urandom(32).hex().encode() for _ in range(2000)]
+    path = tmp_path / "clean.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    status, report = run_json(["scan", str(path)])
+    assert status == 0 and report["findings"] == []
