@@ -130,3 +130,36 @@ def test_a_plain_repository_costs_three_gits(tmp_path: Path, kind: str) -> None:
         assert "rev-parse" in ran
     else:
         assert sorted(ran) == ["cat-file", "diff-index", "var"]
+
+
+@pytest.mark.parametrize("cache", ["fresh", "stale", "damaged", "unwritable"])
+def test_the_hooks_literals_come_back_from_the_cache_only_when_current(
+        tmp_path: Path, make_token: Callable[[], str], cache: str) -> None:
+    """The layer decoder's ~1,400 literals are kept between commits; a file derived
+    from other sources (another version, other prefixes), a damaged one or a folder that
+    cannot be written never makes the quick answer miss what the full scan finds."""
+    folder = tmp_path / "cache"
+    path = folder / "hook-literals.txt"
+    if cache == "unwritable":
+        folder.write_text("not a folder\n")
+    repo = Repo.make(tmp_path)
+    repo.commit("start", **{"README.md": "hello\n"})
+    env = {"CENDIS_SCAN_CACHE": str(folder)}
+    repo.write("a.txt", "nothing\n")
+    repo.git("add", "a.txt")
+    assert repo.scan("git", "--staged", env=env).returncode == 0
+    if cache != "unwritable":
+        head, _, body = path.read_bytes().partition(b"\n")
+        assert [bytes.fromhex(x.decode()) for x in body.split()] == \
+            layers.texts(_prefixes() or [])
+        if cache == "stale":  # what an older version left: nothing to look for
+            path.write_bytes(head.replace(b"v1 ", b"v0 ") + b"\n")
+        elif cache == "damaged":
+            path.write_bytes(b"\x00\xff" * 100)
+    token = make_token()
+    repo.write("b.txt", base64.b64encode(b"x=" + token.encode()).decode() + "\n")
+    repo.git("add", "b.txt")
+    proc = repo.scan("git", "--staged", env=env)
+    assert proc.returncode == 1 and "b.txt" in proc.out
+    if cache != "unwritable":  # derived again and kept
+        assert path.read_bytes().partition(b"\n")[0] == head
