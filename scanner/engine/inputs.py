@@ -288,6 +288,28 @@ def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
         raise SourceError("not valid gzip: the stream is truncated")
 
 
+def gunzip_whole(data: bytes, limit: int) -> bytes | None:
+    """A small gzip (several members too, as :func:`gunzip` reads them) decompressed in
+    one call per member: an image holds tens of thousands of ``.gz`` files, and a
+    stream of pieces costs each one more than its inflating does. None when it is
+    damaged, truncated or holds more than ``limit`` bytes: :func:`gunzip` then reads it
+    and says so, or streams it."""
+    out: list[bytes] = []
+    total = 0
+    while data:
+        d = zlib.decompressobj(wbits=47)
+        try:
+            piece = d.decompress(data, limit + 1 - total)
+        except zlib.error:
+            return None
+        total += len(piece)
+        if total > limit or not d.eof:
+            return None
+        out.append(piece)
+        data = d.unused_data.lstrip(b"\0")
+    return b"".join(out)
+
+
 def utf16_to_utf8(chunks: Iterable[bytes], kind: str) -> Iterator[bytes]:
     """Re-encode UTF-16 as UTF-8 so the detector and line counting see plain text."""
     decoder = codecs.getincrementaldecoder(kind)(errors="replace")

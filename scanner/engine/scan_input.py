@@ -27,6 +27,7 @@ from scanner.engine.inputs import (
     Located,
     data_extents,
     gunzip,
+    gunzip_whole,
     kind_of,
     locate,
     scan_buffer,
@@ -34,7 +35,7 @@ from scanner.engine.inputs import (
     search,
     utf16_to_utf8,
 )
-from scanner.engine.tars import Mapped, Members, Source, Streamed, scan_tar
+from scanner.engine.tars import WHOLE, Mapped, Members, Source, Streamed, scan_tar
 from scanner.engine.unpack import decompress
 from scanner.finding import Finding
 from scanner.result import GZIP_LIMIT, ScanIssue, issue
@@ -163,15 +164,44 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
     layers = _plus(encoding, "tar")
 
     def held(data: bytes, sub: Origin) -> None:
-        _scan_chunks(detector, [data], sub, outcome, layers, limit, depth)
+        _scan_held(detector, data, sub, outcome, layers, limit, depth)
 
     def streamed(chunks: Iterator[bytes], sub: Origin) -> None:
         _scan_chunks(detector, chunks, sub, outcome, layers, limit, depth)
 
+    def small_gzip(data: bytes) -> bytes | None:
+        return gunzip_whole(data, min(limit, WHOLE))
+
+    def nested(inner: Mapped, sub: Origin) -> None:
+        if depth >= MAX_NESTING:
+            streamed(inner.chunks(inner.end), sub)  # says how deep it is
+        else:
+            _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1)
+
     since = len(outcome.findings)
-    kept = scan_tar(src, origin, outcome, Members(detector, held, streamed, kind_of))
+    kept = scan_tar(src, origin, outcome,
+                    Members(detector, held, streamed, kind_of, small_gzip, nested))
     if kept:
         name_images(outcome, since, origin, kept)
+
+
+def _scan_held(detector: Detector, data: bytes, origin: Origin, outcome: Outcome,
+               encoding: str | None, limit: int, depth: int) -> None:
+    """A member held whole (at most tars.WHOLE): text or binary is scanned as the one
+    buffer it is (lines counted only up to a hit, no stream windows), a small gzip is
+    inflated in one call and looked at again; anything else as a stream."""
+    kind = kind_of(data[:SNIFF])
+    if kind in ("text", "binary"):
+        to_findings(scan_buffer(detector, data, lines=kind == "text"), origin, encoding,
+                    outcome, binary=kind == "binary")
+        return
+    if kind == "gzip" and depth < MAX_NESTING:
+        plain = gunzip_whole(data, min(limit, WHOLE))
+        if plain is not None:
+            _scan_held(detector, plain, origin, outcome, _plus(encoding, "gzip"), limit,
+                       depth + 1)
+            return
+    _scan_chunks(detector, [data], origin, outcome, encoding, limit, depth)
 
 
 def _plus(encoding: str | None, layer: str) -> str:
