@@ -13,6 +13,7 @@ import io
 import itertools
 import mmap
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +34,7 @@ from scanner.engine.inputs import (
     scan_buffer,
     scan_stream,
     search,
+    steady_heap,
     utf16_to_utf8,
 )
 from scanner.engine.tars import WHOLE, Mapped, Members, Source, Streamed, scan_tar
@@ -125,6 +127,8 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
                                                        gzip_limit):
         return
     if kind in _LAYERED or kind.startswith("utf-16") or not seekable:
+        if not seekable and sys.platform == "linux":
+            steady_heap()  # a stream is read in pieces: reuse their memory
         _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
                      gzip_limit, 0)
     elif origin.size <= READ_WHOLE:
