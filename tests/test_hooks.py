@@ -253,6 +253,91 @@ def test_a_clean_push_through_the_real_hook_prints_nothing(tmp_path: Path) -> No
     assert (proc.stdout, proc.stderr) == ("", "")
 
 
+def _lean_line(hook: Path) -> str:
+    lines = [ln for ln in hook.read_text().splitlines() if " -S -P -c " in ln]
+    assert len(lines) == 1, hook.read_text()
+    return lines[0]
+
+
+@pytest.mark.parametrize("start", ["lean", "moved interpreter", "moved package"])
+@pytest.mark.parametrize("change", ["clean", "token", "token in the author"])
+def test_the_hook_starts_python_directly_or_falls_back_to_the_console_script(
+        tmp_path: Path, make_token: Callable[[], str], start: str, change: str) -> None:
+    """The installed hook runs the interpreter with ``-S`` (no site, no .pth files); when
+    the interpreter or the package has moved, the console script, as before. Both
+    answer alike: quiet when clean, blocked with the same message otherwise. Which one
+    ran shows in Python's import log: the lean start never imports ``site`` before the
+    quick answer, the console script always does."""
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    assert repo.scan("install-hook").returncode == 0
+    hook = repo.path / ".git" / "hooks" / "pre-commit"
+    line = _lean_line(hook)
+    if start != "lean":  # what the shell checks before exec: [ -x PYTHON ] && [ -f INIT ]
+        python, init = line.split(" ")[2], line.split(" ")[7]
+        moved = python if start == "moved interpreter" else init
+        hook.write_text(hook.read_text().replace(moved, str(tmp_path / "gone" / "x")))
+    token = make_token()
+    env = {**os.environ, **repo.env, "NO_COLOR": "1", "PYTHONPROFILEIMPORTTIME": "1"}
+    if change == "token in the author":
+        env["GIT_AUTHOR_EMAIL"] = f"{token}@example.com"
+    repo.write("b.txt", f"T={token}\n" if change == "token" else "nothing here\n")
+    repo.git("add", "b.txt")
+    before = repo.head()
+    proc = subprocess.run(["git", "commit", "-q", "-m", "b"], cwd=repo.path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    imports = [ln.split("|")[-1].strip() for ln in proc.stderr.splitlines()
+               if ln.startswith("import time:")]
+    said = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:"))
+    assert "scanner.cli" in imports
+    first_scanner = imports.index("scanner.cli")
+    assert ("site" in imports[:first_scanner]) == (start != "lean"), imports[:first_scanner]
+    assert token not in proc.stdout + said
+    if change == "clean":
+        assert (proc.returncode, proc.stdout, said) == (0, "", "")
+        assert "site" not in imports or start != "lean"  # the quick answer: no site at all
+        assert repo.head() != before
+    else:
+        assert proc.returncode != 0 and repo.head() == before
+        assert "commit blocked: 1 Cendis token" in said
+        assert ("author" in said) == (change == "token in the author")
+        assert "site" in imports  # the full scan loaded the environment's packages
+
+
+@pytest.mark.parametrize("change", ["clean", "token"])
+def test_the_lean_hook_imports_nothing_from_the_repository(
+        tmp_path: Path, make_token: Callable[[], str], change: str) -> None:
+    """The hook runs in the top folder of the repository being committed: modules there
+    named like the standard library's or like ours are never imported (``-P``), on the
+    quick answer or through the full scan."""
+    repo = Repo.make(tmp_path)
+    repo.commit("one", **{"a.txt": "a\n"})
+    assert repo.scan("install-hook").returncode == 0
+    mark = tmp_path / "imported"
+    trap = f"open({str(mark)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in ("os.py", "re.py", "site.py", "stat.py", "json.py", "logging.py",
+                 "scanner/__init__.py", "scanner/cli/__init__.py", "re2.py"):
+        repo.write(name, trap)
+    token = make_token()
+    repo.write("b.txt", f"T={token}\n" if change == "token" else "nothing here\n")
+    repo.git("add", "-A")
+    proc = _git_commit(repo, "b")
+    assert not mark.exists(), mark.read_text()
+    if change == "clean":
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    else:
+        assert proc.returncode != 0 and "commit blocked: 1 Cendis token" in proc.stderr
+
+
+def test_a_hook_not_ending_in_the_console_script_is_left_as_it_is() -> None:
+    from scanner.hooks import with_lean_start
+
+    for text in ("#!/bin/sh\nexec other-tool --staged\n", "", "#!/bin/sh\n"):
+        assert with_lean_start(text) == text
+    lean = with_lean_start('#!/bin/sh\nexec "$CENDIS_SCAN" git --pre-push\n')
+    assert lean.endswith('"$CENDIS_SCAN" git --pre-push\nexec "$CENDIS_SCAN" git --pre-push\n')
+
+
 @pytest.mark.parametrize("tokens", [1, 3])
 @pytest.mark.parametrize("encoding", ["plain", "base64"])
 def test_a_blocked_commit_says_what_to_do_once(tmp_path: Path, tokens: int, encoding: str,

@@ -180,3 +180,71 @@ def test_gzip_docker_save_is_scanned_as_a_stream(scan: Any, tmp_path: Path,
     [f] = report["findings"]
     assert f["path"] == f"i.tar.gz!acme/api:1.4!sha256:{digests[0][:12]}!app/.env"
     assert f["encoding"] == "gzip+tar+tar"
+
+
+def _large_layer(t: list[str], damaged: bool) -> dict[str, bytes]:
+    """A layer past tars.WHOLE (mapped and searched in place, not streamed): 12 MiB of
+    clean text in 40 members (the in-place search goes over several regions), tokens in
+    plain members at its start, middle and end and in a binary one, gzipped members
+    (one with a token, clean ones, and a damaged one), and a member past WHOLE with a
+    token at its end."""
+    filler = b"".join(b"line %d of a clean configuration file\n" % i for i in range(8000))
+    members: dict[str, bytes] = {}
+    for i in range(40):
+        members[f"usr/share/doc/f{i:02}.txt"] = filler
+        if i % 10 == 3:
+            members[f"usr/share/man/m{i:02}.gz"] = gzip.compress(filler[:200_000])
+    members["usr/share/doc/f00.txt"] = f"T={t[0]}\n".encode() + filler
+    members["usr/share/doc/f20.txt"] = filler + f"T={t[1]}\n".encode()
+    members["usr/share/doc/f39.txt"] = filler[:1000] + f"X={t[2]}\n".encode()
+    members["usr/lib/x.so"] = b"\x7fELF" + bytes(5000) + f"k={t[3]}".encode() + bytes(100)
+    members["usr/share/man/tok.gz"] = gzip.compress(filler[:50_000] + f"T={t[4]}\n".encode())
+    if damaged:
+        members["usr/share/man/bad.gz"] = gzip.compress(filler[:50_000])[:-20]
+    members["var/big.log"] = filler * 14 + f"T={t[5]}\n".encode()  # ~4.5 MB
+    return members
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+@pytest.mark.parametrize("layout", ["legacy", "oci"])
+def test_a_large_layer_searched_in_place_reads_as_the_stream_does(
+        layout: str, damaged: bool, scan: Any, tmp_path: Path,
+        make_token: Callable[[], str]) -> None:
+    """A large uncompressed layer is searched in place in the mapped tarball (plain
+    members in regions, small gzipped ones inflated in one call); the same image read
+    through stdin is streamed. Both find the same tokens, with the same names, lines,
+    columns and encodings, and the same one error for a damaged member."""
+    t = [make_token() for _ in range(6)]
+    layer_members = _large_layer(t, damaged)
+    digests = docker_save(tmp_path / "image.tar", "acme/api:1.4",
+                          [layer_members, {"app/.env": f"T={t[0]}\n".encode()}],
+                          [], layout=layout)
+    status, mapped, proc = scan(["image.tar"], cwd=tmp_path)
+    status2, streamed, proc2 = scan(["-"], input=(tmp_path / "image.tar").read_bytes())
+    assert status == status2 == (2 if damaged else 1), proc.err  # an error: exit 2
+    for p in (proc, proc2):  # the damaged member, and nothing else, is one error line
+        assert p.err.count("bad.gz: not valid gzip") == (1 if damaged else 0), p.err
+
+    def seen(report: dict[str, Any], prefix: str) -> set[tuple[Any, ...]]:
+        return {(f["path"].removeprefix(prefix), f["line"], f["column"], f["encoding"],
+                 f["secret_sha256"]) for f in report["findings"]}
+
+    got = seen(mapped, "image.tar")
+    assert got == seen(streamed, "<stdin>")
+    layer = f"!acme/api:1.4!sha256:{digests[0][:12]}!"
+
+    def line_of(name: str, token: str) -> int | None:
+        data = layer_members[name]
+        if name.endswith(".gz"):
+            data = gzip.decompress(data)
+        if name.endswith(".so"):
+            return None  # binary: no lines
+        return data[: data.index(token.encode())].count(b"\n") + 1
+
+    where = {"usr/share/doc/f00.txt": 0, "usr/share/doc/f20.txt": 1,
+             "usr/share/doc/f39.txt": 2, "usr/lib/x.so": 3, "usr/share/man/tok.gz": 4,
+             "var/big.log": 5}
+    assert {(p.removeprefix(layer), line, enc, h) for p, line, _, enc, h in got
+            if p.startswith(layer)} == {
+        (name, line_of(name, t[i]), "tar+tar+gzip" if name.endswith(".gz") else "tar+tar",
+         hashed(t[i])) for name, i in where.items()}

@@ -81,6 +81,10 @@ def dispatch(args: list[str]) -> int:
         status = try_clean(args)
         if status is not None:
             return status
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site  # the installed hook's lean start (scanner.hooks.lean_exec)
+
+        site.main()  # everything else needs the environment's packages
     from scanner import __version__
     from scanner.cli.table import BY_NAME, top_help
 

@@ -17,6 +17,7 @@ git error) returns None and the full scan runs, which says everything itself.
 from __future__ import annotations
 
 import os
+import sys
 
 from scanner.git import batch, proc
 
@@ -24,6 +25,8 @@ from scanner.git import batch, proc
 MAX_BYTES = 4 << 20
 _MAGIC = (b"\x1f\x8b", b"PK", b"\xff\xfe", b"\xfe\xff")
 _GITLINK = b"160000"
+_REV_PARSE = ["rev-parse", "--is-bare-repository", "--is-shallow-repository", "--verify",
+              "-q", "HEAD^{commit}"]
 
 
 def _repo_arg(args: list[str]) -> str | None:
@@ -60,6 +63,97 @@ def _prefixes() -> list[bytes] | None:
     return out or None
 
 
+def _literals(prefixes: list[bytes]) -> list[bytes]:
+    """The detector's literals for these prefixes (:func:`scanner.engine.layers.texts`,
+    ~1,400 of them), kept in the cache folder between commits: importing the layer
+    decoder and deriving them costs ~40 ms, reading them back well under 1 ms. The
+    file says what it was derived from (the prefixes, this Python, and the path, size
+    and mtime of every engine module, as a .pyc does for its source); any difference,
+    or any trouble reading it, means deriving them again (and writing them, if the
+    folder can be written)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    engine = os.path.join(here, "engine")
+    stamp = [f"v1 {sys.hexversion} {engine}", *(p.hex() for p in prefixes)]
+    for name in sorted(os.listdir(engine)):
+        if name.endswith(".py"):
+            st = os.stat(os.path.join(engine, name))
+            stamp.append(f"{name} {st.st_size} {st.st_mtime_ns}")
+    key = " ".join(stamp).encode("utf-8", "surrogateescape")
+    path = os.path.join(_cache_dir(), "hook-literals.txt")
+    cached = _small_file(path, 1 << 20)
+    if cached is not None:
+        head, _, body = cached.partition(b"\n")
+        if head == key:
+            return [bytes.fromhex(line.decode()) for line in body.split()]
+    from scanner.engine.literals import texts
+
+    found = texts(prefixes)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(key + b"\n" + b"\n".join(t.hex().encode() for t in found) + b"\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return found
+
+
+def _cache_dir() -> str:
+    """Where the prefilter keeps its compiled databases (scanner.engine.prefilter's
+    ``_cache_dir``, which this fast path does not import: logging and typing)."""
+    explicit = os.environ.get("CENDIS_SCAN_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cendis-scan")
+
+
+def _small_file(path: str, limit: int = 4096) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
+def _plainly_unshallow(repo: str) -> bool:
+    """True when ``repo`` is a work tree's top whose repository certainly has no
+    ``shallow`` file (what ``rev-parse --is-shallow-repository`` reads), found as git
+    finds it: ``$GIT_DIR`` (git sets it in a worktree's hooks), else ``repo/.git``, a
+    folder or a ``gitdir:`` file, and its ``commondir``. False: git must say."""
+    if os.environ.get("GIT_COMMON_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return False
+    git_dir = os.environ.get("GIT_DIR", "")
+    if git_dir:
+        if not os.path.isabs(git_dir) and repo != ".":
+            return False  # relative to the folder git is started in
+    else:
+        git_dir = os.path.join(repo, ".git")
+        if not os.path.isdir(git_dir):
+            link = _small_file(git_dir)
+            if link is None or not link.startswith(b"gitdir: "):
+                return False
+            git_dir = os.path.join(repo, os.fsdecode(link[8:].strip()))
+    common = _small_file(os.path.join(git_dir, "commondir"))
+    common_dir = os.path.join(git_dir, os.fsdecode(common.strip())) if common else git_dir
+    return (os.path.isfile(os.path.join(git_dir, "HEAD"))
+            and os.path.isdir(os.path.join(common_dir, "objects"))
+            and not os.path.lexists(os.path.join(common_dir, "shallow")))
+
+
+def _bare_setting(listing: bytes) -> bool | None:
+    """``core.bare`` from ``git var -l``'s listing of the configuration (the last one
+    counts, as in git); None when it is not set or not plainly true or false (git
+    itself then decides from where the repository is)."""
+    value = None
+    for line in listing.split(b"\n"):
+        if line.startswith(b"core.bare="):
+            value = line[len(b"core.bare="):].lower()
+    return {b"false": False, b"no": False, b"off": False, b"0": False,
+            b"true": True, b"yes": True, b"on": True, b"1": True}.get(value or b"")
+
+
 def _blobs(repo: str, oids: list[bytes]) -> list[bytes] | None:
     """The staged blobs, in the order asked (None: any other answer)."""
     status, out = proc.collect(proc.start(repo, ["cat-file", "--batch"],
@@ -82,18 +176,23 @@ def try_clean(args: list[str]) -> int | None:
     if not proc.can_start():
         return None
     try:
-        # Three gits at once (HEAD by name: no need to wait for rev-parse's answer).
-        gits = [proc.start(repo, ["rev-parse", "--is-bare-repository",
-                                  "--is-shallow-repository", "--verify", "-q", "HEAD^{commit}"]),
-                proc.start(repo, ["diff-index", "--cached", "-z", "--no-abbrev",
+        # Two gits at once; a third (rev-parse) only when the repository's files do not
+        # already say what it would (a git process is ~1.5 ms of a ~20 ms answer).
+        plain = _plainly_unshallow(repo)
+        gits = [proc.start(repo, ["diff-index", "--cached", "-z", "--no-abbrev",
                                   "--no-renames", "--no-ext-diff", "HEAD", "--"]),
                 proc.start(repo, ["var", "-l"])]
-        (status, out), (diff_status, diff), (ident_status, identities) = map(proc.collect, gits)
-        lines = out.split()
-        if status != 0 or lines[:2] != [b"false", b"false"] or len(lines) != 3:
-            return None
+        if not plain:
+            gits.append(proc.start(repo, _REV_PARSE))
+        (diff_status, diff), (ident_status, identities), *asked = map(proc.collect, gits)
         if diff_status != 0 or ident_status not in (0, 128):
-            return None
+            return None  # no HEAD yet (diff-index needs one), or any git error
+        if plain and _bare_setting(identities) is not False:
+            asked = [proc.collect(proc.start(repo, _REV_PARSE))]  # core.bare unset or odd
+        if asked:
+            lines = asked[0][1].split()
+            if asked[0][0] != 0 or lines[:2] != [b"false", b"false"] or len(lines) != 3:
+                return None  # bare, shallow (the full scan warns), or no commit
         fields = diff.split(b"\0")
         names: list[bytes] = []
         oids: dict[bytes, None] = {}
@@ -119,10 +218,8 @@ def try_clean(args: list[str]) -> int | None:
         prefixes = _prefixes()
         if prefixes is None:
             return None
-        from scanner.engine.literals import texts
-
         haystack = b"\n".join([*blobs, *names, identities])
-        if any(lit in haystack for lit in texts(prefixes)):
+        if any(lit in haystack for lit in _literals(prefixes)):
             return None
     except (OSError, ValueError, UnicodeDecodeError):
         return None

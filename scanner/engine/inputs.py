@@ -237,14 +237,32 @@ def scan_stream(detector: Detector, chunks: Iterable[bytes],
         scanned = limit
         # Drop what no later region needs, keeping LOOKBEHIND bytes of context.
         drop = max(0, scanned - base - LOOKBEHIND)
-        if drop:
-            gone = window[:drop]
-            line += gone.count(b"\n", max(0, counted - base))
+        if drop:  # counted in place: a copy of what is dropped cost a pass of its own
+            line += window.count(b"\n", max(0, counted - base), drop)
             counted = max(counted, base + drop)
-            nl = gone.rfind(b"\n")
-            carry = code_points(gone[nl + 1 :]) + (carry if nl == -1 else 0)
+            nl = window.rfind(b"\n", 0, drop)
+            carry = code_points(window[nl + 1 : drop]) + (carry if nl == -1 else 0)
             window = window[drop:]
             base += drop
+
+
+def steady_heap() -> None:
+    """Keep the memory of freed ~1 MiB pieces in the heap for the next ones (glibc's
+    ``mallopt``), instead of giving each back to the system and faulting fresh pages in
+    for the next: a 1 GB stream read in 1 MiB pieces cost 320,000 page faults, a third
+    of its time. Memory stays bounded: the same few pieces are reused. A no-op where
+    there is no glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest
+    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def _rechunk(chunks: Iterable[bytes], size_wanted: int) -> Iterator[bytes]:
@@ -286,6 +304,28 @@ def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
                 data = d.unconsumed_tail
     if fed and not d.eof:
         raise SourceError("not valid gzip: the stream is truncated")
+
+
+def gunzip_whole(data: bytes, limit: int) -> bytes | None:
+    """A small gzip (several members too, as :func:`gunzip` reads them) decompressed in
+    one call per member: an image holds tens of thousands of ``.gz`` files, and a
+    stream of pieces costs each one more than its inflating does. None when it is
+    damaged, truncated or holds more than ``limit`` bytes: :func:`gunzip` then reads it
+    and says so, or streams it."""
+    out: list[bytes] = []
+    total = 0
+    while data:
+        d = zlib.decompressobj(wbits=47)
+        try:
+            piece = d.decompress(data, limit + 1 - total)
+        except zlib.error:
+            return None
+        total += len(piece)
+        if total > limit or not d.eof:
+            return None
+        out.append(piece)
+        data = d.unused_data.lstrip(b"\0")
+    return b"".join(out)
 
 
 def utf16_to_utf8(chunks: Iterable[bytes], kind: str) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ import io
 import itertools
 import mmap
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,14 +28,16 @@ from scanner.engine.inputs import (
     Located,
     data_extents,
     gunzip,
+    gunzip_whole,
     kind_of,
     locate,
     scan_buffer,
     scan_stream,
     search,
+    steady_heap,
     utf16_to_utf8,
 )
-from scanner.engine.tars import Mapped, Members, Source, Streamed, scan_tar
+from scanner.engine.tars import WHOLE, Mapped, Members, Source, Streamed, scan_tar
 from scanner.engine.unpack import decompress
 from scanner.finding import Finding
 from scanner.result import GZIP_LIMIT, ScanIssue, issue
@@ -124,6 +127,8 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
                                                        gzip_limit):
         return
     if kind in _LAYERED or kind.startswith("utf-16") or not seekable:
+        if not seekable and sys.platform == "linux":
+            steady_heap()  # a stream is read in pieces: reuse their memory
         _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
                      gzip_limit, 0)
     elif origin.size <= READ_WHOLE:
@@ -163,15 +168,44 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
     layers = _plus(encoding, "tar")
 
     def held(data: bytes, sub: Origin) -> None:
-        _scan_chunks(detector, [data], sub, outcome, layers, limit, depth)
+        _scan_held(detector, data, sub, outcome, layers, limit, depth)
 
     def streamed(chunks: Iterator[bytes], sub: Origin) -> None:
         _scan_chunks(detector, chunks, sub, outcome, layers, limit, depth)
 
+    def small_gzip(data: bytes) -> bytes | None:
+        return gunzip_whole(data, min(limit, WHOLE))
+
+    def nested(inner: Mapped, sub: Origin) -> None:
+        if depth >= MAX_NESTING:
+            streamed(inner.chunks(inner.end), sub)  # says how deep it is
+        else:
+            _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1)
+
     since = len(outcome.findings)
-    kept = scan_tar(src, origin, outcome, Members(detector, held, streamed, kind_of))
+    kept = scan_tar(src, origin, outcome,
+                    Members(detector, held, streamed, kind_of, small_gzip, nested))
     if kept:
         name_images(outcome, since, origin, kept)
+
+
+def _scan_held(detector: Detector, data: bytes, origin: Origin, outcome: Outcome,
+               encoding: str | None, limit: int, depth: int) -> None:
+    """A member held whole (at most tars.WHOLE): text or binary is scanned as the one
+    buffer it is (lines counted only up to a hit, no stream windows), a small gzip is
+    inflated in one call and looked at again; anything else as a stream."""
+    kind = kind_of(data[:SNIFF])
+    if kind in ("text", "binary"):
+        to_findings(scan_buffer(detector, data, lines=kind == "text"), origin, encoding,
+                    outcome, binary=kind == "binary")
+        return
+    if kind == "gzip" and depth < MAX_NESTING:
+        plain = gunzip_whole(data, min(limit, WHOLE))
+        if plain is not None:
+            _scan_held(detector, plain, origin, outcome, _plus(encoding, "gzip"), limit,
+                       depth + 1)
+            return
+    _scan_chunks(detector, [data], origin, outcome, encoding, limit, depth)
 
 
 def _plus(encoding: str | None, layer: str) -> str:

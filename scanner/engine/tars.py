@@ -90,6 +90,11 @@ class Mapped:
     def skip(self, n: int) -> None:
         self.pos += min(n, self.end - self.pos)
 
+    def at(self) -> int:
+        """The offset of the next byte in :attr:`mm` (a member's data is searched in
+        place there, not copied)."""
+        return self.base + self.pos
+
     def chunks(self, n: int) -> Iterator[bytes]:
         stop = min(self.end, self.pos + n)
         while self.pos < stop:
@@ -254,6 +259,12 @@ class Members:
     held: Callable[[bytes, Origin], None]
     streamed: Callable[[Iterator[bytes], Origin], None]
     kind_of: Callable[[bytes], str]
+    #: A small gzip member's whole content, or None (too large, damaged: then it goes
+    #: through :attr:`held`, which says what is wrong).
+    gunzip: Callable[[bytes], bytes | None] | None = None
+    #: A tar member that is itself a plain tar (an image's layer), scanned in place
+    #: from the mapping (else it is streamed: copied a piece at a time).
+    nested: Callable[[Mapped, Origin], None] | None = None
 
 
 def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
@@ -263,7 +274,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     itself (a bad header, the stream it comes out of) is one error for the tar, and
     what was read before it stays scanned."""
     detector = members.detector
-    held: list[tuple[bytes, Origin]] = []
+    held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
     size = 0
     kept: dict[str, bytes] = {}
     kept_size = 0
@@ -271,14 +282,15 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     gone: list[str] = []
     count = 0
     prefilter = detector.prefilter is not None
+    span = _Span(src) if prefilter and isinstance(src, Mapped) else None
     try:
         for entry in entries(src):
             count += 1
             if count > MAX_MEMBERS:
                 raise SourceError(f"tar holds more than {MAX_MEMBERS} members; only the "
                                   f"first {MAX_MEMBERS} scanned")
-            sub = _sub(origin, entry)
-            names.append((sub.path or "-", sub.fingerprint_path or sub.path or "-"))
+            path, fp = _sub_paths(origin, entry)
+            names.append((path, fp or path))
             deleted = whiteout(entry.name)
             if deleted is not None:
                 gone.append(deleted)
@@ -286,8 +298,24 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
             if entry.type not in _FILE or not entry.type:
                 continue  # links, directories, devices: no bytes of their own
             if entry.size > WHOLE:
-                _guard(members.streamed, src.chunks(entry.size), sub, outcome)
+                if (span is not None and members.nested is not None
+                        and members.kind_of(span.head(entry.size)) == "tar"):
+                    span.flush(detector, members, origin, outcome)
+                    _guard(members.nested, span.member(entry.size),
+                           _sub(origin, entry, path, fp), outcome)
+                    continue
+                _guard(members.streamed, src.chunks(entry.size),
+                       _sub(origin, entry, path, fp), outcome)
                 continue
+            if span is not None:  # a mapped tar: plain members are searched in place
+                head = span.head(entry.size)
+                if members.kind_of(head) in ("text", "binary"):
+                    if (head[:1] in (b"{", b"[") and entry.size <= KEEP_ONE
+                            and kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
+                        kept[entry.name] = span.data(entry.size)
+                        kept_size += entry.size
+                    span.add(entry, path, fp, detector, members, origin, outcome)
+                    continue
             data = src.read(entry.size)
             if len(data) < entry.size:
                 raise SourceError("tar is truncated (a member is cut short)")
@@ -295,16 +323,24 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
                     and _maybe_image_json(entry.name)):
                 kept[entry.name] = data
                 kept_size += len(data)
-            if prefilter and members.kind_of(data[:8192]) in ("text", "binary"):
-                held.append((data, sub))
-                size += len(data) + 1
+            kind = members.kind_of(data[:8192]) if prefilter else ""
+            searched: bytes | None = data if kind in ("text", "binary") else None
+            if kind == "gzip" and members.gunzip is not None:
+                plain = members.gunzip(data)  # its text searched with the others
+                if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
+                    searched = plain
+            if searched is not None:
+                held.append((searched, data, _sub(origin, entry, path, fp)))
+                size += len(searched) + 1
                 if size >= REGION:
                     _search_held(detector, held, members, outcome)
                     held, size = [], 0
             else:
-                _guard(members.held, data, sub, outcome)
+                _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
     except SourceError as exc:
         outcome.errors.append(issue(origin.path or "-", exc))
+    if span is not None:
+        span.flush(detector, members, origin, outcome)
     if held:
         _search_held(detector, held, members, outcome)
     _name_findings(detector, names, outcome)
@@ -313,11 +349,78 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     return kept
 
 
-def _sub(origin: Origin, entry: Entry) -> Origin:
+class _Span:
+    """Consecutive plain members of a mapped tar, searched in place with one literal
+    pass (headers and padding between them included: a literal there marks nothing);
+    only a member where a literal lies gets the full scan, read then."""
+
+    #: A gap (a compressed or large member) longer than this ends the span first.
+    GAP = 256 << 10
+
+    def __init__(self, src: Mapped):
+        self.src = src
+        self.starts: list[int] = []
+        self.members: list[tuple[int, Entry, str, str | None]] = []  # (end, entry, paths)
+        self.lo = self.hi = 0
+
+    def head(self, size: int) -> bytes:
+        at = self.src.at()
+        return self.src.mm[at : at + min(size, 8192)]
+
+    def member(self, size: int) -> Mapped:
+        """The next member's bytes as a tar source of their own, in the same mapping."""
+        at = self.src.at()
+        if at + size > self.src.base + self.src.end:
+            raise SourceError("tar is truncated (a member is cut short)")
+        return Mapped(self.src.mm, at, at + size)
+
+    def data(self, size: int) -> bytes:
+        at = self.src.at()
+        return bytes(self.src.mm[at : at + size])
+
+    def add(self, entry: Entry, path: str, fp: str | None, detector: Detector,
+            members: Members, origin: Origin, outcome: Any) -> None:
+        at = self.src.at()
+        if at + entry.size > self.src.base + self.src.end:
+            raise SourceError("tar is truncated (a member is cut short)")
+        if self.members and (at - self.hi > self.GAP or self.hi - self.lo >= REGION):
+            self.flush(detector, members, origin, outcome)
+        if not self.members:
+            self.lo = at
+        self.starts.append(at)
+        self.members.append((at + entry.size, entry, path, fp))
+        self.hi = at + entry.size
+
+    def flush(self, detector: Detector, members: Members, origin: Origin, outcome: Any
+              ) -> None:
+        from bisect import bisect_right
+
+        if not self.members:
+            return
+        marked = set()
+        for p in detector.candidates(self.src.mm, self.lo, self.hi):
+            i = bisect_right(self.starts, p) - 1
+            if i >= 0 and p < self.members[i][0]:
+                marked.add(i)
+        for i in sorted(marked):
+            end, entry, path, fp = self.members[i]
+            data = bytes(self.src.mm[self.starts[i] : end])
+            _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+        self.starts, self.members = [], []
+
+
+def _sub_paths(origin: Origin, entry: Entry) -> tuple[str, str | None]:
+    """A member's display path and fingerprint path."""
     fp = origin.fingerprint_path
-    return replace(origin, path=member_path(origin.path, entry.name),
-                   fingerprint_path=None if fp is None else member_path(fp, entry.name),
-                   size=entry.size, start=0, end=None)
+    return (member_path(origin.path, entry.name),
+            None if fp is None else member_path(fp, entry.name))
+
+
+def _sub(origin: Origin, entry: Entry, path: str, fp: str | None) -> Origin:
+    """A member's origin, made only for a member that is scanned in full (most of an
+    image's are searched and never need one)."""
+    return replace(origin, path=path, fingerprint_path=fp, size=entry.size, start=0,
+                   end=None)
 
 
 def _maybe_image_json(name: str) -> bool:
@@ -337,19 +440,20 @@ def _guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome:
         outcome.errors.append(issue(sub.path or "-", exc))
 
 
-def _search_held(detector: Detector, held: list[tuple[bytes, Origin]], members: Members,
-                 outcome: Any) -> None:
-    """One literal pass over many small members; a full scan only where a literal is."""
+def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Origin]],
+                 members: Members, outcome: Any) -> None:
+    """One literal pass over many small members (a gzipped one as its content); a full
+    scan only where a literal is."""
     from bisect import bisect_right
 
     starts, pos = [], 0
-    for data, _ in held:
+    for searched, _, _ in held:
         starts.append(pos)
-        pos += len(data) + 1
-    region = b"\n".join(data for data, _ in held)
+        pos += len(searched) + 1
+    region = b"\n".join(searched for searched, _, _ in held)
     marked = {bisect_right(starts, p) - 1 for p in detector.candidates(region, 0, len(region))}
     for i in sorted(marked):
-        data, sub = held[i]
+        _, data, sub = held[i]
         _guard(members.held, data, sub, outcome)
 
 
