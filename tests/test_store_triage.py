@@ -367,6 +367,15 @@ def test_one_outbox_row_per_event_and_channel(store: Store, make_token: Callable
     assert router.asked[-1] == NotifyEvent("revoked", "critical", "partner:github")
 
 
+def test_a_false_positive_by_format_is_opened_but_not_notified(
+        store: Store, make_token: Callable[[], str]) -> None:
+    ref = TokenRef.from_token("cendis_pat_" + "x" * 10)
+    recorded = store.record([(ref, _seen())], revoke=True, false_positive={ref.sha256})
+    assert recorded[0].status is Status.FALSE_POSITIVE
+    assert _kinds(store, recorded[0].incident_id) == ["opened", "received"]
+    assert _outbox(store) == []
+
+
 def test_without_a_router_there_is_no_outbox_row(store_url: str,
                                                  make_token: Callable[[], str]) -> None:
     with Store.open(store_url) as store:
@@ -615,3 +624,26 @@ def test_db_copy_carries_triage_and_the_outbox(tmp_path: Path, time: FakeTime,
                 assert copied[column] == row[column]
         assert destination.outbox_depth() == source.outbox_depth()
     source.close()
+
+
+def test_the_export_scrubs_what_an_older_writer_stored(tmp_path: Path,
+                                                       make_token: Callable[[], str]) -> None:
+    """A database written before the store scrubbed may hold a token in an event's
+    detail or actor: the export never passes it on."""
+    path = tmp_path / "i.db"
+    with Store.open(path) as store:
+        _, ident = _new(store, make_token)
+    leaked = make_token()
+    raw = sqlite3.connect(path)  # not the store's connection: no scrub on the way in
+    raw.execute("INSERT INTO events(incident_id, at, kind, detail, actor) VALUES "
+                "(?, ?, 'note', ?, ?)", [ident, T0.isoformat(), f"key {leaked}\x1b[31m",
+                                         leaked])
+    raw.commit()
+    raw.close()
+    with Store.open(path) as store:
+        events = store.list_events()
+    for written in tmp_path.glob("i.db*"):  # the token we wrote must not outlive the test
+        written.unlink()
+    assert len(events) == 3
+    assert leaked not in repr(events) and "\x1b" not in events[-1]["detail"]
+    assert events[-1]["detail"].startswith("key cendis_pat_")

@@ -227,8 +227,9 @@ def incident_list_query(mark: str, *, status: str | None, severity: str | None,
         where.append(f"last_seen >= {mark}")
         params.append(since_text(since))
     if before is not None:
-        where.append(f"(last_seen < {mark} OR (last_seen = {mark} AND id < {mark}))")
-        params += [before[0], before[0], int(before[1])]
+        # a row value: both backends read it as one range of the (…, last_seen, id) index
+        where.append(f"(last_seen, id) < ({mark}, {mark})")
+        params += [str(before[0]), int(before[1])]
     sql = ("SELECT i.*, (SELECT count(*) FROM sightings s WHERE s.incident_id = i.id) "
            "AS sightings FROM incidents i")
     if where:
@@ -256,9 +257,24 @@ def event_list_query(mark: str, *, since: datetime | date | str | None, after_id
     return sql, params
 
 
+def exported(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page of ``list_events`` as it may leave: its people's texts (detail, actor)
+    scrubbed again, in case a database written before the store scrubbed holds a token
+    there. One check for the whole page (nearly always clean); the hash, the redacted
+    form, the time and the kind are the store's own."""
+    for column in ("detail", "actor"):
+        values = [row[column] for row in rows]
+        clean = scrubbed(values)
+        if clean is not values:
+            for row, value in zip(rows, clean, strict=True):
+                row[column] = value
+    return rows
+
+
 #: ``triage_counts``: open incidents (not closed by triage) by severity and state.
-TRIAGE_COUNTS = ("SELECT severity, triage, count(*) FROM incidents WHERE triage NOT IN "
-                 "('resolved', 'false_positive', 'ignored') GROUP BY severity, triage "
+#: (The states not closed, named: ``incidents_triage_severity`` answers it alone.)
+TRIAGE_COUNTS = ("SELECT severity, triage, count(*) FROM incidents WHERE triage IN "
+                 "('open', 'acknowledged') GROUP BY triage, severity "
                  "ORDER BY severity, triage")
 
 

@@ -137,9 +137,10 @@ def record_batch(conn: psycopg.Connection[Any], items: Sequence[tuple[TokenRef, 
         source = values[1][index]
         is_first = first[ref.sha256] == index
         new_sighting = key_first[keys[index]] == index and keys[index] in new_sightings
-        if inserted and is_first:
+        if inserted and is_first:  # a false positive by format: nobody is told
             kind = "possible" if ref.sha256 in possible else "opened"
-            notify[len(events)] = NotifyEvent(kind, severity, source)
+            if ref.sha256 not in false_positive:
+                notify[len(events)] = NotifyEvent(kind, severity, source)
             events.append((ident, now, kind, source))
         if new_sighting:
             events.append((ident, now, "received", source))

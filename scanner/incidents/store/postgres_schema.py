@@ -95,6 +95,7 @@ CREATE INDEX incidents_recent ON incidents(last_seen, id);
 CREATE INDEX incidents_triage ON incidents(triage, last_seen, id);
 CREATE INDEX incidents_status ON incidents(status, last_seen, id);
 CREATE INDEX incidents_severity ON incidents(severity, last_seen, id);
+CREATE INDEX incidents_triage_severity ON incidents(triage, severity);
 CREATE INDEX events_at ON events(at);
 UPDATE schema_version SET version = 3;
 """

@@ -25,6 +25,7 @@ from scanner.incidents.store.common import (
     after,
     claim_alive,
     event_list_query,
+    exported,
     iso,
     scrubbed,
 )
@@ -89,8 +90,7 @@ class PostgresTriage:
                     limit: int = 1000) -> list[dict[str, Any]]:
         """Events in id order after ``after_id`` (``incidents export``), as on SQLite."""
         sql, params = event_list_query("%s", since=since, after_id=after_id, limit=limit)
-        return [dict(zip(row, scrubbed(list(row.values())), strict=True))
-                for row in self._rows(sql, params)]
+        return exported(self._rows(sql, params))
 
     def claim_outbox(self, limit: int, *, owner: str, lease: float,
                      channel: str | None = None) -> list[OutboxEntry]:

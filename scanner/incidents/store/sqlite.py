@@ -245,10 +245,11 @@ class SqliteStore(SqliteQueue, SqliteReceiver, SqliteTriage, Browse):
             "SELECT id, status, triage, severity FROM incidents WHERE sha256 = ?",
             [ref.sha256]).fetchone()
         status = Status(status_text)
-        if new_incident:
+        if new_incident:  # not a Cendis token by format (false_positive): nobody is told
             kind = "possible" if possible else "opened"
             self._log(db, incident_id, now, kind, sighting.source,
-                      notify=NotifyEvent(kind, severity, sighting.source))
+                      notify=None if false_positive else
+                      NotifyEvent(kind, severity, sighting.source))
         if not new_incident:
             db.execute("UPDATE incidents SET last_seen = max(last_seen, ?), "
                        "first_seen = min(first_seen, ?) WHERE id = ?", [seen, seen, incident_id])

@@ -25,8 +25,8 @@ from scanner.incidents.store.common import (
     TRIAGE_COUNTS,
     after,
     event_list_query,
+    exported,
     iso,
-    scrubbed,
 )
 from scanner.incidents.store.triage import clean, outbox_rows, plan_triage
 
@@ -109,7 +109,7 @@ class SqliteTriage:
         sql, params = event_list_query("?", since=since, after_id=after_id, limit=limit)
         with self._lock:
             rows = list(self.db.query(sql, params))
-        return [dict(zip(row, scrubbed(list(row.values())), strict=True)) for row in rows]
+        return exported(rows)
 
     # -- the outbox -------------------------------------------------------------------
 
