@@ -348,6 +348,8 @@ async def test_overview_shows_the_queue_and_revoke_times(client: Any,
     # 40 revoked, each 90 s after it was first seen; "now" is a day after the first
     assert re.search(r"Last 7 days</th><td>40</td><td>1\.5 min</td><td>1\.5 min</td>", html)
     assert html.count('<svg class="chart"') == 2 and "<title" in html
+    assert '<span class="n">40</span> <span class="label">revoked</span>' in html
+    assert re.search(r'<th scope="row">critical</th><td><a href="[^"]+">40</a>', html)
     found = parse(html)
     assert found.styles == [] and found.handlers == [] and "script" not in found.tags
 

@@ -27,12 +27,10 @@ OPEN_TRIAGES = tuple(t.value for t in Triage if t not in TRIAGE_CLOSED)
 def overview_data(store: Store, now: datetime) -> dict[str, Any]:
     """Everything the overview shows, read in one go (on a worker thread)."""
     counts = store.incident_counts()
-    statuses = sorted({row["status"] for row in counts})
-    table = {sev: dict.fromkeys(statuses, 0) for sev in SEVERITIES}
+    statuses = {row["status"]: row["n"] for row in store.status_counts()}
     triage = {sev: dict.fromkeys(TRIAGES, 0) for sev in SEVERITIES}
     for row in counts:
         severity = row["severity"] or "unknown"
-        table.setdefault(severity, dict.fromkeys(statuses, 0))[row["status"]] += row["n"]
         triage.setdefault(severity, dict.fromkeys(TRIAGES, 0))
         triage[severity][row["triage"] or "open"] = \
             triage[severity].get(row["triage"] or "open", 0) + row["n"]
@@ -49,7 +47,7 @@ def overview_data(store: Store, now: datetime) -> dict[str, Any]:
         if str(row["revoked_at"]) >= day_start.isoformat():
             day.append(seconds)
     return {
-        "statuses": statuses, "table": table, "open_by_severity": open_by_severity,
+        "statuses": statuses, "open_by_severity": open_by_severity,
         "triages": TRIAGES, "triage": triage,
         "outbox_depth": store.outbox_depth(), "outbox_oldest": store.outbox_oldest_age(),
         "total": sum(row["n"] for row in counts),
