@@ -23,6 +23,7 @@ import binascii
 import html
 import re
 import unicodedata
+from typing import Any
 from urllib.parse import unquote
 
 from scanner.engine.literals import TO_URLSAFE, b64_needle
@@ -370,3 +371,28 @@ def unescape_bytes(text: str) -> bytes:
         pos = m.end()
     out += text[pos:].encode("utf-8", "surrogateescape")
     return bytes(out)
+
+
+def scrub_json(value: Any) -> Any:
+    """``value`` (decoded JSON: dicts, lists, scalars) with every string scrubbed, keys
+    included: what a JSON answer or ``--format json`` serves of stored rows, so a database
+    written before the store scrubbed (or by hand) cannot serve a whole token."""
+    if isinstance(value, str):
+        return value if is_clean(value) else scrub(value)
+    if isinstance(value, dict):
+        return {scrub_json(k): scrub_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_json(v) for v in value]
+    return value
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text: scrubbed, and a leading ``'`` when
+    it would start a formula (``=HYPERLINK(...)`` in a token's name or a partner's
+    source must never run in the analyst's Excel)."""
+    text = "" if value is None else scrub(str(value))
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

@@ -28,6 +28,7 @@ from scanner.cli.trail_args import (
 from scanner.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, ConfigError, short
 from scanner.incidents.models import Severity, Status
 from scanner.report.incidents import cell
+from scanner.scrub import scrub_json
 
 Db = Annotated[str | None, typer_option(DB)]
 Token = Annotated[str | None, typer_option(TOKEN)]
@@ -67,7 +68,7 @@ def list_incidents(
     finally:
         store.close()
     if format is ListFormat.JSON:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps(scrub_json(rows), indent=2) + "\n")
     elif format is ListFormat.CSV:
         write_csv(rows)
     else:
@@ -98,7 +99,7 @@ def show_incident(
         raise NotFound(f"no incident {short(ident, 70)!r} (an id, or 4+ hex digits of the "
                        "token's SHA-256)")
     if format is TextOrJson.JSON:
-        sys.stdout.write(json.dumps(incident, indent=2) + "\n")
+        sys.stdout.write(json.dumps(scrub_json(incident), indent=2) + "\n")
     else:
         write_incident(incident)
 

@@ -272,7 +272,11 @@ def _url(text: str, where: str, *, any_http: bool = False) -> str:
     """https, or http to a loopback host (a local stand-in) unless ``any_http`` (a link,
     which sends nothing); nothing that could break out of a link (``<``, ``>``, ``|``,
     quotes, spaces, control characters)."""
-    parts = urlsplit(text.strip())
+    try:  # "http://[::1" or a port over 65535: a config error, never a traceback
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 (read to validate)
+    except ValueError:
+        raise NotifyConfigError(f"{where}: not a valid URL") from None
     plain_ok = parts.scheme == "http" and (any_http or is_loopback(parts.hostname or ""))
     if parts.scheme != "https" and not plain_ok:
         raise NotifyConfigError(f"{where}: expected an https:// URL" + (

@@ -33,10 +33,12 @@ def cell(value: Any) -> str:
 def write_csv(rows: list[dict[str, Any]], out: IO[str] | None = None) -> None:
     import csv
 
+    from scanner.scrub import spreadsheet_cell
+
     writer = csv.writer(out or sys.stdout, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([cell(row.get(c)) for c in COLUMNS])
+    for row in rows:  # a cell that would start a spreadsheet formula gets a leading '
+        writer.writerow([spreadsheet_cell(cell(row.get(c))) for c in COLUMNS])
 
 
 def write_table(rows: list[dict[str, Any]]) -> None:

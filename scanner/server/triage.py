@@ -21,9 +21,11 @@ from aiohttp import web
 from scanner.incidents.actions import ACTIONS, Action, ActionError, action_from_json
 from scanner.incidents.models import TriageError
 from scanner.incidents.store import Store, database_failure
+from scanner.scrub import scrub_json
 from scanner.server.auth import Denied, Role, authorize
 from scanner.server.errors import Rejected, ReportError, Unavailable
 from scanner.server.state import CONFIG, METRICS, WRITER
+from scanner.server.views import NO_STORE
 
 log = logging.getLogger(__name__)
 PATH = "/incidents/{ident}/actions"
@@ -94,7 +96,7 @@ def _triage(ident: str, action: Action) -> Any:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat")
+    return json.dumps(scrub_json(value), default=lambda v: v.isoformat() if hasattr(v, "isoformat")
                       else str(v))
 
 
@@ -128,7 +130,7 @@ async def act(request: web.Request) -> web.Response:
     metrics.child(metrics.triage_actions, label, "ok").inc()
     log.info("triage: %s by %s, now %s", label, action.by, incident.get("triage"),
              extra={"incident_id": incident.get("id")})
-    return web.json_response(incident, dumps=_dumps)
+    return web.json_response(incident, dumps=_dumps, headers=NO_STORE)
 
 
 __all__ = ["ACTIONS", "BODY_LIMIT", "PATH", "act", "add_triage_route", "small_body"]

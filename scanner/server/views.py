@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from scanner.incidents.models import Severity, Status
+from scanner.scrub import scrub_json
 from scanner.server.auth import Role, require
 from scanner.server.errors import Rejected, ReportError, SignatureError, Unavailable
 from scanner.server.reports import feedback, parse_records
@@ -310,8 +311,14 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE})
 
 
+#: Authenticated answers: no cache (a browser's or a proxy's) keeps the incident trail.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _dumps(value: object) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime)
+    """JSON of stored rows, every string scrubbed once more on the way out (a database
+    written before the store scrubbed, or by hand, never serves a whole token)."""
+    return json.dumps(scrub_json(value), default=lambda v: v.isoformat() if isinstance(v, datetime)
                       else str(v))
 
 
@@ -395,7 +402,7 @@ async def incidents(request: web.Request) -> web.Response:
                            since=since, limit=limit)
     except (ValueError, OverflowError):
         raise _bad_query("bad_query") from None
-    return web.json_response(rows, dumps=_dumps)
+    return web.json_response(rows, dumps=_dumps, headers=NO_STORE)
 
 
 async def incident(request: web.Request) -> web.Response:
@@ -411,7 +418,7 @@ async def incident(request: web.Request) -> web.Response:
         found = await _read(request.app[STORE].get_incident, ident)
     if found is None:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json")
-    return web.json_response(found, dumps=_dumps)
+    return web.json_response(found, dumps=_dumps, headers=NO_STORE)
 
 
 def add_routes(app: web.Application) -> None:

@@ -21,7 +21,7 @@ from multidict import MultiMapping
 
 from scanner.incidents.models import Severity, Status, TokenRef, Triage
 from scanner.incidents.store.browse import Cursor, IncidentFilter
-from scanner.scrub import scrub
+from scanner.scrub import scrub, spreadsheet_cell
 from scanner.server.dashboard.site import read, render, signed_in
 from scanner.server.dashboard.state import PREFIX
 from scanner.server.state import STORE
@@ -164,10 +164,10 @@ CSV_COLUMNS = ("id", "redacted", "sha256", "severity", "triage", "assignee", "st
 
 
 def csv_cell(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting with ``= + - @`` (or a tab
-    or CR) would be read as a formula, so it gets a leading ``'``."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """A CSV cell a spreadsheet shows as text, scrubbed once more (a database written
+    before the store scrubbed never serves a whole token): one that would start a
+    formula (``= + - @``, a tab, CR or LF) gets a leading ``'``."""
+    return spreadsheet_cell(value)
 
 
 async def incident_csv(request: web.Request) -> web.StreamResponse:

@@ -76,12 +76,19 @@ async def signin(request: web.Request) -> web.Response:
         dash.limiter.failed(address)
         log.info("dashboard sign-in refused", extra={"reason": reason})
 
-    wait = dash.limiter.retry_after(address)
-    if wait is not None:
-        dash.signin_failures.labels("rate_limited").inc()
-        raise web.HTTPTooManyRequests(text="refused: too many failed sign-ins, try later\n",
-                                      headers={"Retry-After": str(round(wait))})
+    def limit() -> None:
+        wait = dash.limiter.retry_after(address)
+        if wait is not None:
+            dash.signin_failures.labels("rate_limited").inc()
+            raise web.HTTPTooManyRequests(
+                text="refused: too many failed sign-ins, try later\n",
+                headers={"Retry-After": str(round(wait))})
+
+    limit()  # cheap: refuse before reading the body
     form = await read_form(request)
+    # again after the await, with no await from here to the failure's record: many
+    # attempts sent at once all passed the first check while their bodies arrived
+    limit()
     session = session_of(request)
     try:
         csrf.check(request, session, form)
