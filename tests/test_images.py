@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -248,3 +249,118 @@ def test_a_large_layer_searched_in_place_reads_as_the_stream_does(
             if p.startswith(layer)} == {
         (name, line_of(name, t[i]), "tar+tar+gzip" if name.endswith(".gz") else "tar+tar",
          hashed(t[i])) for name, i in where.items()}
+
+
+#: An image's JSON is written by whoever made the image: every field of every type.
+#: (name, manifest.json items given the config's member name, the config's bytes or None
+#: for a well-formed one)
+_BAD_DOCKER: list[tuple[str, Callable[[str, str], Any], bytes | None]] = [
+    ("repotags-int", lambda c, la: [{"Config": c, "RepoTags": 5, "Layers": [la]}], None),
+    ("repotags-str", lambda c, la: [{"Config": c, "RepoTags": "abc", "Layers": [la]}], None),
+    ("config-not-str", lambda c, la: [{"Config": 5, "RepoTags": [None, 3], "Layers": [la]}],
+     None),
+    ("config-a-list", lambda c, la: [{"Config": c, "Layers": [la]}], b"[1, 2]"),
+    ("rootfs-null", lambda c, la: [{"Config": c, "Layers": [la]}], b'{"rootfs": null}'),
+    ("rootfs-str", lambda c, la: [{"Config": c, "Layers": [la]}], b'{"rootfs": "x"}'),
+    ("diff-ids-int", lambda c, la: [{"Config": c, "Layers": [la]}],
+     b'{"rootfs": {"diff_ids": 7}}'),
+    ("layers-mixed", lambda c, la: [{"Config": c, "Layers": [1, None, {}, la]}], None),
+    ("manifest-a-dict", lambda c, la: {"Config": 1, "Layers": 2}, None),
+]
+
+
+@pytest.mark.parametrize("name,manifest,config", _BAD_DOCKER, ids=[b[0] for b in _BAD_DOCKER])
+def test_docker_save_with_malformed_json_is_still_scanned(
+        name: str, manifest: Callable[[str, str], Any], config: bytes | None, scan: Any,
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """Wrong types in manifest.json or the config (a list for an object, an int for a
+    list, null) are not an internal error: every layer is still scanned and found."""
+    token = make_token()
+    layer = tar_bytes({"app/.env": f"T={token}\n".encode()})
+    config = config if config is not None else json.dumps(
+        {"rootfs": {"diff_ids": [f"sha256:{sha(layer)}"]}}).encode()
+    files = {f"blobs/sha256/{sha(config)}": config, f"blobs/sha256/{sha(layer)}": layer}
+    files["manifest.json"] = json.dumps(
+        manifest(f"blobs/sha256/{sha(config)}", f"blobs/sha256/{sha(layer)}")).encode()
+    (tmp_path / "image.tar").write_bytes(tar_bytes(files))
+    status, report, proc = scan(["image.tar"], cwd=tmp_path)
+    assert status == 1, proc.err
+    assert "internal error" not in proc.err
+    assert not report.get("errors")
+    assert [f["secret_sha256"] for f in report["findings"]] == [hashed(token)]
+    assert report["findings"][0]["path"].endswith("!app/.env")
+
+
+_BAD_OCI: list[tuple[str, Callable[[str], Any], Callable[[str, str], Any] | None]] = [
+    ("manifests-int", lambda m: {"manifests": 5}, None),
+    ("index-a-list", lambda m: [1], None),
+    ("config-str", lambda m: {"manifests": [{"digest": f"sha256:{m}"}]},
+     lambda c, la: {"config": "x", "layers": [{"digest": f"sha256:{la}"}]}),
+    ("digests-not-str", lambda m: {"manifests": [{"digest": f"sha256:{m}"}]},
+     lambda c, la: {"config": {"digest": 5}, "layers": [{"digest": 7}, 3, None]}),
+    ("ref-name-a-list", lambda m: {"manifests": [{"digest": f"sha256:{m}", "annotations": {
+        "org.opencontainers.image.ref.name": [1, 2]}}]}, None),
+    ("annotations-str", lambda m: {"manifests": [{"digest": f"sha256:{m}",
+                                                  "annotations": "x"}]}, None),
+]
+
+
+@pytest.mark.parametrize("form", ["folder", "tarball"])
+@pytest.mark.parametrize("name,index,manifest", _BAD_OCI, ids=[b[0] for b in _BAD_OCI])
+def test_oci_layout_with_malformed_json_is_still_scanned(
+        name: str, index: Callable[[str], Any], manifest: Callable[[str, str], Any] | None,
+        form: str, scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    token = make_token()
+    layer = tar_bytes({"app/.env": f"T={token}\n".encode()})
+    config = b'{"rootfs": {"diff_ids": []}}'
+    man = json.dumps(manifest(sha(config), sha(layer)) if manifest else {
+        "schemaVersion": 2, "config": {"digest": f"sha256:{sha(config)}"},
+        "layers": [{"digest": f"sha256:{sha(layer)}"}]}).encode()
+    files = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
+             "index.json": json.dumps(index(sha(man))).encode(),
+             f"blobs/sha256/{sha(man)}": man, f"blobs/sha256/{sha(config)}": config,
+             f"blobs/sha256/{sha(layer)}": layer}
+    if form == "folder":
+        write_folder(tmp_path / "oci", files)
+    else:
+        (tmp_path / "oci").write_bytes(tar_bytes(files))
+    status, report, proc = scan(["oci"], cwd=tmp_path)
+    assert status == 1, proc.err
+    assert "internal error" not in proc.err
+    assert [f["secret_sha256"] for f in report["findings"]] == [hashed(token)]
+
+
+@pytest.mark.parametrize("blob", ["traversal-to-dev-zero", "fifo", "link-to-dev-zero",
+                                  "link-out-of-the-folder", "too-large"])
+def test_oci_folder_reads_only_its_own_small_regular_files(
+        blob: str, scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """index.json is the image maker's: a digest that is a path (``../../dev/zero``), or
+    a blob that is a FIFO, a link (to a device, or out of the folder) or huge, is never
+    opened for reading past its bound: the scan ends (no hang, no memory blow-up), the
+    folder's files are scanned, and nothing outside it is read as a manifest."""
+    token = make_token()
+    root = tmp_path / "oci"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_bytes(b'{"imageLayoutVersion": "1.0.0"}')
+    (root / "app.env").write_text(f"T={token}\n")
+    digest = "a" * 64
+    target = root / "blobs" / "sha256" / digest
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"layers": [{"digest": "sha256:" + "b" * 64}]}))
+    if blob == "traversal-to-dev-zero":
+        digest = "../../../../../../../../../../dev/zero"
+    elif blob == "fifo":
+        os.mkfifo(target)
+    elif blob == "link-to-dev-zero":
+        target.symlink_to("/dev/zero")
+    elif blob == "link-out-of-the-folder":
+        target.symlink_to(outside)
+    else:
+        target.write_bytes(b"{" + b" " * (2 << 20) + b"}")
+    (root / "index.json").write_text(json.dumps({"manifests": [{
+        "digest": f"sha256:{digest}",
+        "annotations": {"org.opencontainers.image.ref.name": "acme/x:1"}}]}))
+    status, report, proc = scan(["oci"], cwd=tmp_path, timeout=60)
+    assert "internal error" not in proc.err
+    assert [f["secret_sha256"] for f in report["findings"]] == [hashed(token)]
+    assert status in (1, 2)

@@ -279,6 +279,32 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize(("field", "form"), [
+    ("github", "{t}"), ("github", "acme-{t}"), ("gitlab", "acme/{t}"), ("gitlab", "{t}/x"),
+    ("github", "{t_zw}"), ("token_env", "{t}"), ("token_env", "X_{t}"),
+])
+def test_org_config_holding_a_token_is_refused_unquoted(field: str, form: str, tmp_path: Path,
+                                                        make_token: Any) -> None:
+    """A token pasted as the organisation, the group or the variable's name is refused
+    in one line that never shows it (it was printed whole in every row and JSON line,
+    and the account went to the forge's API in the URL)."""
+    token = make_token()
+    value = form.format(t=token, t_zw=token[:15] + "\u200b" + token[15:])
+    table = f'{field} = "{value}"' if field != "token_env" else \
+        f'github = "acme"\ntoken_env = "{value}"'
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'[settings]\ncache = "c"\n[[org]]\n{table}\n')
+    for args in (["sweep", str(path)], ["sweep", str(path), "--format", "json"]):
+        proc = run(args, cwd=tmp_path, env={"X": "1"})
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert [line for line in err.splitlines() if line] == [err.strip()]
+        assert f"org[1].{field} holds a token" in err
+        assert token not in err + proc.stdout.decode()
+        assert token[15:] not in err
+    assert not (tmp_path / "c").exists()  # refused before anything is swept or fetched
+
+
 @pytest.mark.parametrize(("table", "message"), BAD_CONFIGS)
 def test_org_config_errors(table: str, message: str, tmp_path: Path) -> None:
     text = f"[[org]]\n{table}\n"

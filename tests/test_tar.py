@@ -251,3 +251,53 @@ def test_zstd_without_the_module_is_one_error_line(cli: Any, tmp_path: Path,
                       "scanned (install the optional zstandard module: pip install "
                       "'cendis-scan[zstd]')"]
     assert [Path(f["path"]).name for f in json.loads(proc.stdout)["findings"]] == ["b.env"]
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("archive", ["tar", "tgz", "zip"])
+@pytest.mark.parametrize("where", ["folder-of-a-member", "folder-member", "deep-folder",
+                                   "member", "absolute-folder"])
+def test_a_token_in_a_members_folder_is_reported_once(
+        archive: str, where: str, scan: Any, tmp_path: Path,
+        make_token: Callable[[], str]) -> None:
+    """Names are content in archives too, folders included: a tar or zip need not list
+    a folder as a member of its own (``dir/<token>/a`` alone), and a folder member ends
+    in ``/``; either way the token is one finding at the folder (not again per file
+    below it), never shown whole."""
+    token = make_token()
+    name = {"folder-of-a-member": f"dir/{token}/a.txt", "folder-member": f"d-{token}/",
+            "deep-folder": f"a/b/{token}/c/d/e.txt", "member": f"notes-{token}.txt",
+            "absolute-folder": f"/srv/{token}/x"}[where]
+    members = {name: b"" if name.endswith("/") else b"clean\n",
+               name.rstrip("/") + "/two.txt" if name.endswith("/") else "other.txt": b"1\n"}
+    if archive == "zip":
+        data = _zip_bytes(members)
+    else:
+        data = tar_bytes(members)
+        data = gzip.compress(data) if archive == "tgz" else data
+    (tmp_path / f"a.{archive}").write_bytes(data)
+    status, report, proc = scan([f"a.{archive}"], cwd=tmp_path)
+    assert status == 1, proc.err
+    [f] = report["findings"]
+    assert (f["secret_sha256"], f["location"]) == (_sha(token.encode()), "path")
+    shown = name.rstrip("/").rpartition(token)[0] + token[:15]
+    assert f["path"].startswith(f"a.{archive}!{shown}")
+
+
+def test_a_token_in_an_archives_name_is_not_reported_again_per_member(
+        scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """``lib/<token>.tgz`` inside a zip: one finding for that name, not one more for
+    every member (or folder) at the top of the inner tar."""
+    token = make_token()
+    inner = gzip.compress(tar_bytes({"x/a.txt": b"1\n", "top.txt": b"2\n"}))
+    (tmp_path / "o.zip").write_bytes(_zip_bytes({f"lib/{token}.tgz": inner}))
+    status, report, proc = scan(["o.zip"], cwd=tmp_path)
+    assert status == 1, proc.err
+    assert [(f["location"], f["path"].count("!")) for f in report["findings"]] == [("path", 1)]

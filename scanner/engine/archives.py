@@ -44,16 +44,22 @@ def member_path(path: str | None, name: str) -> str:
 
 
 def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
-             scan_member: Callable[[Bounded, Any], None]) -> bool:
-    """Scan each member with ``scan_member(reader, member_origin)``. False when ``f`` is
-    not a readable zip (the caller scans it as plain bytes instead)."""
+             scan_member: Callable[[Bounded, Any], None], detector: Any = None) -> bool:
+    """Scan each member with ``scan_member(reader, member_origin)``, and with
+    ``detector`` the members' names and their folders' (names are content, as in a
+    tar). False when ``f`` is not a readable zip (the caller scans it as plain bytes
+    instead)."""
     import zipfile  # only for zips: ~7 ms of imports
 
     try:
         archive = zipfile.ZipFile(f)
-        members = [i for i in archive.infolist() if not i.is_dir()]
+        listed = archive.infolist()
+        members = [i for i in listed if not i.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return False
+    if detector is not None:
+        _name_findings(detector, origin, [i.filename for i in listed[:MAX_MEMBERS]],
+                       outcome)
     room = limit
     for info in members[:MAX_MEMBERS]:
         fp = origin.fingerprint_path
@@ -75,3 +81,15 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
         outcome.errors.append(issue(origin.path or "-", SourceError(
             f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
     return True
+
+
+def _name_findings(detector: Any, origin: Any, names: list[str], outcome: Any) -> None:
+    from scanner.engine.names import member_names, path_findings
+
+    path = origin.path or "-"
+    fp = origin.fingerprint_path or path
+    folders: set[str] = set()
+    entries = [pair for name in names for pair in member_names(path, fp, name, folders)]
+    found, suppressed, _ = path_findings(detector, entries)
+    outcome.findings += found
+    outcome.suppressed += suppressed

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 SHORT = 12
 #: Index and manifest JSON files read from an OCI folder at most this large.
 JSON_MAX = 1 << 20
+#: A sha256 digest's hex: anything else in a digest (``../../dev/zero``) would make a
+#: blob's name a path out of the image, so it names no blob.
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -49,9 +54,20 @@ def _json(raw: bytes | None) -> Any:
 
 
 def _hex(digest: Any) -> str | None:
-    if isinstance(digest, str) and digest.startswith("sha256:") and len(digest) > 7:
+    """The hex of a ``sha256:<64 hex>`` digest, else None (the file is made by whoever
+    made the image: any type, any text)."""
+    if isinstance(digest, str) and digest.startswith("sha256:") \
+            and _DIGEST.fullmatch(digest[7:]):
         return digest[7:]
     return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _docker(kept: Mapping[str, bytes]) -> list[Image]:
@@ -64,9 +80,10 @@ def _docker(kept: Mapping[str, bytes]) -> list[Image]:
         if not isinstance(item, dict) or not isinstance(item.get("Layers"), list):
             continue
         config = item.get("Config") if isinstance(item.get("Config"), str) else None
-        tags = [t for t in item.get("RepoTags") or [] if isinstance(t, str)]
+        tags = [t for t in _list(item.get("RepoTags")) if isinstance(t, str) and t]
         config_hex = (config or "").rpartition("/")[2].removesuffix(".json")
-        diff_ids = (_json(kept.get(config or "")) or {}).get("rootfs", {}).get("diff_ids", [])
+        diff_ids = _list(_dict(_dict(_json(kept.get(config or ""))).get("rootfs"))
+                         .get("diff_ids"))
         layers = []
         for i, member in enumerate(item["Layers"]):
             if not isinstance(member, str):
@@ -75,7 +92,7 @@ def _docker(kept: Mapping[str, bytes]) -> list[Image]:
             if digest is None and i < len(diff_ids):
                 digest = _hex(diff_ids[i])
             layers.append((member, digest or member.partition("/")[0]))
-        ref = tags[0] if tags else f"sha256:{config_hex[:SHORT]}"
+        ref = tags[0] if tags else f"sha256:{config_hex[:SHORT] or 'unknown'}"
         images.append(Image(ref, config, layers))
     return images
 
@@ -89,20 +106,21 @@ def _oci(kept: Mapping[str, bytes]) -> list[Image]:
     def walk(doc: Any, ref: str | None, depth: int) -> None:
         if not isinstance(doc, dict) or depth > 3:
             return
-        for desc in doc.get("manifests") or []:
+        for desc in _list(doc.get("manifests")):
             if not isinstance(desc, dict) or (digest := _hex(desc.get("digest"))) is None:
                 continue
-            notes = desc.get("annotations")
-            notes = notes if isinstance(notes, dict) else {}
-            name = (notes.get("io.containerd.image.name")
-                    or notes.get("org.opencontainers.image.ref.name") or ref)
+            notes = _dict(desc.get("annotations"))
+            named = [n for n in (notes.get("io.containerd.image.name"),
+                                 notes.get("org.opencontainers.image.ref.name"))
+                     if isinstance(n, str) and n]
+            name = named[0] if named else ref
             blob = _json(kept.get(f"blobs/sha256/{digest}"))
             if isinstance(blob, dict) and "manifests" in blob:
                 walk(blob, name, depth + 1)
                 continue
             if not isinstance(blob, dict) or not isinstance(blob.get("layers"), list):
                 continue
-            config = _hex((blob.get("config") or {}).get("digest"))
+            config = _hex(_dict(blob.get("config")).get("digest"))
             layers = [(f"blobs/sha256/{h}", h) for d in blob["layers"]
                       if isinstance(d, dict) and (h := _hex(d.get("digest")))]
             images.append(Image(str(name or f"sha256:{digest[:SHORT]}"),
@@ -200,13 +218,27 @@ class _Folder(Mapping[str, bytes]):
         self.root = root
 
     def __getitem__(self, name: str) -> bytes:
+        """A regular file of the folder, at most JSON_MAX bytes; never a FIFO or a
+        device (opened without blocking, never read: ``/dev/zero`` has size 0 and no
+        end), never through a link (a blob is the folder's own file)."""
         path = os.path.join(self.root, *name.split("/"))
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         try:
-            if os.path.getsize(path) <= JSON_MAX:
-                with open(path, "rb") as f:
-                    return f.read()
+            fd = os.open(path, flags)
+        except OSError:
+            raise KeyError(name) from None
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                chunks, size = [], 0
+                while size <= JSON_MAX and (chunk := os.read(fd, JSON_MAX + 1 - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if size <= JSON_MAX:
+                    return b"".join(chunks)
         except OSError:
             pass
+        finally:
+            os.close(fd)
         raise KeyError(name)
 
     def __iter__(self) -> Any:

@@ -13,6 +13,7 @@ cover).
 from __future__ import annotations
 
 import os
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
@@ -21,6 +22,8 @@ from scanner.finding import Finding, SourceKind
 
 #: Separates names in the scanned buffer: never part of a token or of base64.
 _SEP = b"\n"
+#: Splits a shown path into components (kept): folders, and archive members (``!``).
+_PARTS = re.compile(r"([/!])")
 
 
 def name_bytes(name: str | bytes) -> bytes:
@@ -79,8 +82,7 @@ def redact_path(path: str, renamed: dict[str, str]) -> str:
     (``renamed``: raw component to redacted component)."""
     if not renamed:
         return path
-    parts = path.split("/")
-    return "/".join(renamed.get(p, p) for p in parts)
+    return "".join(renamed.get(p, p) for p in _PARTS.split(path))
 
 
 def path_findings(detector: Detector, entries: Sequence[tuple[str, str]]
@@ -92,7 +94,9 @@ def path_findings(detector: Detector, entries: Sequence[tuple[str, str]]
     if not scan_names(detector, ["\n".join(display for display, _ in entries)]):
         return [], 0, {}  # the usual case: one search over all the paths
     entries = list(dict.fromkeys(entries))
-    bases = [display[display.rfind("/") + 1 :] for display, _ in entries]
+    # The last component: after a "/" or an archive's "!" (``a.tgz!x``: the member
+    # ``x``; the archive's own name is scanned where the archive is listed).
+    bases = [_PARTS.split(display)[-1] for display, _ in entries]
     hits = scan_names(detector, bases)
     renamed = {bases[i]: redact_name(bases[i], found) for i, found in hits.items()}
     findings: list[Finding] = []
@@ -111,6 +115,27 @@ def path_findings(detector: Detector, entries: Sequence[tuple[str, str]]
                 secret_sha256=hit.secret_sha256, source=SourceKind.FILE, location="path",
                 fingerprint_path=redact_path(fp_path, renamed)))
     return findings, suppressed, renamed
+
+
+def member_names(path: str, fp_path: str, member: str, folders: set[str]
+                 ) -> list[tuple[str, str]]:
+    """(display, fingerprint path) for an archive member's name and for each folder
+    above it not yet in ``folders``: an archive need not hold its folders as members
+    (``dir/<token>/a`` alone) and a folder member ends in ``/``, so without this a
+    token in a folder's name inside a tar or zip was never scanned. ``path`` and
+    ``fp_path`` are the archive's."""
+    trimmed = member.rstrip("/")
+    if not trimmed:
+        return []
+    parts = trimmed.split("/")
+    out = []
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if folder.strip("/") and folder not in folders:
+            folders.add(folder)
+            out.append((f"{path}!{folder}", f"{fp_path}!{folder}"))
+    out.append((f"{path}!{trimmed}", f"{fp_path}!{trimmed}"))
+    return out
 
 
 def ref_findings(detector: Detector, refs: Sequence[bytes]) -> list[Finding]:

@@ -272,7 +272,8 @@ def _scan_archive(detector: Detector, f: io.IOBase, origin: Origin, outcome: Out
         _scan_chunks(detector, _chunks(reader, b""), sub, outcome, _plus(encoding, "zip"),
                      limit, depth)
 
-    return scan_zip(f, origin, outcome, limit, member)  # type: ignore[arg-type]
+    return scan_zip(f, origin, outcome, limit, member,  # type: ignore[arg-type]
+                    detector=detector)
 
 
 def scan_bytes(detector: Detector, data: bytes, origin: Origin, *,

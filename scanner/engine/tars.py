@@ -273,12 +273,15 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     the image reader (``manifest.json``, ``index.json``, configs). A failure of the tar
     itself (a bad header, the stream it comes out of) is one error for the tar, and
     what was read before it stays scanned."""
+    from scanner.engine.names import member_names
+
     detector = members.detector
     held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
     size = 0
     kept: dict[str, bytes] = {}
     kept_size = 0
     names: list[tuple[str, str]] = []
+    folders: set[str] = set()
     gone: list[str] = []
     count = 0
     prefilter = detector.prefilter is not None
@@ -290,7 +293,9 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
                 raise SourceError(f"tar holds more than {MAX_MEMBERS} members; only the "
                                   f"first {MAX_MEMBERS} scanned")
             path, fp = _sub_paths(origin, entry)
-            names.append((path, fp or path))
+            names += member_names(origin.path or "-",
+                                  origin.fingerprint_path or origin.path or "-", entry.name,
+                                  folders)
             deleted = whiteout(entry.name)
             if deleted is not None:
                 gone.append(deleted)

@@ -392,6 +392,13 @@ def _org(table: dict[str, Any], where: str, default_revoke: bool,
         return None
     forge = forges[0]
     account = entry.get(forge, "").strip("/")
+    if holds_token(account) or _invisible(account):
+        # The account is in every row, log line and API URL (sent to the forge): a
+        # token pasted here would be printed whole and sent away; never quoted.
+        problems.append(f"{where}.{forge} holds a token or invisible characters: name "
+                        "the organisation, user or group (the credential goes in the "
+                        "variable token_env names)")
+        return None
     if not _ACCOUNT[forge].fullmatch(account):
         problems.append(f"{where}.{forge} is not a {forge} "
                         f"{'organisation or user' if forge == 'github' else 'group path'}: "
@@ -405,7 +412,14 @@ def _org(table: dict[str, Any], where: str, default_revoke: bool,
         problems.append(f"{where}.visibility must list some of {', '.join(VISIBILITIES)}"
                         + (f", not {scrub(repr(bad[0]), 30)}" if bad else ""))
     token_env = entry.get("token_env")
-    if token_env is not None and not _ENV_NAME.fullmatch(token_env):
+    if token_env is not None and holds_token(token_env):
+        # A token is a valid variable name (letters, digits, _), and the name is
+        # printed ("$NAME is not set"): refused without quoting it.
+        problems.append(f"{where}.token_env holds a token: name the environment "
+                        "variable that holds it (the credential itself never goes in "
+                        "this file)")
+        token_env = None
+    elif token_env is not None and not _ENV_NAME.fullmatch(token_env):
         problems.append(f"{where}.token_env must name an environment variable (the "
                         f"credential itself never goes in this file)")
         token_env = None
