@@ -11,7 +11,6 @@ import json
 import lzma
 import os
 import tarfile
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -126,8 +125,8 @@ def test_links_devices_and_traversal_are_only_names(scan: Any, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and not outside.exists()
 
 
-def test_a_million_members_is_one_error_line_quickly(cli: Any, tmp_path: Path,
-                                                     make_token: Callable[[], str]) -> None:
+def test_a_million_members_is_one_error_line(cli: Any, tmp_path: Path,
+                                               make_token: Callable[[], str]) -> None:
     """A tgz of a million empty members (made in a blink: one gzip member of 2,048
     identical headers, repeated) ends at the bound with one error line, exit 2, and
     the members before the bound are scanned."""
@@ -137,10 +136,8 @@ def test_a_million_members_is_one_error_line_quickly(cli: Any, tmp_path: Path,
     block = tar_bytes({"f": b""}, fmt=tarfile.USTAR_FORMAT)[:512]
     piece = gzip.compress(block * 2048, 9)
     (tmp_path / "bomb.tgz").write_bytes(gzip.compress(first) + piece * 489)
-    started = time.monotonic()
-    proc = cli(["scan", str(tmp_path / "bomb.tgz"), "--format", "json"])
-    took = time.monotonic() - started
-    assert proc.returncode == 2 and took < 30, took
+    proc = cli(["scan", str(tmp_path / "bomb.tgz"), "--format", "json"])  # a hang: timeout
+    assert proc.returncode == 2, proc.err
     errors = [line for line in proc.err.splitlines() if "error" in line]
     assert errors == [f"cendis-scan: error: {tmp_path / 'bomb.tgz'}: tar holds more than "
                       "200000 members; only the first 200000 scanned"]
