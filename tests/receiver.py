@@ -68,7 +68,7 @@ class Rig:
     def notified(self) -> list[dict[str, Any]]:
         return self.standin[STANDIN].notifications
 
-    async def settle(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def settle(self, done: Callable[[], bool], timeout: float = 30.0) -> None:
         """Wait (polling, no fixed sleep) until ``done()``."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
