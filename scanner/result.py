@@ -15,13 +15,20 @@ from scanner.finding import Finding
 from scanner.scrub import scrub
 from scanner.token import Confidence
 
-__all__ = ["GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions", "ScanResult"]
+__all__ = ["DECODE_WINDOW", "EVERYWHERE", "GZIP_LIMIT", "Progress", "ScanIssue", "ScanOptions",
+           "ScanResult"]
 
 #: Decompressed bytes allowed per gzip input before it counts as a bomb.
 GZIP_LIMIT = 1 << 30
 #: Below this many bytes of input a scan stays in one process: starting workers would
 #: cost more than it saves.
 PARALLEL_BYTES = 8 << 20
+#: Every encoded form is looked for in this many first bytes of each input; past it the
+#: token, its base64 and base64 of gzip (the figures behind it are at
+#: :data:`scanner.engine.limits.DEEP_LIMIT`).
+DECODE_WINDOW = 8 << 20
+#: ``decode_window`` for everywhere (``--decode-window all``).
+EVERYWHERE = 1 << 62
 
 #: Called now and then during a scan with (inputs done, bytes done).
 Progress = Callable[[int, int], None]
@@ -38,6 +45,9 @@ class ScanOptions:
     jobs: int = 0  # worker processes; 0: one per core
     max_decompressed: int = GZIP_LIMIT  # per gzip input; past it the input is an error
     parallel_bytes: int = PARALLEL_BYTES  # less work than this stays in one process
+    #: Bytes of each input searched for every encoded form (:data:`DECODE_WINDOW`);
+    #: :data:`EVERYWHERE` for all of it. Workers get it with their task, as the rest.
+    decode_window: int = DECODE_WINDOW
 
     def __post_init__(self) -> None:
         """Wrong types fail here, loudly: a bare string for ``excludes`` would be read as
@@ -52,7 +62,7 @@ class ScanOptions:
         if isinstance(self.excludes, str | bytes):
             raise UsageError("excludes must be a sequence of patterns, not one string")
         object.__setattr__(self, "excludes", tuple(self.excludes))
-        for name in ("jobs", "max_decompressed", "parallel_bytes"):
+        for name in ("jobs", "max_decompressed", "parallel_bytes", "decode_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a whole number, 0 or more")

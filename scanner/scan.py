@@ -35,7 +35,7 @@ from scanner.engine.scan_input import (
 )
 from scanner.errors import UsageError
 from scanner.finding import Finding, SourceKind
-from scanner.result import GZIP_LIMIT, Progress, ScanOptions, ScanResult
+from scanner.result import DECODE_WINDOW, GZIP_LIMIT, Progress, ScanOptions, ScanResult
 from scanner.rules import Rule
 from scanner.scrub import is_clean, scrub
 from scanner.sources.files import git_top, walk
@@ -83,10 +83,11 @@ def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
     return replace(origin, path=path, fingerprint_path=fp_path)
 
 
-def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int) -> Outcome:
-    """A worker's unit of work; self-contained (rules travel with it), so it runs in
-    any process pool, ours or a caller's."""
-    detector = Detector(rules, max_decompressed=gzip_limit)
+def _scan_batch(rules: list[Rule], batch: list[Origin], gzip_limit: int,
+                decode_window: int = DECODE_WINDOW) -> Outcome:
+    """A worker's unit of work; self-contained (rules and options travel with it), so
+    it runs in any process pool, ours or a caller's."""
+    detector = Detector(rules, max_decompressed=gzip_limit, decode_window=decode_window)
     total = Outcome()
     if detector.prefilter is not None:
         _scan_small(detector, batch, gzip_limit, total)
@@ -187,7 +188,8 @@ def scan_paths(paths: Sequence[str | os.PathLike[str]], rules: list[Rule],
     roots = [os.fspath(p) for p in paths]
     if options.baseline:  # a bad baseline is said before the scan, not after it
         load_fingerprints(options.baseline, report=True)
-    detector = Detector(rules, max_decompressed=options.max_decompressed)
+    detector = Detector(rules, max_decompressed=options.max_decompressed,
+                        decode_window=options.decode_window)
     outcome = Outcome()
     names: list[tuple[str, str]] = []
     skipped: list[str] = []
@@ -278,8 +280,8 @@ def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
     """Batches of files in worker processes (each builds its own detector), lines of
     split files counted there too."""
     with pools.executor(options.jobs, executor) as pool:
-        futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed)
-                   for batch in _batches(origins)]
+        futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed,
+                               options.decode_window) for batch in _batches(origins)]
         _gather(futures, detector, local, options, outcome, progress)
         segments = line_segments(outcome, jobs * 4)
         if segments:
@@ -295,7 +297,8 @@ def scan_stream(stream: BinaryIO, rules: list[Rule], options: ScanOptions | None
     outcome = Outcome(files=1)
     origin = Origin(name, None, SourceKind.STDIN)
     try:
-        detector = Detector(rules, max_decompressed=options.max_decompressed)
+        detector = Detector(rules, max_decompressed=options.max_decompressed,
+                        decode_window=options.decode_window)
         scan_input(detector, stream, origin, outcome, seekable=False,
                    gzip_limit=options.max_decompressed)
     except Exception as exc:

@@ -325,3 +325,76 @@ def test_wrapped_base64_below_the_first_layer(make_token: Callable[[], str], out
     hits = Detector(load()).scan_text(b"data: " + ENCODERS[outer](inner) + b"\n")
     assert [(h.encoding, h.secret_sha256) for h in hits] == [
         (f"{outer}+base64", secret_sha256(token))]
+
+
+def _past(path: Path, token: str, offset: int) -> int:
+    """A text file (its head is log lines: split into ranges when large) holding the
+    STACK_AT form of ``token`` at ``offset``, sparse before it; the encoded text's
+    offset."""
+    body = b"\n" + _body(STACK_AT, token)
+    with open(path, "wb") as f:
+        f.write(b"2025-03-03 INFO ok\n" * 4096)
+        f.seek(offset)
+        f.write(body)
+        f.write(b"end\n" * 1024)
+    return offset + 1 + len(b"config: ")
+
+
+@pytest.mark.parametrize("how", ["one-process", "threads", "workers", "stream"])
+def test_the_window_travels_in_scan_options(
+        tmp_path: Path, make_token: Callable[[], str], how: str) -> None:
+    """``ScanOptions.decode_window`` reaches every detector of a scan, those of worker
+    processes and threads too (no environment variable carries it): the same deep
+    form past 9 MiB is found with the window open, or wide enough, and not with the
+    default one."""
+    import scanner
+    from scanner.result import DECODE_WINDOW, EVERYWHERE
+
+    token = make_token()
+    big = tmp_path / "big.log"
+    at = _past(big, token, (72 << 20) if how == "threads" else (9 << 20))
+    (tmp_path / "small.txt").write_text("nothing here\n")
+    rules = scanner.load_rules()
+
+    def found(window: int) -> list[tuple[str, int]]:
+        if how == "stream":
+            options = scanner.ScanOptions(decode_window=window)
+            with open(big, "rb") as f:
+                result = scanner.scan_stream(f, rules, options)
+        else:
+            jobs, paths = {"one-process": (1, [big]), "threads": (2, [big]),
+                           "workers": (2, [big, tmp_path / "small.txt"])}[how]
+            options = scanner.ScanOptions(jobs=jobs, parallel_bytes=0, decode_window=window)
+            result = scanner.scan_paths(paths, rules, options)
+        assert not result.errors, result.errors
+        return [(f.encoding, f.offset) for f in result.findings
+                if f.secret_sha256 == secret_sha256(token)]
+
+    assert found(DECODE_WINDOW) == []
+    assert found(EVERYWHERE) == [("+".join(STACK_AT), at)]
+    assert found(at + (1 << 20)) == [("+".join(STACK_AT), at)]
+
+
+@pytest.mark.parametrize("value", [-1, True, "all", 1.5])
+def test_a_bad_decode_window_is_a_usage_error(value: Any) -> None:
+    import scanner
+    from scanner.errors import UsageError
+
+    with pytest.raises(UsageError, match="decode_window must be a whole number"):
+        scanner.ScanOptions(decode_window=value)
+
+
+def test_decode_window_all_reaches_the_cli_s_workers(
+        tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """``--decode-window all`` with worker processes (a folder, two jobs)."""
+    token = make_token()
+    at = _past(tmp_path / "big.log", token, 9 << 20)
+    for n in range(3):
+        (tmp_path / f"small{n}.txt").write_text("nothing here\n")
+    status, report = run_json(["scan", str(tmp_path), "--jobs", "2"], timeout=300)
+    assert status == 0, report
+    status, report = run_json(["scan", str(tmp_path), "--jobs", "2", "--decode-window", "all"],
+                              timeout=300)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["offset"], f["secret_sha256"]) for f in report["findings"]] == [
+        ("+".join(STACK_AT), at, secret_sha256(token))]

@@ -123,14 +123,11 @@ PARSERS = {"scan": _scan_parser, "redact": _redact_parser, "check-token": _check
 
 
 def decode_window(text: str) -> int:
-    """``--decode-window``: a size, or ``all``. Handed to every worker process through
-    the environment (:data:`scanner.engine.limits.WINDOW_ENV`), as the prefilter's
-    switch is."""
-    from scanner.engine.limits import EVERYWHERE, WINDOW_ENV
+    """``--decode-window``: a size, or ``all``; it becomes ``ScanOptions.decode_window``
+    (:func:`scan_options`), which carries it to every worker."""
+    from scanner.result import EVERYWHERE
 
-    size = EVERYWHERE if text.strip().lower() == "all" else byte_size(text)
-    os.environ[WINDOW_ENV] = str(size)
-    return size
+    return EVERYWHERE if text.strip().lower() == "all" else byte_size(text)
 
 
 def byte_size(text: str) -> int:
@@ -154,7 +151,7 @@ def load_rules(extra: list[str]) -> list[Rule]:
 
 def scan_options(args: argparse.Namespace) -> ScanOptions:
     """ScanOptions from the options ``scan`` and ``git`` share."""
-    from scanner.result import GZIP_LIMIT, ScanOptions
+    from scanner.result import DECODE_WINDOW, GZIP_LIMIT, ScanOptions
     from scanner.token import Confidence
 
     if args.jobs < 0:
@@ -167,7 +164,8 @@ def scan_options(args: argparse.Namespace) -> ScanOptions:
                        excludes=tuple(getattr(args, "exclude", ())),
                        respect_gitignore=getattr(args, "respect_gitignore", False),
                        baseline=args.baseline, jobs=args.jobs,
-                       max_decompressed=getattr(args, "max_decompressed", None) or GZIP_LIMIT)
+                       max_decompressed=getattr(args, "max_decompressed", None) or GZIP_LIMIT,
+                       decode_window=getattr(args, "decode_window", None) or DECODE_WINDOW)
 
 
 def finish(result: ScanResult, args: argparse.Namespace, source: str) -> int:

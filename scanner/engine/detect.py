@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scanner import token as tk
-from scanner.engine import b64, layers, limits
+from scanner.engine import b64, layers
 from scanner.engine import literals as lits
 from scanner.engine._regex import compile_rule
 from scanner.engine.layers import Budget, Seed
@@ -180,11 +180,13 @@ class Detector:
     """
 
     def __init__(self, rules: Sequence[RuleLike], *, max_decompressed: int = GZIP_LIMIT,
-                 blobs: bool = True, decode_window: int | None = None):
+                 blobs: bool = True, decode_window: int = DEEP_LIMIT):
         self.rules = rules
         self.max_decompressed = max_decompressed
-        #: The deep plan runs in ``[0, decode_window)`` of an input (see limits.DEEP_LIMIT).
-        self.decode_window = limits.decode_window() if decode_window is None else decode_window
+        #: The deep plan runs in ``[0, decode_window)`` of an input (see limits.DEEP_LIMIT):
+        #: ``ScanOptions.decode_window``, given by whoever makes the Detector (a worker
+        #: too: the options travel with its task).
+        self.decode_window = decode_window
         self.always: list[Needle] = []
         self.deep: list[Needle] = []
         literal: dict[bytes, list[Needle]] = {}

@@ -4,10 +4,9 @@ import the other for them."""
 
 from __future__ import annotations
 
-import os
-
 from scanner import token as tk
 from scanner.engine.literals import SEED_DEPTH  # noqa: F401  (re-exported)
+from scanner.result import DECODE_WINDOW, EVERYWHERE  # noqa: F401  (re-exported)
 
 #: The longest body run read after a prefix; longer runs are reported as possible.
 MAX_RUN = tk.MAX_RUN
@@ -23,21 +22,16 @@ MAX_LAYERS = 4
 #: How far around a seed a layer's encoded text is read (a Helm release's base64).
 LAYER_SPAN = 4 << 20
 #: Every seed of every layer is looked for in the first DEEP_LIMIT bytes of an input
-#: (``--decode-window``; ``0``: everywhere); past it, the prefix, its base64 forms and
-#: a gzipped blob's (``H4sI``, in base64 again, its magic). Measured on a clean 1 GB
-#: log: Hyperscan finds the ~1,500 seeds at 0.5 s/GB/core against 0.15 s for those few,
-#: a 1.7x slower scan end to end (bench/layers.py); so the window stays, as an option.
-DEEP_LIMIT = 8 << 20
-#: ``--decode-window all``: the deep plan everywhere.
-EVERYWHERE = 1 << 62
-#: The environment variable that carries ``--decode-window`` to worker processes.
-WINDOW_ENV = "CENDIS_SCAN_DECODE_WINDOW"
-
-
-def decode_window() -> int:
-    """The decode window asked for (``--decode-window``), else DEEP_LIMIT."""
-    text = os.environ.get(WINDOW_ENV, "")
-    return int(text) if text.isdigit() and int(text) > 0 else DEEP_LIMIT
+#: (``ScanOptions.decode_window``, ``--decode-window``); past it, the prefix, its base64
+#: forms and a gzipped blob's (``H4sI``, in base64 again, its magic). Measured (issue
+#: 20): Hyperscan picks its Teddy matcher for those ~7 literals (7.1-7.4 GB/s per core
+#: on a clean log) and FDR for any set of more than ~10 seed-like literals: all ~1,400
+#: seeds at 2.1-2.4 GB/s, the 158 of one layer at most 3.2, even 2 hex seeds halve
+#: Teddy's speed. Searched everywhere, the seeds cost a clean 1 GB log +0.23 s CPU
+#: (0.42 -> 0.65 s, +55 %); within the first 8 MiB, ~3 ms. So the window stays, as an
+#: option (``all``: everywhere).
+DEEP_LIMIT = DECODE_WINDOW  # the default of ScanOptions.decode_window
+#: ``EVERYWHERE`` (``--decode-window all``): the deep plan everywhere.
 #: The longest text a confirmed token becomes under MAX_LAYERS layers of the widest
 #: escape (6 characters per byte, ``&#101;``/``\u0063``): 47 * 6**4 bytes, rounded up.
 ENCODED_TOKEN = 64 << 10
