@@ -1,5 +1,5 @@
-"""Builders for the archives and container images the tests scan: tars with the
-standard library's tarfile, a ``docker save`` tarball (legacy and OCI-in-docker
+"""Builders for the archives and container images the tests scan: tars and zips with
+the standard library's tarfile and zipfile, a ``docker save`` tarball (legacy and OCI-in-docker
 layouts) and an OCI image layout (folder or tarball), with real sha256 digests.
 No Docker engine is needed: an image is a tar of tars and JSON."""
 
@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 Members = dict[str, bytes]
@@ -30,6 +31,16 @@ def tar_bytes(members: Members, *, fmt: int = tarfile.PAX_FORMAT,
             info.type = kind
             info.linkname = target
             tar.addfile(info)
+    return out.getvalue()
+
+
+def zip_bytes(members: Members, *, deflate: bool = True) -> bytes:
+    """A zip of ``members`` (name -> bytes), deflated or stored."""
+    out = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(out, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
     return out.getvalue()
 
 

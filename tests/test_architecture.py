@@ -277,7 +277,7 @@ def test_the_git_entry_point_does_not_import_the_file_entry_point() -> None:
 LAYERS: dict[str, str] = {
     "scanner.token": "core", "scanner.finding": "core", "scanner.errors": "core",
     "scanner.result": "core", "scanner.scrub": "core", "scanner.atomic": "core",
-    "scanner.whsec": "core",
+    "scanner.whsec": "core", "scanner.worker": "core",
     "scanner.sources": "sources", "scanner.git": "git", "scanner.engine": "engine",
     "scanner.rules": "rules", "scanner.scan": "library", "scanner.suppress": "library",
     "scanner.hooks": "library", "scanner.redact_filter": "library",

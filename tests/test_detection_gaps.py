@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import json
 import random
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagetools import zip_bytes
 
 from scanner.engine.detect import Detector
 from scanner.rules import load
@@ -138,14 +137,6 @@ def test_json_variable_is_the_nearest_key(scan: Any, tmp_path: Path,
     assert {Path(f["path"]).name: f["variable"] for f in report["findings"]} == want
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return out.getvalue()
-
-
 def test_layers_gzip_zip_base64(scan: Any, tmp_path: Path,
                                 make_token: Callable[[], str]) -> None:
     t = [make_token() for _ in range(8)]
@@ -156,11 +147,12 @@ def test_layers_gzip_zip_base64(scan: Any, tmp_path: Path,
             json.dumps({"token": t[2]}).encode())).decode() + "\n").encode(),
         "wrapped.txt": ("blob:\n  " + _wrapped(gzip.compress(b"k " * 200 + t[3].encode()),
                                                 76, "\n  ") + "\n").encode(),
-        "app.jar": _zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n",
-                         "conf/app.properties": f"x=1\ncendis.token={t[4]}\n".encode(),
-                         "lib/inner.zip": _zip({"deep/.env": f"TOKEN={t[5]}\n".encode()}),
-                         "logs/a.log.gz": gzip.compress(f"ok\n{t[6]}\n".encode())}),
-        "pkg.whl": _zip({"pkg/settings.py": f"TOKEN = '{t[7]}'\n".encode()}),
+        "app.jar": zip_bytes({
+            "META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n",
+            "conf/app.properties": f"x=1\ncendis.token={t[4]}\n".encode(),
+            "lib/inner.zip": zip_bytes({"deep/.env": f"TOKEN={t[5]}\n".encode()}),
+            "logs/a.log.gz": gzip.compress(f"ok\n{t[6]}\n".encode())}),
+        "pkg.whl": zip_bytes({"pkg/settings.py": f"TOKEN = '{t[7]}'\n".encode()}),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -186,8 +178,8 @@ def test_zip_bounded_and_not_a_zip(scan: Any, tmp_path: Path,
     """Members past --max-decompressed are an error for that archive; a file that only
     starts like a zip is scanned as plain bytes."""
     token = make_token()
-    (tmp_path / "bomb.zip").write_bytes(_zip({"a.txt": bytes(3 << 20),
-                                              "b.txt": f"{token}\n".encode()}))
+    (tmp_path / "bomb.zip").write_bytes(zip_bytes({"a.txt": bytes(3 << 20),
+                                                   "b.txt": f"{token}\n".encode()}))
     (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04 not really " + token.encode() + b"\n")
     status, report, proc = scan([str(tmp_path), "--max-decompressed", "2M"])
     assert status == 2
@@ -199,7 +191,7 @@ def test_zip_bounded_and_not_a_zip(scan: Any, tmp_path: Path,
 def test_zip_from_stdin(cli: Any, no_leak: Any, make_token: Callable[[], str]) -> None:
     token = make_token()
     proc = cli(["scan", "-", "--format", "json"],
-               input=_zip({"x/.env": f"A=1\nTOKEN={token}\n".encode()}))
+               input=zip_bytes({"x/.env": f"A=1\nTOKEN={token}\n".encode()}))
     [finding] = json.loads(proc.stdout)["findings"]
     assert (finding["path"], finding["line"], finding["variable"]) == ("<stdin>!x/.env", 2,
                                                                        "TOKEN")

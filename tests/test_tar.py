@@ -6,32 +6,22 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import json
 import lzma
 import os
 import tarfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from imagetools import tar_bytes
+from imagetools import tar_bytes, zip_bytes
 
 from scanner.token import secret_sha256 as _sha
 
 
 def sha(token: str) -> str:
     return _sha(token.encode())
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return out.getvalue()
 
 
 def _zstd(data: bytes) -> bytes:
@@ -82,10 +72,10 @@ def test_nested(outer: str, scan: Any, tmp_path: Path, make_token: Callable[[], 
     token = make_token()
     inner_files = {"conf/.env": f"TOKEN={token}\n".encode()}
     if outer == "tgz-in-zip":
-        data = _zip({"lib/pkg.tgz": gzip.compress(tar_bytes(inner_files))})
+        data = zip_bytes({"lib/pkg.tgz": gzip.compress(tar_bytes(inner_files))})
         want = ("a!lib/pkg.tgz!conf/.env", "zip+gzip+tar")
     elif outer == "zip-in-tgz":
-        data = gzip.compress(tar_bytes({"package/x.zip": _zip(inner_files)}))
+        data = gzip.compress(tar_bytes({"package/x.zip": zip_bytes(inner_files)}))
         want = ("a!package/x.zip!conf/.env", "gzip+tar+zip")
     elif outer == "tgz-in-tgz":
         data = gzip.compress(tar_bytes({"in.tgz": gzip.compress(tar_bytes(inner_files))}))
@@ -250,14 +240,6 @@ def test_zstd_without_the_module_is_one_error_line(cli: Any, tmp_path: Path,
     assert [Path(f["path"]).name for f in json.loads(proc.stdout)["findings"]] == ["b.env"]
 
 
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("archive", ["tar", "tgz", "zip"])
 @pytest.mark.parametrize("where", ["folder-of-a-member", "folder-member", "deep-folder",
                                    "member", "absolute-folder"])
@@ -275,7 +257,7 @@ def test_a_token_in_a_members_folder_is_reported_once(
     members = {name: b"" if name.endswith("/") else b"clean\n",
                name.rstrip("/") + "/two.txt" if name.endswith("/") else "other.txt": b"1\n"}
     if archive == "zip":
-        data = _zip_bytes(members)
+        data = zip_bytes(members, deflate=False)
     else:
         data = tar_bytes(members)
         data = gzip.compress(data) if archive == "tgz" else data
@@ -294,7 +276,7 @@ def test_a_token_in_an_archives_name_is_not_reported_again_per_member(
     every member (or folder) at the top of the inner tar."""
     token = make_token()
     inner = gzip.compress(tar_bytes({"x/a.txt": b"1\n", "top.txt": b"2\n"}))
-    (tmp_path / "o.zip").write_bytes(_zip_bytes({f"lib/{token}.tgz": inner}))
+    (tmp_path / "o.zip").write_bytes(zip_bytes({f"lib/{token}.tgz": inner}, deflate=False))
     status, report, proc = scan(["o.zip"], cwd=tmp_path)
     assert status == 1, proc.err
     assert [(f["location"], f["path"].count("!")) for f in report["findings"]] == [("path", 1)]

@@ -21,7 +21,9 @@ with the receiver never waits on a database lock, a network round trip to Postgr
 an fsync. Both stores are safe to call from threads.
 
 In a service, :func:`supervise` runs the loop: a crash is logged, counted and restarted
-with backoff, and the revoker reports itself down (``healthy`` false) meanwhile.
+with backoff, and the revoker reports itself down (``healthy`` false) meanwhile. The
+wake/stop/run lifecycle and the supervisor are :mod:`scanner.worker`'s, shared with the
+notification dispatcher; the retry policy is the revoker's own.
 """
 
 from __future__ import annotations
@@ -32,17 +34,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
-from typing import Any, TypeVar
 
 from scanner.cendis.client import CendisClient
 from scanner.cendis.contract import RETRY_AFTER_MAX, RETRY_AFTER_MIN
 from scanner.cendis.errors import CendisError
-from scanner.errors import short
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
+from scanner.worker import Worker
+from scanner.worker import supervise as _supervise
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 BASE_DELAY = 1.0  # first backoff after a 5xx / timeout, seconds
 MAX_DELAY = 300.0  # backoff ceiling: retried forever, at least every 5 minutes
@@ -64,8 +65,11 @@ class Step(Enum):
     BLOCKED = "blocked"  # 401/403: only an operator can help
 
 
-class Revoker:
+class Revoker(Worker):
     """Drains the queue in batches of up to ``batch`` hashes per call."""
+
+    name = "revoker"
+    crash_note = "; queued tokens wait"
 
     def __init__(self, store: Store, client: CendisClient, *,
                  now: Callable[[], float] = time.monotonic,
@@ -76,10 +80,9 @@ class Revoker:
                  reason: str = "leaked", lease: float = LEASE) -> None:
         if not 1 <= batch <= 100:
             raise ValueError("a revoke call names 1 to 100 tokens")
+        super().__init__(clock=now, sleep=sleep)
         self.store = store
         self.client = client
-        self._now = now
-        self._sleep = sleep
         self._rng = rng or random.Random()
         self.batch = batch
         self.base_delay = base_delay
@@ -91,17 +94,13 @@ class Revoker:
         self.owner = claim_owner(f"{self._rng.getrandbits(32):08x}")
         self._credential_ok = True
         self._blocked_reason: str | None = None
-        self.down: str | None = None  # why run() crashed, until it runs again
-        self.crashes: dict[str, int] = {}  # reason -> count, for metrics
         self.deferred = 0.0  # after Step.DEFERRED: seconds until the next token is due
-        self._deadline: float | None = None  # a drain's patience ends then (self._now)
+        self._deadline: float | None = None  # a drain's patience ends then (self._clock)
         self.failures = 0  # consecutive transient failures (the backoff exponent)
         self.calls = 0
         self.closed = 0  # tokens that left the queue with an answer
         self.revoked = 0  # of which Cendis revoked (status revoked)
-        self._stopping = False
         self.errors: dict[str, int] = {}  # reason -> count, for metrics
-        self._wake = asyncio.Event()
         #: Called (in the loop) after the revoker wrote outcomes or failures, with the
         #: ids of the incidents it just revoked: a service wakes its notification
         #: dispatcher and observes the leak-to-revoke time. Must not block.
@@ -119,10 +118,6 @@ class Revoker:
         """``down`` after a crash, else the credential's refusal reason, else None."""
         return "down" if self.down is not None else self._blocked_reason
 
-    def wake(self) -> None:
-        """New work was queued: drain now instead of at the next timer."""
-        self._wake.set()
-
     def outcome(self, sha256: str) -> Status | None:
         """The incident's status, for partner feedback (None if never recorded). A
         blocking read: from a coroutine, use :meth:`outcome_async`."""
@@ -132,38 +127,27 @@ class Revoker:
         """:meth:`outcome` in a worker thread."""
         return await self._db(self.store.status_of, sha256)
 
-    @property
-    def stopping(self) -> bool:
-        """:meth:`stop` was called."""
-        return self._stopping
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in flight (graceful shutdown)."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Loop until :meth:`stop` or cancelled. A cancellation mid-call is safe too: the
-        attempt was written first (see the module docstring)."""
-        while not self._stopping:
-            self._wake.clear()
-            step = await self.step()
-            self.down = None  # a step went through: up again (after a restart)
-            if step is Step.EMPTY:
-                await self._wake.wait()
-            elif step is Step.BUSY:
-                await self._wait_or_wake(BUSY_WAIT)
-            elif step is Step.DEFERRED:
-                await self._wait_or_wake(min(self.deferred, POLL_CAP))
-            elif step is Step.BLOCKED:
-                await self._wait_or_wake(self.auth_retry)
+    async def turn(self) -> float | None:
+        """One :meth:`step` for :meth:`~scanner.worker.Worker.run` (the serve loop; a
+        cancellation mid-call is safe: the attempt was written first, see the module
+        docstring), and how long to rest after it."""
+        step = await self.step()
+        if step is Step.EMPTY:
+            return None  # until new work wakes us
+        if step is Step.BUSY:
+            return BUSY_WAIT
+        if step is Step.DEFERRED:
+            return min(self.deferred, POLL_CAP)
+        if step is Step.BLOCKED:
+            return self.auth_retry
+        return 0.0  # progress, or a wait already made: go on at once
 
     async def drain(self, *, patience: float | None = None) -> int:
         """Until the queue is empty (waiting while another process sends some of it), or
         blocked on the credential, or (with ``patience``) that many seconds of failures
         or waiting have passed; returns the tokens this revoker closed."""
         closed_before = self.closed
-        self._deadline = None if patience is None else self._now() + max(0.0, patience)
+        self._deadline = None if patience is None else self._clock() + max(0.0, patience)
         try:
             while True:
                 step = await self.step()
@@ -173,11 +157,11 @@ class Revoker:
                     await self._pause(BUSY_WAIT)
                 elif step is Step.DEFERRED:
                     if (self._deadline is not None
-                            and self._now() + self.deferred > self._deadline):
+                            and self._clock() + self.deferred > self._deadline):
                         break  # nothing comes due within our patience: stop now
                     await self._pause(min(self.deferred, POLL_CAP))
                 if (step is not Step.PROGRESS and self._deadline is not None
-                        and self._now() >= self._deadline):
+                        and self._clock() >= self._deadline):
                     break
         finally:
             self._deadline = None
@@ -198,10 +182,6 @@ class Revoker:
         return await self._send(entries)
 
     # -- internals -----------------------------------------------------------------------
-
-    async def _db(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A store call in a worker thread: the loop goes on meanwhile."""
-        return await asyncio.to_thread(method, *args, **kwargs)
 
     async def _send(self, entries: Sequence[QueueEntry]) -> Step:
         """One call for claimed entries (the attempt is already written)."""
@@ -309,18 +289,8 @@ class Revoker:
     def _capped(self, seconds: float) -> float:
         """The wait :meth:`_pause` really makes (what the log says it waits)."""
         if self._deadline is not None:
-            return min(seconds, max(0.0, self._deadline - self._now()))
+            return min(seconds, max(0.0, self._deadline - self._clock()))
         return seconds
-
-    async def _wait_or_wake(self, seconds: float) -> None:
-        """Sleep ``seconds`` (the injected sleep), cut short by :meth:`wake`."""
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
 
 
 def _bounded_retry_after(seconds: float | None) -> float:
@@ -334,28 +304,9 @@ def _bounded_retry_after(seconds: float | None) -> float:
 async def supervise(revoker: Revoker, *,
                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                     base: float = RESTART_BASE, cap: float = RESTART_MAX) -> None:
-    """Run ``revoker.run()`` for a service's life. A crash (a bug, a database error) is
-    one log line with its reason, counted in ``revoker.crashes``; ``revoker.down`` holds
-    the reason (so /readyz and the health gauge report it) until the restarted loop gets
-    a step through; restarts back off from ``base`` to ``cap``. Returns after
-    :meth:`Revoker.stop`; a cancellation propagates. Tokens are never lost by a crash:
-    they stay queued and their claims end with the lease."""
-    in_a_row = 0
-    while True:
-        try:
-            await revoker.run()
-            return
-        except Exception as exc:  # noqa: BLE001 - the point: nothing kills the revoker
-            reason = getattr(exc, "reason", None)
-            if not isinstance(reason, str) or not reason:
-                reason = type(exc).__name__
-            reason = short(reason, 40)
-            in_a_row = 1 if revoker.down is None else in_a_row + 1
-            revoker.down = reason
-            revoker.crashes[reason] = revoker.crashes.get(reason, 0) + 1
-            delay = min(cap, base * 2 ** min(in_a_row - 1, 30))
-            log.error("revoker crashed (%s); restarting in %.1f s; queued tokens wait",
-                      reason, delay, extra={"reason": reason, "error": short(str(exc), 200)})
-        await sleep(delay)
-        if revoker.stopping:
-            return
+    """Run ``revoker.run()`` for a service's life (:func:`scanner.worker.supervise`): a
+    crash is one log line, counted in ``revoker.crashes``; ``revoker.down`` (so /readyz
+    and the health gauge report it) until a step gets through; restarts back off from
+    ``base`` to ``cap``. Tokens are never lost by a crash: they stay queued and their
+    claims end with the lease."""
+    await _supervise(revoker, sleep=sleep, base=base, cap=cap)

@@ -28,7 +28,9 @@ Guarantees, and why:
   late ``opened`` message already says ``revoked`` if the revoke was faster.
 
 Every store call runs in a worker thread: the event loop (the receiver's) never waits
-on the database. Time, randomness and sleeping are parameters.
+on the database. Time, randomness and sleeping are parameters. The wake/stop/run
+lifecycle and the supervisor are :mod:`scanner.worker`'s, shared with the revoker; the
+retry policy above is the dispatcher's own.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
@@ -53,9 +55,10 @@ from scanner.notify.config import ChannelConfig, NotifyConfig
 from scanner.notify.delivery import DeliveryError, Sender
 from scanner.notify.message import Message, build_message
 from scanner.notify.senders import make_sender
+from scanner.worker import Worker
+from scanner.worker import supervise as _supervise
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 BASE_DELAY = 5.0      # first retry after a failed send, seconds
 MAX_DELAY = 3600.0    # backoff cap; a message refused for good is retried this often
@@ -103,8 +106,10 @@ class _Channel:
                    + LEASE_SLACK)
 
 
-class Dispatcher:
+class Dispatcher(Worker):
     """Sends what the outbox holds, channel by channel (channels in parallel)."""
+
+    name = "notification dispatcher"
 
     def __init__(self, store: Store, config: NotifyConfig, session: aiohttp.ClientSession,
                  *, now: Callable[[], datetime] = utcnow,
@@ -114,12 +119,11 @@ class Dispatcher:
                  senders: Mapping[str, Sender] | None = None,
                  base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY,
                  poll: float = POLL, failure_level: int = logging.WARNING) -> None:
+        super().__init__(clock=clock, sleep=sleep)
         self.store = store
         self.config = config
         self.session = session
         self._now = now
-        self._clock = clock
-        self._sleep = sleep
         self._rng = rng or random.Random()
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -135,33 +139,15 @@ class Dispatcher:
         #: (refused for good, retried at the cap); for the metrics.
         self.delivered: dict[tuple[str, str], int] = {}
         self.messages = 0  # outbox rows delivered (a digest's rows each count)
-        self._stopping = False
-        self._wake = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Rows were written (in this process): look now instead of at the next poll."""
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after the sends in flight."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Until :meth:`stop` (or cancelled: a send cut short is sent again later with
-        the same key, its claim ending with the lease)."""
-        while not self._stopping:
-            self._wake.clear()
-            wait = await self.step()
-            if self._stopping:
-                return
-            await self._wait_or_wake(self.poll if wait is None else min(wait, self.poll))
+    async def turn(self) -> float | None:
+        """One :meth:`step` for :meth:`~scanner.worker.Worker.run` (a cancellation cuts
+        a send short: it is sent again later with the same key, its claim ending with
+        the lease), and how long to rest: at most :attr:`poll` (other processes' rows)."""
+        wait = await self.step()
+        return self.poll if wait is None else min(wait, self.poll)
 
     async def step(self) -> float | None:
         """One pass over every channel (in parallel): claim what is due and allowed, send
@@ -281,39 +267,14 @@ class Dispatcher:
         key = (channel, outcome)
         self.delivered[key] = self.delivered.get(key, 0) + n
 
-    async def _db(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A store call in a worker thread: the loop goes on meanwhile."""
-        return await asyncio.to_thread(method, *args, **kwargs)
-
-    async def _wait_or_wake(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-
 
 async def supervise(dispatcher: Dispatcher, *,
                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                     base: float = 1.0, cap: float = 60.0) -> None:
-    """Run the dispatcher for a service's life: a crash (a database error) is logged and
-    restarted with backoff; rows stay in the outbox meanwhile."""
-    in_a_row = 0
-    while True:
-        try:
-            await dispatcher.run()
-            return
-        except Exception as exc:  # noqa: BLE001 - nothing kills the dispatcher
-            in_a_row += 1
-            delay = min(cap, base * 2 ** min(in_a_row - 1, 30))
-            reason = getattr(exc, "reason", None) or type(exc).__name__
-            log.error("notification dispatcher crashed (%s); restarting in %.1f s",
-                      short(str(reason), 40), delay, extra={"reason": short(str(reason), 40)})
-        await sleep(delay)
-        if dispatcher.stopping:
-            return
+    """Run the dispatcher for a service's life (:func:`scanner.worker.supervise`): a
+    crash (a database error) is logged and restarted with backoff; rows stay in the
+    outbox meanwhile."""
+    await _supervise(dispatcher, sleep=sleep, base=base, cap=cap)
 
 
 async def drain_once(store: Store, config: NotifyConfig, *, patience: float,
