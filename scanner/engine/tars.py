@@ -22,6 +22,7 @@ million empty members is one error line after a fraction of a second), header me
 from __future__ import annotations
 
 import mmap
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -398,16 +399,10 @@ class _Span:
 
     def flush(self, detector: Detector, members: Members, origin: Origin, outcome: Any
               ) -> None:
-        from bisect import bisect_right
-
         if not self.members:
             return
-        marked = set()
-        for p in detector.candidates(self.src.mm, self.lo, self.hi):
-            i = bisect_right(self.starts, p) - 1
-            if i >= 0 and p < self.members[i][0]:
-                marked.add(i)
-        for i in sorted(marked):
+        ends = [end for end, _, _, _ in self.members]
+        for i in sorted(marked(detector, self.src.mm, self.lo, self.hi, self.starts, ends)):
             end, entry, path, fp = self.members[i]
             data = bytes(self.src.mm[self.starts[i] : end])
             _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
@@ -449,17 +444,64 @@ def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Origin]],
                  members: Members, outcome: Any) -> None:
     """One literal pass over many small members (a gzipped one as its content); a full
     scan only where a literal is."""
-    from bisect import bisect_right
-
-    starts, pos = [], 0
+    starts, ends, pos = [], [], 0
     for searched, _, _ in held:
         starts.append(pos)
+        ends.append(pos + len(searched))
         pos += len(searched) + 1
     region = b"\n".join(searched for searched, _, _ in held)
-    marked = {bisect_right(starts, p) - 1 for p in detector.candidates(region, 0, len(region))}
-    for i in sorted(marked):
+    for i in sorted(marked(detector, region, 0, len(region), starts, ends)):
         _, data, sub = held[i]
         _guard(members.held, data, sub, outcome)
+
+
+#: Input bytes of a gzip or zlib magic tried by :func:`marked`: no more than the first
+#: piece :func:`scanner.engine.layers.peel` inflates (4096 bytes), so an error here is
+#: an error there too, before any output.
+PROBE_IN = 1024
+#: Output allowed to the probe: an error before this much came out is one for peel too
+#: (it allows at least this much: a fresh input's budget, LAYER_SPAN).
+PROBE_OUT = 64 << 10
+
+
+def marked(detector: Detector, buf: Any, lo: int, hi: int, starts: list[int],
+           ends: list[int]) -> set[int]:
+    """The members (data at ``[starts[i], ends[i])`` of ``buf``) where a literal of the
+    prefilter lies in ``buf[lo:hi]``: those get the full scan. A place where only a gzip
+    or zlib magic number is (``x\\x9c``: every few tens of KB of binary data) marks its
+    member only when the bytes after it start to inflate: where they do not, the full
+    scan's decoder would find nothing there either (same first bytes, same error), so
+    a binary member costs no second scan for a magic that opens nothing."""
+    from bisect import bisect_right
+
+    assert detector.prefilter is not None
+    magic = detector.inflate_only()
+    out: set[int] = set()
+    found = detector.prefilter.find(buf, lo, hi)
+    n = 0
+    while n < len(found):
+        p = found[n][0]
+        kinds = set()
+        while n < len(found) and found[n][0] == p:
+            kinds.add(magic.get(found[n][1], 0))
+            n += 1
+        i = bisect_right(starts, p) - 1
+        if i < 0 or i in out or p >= ends[i]:
+            continue  # (a literal across a member's end is not in the member)
+        if 0 not in kinds and len(kinds) == 1 and detector.max_decompressed >= PROBE_OUT \
+                and not _inflates(buf, p, ends[i], kinds.pop()):
+            continue
+        out.add(i)
+    return out
+
+
+def _inflates(buf: Any, p: int, end: int, wbits: int) -> bool:
+    try:
+        zlib.decompressobj(wbits=wbits).decompress(bytes(buf[p : min(end, p + PROBE_IN)]),
+                                                  PROBE_OUT)
+    except zlib.error:
+        return False
+    return True
 
 
 def _name_findings(detector: Detector, names: list[tuple[str, str]], outcome: Any) -> None:
