@@ -50,6 +50,10 @@ REGION = 8 << 20
 CHUNK = 1 << 20
 #: A mapped tar's pages are given back this often, so a 1 GB image is not 1 GB of RSS.
 RELEASE = 64 << 20
+#: A mapped tar at least this large is split across worker processes (when the caller
+#: has them): parts of PART bytes or PART_MEMBERS members.
+SPLIT_MIN = 64 << 20
+PART, PART_MEMBERS = 24 << 20, 4000
 #: Small JSON members kept for the image reader (manifests, configs, indexes).
 KEEP_ONE, KEEP_ALL = 1 << 20, 16 << 20
 
@@ -266,6 +270,9 @@ class Members:
     #: A tar member that is itself a plain tar (an image's layer), scanned in place
     #: from the mapping (else it is streamed: copied a piece at a time).
     nested: Callable[[Mapped, Origin], None] | None = None
+    #: Hands a part of a large mapped tar (its file members) to a worker process: a
+    #: future of (outcome, kept JSON members) as :func:`scan_part` makes them.
+    split: Callable[[Mapped, list[Entry], Origin], Any] | None = None
 
 
 def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
@@ -273,27 +280,29 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     """Scan every member of the tar in ``src``; return the small JSON members kept for
     the image reader (``manifest.json``, ``index.json``, configs). A failure of the tar
     itself (a bad header, the stream it comes out of) is one error for the tar, and
-    what was read before it stays scanned."""
+    what was read before it stays scanned.
+
+    A large mapped tar with :attr:`Members.split` is read here only for its headers
+    (names, whiteouts, the bounds); its members go to worker processes in parts of
+    about PART bytes, and their outcomes are merged back in order (a member that is
+    itself a large tar, an image's layer, is read here and split in turn)."""
     from scanner.engine.names import member_names
 
-    detector = members.detector
-    held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
-    size = 0
-    kept: dict[str, bytes] = {}
-    kept_size = 0
     names: list[tuple[str, str]] = []
     folders: set[str] = set()
     gone: list[str] = []
     count = 0
-    prefilter = detector.prefilter is not None
-    span = _Span(src) if prefilter and isinstance(src, Mapped) else None
+    split = members.split if (isinstance(src, Mapped) and src.end >= SPLIT_MIN
+                              and members.detector.prefilter is not None) else None
+    walk = _Walk(src, origin, outcome, members)
+    parts = _Parts(src, origin, outcome, members) if (split is not None
+                                                      and isinstance(src, Mapped)) else None
     try:
         for entry in entries(src):
             count += 1
             if count > MAX_MEMBERS:
                 raise SourceError(f"tar holds more than {MAX_MEMBERS} members; only the "
                                   f"first {MAX_MEMBERS} scanned")
-            path, fp = _sub_paths(origin, entry)
             names += member_names(origin.path or "-",
                                   origin.fingerprint_path or origin.path or "-", entry.name,
                                   folders)
@@ -303,56 +312,161 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
                 continue
             if entry.type not in _FILE or not entry.type:
                 continue  # links, directories, devices: no bytes of their own
-            if entry.size > WHOLE:
-                if (span is not None and members.nested is not None
-                        and members.kind_of(span.head(entry.size)) == "tar"):
-                    span.flush(detector, members, origin, outcome)
-                    _guard(members.nested, span.member(entry.size),
-                           _sub(origin, entry, path, fp), outcome)
-                    continue
-                _guard(members.streamed, src.chunks(entry.size),
-                       _sub(origin, entry, path, fp), outcome)
-                continue
-            if span is not None:  # a mapped tar: plain members are searched in place
-                head = span.head(entry.size)
-                if members.kind_of(head) in ("text", "binary"):
-                    if (head[:1] in (b"{", b"[") and entry.size <= KEEP_ONE
-                            and kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
-                        kept[entry.name] = span.data(entry.size)
-                        kept_size += entry.size
-                    span.add(entry, path, fp, detector, members, origin, outcome)
-                    continue
-            data = src.read(entry.size)
-            if len(data) < entry.size:
-                raise SourceError("tar is truncated (a member is cut short)")
-            if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and kept_size < KEEP_ALL
-                    and _maybe_image_json(entry.name)):
-                kept[entry.name] = data
-                kept_size += len(data)
-            kind = members.kind_of(data[:8192]) if prefilter else ""
-            searched: bytes | None = data if kind in ("text", "binary") else None
-            if kind == "gzip" and members.gunzip is not None:
-                plain = members.gunzip(data)  # its text searched with the others
-                if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
-                    searched = plain
-            if searched is not None:
-                held.append((searched, data, _sub(origin, entry, path, fp)))
-                size += len(searched) + 1
-                if size >= REGION:
-                    _search_held(detector, held, members, outcome)
-                    held, size = [], 0
+            if parts is not None:
+                parts.add(entry)
             else:
-                _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+                walk.member(entry)
     except SourceError as exc:
-        outcome.errors.append(issue(origin.path or "-", exc))
-    if span is not None:
-        span.flush(detector, members, origin, outcome)
-    if held:
-        _search_held(detector, held, members, outcome)
-    _name_findings(detector, names, outcome)
+        if parts is None:
+            outcome.errors.append(issue(origin.path or "-", exc))
+        else:
+            parts.failure = issue(origin.path or "-", exc)
+    kept = parts.finish() if parts is not None else walk.finish()
+    _name_findings(members.detector, names, outcome)
     if gone:
         outcome.whiteouts[origin.path or "-"] = gone
-    return kept
+    return dict(kept)
+
+
+def scan_part(src: Mapped, part: list[Entry], origin: Origin, outcome: Any,
+              members: Members) -> list[tuple[str, bytes]]:
+    """A worker's share of a split tar (:func:`scan_tar`): these file members, each
+    scanned as :func:`scan_tar` would; returns the JSON members kept, in order."""
+    walk = _Walk(src, origin, outcome, members)
+    try:
+        for entry in part:
+            src.pos = entry.pos
+            walk.member(entry)
+    except SourceError as exc:
+        outcome.errors.append(issue(origin.path or "-", exc))
+    return walk.finish()
+
+
+class _Walk:
+    """The members of one tar with bytes of their own, as :func:`scan_tar` reads them:
+    small plain ones searched together (in place when mapped), the rest scanned one by
+    one."""
+
+    def __init__(self, src: Source, origin: Origin, outcome: Any, members: Members):
+        self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
+        self.detector = members.detector
+        self.held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
+        self.size = 0
+        self.kept: list[tuple[str, bytes]] = []
+        self.kept_size = 0
+        self.prefilter = self.detector.prefilter is not None
+        self.span = _Span(src) if self.prefilter and isinstance(src, Mapped) else None
+
+    def member(self, entry: Entry) -> None:
+        src, origin, outcome, members = self.src, self.origin, self.outcome, self.members
+        detector, span = self.detector, self.span
+        path, fp = _sub_paths(origin, entry)
+        if entry.size > WHOLE:
+            if (span is not None and members.nested is not None
+                    and members.kind_of(span.head(entry.size)) == "tar"):
+                span.flush(detector, members, origin, outcome)
+                _guard(members.nested, span.member(entry.size),
+                       _sub(origin, entry, path, fp), outcome)
+                return
+            _guard(members.streamed, src.chunks(entry.size),
+                   _sub(origin, entry, path, fp), outcome)
+            return
+        if span is not None:  # a mapped tar: plain members are searched in place
+            head = span.head(entry.size)
+            if members.kind_of(head) in ("text", "binary"):
+                if (head[:1] in (b"{", b"[") and entry.size <= KEEP_ONE
+                        and self.kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
+                    self.kept.append((entry.name, span.data(entry.size)))
+                    self.kept_size += entry.size
+                span.add(entry, path, fp, detector, members, origin, outcome)
+                return
+        data = src.read(entry.size)
+        if len(data) < entry.size:
+            raise SourceError("tar is truncated (a member is cut short)")
+        if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and self.kept_size < KEEP_ALL
+                and _maybe_image_json(entry.name)):
+            self.kept.append((entry.name, data))
+            self.kept_size += len(data)
+        kind = members.kind_of(data[:8192]) if self.prefilter else ""
+        searched: bytes | None = data if kind in ("text", "binary") else None
+        if kind == "gzip" and members.gunzip is not None:
+            plain = members.gunzip(data)  # its text searched with the others
+            if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
+                searched = plain
+        if searched is not None:
+            self.held.append((searched, data, _sub(origin, entry, path, fp)))
+            self.size += len(searched) + 1
+            if self.size >= REGION:
+                _search_held(detector, self.held, members, outcome)
+                self.held, self.size = [], 0
+        else:
+            _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+
+    def finish(self) -> list[tuple[str, bytes]]:
+        """Search what is still held; the kept JSON members, in order."""
+        if self.span is not None:
+            self.span.flush(self.detector, self.members, self.origin, self.outcome)
+        if self.held:
+            _search_held(self.detector, self.held, self.members, self.outcome)
+            self.held, self.size = [], 0
+        return self.kept
+
+
+class _Parts:
+    """A split tar's file members, sent to workers a part at a time and merged back in
+    order; a member that is a large tar itself (a layer) is scanned here, in its place
+    in that order (after the parts before it are merged), and split in turn."""
+
+    def __init__(self, src: Mapped, origin: Origin, outcome: Any, members: Members):
+        assert members.split is not None
+        self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
+        self.split = members.split
+        self.sent: list[Any] = []  # futures of (outcome, kept), not merged yet
+        self.part: list[Entry] = []
+        self.size = 0
+        self.kept: list[tuple[str, bytes]] = []
+        self.kept_size = 0
+        self.failure: Any = None  # the tar's own error, said after its members'
+
+    def add(self, entry: Entry) -> None:
+        if entry.size > WHOLE and self.members.nested is not None:
+            at = self.src.base + entry.pos
+            if self.members.kind_of(self.src.mm[at : at + min(entry.size, 8192)]) == "tar":
+                self._send()
+                self._merge()
+                path, fp = _sub_paths(self.origin, entry)
+                self.src.pos = entry.pos
+                _guard(self.members.nested, _Span(self.src).member(entry.size),
+                       _sub(self.origin, entry, path, fp), self.outcome)
+                return
+        self.part.append(entry)
+        self.size += entry.size + BLOCK
+        if self.size >= PART or len(self.part) >= PART_MEMBERS:
+            self._send()
+
+    def _send(self) -> None:
+        if self.part:
+            self.sent.append(self.split(self.src, self.part, self.origin))
+            self.part, self.size = [], 0
+
+    def _merge(self) -> None:
+        """The parts sent so far, merged in order; their JSON kept as one reader would
+        have kept it (each part kept at least that much)."""
+        for future in self.sent:
+            got, kept = future.result()
+            self.outcome.merge(got)
+            for name, data in kept:
+                if self.kept_size < KEEP_ALL:
+                    self.kept.append((name, data))
+                    self.kept_size += len(data)
+        self.sent = []
+
+    def finish(self) -> list[tuple[str, bytes]]:
+        self._send()
+        self._merge()
+        if self.failure is not None:
+            self.outcome.errors.append(self.failure)
+        return self.kept
 
 
 class _Span:
