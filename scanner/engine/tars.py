@@ -350,7 +350,7 @@ class _Walk:
     def __init__(self, src: Source, origin: Origin, outcome: Any, members: Members):
         self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
         self.detector = members.detector
-        self.held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
+        self.held: list[tuple[bytes, bytes, Entry]] = []  # (bytes to search, member, entry)
         self.size = 0
         self.kept: list[tuple[str, bytes]] = []
         self.kept_size = 0
@@ -360,16 +360,15 @@ class _Walk:
     def member(self, entry: Entry) -> None:
         src, origin, outcome, members = self.src, self.origin, self.outcome, self.members
         detector, span = self.detector, self.span
-        path, fp = _sub_paths(origin, entry)
         if entry.size > WHOLE:
             if (span is not None and members.nested is not None
                     and members.kind_of(span.head(entry.size)) == "tar"):
                 span.flush(detector, members, origin, outcome)
                 _guard(members.nested, span.member(entry.size),
-                       _sub(origin, entry, path, fp), outcome)
+                       _sub(origin, entry), outcome)
                 return
             _guard(members.streamed, src.chunks(entry.size),
-                   _sub(origin, entry, path, fp), outcome)
+                   _sub(origin, entry), outcome)
             return
         if span is not None:  # a mapped tar: plain members are searched in place
             head = span.head(entry.size)
@@ -378,7 +377,7 @@ class _Walk:
                         and self.kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
                     self.kept.append((entry.name, span.data(entry.size)))
                     self.kept_size += entry.size
-                span.add(entry, path, fp, detector, members, origin, outcome)
+                span.add(entry, detector, members, origin, outcome)
                 return
         data = src.read(entry.size)
         if len(data) < entry.size:
@@ -394,20 +393,20 @@ class _Walk:
             if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
                 searched = plain
         if searched is not None:
-            self.held.append((searched, data, _sub(origin, entry, path, fp)))
+            self.held.append((searched, data, entry))
             self.size += len(searched) + 1
             if self.size >= REGION:
-                _search_held(detector, self.held, members, outcome)
+                _search_held(detector, self.held, origin, members, outcome)
                 self.held, self.size = [], 0
         else:
-            _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+            _guard(members.held, data, _sub(origin, entry), outcome)
 
     def finish(self) -> list[tuple[str, bytes]]:
         """Search what is still held; the kept JSON members, in order."""
         if self.span is not None:
             self.span.flush(self.detector, self.members, self.origin, self.outcome)
         if self.held:
-            _search_held(self.detector, self.held, self.members, self.outcome)
+            _search_held(self.detector, self.held, self.origin, self.members, self.outcome)
             self.held, self.size = [], 0
         return self.kept
 
@@ -434,10 +433,9 @@ class _Parts:
             if self.members.kind_of(self.src.mm[at : at + min(entry.size, 8192)]) == "tar":
                 self._send()
                 self._merge()
-                path, fp = _sub_paths(self.origin, entry)
                 self.src.pos = entry.pos
                 _guard(self.members.nested, _Span(self.src).member(entry.size),
-                       _sub(self.origin, entry, path, fp), self.outcome)
+                       _sub(self.origin, entry), self.outcome)
                 return
         self.part.append(entry)
         self.size += entry.size + BLOCK
@@ -480,7 +478,7 @@ class _Span:
     def __init__(self, src: Mapped):
         self.src = src
         self.starts: list[int] = []
-        self.members: list[tuple[int, Entry, str, str | None]] = []  # (end, entry, paths)
+        self.members: list[tuple[int, Entry]] = []  # (end of its data, entry)
         self.lo = self.hi = 0
 
     def head(self, size: int) -> bytes:
@@ -498,8 +496,8 @@ class _Span:
         at = self.src.at()
         return bytes(self.src.mm[at : at + size])
 
-    def add(self, entry: Entry, path: str, fp: str | None, detector: Detector,
-            members: Members, origin: Origin, outcome: Any) -> None:
+    def add(self, entry: Entry, detector: Detector, members: Members, origin: Origin,
+            outcome: Any) -> None:
         at = self.src.at()
         if at + entry.size > self.src.base + self.src.end:
             raise SourceError("tar is truncated (a member is cut short)")
@@ -508,18 +506,18 @@ class _Span:
         if not self.members:
             self.lo = at
         self.starts.append(at)
-        self.members.append((at + entry.size, entry, path, fp))
+        self.members.append((at + entry.size, entry))
         self.hi = at + entry.size
 
     def flush(self, detector: Detector, members: Members, origin: Origin, outcome: Any
               ) -> None:
         if not self.members:
             return
-        ends = [end for end, _, _, _ in self.members]
+        ends = [end for end, _ in self.members]
         for i in sorted(marked(detector, self.src.mm, self.lo, self.hi, self.starts, ends)):
-            end, entry, path, fp = self.members[i]
+            end, entry = self.members[i]
             data = bytes(self.src.mm[self.starts[i] : end])
-            _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+            _guard(members.held, data, _sub(origin, entry), outcome)
         self.starts, self.members = [], []
 
 
@@ -530,9 +528,10 @@ def _sub_paths(origin: Origin, entry: Entry) -> tuple[str, str | None]:
             None if fp is None else member_path(fp, entry.name))
 
 
-def _sub(origin: Origin, entry: Entry, path: str, fp: str | None) -> Origin:
+def _sub(origin: Origin, entry: Entry) -> Origin:
     """A member's origin, made only for a member that is scanned in full (most of an
     image's are searched and never need one)."""
+    path, fp = _sub_paths(origin, entry)
     return replace(origin, path=path, fingerprint_path=fp, size=entry.size, start=0,
                    end=None)
 
@@ -554,7 +553,7 @@ def _guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome:
         outcome.errors.append(issue(sub.path or "-", exc))
 
 
-def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Origin]],
+def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Entry]], origin: Origin,
                  members: Members, outcome: Any) -> None:
     """One literal pass over many small members (a gzipped one as its content); a full
     scan only where a literal is."""
@@ -565,8 +564,8 @@ def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Origin]],
         pos += len(searched) + 1
     region = b"\n".join(searched for searched, _, _ in held)
     for i in sorted(marked(detector, region, 0, len(region), starts, ends)):
-        _, data, sub = held[i]
-        _guard(members.held, data, sub, outcome)
+        _, data, entry = held[i]
+        _guard(members.held, data, _sub(origin, entry), outcome)
 
 
 #: Input bytes of a gzip or zlib magic tried by :func:`marked`: no more than the first
