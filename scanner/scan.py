@@ -26,6 +26,7 @@ from scanner.engine.inputs import SNIFF, kind_of
 from scanner.engine.names import path_findings, redact_path
 from scanner.engine.scan_input import (
     READ_WHOLE,
+    Fanout,
     Outcome,
     count_lines,
     line_segments,
@@ -33,6 +34,7 @@ from scanner.engine.scan_input import (
     scan_input,
     split_large,
 )
+from scanner.engine.tars import SPLIT_MIN
 from scanner.errors import UsageError
 from scanner.finding import Finding, SourceKind
 from scanner.result import DECODE_WINDOW, GZIP_LIMIT, Progress, ScanOptions, ScanResult
@@ -57,19 +59,34 @@ REGION_BYTES = 4 << 20
 BATCH_FILES = 256  # each unit builds a detector (~1 ms): not too many units
 
 
-def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT) -> Outcome:
+def scan_origin(detector: Detector, origin: Origin, gzip_limit: int = GZIP_LIMIT,
+                fanout: Fanout | None = None) -> Outcome:
     """Scan one file (or one range of a large file); any failure becomes an error for
     this file alone. What is not a regular file once open (a FIFO, a device,
-    /dev/stdin on a pipe) is streamed in constant memory, like stdin."""
+    /dev/stdin on a pipe) is streamed in constant memory, like stdin. ``fanout``: the
+    workers a large tar's members are split across."""
     outcome = Outcome(files=1 if origin.start == 0 else 0)
     try:
         with open(origin.fs_path or "", "rb") as f:
             seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-            scan_input(detector, f, origin, outcome, seekable=seekable, gzip_limit=gzip_limit)
+            scan_input(detector, f, origin, outcome, seekable=seekable, gzip_limit=gzip_limit,
+                       fanout=fanout)
     except Exception as exc:  # one bad file must not end the scan (reported, exit 2)
         log.debug("scanning %s failed", origin.path, exc_info=True)
         outcome.fail(origin, exc)
     return outcome
+
+
+def _large_tar(origin: Origin) -> bool:
+    """A regular file that is a tar large enough to split across the workers (an
+    image): it is read here, its members by the workers (tars.scan_tar)."""
+    if origin.local or origin.end is not None or origin.size < SPLIT_MIN or not origin.fs_path:
+        return False
+    try:
+        with open(origin.fs_path, "rb") as f:
+            return kind_of(f.read(SNIFF)) == "tar"
+    except OSError:
+        return False
 
 
 def _shown(origin: Origin, renamed: dict[str, str]) -> Origin:
@@ -279,9 +296,15 @@ def _scan_in_pool(rules: list[Rule], detector: Detector, origins: list[Origin],
                   progress: Progress | None, jobs: int, executor: Executor | None) -> None:
     """Batches of files in worker processes (each builds its own detector), lines of
     split files counted there too."""
+    tars = [o for o in origins if _large_tar(o)]
+    if tars:
+        origins = [o for o in origins if o not in tars]
     with pools.executor(options.jobs, executor) as pool:
         futures = [pool.submit(_scan_batch, rules, batch, options.max_decompressed,
                                options.decode_window) for batch in _batches(origins)]
+        fanout = Fanout(pool, rules)
+        for origin in tars:  # read here, the members by the workers
+            outcome.merge(scan_origin(detector, origin, options.max_decompressed, fanout))
         _gather(futures, detector, local, options, outcome, progress)
         segments = line_segments(outcome, jobs * 4)
         if segments:

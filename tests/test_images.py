@@ -364,3 +364,53 @@ def test_oci_folder_reads_only_its_own_small_regular_files(
     assert "internal error" not in proc.err
     assert [f["secret_sha256"] for f in report["findings"]] == [hashed(token)]
     assert status in (1, 2)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "oci"])
+def test_a_large_image_split_across_workers_reads_as_one_reader(
+        layout: str, scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """A layer large enough to be split across worker processes (parts of its members
+    scanned by each, merged back in order) gives the very report one process gives:
+    tokens early, in the middle and late in the layer, in a gzipped member, a nested
+    tar, a member's and a folder's name, a binary member, a file a later layer's
+    whiteout deletes, and the config."""
+    import random
+
+    rng = random.Random(7)
+    t = [make_token() for _ in range(9)]
+    big: dict[str, bytes] = {"app/.env": f"TOKEN={t[0]}\n".encode()}
+    for i in range(3000):
+        big[f"usr/share/doc/p{i}/README"] = f"package {i}\n".encode() * rng.randrange(1, 40)
+        if i % 3 == 0:
+            big[f"usr/share/man/man1/p{i}.1.gz"] = gzip.compress(b".TH P 1\n" * 50, 1)
+        if i % 500 == 0:  # filler: the layer passes the size from which it is split
+            big[f"usr/lib/blob{i}.so"] = b"\x7fELF" + rng.randbytes(12 << 20)
+        if i % 20 == 0:  # a zlib magic that opens nothing, as binaries have
+            big[f"usr/lib/p{i}.so"] = b"\x7fELF\0" + rng.randbytes(9000) + b"x\x9c" \
+                + rng.randbytes(9000)
+        if i == 1500:
+            big["srv/middle.yaml"] = f"token: {t[1]}\n".encode()
+            big["usr/share/man/man1/secret.1.gz"] = gzip.compress(f"K={t[2]}\n".encode())
+            big["srv/inner.tar"] = tar_bytes({"conf/k.ini": f"k={t[3]}\n".encode()})
+            big[f"srv/notes-{t[4]}.txt"] = b"clean\n"
+            big[f"srv/dir-{t[5]}/a"] = b"clean\n"
+            big["usr/lib/tool.bin"] = b"\x7fELF\0" + f"{t[6]}".encode() + bytes(100)
+    big["zz/late.env"] = f"LATE={t[7]}\n".encode()
+    layers = [big, {"app/.wh..env": b"", "srv/live.yaml": b"clean\n"}]
+    docker_save(tmp_path / "image.tar", "acme/big:2", layers, [f"CENDIS_TOKEN={t[8]}"],
+                layout=layout)
+    from scanner.engine.tars import SPLIT_MIN
+
+    assert (tmp_path / "image.tar").stat().st_size > SPLIT_MIN + (8 << 20)
+    reports = []
+    for jobs in ("1", "2"):
+        status, report, proc = scan(["image.tar", "--jobs", jobs], cwd=tmp_path)
+        assert status == 1, proc.err
+        report["summary"].pop("seconds")
+        reports.append(report)
+    assert reports[0] == reports[1]
+    found = {f["secret_sha256"] for f in reports[1]["findings"]}
+    assert found == {hashed(x) for x in t}
+    deleted = [f for f in reports[1]["findings"] if (f["note"] or "").startswith(DELETED)]
+    assert [f["path"].rpartition("!")[2] for f in deleted] == ["app/.env"]
+    assert all("acme/big:2!" in f["path"] for f in reports[1]["findings"])

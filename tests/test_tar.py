@@ -280,3 +280,44 @@ def test_a_token_in_an_archives_name_is_not_reported_again_per_member(
     status, report, proc = scan(["o.zip"], cwd=tmp_path)
     assert status == 1, proc.err
     assert [(f["location"], f["path"].count("!")) for f in report["findings"]] == [("path", 1)]
+
+
+@pytest.mark.parametrize("magic", ["gzip", "zlib-1", "zlib-6", "zlib-9"])
+@pytest.mark.parametrize("member", ["plain", "gzipped"])
+def test_compression_magics_in_binary_members(magic: str, member: str, scan: Any,
+                                              tmp_path: Path,
+                                              make_token: Callable[[], str]) -> None:
+    """A tar of many binary members, most with a gzip or zlib magic number that opens
+    nothing (as in any binary data), some with a real stream holding a token: the
+    magic alone costs no full scan, the real streams are still found (the tar is
+    mapped: its members are searched in place, the probe decides)."""
+    import random
+    import zlib
+
+    rng = random.Random(20)
+    level = {"gzip": 6, "zlib-1": 1, "zlib-6": 6, "zlib-9": 9}[magic]
+
+    def stream(data: bytes) -> bytes:
+        if magic == "gzip":
+            return gzip.compress(data, level)
+        return zlib.compress(data, level)
+
+    head = stream(b"")[:3 if magic == "gzip" else 2]
+    tokens = [make_token() for _ in range(3)]
+    members: dict[str, bytes] = {}
+    for i in range(40):
+        noise = bytes(rng.randrange(256) for _ in range(3000))
+        members[f"bin/noise{i}.so"] = b"\x7fELF\0" + noise[:1000] + head + noise[1000:]
+    for i, token in enumerate(tokens):
+        inner = stream(f"secret = {token}\n".encode() + bytes(200))
+        members[f"bin/real{i}.so"] = b"\x7fELF\0" + bytes(500) + inner + bytes(500)
+    if member == "gzipped":
+        members = {name + ".gz": gzip.compress(data) for name, data in members.items()}
+    (tmp_path / "layer.tar").write_bytes(tar_bytes(members))
+    status, report, _ = scan([str(tmp_path / "layer.tar")])
+    assert status == 1
+    got = {(f["path"].rpartition("!")[2], f["secret_sha256"]) for f in report["findings"]}
+    ext = ".gz" if member == "gzipped" else ""
+    assert got == {(f"bin/real{i}.so{ext}", sha(t)) for i, t in enumerate(tokens)}
+    assert all(f["encoding"].endswith("zlib" if magic != "gzip" else "gzip")
+               for f in report["findings"])

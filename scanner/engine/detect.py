@@ -215,6 +215,7 @@ class Detector:
         # most units never pass a decode window).
         self._shallow_: Literals | None = None
         self._always_at: dict[int, list[int]] = {}
+        self._inflate_only: dict[int, int] | None = None
 
     @property
     def _shallow(self) -> Literals | None:
@@ -233,6 +234,23 @@ class Detector:
         """Every literal either search plan looks for: a prefilter (git blobs) that
         keeps only inputs holding one of these misses nothing the detector finds."""
         return list(self._plan.texts)
+
+    def inflate_only(self) -> dict[int, int]:
+        """The prefilter's literals that are nothing but a gzip or zlib magic number
+        (index -> zlib ``wbits``). Two or three bytes long, they turn up every few tens
+        of KB of binary data; what they start holds something only where it inflates,
+        which a region search (an image's members) can test before it pays for a full
+        scan of the member (see :func:`scanner.engine.tars.marked`)."""
+        if self._inflate_only is None:
+            out: dict[int, int] = {}
+            for i, text in enumerate(self.literals() if self.prefilter is not None else ()):
+                own = [n for t, ns in self._by_head.get(text[:2], ()) if t == text for n in ns]
+                seeds = {n.seed.layer for t, ns in self._plan.by_head.get(text[:2], ())
+                         if t == text for n in ns if n.seed is not None}
+                if not own and len(seeds) == 1 and seeds <= {layers.GZIP, layers.ZLIB}:
+                    out[i] = 31 if layers.GZIP in seeds else 15
+            self._inflate_only = out
+        return self._inflate_only
 
     def budget(self) -> Budget:
         """The decoded bytes one input may produce (give one to every :meth:`scan` of

@@ -37,7 +37,16 @@ from scanner.engine.inputs import (
     steady_heap,
     utf16_to_utf8,
 )
-from scanner.engine.tars import WHOLE, Mapped, Members, Source, Streamed, scan_tar
+from scanner.engine.tars import (
+    WHOLE,
+    Entry,
+    Mapped,
+    Members,
+    Source,
+    Streamed,
+    scan_part,
+    scan_tar,
+)
 from scanner.engine.unpack import decompress
 from scanner.finding import Finding
 from scanner.result import GZIP_LIMIT, ScanIssue, issue
@@ -101,13 +110,15 @@ def _chunks(f: Readable, head: bytes) -> Iterator[bytes]:
 
 
 def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome, *,
-               seekable: bool, gzip_limit: int = GZIP_LIMIT) -> None:
+               seekable: bool, gzip_limit: int = GZIP_LIMIT, fanout: Fanout | None = None
+               ) -> None:
     """Sniff the first bytes, then pick the cheapest way to read what they say it is.
 
     A stream (stdin, a pipe, a device) is always streamed in constant memory; a regular
     file is read whole when small and mapped when large; gzip and UTF-16 are decoded as
     streams either way (and what a gzip holds is sniffed again: gzip in gzip, a zip);
-    a zip's members are scanned one by one.
+    a zip's members are scanned one by one; a large tar's members, with ``fanout``,
+    by worker processes.
     """
     if origin.end is not None:  # a range of a large plain file, already sniffed
         _scan_mapped(detector, f, origin, outcome, binary=False)
@@ -124,7 +135,7 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
         f.seek(len(head))
         kind, binary = "binary", True
     if kind == "tar" and seekable and _scan_mapped_tar(detector, f, origin, outcome,
-                                                       gzip_limit):
+                                                       gzip_limit, fanout):
         return
     if kind in _LAYERED or kind.startswith("utf-16") or not seekable:
         if not seekable and sys.platform == "linux":
@@ -144,8 +155,18 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
 _LAYERED = ("gzip", "zip", "tar", "bzip2", "xz", "zstd")
 
 
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """Worker processes that the members of a large mapped tar (an image's layer) are
+    split across (:func:`scanner.engine.tars.scan_tar`); ``rules`` travel with each
+    part, so any process pool will do."""
+
+    pool: Any  # a concurrent.futures.Executor
+    rules: list[Any]
+
+
 def _scan_mapped_tar(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
-                     limit: int) -> bool:
+                     limit: int, fanout: Fanout | None = None) -> bool:
     """A tar that is a regular file (a ``docker save`` tarball, a backup): mapped, its
     members read in place. False when ``f`` cannot be mapped (then it is streamed)."""
     try:
@@ -154,17 +175,18 @@ def _scan_mapped_tar(detector: Detector, f: Readable, origin: Origin, outcome: O
         mm = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return False
+    if origin.fs_path is None:
+        fanout = None  # a worker opens the tar again by its name
     with mm:
-        _scan_tar(detector, Mapped(mm, 0, size), origin, outcome, None, limit, 1)
+        _scan_tar(detector, Mapped(mm, 0, size), origin, outcome, None, limit, 1, fanout)
     outcome.bytes += size
     return True
 
 
-def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
-              encoding: str | None, limit: int, depth: int) -> None:
-    """Each member of a tar as an input one layer deeper; then, if the tar is a
-    container image (``manifest.json``, ``index.json``), its findings renamed after the
-    image and layer they are in."""
+def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: int,
+             depth: int, fanout: Fanout | None) -> Members:
+    """How the members of a tar ``depth`` layers deep are scanned (here or, for a
+    part of a split tar, in a worker: the same either way)."""
     layers = _plus(encoding, "tar")
 
     def held(data: bytes, sub: Origin) -> None:
@@ -180,13 +202,46 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
         if depth >= MAX_NESTING:
             streamed(inner.chunks(inner.end), sub)  # says how deep it is
         else:
-            _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1)
+            _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1, fanout)
 
+    def split(tar: Mapped, part: list[Entry], where: Origin) -> Any:
+        assert fanout is not None
+        return fanout.pool.submit(
+            scan_tar_part, fanout.rules, (detector.max_decompressed, detector.decode_window),
+            where.fs_path, (tar.base, tar.base + tar.end), part, where, encoding, limit, depth)
+
+    return Members(detector, held, streamed, kind_of, small_gzip, nested,
+                   None if fanout is None else split)
+
+
+def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
+              encoding: str | None, limit: int, depth: int, fanout: Fanout | None = None
+              ) -> None:
+    """Each member of a tar as an input one layer deeper; then, if the tar is a
+    container image (``manifest.json``, ``index.json``), its findings renamed after the
+    image and layer they are in. With ``fanout``, a large mapped tar's members are
+    scanned by worker processes (and ``outcome`` gets their outcomes in order)."""
     since = len(outcome.findings)
     kept = scan_tar(src, origin, outcome,
-                    Members(detector, held, streamed, kind_of, small_gzip, nested))
+                    _members(detector, outcome, encoding, limit, depth, fanout))
     if kept:
         name_images(outcome, since, origin, kept)
+
+
+def scan_tar_part(rules: list[Any], settings: tuple[int, int], fs_path: str,
+                  span: tuple[int, int], part: list[Entry], origin: Origin,
+                  encoding: str | None, limit: int, depth: int
+                  ) -> tuple[Outcome, list[tuple[str, bytes]]]:
+    """A worker's part of a split tar (the tar at ``span`` of the file ``fs_path``):
+    what :func:`_scan_tar` would have made of these members; self-contained (rules
+    travel with it)."""
+    max_decompressed, window = settings
+    detector = Detector(rules, max_decompressed=max_decompressed, decode_window=window)
+    outcome = Outcome()
+    with open(fs_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        kept = scan_part(Mapped(mm, *span), part, origin, outcome,
+                         _members(detector, outcome, encoding, limit, depth, None))
+    return outcome, kept
 
 
 def _scan_held(detector: Detector, data: bytes, origin: Origin, outcome: Outcome,

@@ -22,6 +22,7 @@ million empty members is one error line after a fraction of a second), header me
 from __future__ import annotations
 
 import mmap
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,6 +50,10 @@ REGION = 8 << 20
 CHUNK = 1 << 20
 #: A mapped tar's pages are given back this often, so a 1 GB image is not 1 GB of RSS.
 RELEASE = 64 << 20
+#: A mapped tar at least this large is split across worker processes (when the caller
+#: has them): parts of PART bytes or PART_MEMBERS members.
+SPLIT_MIN = 64 << 20
+PART, PART_MEMBERS = 24 << 20, 4000
 #: Small JSON members kept for the image reader (manifests, configs, indexes).
 KEEP_ONE, KEEP_ALL = 1 << 20, 16 << 20
 
@@ -265,6 +270,9 @@ class Members:
     #: A tar member that is itself a plain tar (an image's layer), scanned in place
     #: from the mapping (else it is streamed: copied a piece at a time).
     nested: Callable[[Mapped, Origin], None] | None = None
+    #: Hands a part of a large mapped tar (its file members) to a worker process: a
+    #: future of (outcome, kept JSON members) as :func:`scan_part` makes them.
+    split: Callable[[Mapped, list[Entry], Origin], Any] | None = None
 
 
 def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
@@ -272,27 +280,29 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     """Scan every member of the tar in ``src``; return the small JSON members kept for
     the image reader (``manifest.json``, ``index.json``, configs). A failure of the tar
     itself (a bad header, the stream it comes out of) is one error for the tar, and
-    what was read before it stays scanned."""
+    what was read before it stays scanned.
+
+    A large mapped tar with :attr:`Members.split` is read here only for its headers
+    (names, whiteouts, the bounds); its members go to worker processes in parts of
+    about PART bytes, and their outcomes are merged back in order (a member that is
+    itself a large tar, an image's layer, is read here and split in turn)."""
     from scanner.engine.names import member_names
 
-    detector = members.detector
-    held: list[tuple[bytes, bytes, Origin]] = []  # (bytes to search, member, origin)
-    size = 0
-    kept: dict[str, bytes] = {}
-    kept_size = 0
     names: list[tuple[str, str]] = []
     folders: set[str] = set()
     gone: list[str] = []
     count = 0
-    prefilter = detector.prefilter is not None
-    span = _Span(src) if prefilter and isinstance(src, Mapped) else None
+    split = members.split if (isinstance(src, Mapped) and src.end >= SPLIT_MIN
+                              and members.detector.prefilter is not None) else None
+    walk = _Walk(src, origin, outcome, members)
+    parts = _Parts(src, origin, outcome, members) if (split is not None
+                                                      and isinstance(src, Mapped)) else None
     try:
         for entry in entries(src):
             count += 1
             if count > MAX_MEMBERS:
                 raise SourceError(f"tar holds more than {MAX_MEMBERS} members; only the "
                                   f"first {MAX_MEMBERS} scanned")
-            path, fp = _sub_paths(origin, entry)
             names += member_names(origin.path or "-",
                                   origin.fingerprint_path or origin.path or "-", entry.name,
                                   folders)
@@ -302,56 +312,159 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
                 continue
             if entry.type not in _FILE or not entry.type:
                 continue  # links, directories, devices: no bytes of their own
-            if entry.size > WHOLE:
-                if (span is not None and members.nested is not None
-                        and members.kind_of(span.head(entry.size)) == "tar"):
-                    span.flush(detector, members, origin, outcome)
-                    _guard(members.nested, span.member(entry.size),
-                           _sub(origin, entry, path, fp), outcome)
-                    continue
-                _guard(members.streamed, src.chunks(entry.size),
-                       _sub(origin, entry, path, fp), outcome)
-                continue
-            if span is not None:  # a mapped tar: plain members are searched in place
-                head = span.head(entry.size)
-                if members.kind_of(head) in ("text", "binary"):
-                    if (head[:1] in (b"{", b"[") and entry.size <= KEEP_ONE
-                            and kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
-                        kept[entry.name] = span.data(entry.size)
-                        kept_size += entry.size
-                    span.add(entry, path, fp, detector, members, origin, outcome)
-                    continue
-            data = src.read(entry.size)
-            if len(data) < entry.size:
-                raise SourceError("tar is truncated (a member is cut short)")
-            if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and kept_size < KEEP_ALL
-                    and _maybe_image_json(entry.name)):
-                kept[entry.name] = data
-                kept_size += len(data)
-            kind = members.kind_of(data[:8192]) if prefilter else ""
-            searched: bytes | None = data if kind in ("text", "binary") else None
-            if kind == "gzip" and members.gunzip is not None:
-                plain = members.gunzip(data)  # its text searched with the others
-                if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
-                    searched = plain
-            if searched is not None:
-                held.append((searched, data, _sub(origin, entry, path, fp)))
-                size += len(searched) + 1
-                if size >= REGION:
-                    _search_held(detector, held, members, outcome)
-                    held, size = [], 0
+            if parts is not None:
+                parts.add(entry)
             else:
-                _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+                walk.member(entry)
     except SourceError as exc:
-        outcome.errors.append(issue(origin.path or "-", exc))
-    if span is not None:
-        span.flush(detector, members, origin, outcome)
-    if held:
-        _search_held(detector, held, members, outcome)
-    _name_findings(detector, names, outcome)
+        if parts is None:
+            outcome.errors.append(issue(origin.path or "-", exc))
+        else:
+            parts.failure = issue(origin.path or "-", exc)
+    kept = parts.finish() if parts is not None else walk.finish()
+    _name_findings(members.detector, names, outcome)
     if gone:
         outcome.whiteouts[origin.path or "-"] = gone
-    return kept
+    return dict(kept)
+
+
+def scan_part(src: Mapped, part: list[Entry], origin: Origin, outcome: Any,
+              members: Members) -> list[tuple[str, bytes]]:
+    """A worker's share of a split tar (:func:`scan_tar`): these file members, each
+    scanned as :func:`scan_tar` would; returns the JSON members kept, in order."""
+    walk = _Walk(src, origin, outcome, members)
+    try:
+        for entry in part:
+            src.pos = entry.pos
+            walk.member(entry)
+    except SourceError as exc:
+        outcome.errors.append(issue(origin.path or "-", exc))
+    return walk.finish()
+
+
+class _Walk:
+    """The members of one tar with bytes of their own, as :func:`scan_tar` reads them:
+    small plain ones searched together (in place when mapped), the rest scanned one by
+    one."""
+
+    def __init__(self, src: Source, origin: Origin, outcome: Any, members: Members):
+        self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
+        self.detector = members.detector
+        self.held: list[tuple[bytes, bytes, Entry]] = []  # (bytes to search, member, entry)
+        self.size = 0
+        self.kept: list[tuple[str, bytes]] = []
+        self.kept_size = 0
+        self.prefilter = self.detector.prefilter is not None
+        self.span = _Span(src) if self.prefilter and isinstance(src, Mapped) else None
+
+    def member(self, entry: Entry) -> None:
+        src, origin, outcome, members = self.src, self.origin, self.outcome, self.members
+        detector, span = self.detector, self.span
+        if entry.size > WHOLE:
+            if (span is not None and members.nested is not None
+                    and members.kind_of(span.head(entry.size)) == "tar"):
+                span.flush(detector, members, origin, outcome)
+                _guard(members.nested, span.member(entry.size),
+                       _sub(origin, entry), outcome)
+                return
+            _guard(members.streamed, src.chunks(entry.size),
+                   _sub(origin, entry), outcome)
+            return
+        if span is not None:  # a mapped tar: plain members are searched in place
+            head = span.head(entry.size)
+            if members.kind_of(head) in ("text", "binary"):
+                if (head[:1] in (b"{", b"[") and entry.size <= KEEP_ONE
+                        and self.kept_size < KEEP_ALL and _maybe_image_json(entry.name)):
+                    self.kept.append((entry.name, span.data(entry.size)))
+                    self.kept_size += entry.size
+                span.add(entry, detector, members, origin, outcome)
+                return
+        data = src.read(entry.size)
+        if len(data) < entry.size:
+            raise SourceError("tar is truncated (a member is cut short)")
+        if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and self.kept_size < KEEP_ALL
+                and _maybe_image_json(entry.name)):
+            self.kept.append((entry.name, data))
+            self.kept_size += len(data)
+        kind = members.kind_of(data[:8192]) if self.prefilter else ""
+        searched: bytes | None = data if kind in ("text", "binary") else None
+        if kind == "gzip" and members.gunzip is not None:
+            plain = members.gunzip(data)  # its text searched with the others
+            if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
+                searched = plain
+        if searched is not None:
+            self.held.append((searched, data, entry))
+            self.size += len(searched) + 1
+            if self.size >= REGION:
+                _search_held(detector, self.held, origin, members, outcome)
+                self.held, self.size = [], 0
+        else:
+            _guard(members.held, data, _sub(origin, entry), outcome)
+
+    def finish(self) -> list[tuple[str, bytes]]:
+        """Search what is still held; the kept JSON members, in order."""
+        if self.span is not None:
+            self.span.flush(self.detector, self.members, self.origin, self.outcome)
+        if self.held:
+            _search_held(self.detector, self.held, self.origin, self.members, self.outcome)
+            self.held, self.size = [], 0
+        return self.kept
+
+
+class _Parts:
+    """A split tar's file members, sent to workers a part at a time and merged back in
+    order; a member that is a large tar itself (a layer) is scanned here, in its place
+    in that order (after the parts before it are merged), and split in turn."""
+
+    def __init__(self, src: Mapped, origin: Origin, outcome: Any, members: Members):
+        assert members.split is not None
+        self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
+        self.split = members.split
+        self.sent: list[Any] = []  # futures of (outcome, kept), not merged yet
+        self.part: list[Entry] = []
+        self.size = 0
+        self.kept: list[tuple[str, bytes]] = []
+        self.kept_size = 0
+        self.failure: Any = None  # the tar's own error, said after its members'
+
+    def add(self, entry: Entry) -> None:
+        if entry.size > WHOLE and self.members.nested is not None:
+            at = self.src.base + entry.pos
+            if self.members.kind_of(self.src.mm[at : at + min(entry.size, 8192)]) == "tar":
+                self._send()
+                self._merge()
+                self.src.pos = entry.pos
+                _guard(self.members.nested, _Span(self.src).member(entry.size),
+                       _sub(self.origin, entry), self.outcome)
+                return
+        self.part.append(entry)
+        self.size += entry.size + BLOCK
+        if self.size >= PART or len(self.part) >= PART_MEMBERS:
+            self._send()
+
+    def _send(self) -> None:
+        if self.part:
+            self.sent.append(self.split(self.src, self.part, self.origin))
+            self.part, self.size = [], 0
+
+    def _merge(self) -> None:
+        """The parts sent so far, merged in order; their JSON kept as one reader would
+        have kept it (each part kept at least that much)."""
+        for future in self.sent:
+            got, kept = future.result()
+            self.outcome.merge(got)
+            for name, data in kept:
+                if self.kept_size < KEEP_ALL:
+                    self.kept.append((name, data))
+                    self.kept_size += len(data)
+        self.sent = []
+
+    def finish(self) -> list[tuple[str, bytes]]:
+        self._send()
+        self._merge()
+        if self.failure is not None:
+            self.outcome.errors.append(self.failure)
+        return self.kept
 
 
 class _Span:
@@ -365,7 +478,7 @@ class _Span:
     def __init__(self, src: Mapped):
         self.src = src
         self.starts: list[int] = []
-        self.members: list[tuple[int, Entry, str, str | None]] = []  # (end, entry, paths)
+        self.members: list[tuple[int, Entry]] = []  # (end of its data, entry)
         self.lo = self.hi = 0
 
     def head(self, size: int) -> bytes:
@@ -383,8 +496,8 @@ class _Span:
         at = self.src.at()
         return bytes(self.src.mm[at : at + size])
 
-    def add(self, entry: Entry, path: str, fp: str | None, detector: Detector,
-            members: Members, origin: Origin, outcome: Any) -> None:
+    def add(self, entry: Entry, detector: Detector, members: Members, origin: Origin,
+            outcome: Any) -> None:
         at = self.src.at()
         if at + entry.size > self.src.base + self.src.end:
             raise SourceError("tar is truncated (a member is cut short)")
@@ -393,24 +506,18 @@ class _Span:
         if not self.members:
             self.lo = at
         self.starts.append(at)
-        self.members.append((at + entry.size, entry, path, fp))
+        self.members.append((at + entry.size, entry))
         self.hi = at + entry.size
 
     def flush(self, detector: Detector, members: Members, origin: Origin, outcome: Any
               ) -> None:
-        from bisect import bisect_right
-
         if not self.members:
             return
-        marked = set()
-        for p in detector.candidates(self.src.mm, self.lo, self.hi):
-            i = bisect_right(self.starts, p) - 1
-            if i >= 0 and p < self.members[i][0]:
-                marked.add(i)
-        for i in sorted(marked):
-            end, entry, path, fp = self.members[i]
+        ends = [end for end, _ in self.members]
+        for i in sorted(marked(detector, self.src.mm, self.lo, self.hi, self.starts, ends)):
+            end, entry = self.members[i]
             data = bytes(self.src.mm[self.starts[i] : end])
-            _guard(members.held, data, _sub(origin, entry, path, fp), outcome)
+            _guard(members.held, data, _sub(origin, entry), outcome)
         self.starts, self.members = [], []
 
 
@@ -421,9 +528,10 @@ def _sub_paths(origin: Origin, entry: Entry) -> tuple[str, str | None]:
             None if fp is None else member_path(fp, entry.name))
 
 
-def _sub(origin: Origin, entry: Entry, path: str, fp: str | None) -> Origin:
+def _sub(origin: Origin, entry: Entry) -> Origin:
     """A member's origin, made only for a member that is scanned in full (most of an
     image's are searched and never need one)."""
+    path, fp = _sub_paths(origin, entry)
     return replace(origin, path=path, fingerprint_path=fp, size=entry.size, start=0,
                    end=None)
 
@@ -445,21 +553,68 @@ def _guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome:
         outcome.errors.append(issue(sub.path or "-", exc))
 
 
-def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Origin]],
+def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Entry]], origin: Origin,
                  members: Members, outcome: Any) -> None:
     """One literal pass over many small members (a gzipped one as its content); a full
     scan only where a literal is."""
-    from bisect import bisect_right
-
-    starts, pos = [], 0
+    starts, ends, pos = [], [], 0
     for searched, _, _ in held:
         starts.append(pos)
+        ends.append(pos + len(searched))
         pos += len(searched) + 1
     region = b"\n".join(searched for searched, _, _ in held)
-    marked = {bisect_right(starts, p) - 1 for p in detector.candidates(region, 0, len(region))}
-    for i in sorted(marked):
-        _, data, sub = held[i]
-        _guard(members.held, data, sub, outcome)
+    for i in sorted(marked(detector, region, 0, len(region), starts, ends)):
+        _, data, entry = held[i]
+        _guard(members.held, data, _sub(origin, entry), outcome)
+
+
+#: Input bytes of a gzip or zlib magic tried by :func:`marked`: no more than the first
+#: piece :func:`scanner.engine.layers.peel` inflates (4096 bytes), so an error here is
+#: an error there too, before any output.
+PROBE_IN = 1024
+#: Output allowed to the probe: an error before this much came out is one for peel too
+#: (it allows at least this much: a fresh input's budget, LAYER_SPAN).
+PROBE_OUT = 64 << 10
+
+
+def marked(detector: Detector, buf: Any, lo: int, hi: int, starts: list[int],
+           ends: list[int]) -> set[int]:
+    """The members (data at ``[starts[i], ends[i])`` of ``buf``) where a literal of the
+    prefilter lies in ``buf[lo:hi]``: those get the full scan. A place where only a gzip
+    or zlib magic number is (``x\\x9c``: every few tens of KB of binary data) marks its
+    member only when the bytes after it start to inflate: where they do not, the full
+    scan's decoder would find nothing there either (same first bytes, same error), so
+    a binary member costs no second scan for a magic that opens nothing."""
+    from bisect import bisect_right
+
+    assert detector.prefilter is not None
+    magic = detector.inflate_only()
+    out: set[int] = set()
+    found = detector.prefilter.find(buf, lo, hi)
+    n = 0
+    while n < len(found):
+        p = found[n][0]
+        kinds = set()
+        while n < len(found) and found[n][0] == p:
+            kinds.add(magic.get(found[n][1], 0))
+            n += 1
+        i = bisect_right(starts, p) - 1
+        if i < 0 or i in out or p >= ends[i]:
+            continue  # (a literal across a member's end is not in the member)
+        if 0 not in kinds and len(kinds) == 1 and detector.max_decompressed >= PROBE_OUT \
+                and not _inflates(buf, p, ends[i], kinds.pop()):
+            continue
+        out.add(i)
+    return out
+
+
+def _inflates(buf: Any, p: int, end: int, wbits: int) -> bool:
+    try:
+        zlib.decompressobj(wbits=wbits).decompress(bytes(buf[p : min(end, p + PROBE_IN)]),
+                                                  PROBE_OUT)
+    except zlib.error:
+        return False
+    return True
 
 
 def _name_findings(detector: Detector, names: list[tuple[str, str]], outcome: Any) -> None:
