@@ -325,3 +325,39 @@ def test_wrapped_base64_below_the_first_layer(make_token: Callable[[], str], out
     hits = Detector(load()).scan_text(b"data: " + ENCODERS[outer](inner) + b"\n")
     assert [(h.encoding, h.secret_sha256) for h in hits] == [
         (f"{outer}+base64", secret_sha256(token))]
+
+
+def _nest(kinds: str, data: bytes) -> bytes:
+    """``kinds`` outermost first: g gzip, b bzip2, x xz, t a tar holding one member."""
+    import bz2
+    import io
+    import lzma
+    import tarfile
+
+    def tar(inner: bytes) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            info = tarfile.TarInfo("m.bin")
+            info.size = len(inner)
+            t.addfile(info, io.BytesIO(inner))
+        return out.getvalue()
+
+    wrap = {"g": gzip.compress, "b": bz2.compress, "x": lzma.compress, "t": tar}
+    for kind in reversed(kinds):
+        data = wrap[kind](data)
+    return data
+
+
+@pytest.mark.parametrize("kinds", ["g" * 6, "g" * 8, "g" * 10, "g" * 14, "gbgbgbgbgb",
+                                   "xgxgxgxgxg", "gtgtgtgggggg", "bbbbbbbbgggg"])
+def test_containers_nested_past_the_limit_are_one_error_line(
+        tmp_path: Path, make_token: Callable[[], str], kinds: str) -> None:
+    """A stream unpacked past its limit, whose remaining bytes hold yet more layers the
+    decoder would take off past its own: one error line, not one per limit."""
+    token = make_token()
+    path = tmp_path / "deep.bin"
+    path.write_bytes(_nest(kinds, f"TOKEN={token}\n".encode()))
+    proc = run(["scan", str(path)], timeout=60)
+    lines = [ln for ln in proc.err.splitlines() if "error" in ln]
+    assert proc.returncode == 2 and len(lines) == 1, proc.err
+    assert "more than 4 layers" in lines[0] and "Traceback" not in proc.err

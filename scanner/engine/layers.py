@@ -62,8 +62,19 @@ class Seed:
 class Budget:
     """Decoded bytes one input may still produce across all of its layers."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, *, deep_said: bool = False):
         self.limit, self.left = limit, limit
+        #: The input was already reported as nested too deep (by the stream unpacker,
+        #: :mod:`scanner.engine.scan_input`): a layer past MAX_LAYERS is then skipped
+        #: quietly, so the input gets one error line, not two.
+        self.deep_said = deep_said
+
+    def too_deep(self) -> None:
+        """A layer past MAX_LAYERS: one error for the input (raised once)."""
+        if not self.deep_said:
+            self.deep_said = True
+            raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
+                              "other: not decoded further")
 
     def take(self, n: int) -> None:
         self.left -= n
