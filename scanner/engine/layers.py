@@ -283,7 +283,10 @@ def _backslash(m: re.Match[bytes]) -> bytes:
         return m.group(4)
     if m.group(1):
         return bytes([int(m.group(1), 16)])
-    return chr(int(m.group(2), 16)).encode("utf-8", "surrogatepass")
+    code = int(m.group(2), 16)
+    if code < 0x100:  # a byte (binary written as a JSON string), as for HTML references
+        return bytes([code])
+    return chr(code).encode("utf-8", "surrogatepass")
 
 
 def _byte(m: re.Match[bytes]) -> bytes:

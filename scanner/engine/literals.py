@@ -142,7 +142,29 @@ def _forms(text: bytes, magic: bool, every: bool) -> list[SeedSpec]:
             out.append((needle.translate(TO_URLSAFE), BASE64, -1 if magic else k))
     for layer, fmts in _FULL.items():
         out += [(_full(fmt, text), layer, -1) for fmt in (fmts if every else fmts[:1])]
+    for layer in _PUNCT:  # escapers that leave letters and digits alone
+        form = _punct(layer, text)
+        if form != text and len(form) >= SEED_MIN:
+            out.append((form[:SEED_CHARS], layer, -1))
     return out
+
+
+#: What escapers of punctuation only write, per byte they escape: ``urllib.parse.quote``
+#: (all but letters, digits and ``_.-~``), ``html.escape``, a JSON or C string's
+#: backslash, quoted-printable's ``=3D``.
+_PUNCT: dict[str, dict[int, bytes]] = {
+    PERCENT: {c: b"%%%02X" % c for c in range(256)
+              if not (c < 128 and (chr(c).isalnum() or chr(c) in "_.-~"))},
+    HTML: {ord("&"): b"&amp;", ord("<"): b"&lt;", ord(">"): b"&gt;", ord('"'): b"&quot;",
+           ord("'"): b"&#x27;"},
+    ESCAPED: {ord("\\"): b"\\\\", ord('"'): b'\\"'},
+    QP: {ord("="): b"=3D"},
+}
+
+
+def _punct(layer: str, text: bytes) -> bytes:
+    table = _PUNCT[layer]
+    return b"".join(table.get(c, bytes([c])) for c in text)
 
 
 def _partial(prefix: bytes) -> list[tuple[bytes, str]]:
@@ -204,7 +226,7 @@ def derive_seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[SeedSpec, ...]
         for text, magic in level:
             for form, layer, align in _forms(text, magic, every=True):
                 add(form, layer, align)
-            for form, _layer, _align in _forms(text, magic, every=False):
+            for form, _layer, _align in _forms(text, magic, every=True):
                 if len(form) >= SEED_MIN or form in SHORT or form in ZLIB_SHORT:  # a magic
                     nxt.append((form[:SEED_CHARS], magic))
         level = list(dict.fromkeys(nxt))
