@@ -321,3 +321,60 @@ def test_compression_magics_in_binary_members(magic: str, member: str, scan: Any
     assert got == {(f"bin/real{i}.so{ext}", sha(t)) for i, t in enumerate(tokens)}
     assert all(f["encoding"].endswith("zlib" if magic != "gzip" else "gzip")
                for f in report["findings"])
+
+
+def _claiming(size: int, fmt: int, data: bytes) -> bytes:
+    """A tar whose one member's header claims ``size`` bytes, followed by ``data``."""
+    info = tarfile.TarInfo("huge.bin")
+    info.size = size
+    return info.tobuf(format=fmt) + data
+
+
+@pytest.mark.parametrize("claim", [8_000_000_000, 5 << 20, 20_000], ids=["8GB", "5MB", "20KB"])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("kind", ["tar", "tgz", "txz"])
+def test_a_header_claiming_more_than_the_file_holds_is_one_truncated_error(
+        claim: int, fmt: str, kind: str, cli: Any, tmp_path: Path,
+        make_token: Callable[[], str]) -> None:
+    """A member's header says 8 GB (or any size past what follows) in a 10 KB file: one
+    error line saying the tar is truncated, exit 2, and what the file does hold (a
+    token in the member's first bytes) is still scanned."""
+    token = make_token()
+    data = f"T={token}\n".encode() + b"A" * 10_000
+    _, compress = COMPRESS[kind]
+    path = tmp_path / f"x.{kind}"
+    path.write_bytes(compress(_claiming(claim, FORMATS[fmt], data)))
+    proc = cli(["scan", str(path), "--format", "json"])
+    assert proc.returncode == 2 and "Traceback" not in proc.err, proc.err
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "tar is truncated" in errors[0], proc.err
+    assert [f["secret_sha256"] for f in json.loads(proc.stdout)["findings"]] == [sha(token)]
+
+
+LINK_KINDS = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("link", sorted(LINK_KINDS))
+@pytest.mark.parametrize("place", ["whole", "in-path", "long-path"])
+@pytest.mark.parametrize("kind", ["tar", "tgz"])
+def test_a_token_in_a_link_target_is_reported(fmt: str, link: str, place: str, kind: str,
+                                              scan: Any, tmp_path: Path,
+                                              make_token: Callable[[], str]) -> None:
+    """A link's target is a name written into the tar (``ln -s <token> x``): reported
+    once, at the link member, ``location`` ``link``, never shown whole (``scan``
+    checks); the target's own name (past 100 bytes: GNU's K entry, pax's linkpath)."""
+    if fmt == "ustar" and place == "long-path":
+        pytest.skip("ustar has no long link names")
+    token = make_token()
+    target = {"whole": token, "in-path": f"/run/secrets/{token}/x",
+              "long-path": "d/" * 60 + token}[place]
+    data = tar_bytes({"a.txt": b"hello\n"}, fmt=FORMATS[fmt],
+                     links={"app/ln": (LINK_KINDS[link], target)})
+    path = tmp_path / f"l.{kind}"
+    path.write_bytes(COMPRESS[kind][1](data))
+    status, report, _ = scan([str(path)])
+    assert status == 1
+    [f] = report["findings"]
+    assert (f["path"], f["location"], f["secret_sha256"]) == (
+        f"{path}!app/ln", "link", sha(token))

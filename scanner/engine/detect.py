@@ -33,7 +33,6 @@ from scanner.engine.limits import (  # noqa: F401  (re-exported: callers read th
     MAX_RUN,
 )
 from scanner.engine.prefilter import Literals, compile_literals
-from scanner.errors import SourceError
 from scanner.result import GZIP_LIMIT
 
 MARKERS = (b"cendis-scan:allow", b"pragma: allowlist secret")
@@ -361,8 +360,8 @@ class Detector:
         if layer is None:
             return []
         if depth >= MAX_LAYERS:
-            raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
-                              "other: not decoded further")
+            budget.too_deep()
+            return []
         inner = self.scan_text(layer.data, depth=depth + 1, budget=budget)
         return self._wrap(buf, p, needle, layer, inner)
 

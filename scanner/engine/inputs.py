@@ -25,6 +25,7 @@ from scanner.result import GZIP_LIMIT
 
 if TYPE_CHECKING:  # the detector imports this module (a gzipped blob is a stream)
     from scanner.engine.detect import Buffer, Detector, Hit
+    from scanner.engine.layers import Budget
 
 CHUNK = 1 << 20
 #: Mapped files are searched (and their newlines counted) this much at a time.
@@ -211,16 +212,17 @@ def count_newlines(buf: Buffer, start: int, end: int, extents: Extents | None = 
 
 
 def scan_stream(detector: Detector, chunks: Iterable[bytes],
-                chunk_size: int = CHUNK) -> Iterator[Located]:
+                chunk_size: int = CHUNK, budget: Budget | None = None) -> Iterator[Located]:
     """Constant-memory scan: each region is scanned with LOOKBEHIND bytes kept before it
-    and LOOKAHEAD after, so a token across any chunk boundary is seen exactly once."""
+    and LOOKAHEAD after, so a token across any chunk boundary is seen exactly once.
+    ``budget``: the input's decoded-bytes budget (a new one when not given)."""
     window = b""  # bytes from absolute offset `base`
     base = 0
     scanned = 0  # absolute offset up to which needles have been searched
     line = 1  # line number at absolute offset `counted`
     counted = 0
     carry = 0  # code points between the current line's start and `base`, if before it
-    budget = detector.budget()
+    budget = detector.budget() if budget is None else budget
     for chunk in _rechunk(chunks, chunk_size):
         window += chunk
         limit = base + len(window) - LOOKAHEAD if chunk else base + len(window)

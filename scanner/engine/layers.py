@@ -43,7 +43,10 @@ from scanner.engine.literals import (  # noqa: F401  (re-exported: the layers' n
     SEED_DEPTH,
     SHORT,
     ZLIB,
+    ZLIB_B64,
+    ZLIB_HEX,
     ZLIB_MAGICS,
+    ZLIB_SHORT,
     seed_specs,
     texts,
 )
@@ -62,8 +65,19 @@ class Seed:
 class Budget:
     """Decoded bytes one input may still produce across all of its layers."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, *, deep_said: bool = False):
         self.limit, self.left = limit, limit
+        #: The input was already reported as nested too deep (by the stream unpacker,
+        #: :mod:`scanner.engine.scan_input`): a layer past MAX_LAYERS is then skipped
+        #: quietly, so the input gets one error line, not two.
+        self.deep_said = deep_said
+
+    def too_deep(self) -> None:
+        """A layer past MAX_LAYERS: one error for the input (raised once)."""
+        if not self.deep_said:
+            self.deep_said = True
+            raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
+                              "other: not decoded further")
 
     def take(self, n: int) -> None:
         self.left -= n
@@ -95,17 +109,46 @@ def peel(buf: Any, p: int, seed: Seed, budget: Budget) -> Layer | None:
     """Take ``seed.layer`` off the region around a seed found at ``p``; None when the
     region does not decode."""
     lo, hi = max(0, p - LAYER_SPAN), min(len(buf), p + LAYER_SPAN)
+    if seed.text in ZLIB_SHORT and not zlib_start(buf, p, seed.text in ZLIB_B64):
+        return None
     if seed.layer == BASE64:
         layer = _base64(buf, p, seed, lo, hi)
     elif seed.layer in (GZIP, ZLIB):
         layer = _inflate(buf, p, seed.layer, hi, budget)
     elif seed.layer == HEX:
-        layer = _hex(buf, p, lo, hi)
+        layer = _hex(buf, p, p if seed.text in ZLIB_HEX else lo, hi)  # zlib: a run's start
     else:
         layer = _unescape(buf, p, seed.layer, hi)
     if layer is not None:
         budget.take(len(layer.data))
     return layer
+
+
+#: The shortest base64 (hex) a zlib-wrapped token is: 2 header bytes, a deflate block
+#: of at least ~40 bytes for a 47-character token, the checksum.
+ZLIB_RUN = {True: 56, False: 84}
+_B64_SET = frozenset(b64.B64)
+_HEX_SET = frozenset(b"0123456789abcdefABCDEF")
+
+
+def zlib_start(buf: Any, p: int, base64: bool) -> bool:
+    """The cheap test of a zlib header seen in base64 (``eJw``) or hex (``789c``): the
+    run starts at ``p``, is long enough to hold a token, and its first bytes inflate.
+    Anything else (the middle of a JWT or a hash) costs these few comparisons."""
+    alphabet = _B64_SET if base64 else _HEX_SET
+    if p > 0 and buf[p - 1] in alphabet:
+        return False
+    need = ZLIB_RUN[base64]
+    head = bytes(buf[p : p + need])
+    if len(head) < need or not all(c in alphabet for c in head):
+        return False
+    try:
+        raw = (binascii.a2b_base64(head.translate(b64.URLSAFE)) if base64
+               else bytes.fromhex(head.decode()))
+        zlib.decompressobj().decompress(raw)
+    except (binascii.Error, ValueError, zlib.error):
+        return False
+    return True
 
 
 def _base64(buf: Any, p: int, seed: Seed, lo: int, hi: int) -> Layer | None:
@@ -240,7 +283,10 @@ def _backslash(m: re.Match[bytes]) -> bytes:
         return m.group(4)
     if m.group(1):
         return bytes([int(m.group(1), 16)])
-    return chr(int(m.group(2), 16)).encode("utf-8", "surrogatepass")
+    code = int(m.group(2), 16)
+    if code < 0x100:  # a byte (binary written as a JSON string), as for HTML references
+        return bytes([code])
+    return chr(code).encode("utf-8", "surrogatepass")
 
 
 def _byte(m: re.Match[bytes]) -> bytes:

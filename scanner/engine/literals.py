@@ -88,9 +88,20 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 #: zlib headers of the levels encoders use (1, 6 = the default, 9). ``78 5e`` (2-5) is
 #: left out: ``x^`` is common in text.
 ZLIB_MAGICS = (b"x\x01", b"x\x9c", b"x\xda")
-#: base64 of a zlib stream has only 3 stable characters (``eJw``...): too short to be a
-#: seed (thousands of hits per GB of JWTs), so zlib is found as bytes, hex and escapes,
-#: not under base64.
+#: zlib under base64 or hex: its header is only 2 bytes, so its base64 (``eJw``...) and
+#: hex (``789c``) are short literals. They are seeds all the same, because the layer's
+#: cheap test is strict: a zlib stream's base64 or hex starts a run (the character
+#: before is not of the alphabet: this rules out the inside of every JWT and hash) of
+#: at least a zlib-wrapped token's length, whose first bytes inflate
+#: (:func:`scanner.engine.layers.zlib_start`). Every header with each value of the
+#: next byte's top two bits (the only ones in the third base64 character).
+ZLIB_B64 = tuple(sorted({binascii.b2a_base64(h + bytes([top << 6]), newline=False)[:3]
+                         for h in ZLIB_MAGICS for top in range(4)}))
+ZLIB_HEX = tuple(sorted({f(h.hex()).encode() for h in ZLIB_MAGICS
+                         for f in (str.lower, str.upper)}))
+ZLIB_SHORT = ZLIB_B64 + ZLIB_HEX
+#: These under base64 again (``ZUp3``, ``Nzg5Y``): still a run's start, still seeds.
+ZLIB_AGAIN = tuple(b64_needle(t, 0) for t in ZLIB_SHORT)
 
 #: Layer names, as ``encoding`` shows them.
 BASE64, GZIP, ZLIB, HEX = "base64", "gzip", "zlib", "hex"
@@ -121,6 +132,9 @@ def _forms(text: bytes, magic: bool, every: bool) -> list[SeedSpec]:
     """(seed text, layer, alignment) of ``text`` under one more layer: every variant
     (``every``), or one per layer (what the next layer's seeds are computed from)."""
     out: list[SeedSpec] = []
+    if text in ZLIB_MAGICS:
+        out += [(t, BASE64, -1) for t in ZLIB_B64 if binascii.a2b_base64(t + b"A")[:2] == text]
+        out += [(t, HEX, -1) for t in ZLIB_HEX if t.lower() == text.hex().encode()]
     for k in (0,) if magic else (0, 1, 2):
         needle = b64_needle(text, k)
         out.append((needle, BASE64, -1 if magic else k))
@@ -128,7 +142,29 @@ def _forms(text: bytes, magic: bool, every: bool) -> list[SeedSpec]:
             out.append((needle.translate(TO_URLSAFE), BASE64, -1 if magic else k))
     for layer, fmts in _FULL.items():
         out += [(_full(fmt, text), layer, -1) for fmt in (fmts if every else fmts[:1])]
+    for layer in _PUNCT:  # escapers that leave letters and digits alone
+        form = _punct(layer, text)
+        if form != text and len(form) >= SEED_MIN:
+            out.append((form[:SEED_CHARS], layer, -1))
     return out
+
+
+#: What escapers of punctuation only write, per byte they escape: ``urllib.parse.quote``
+#: (all but letters, digits and ``_.-~``), ``html.escape``, a JSON or C string's
+#: backslash, quoted-printable's ``=3D``.
+_PUNCT: dict[str, dict[int, bytes]] = {
+    PERCENT: {c: b"%%%02X" % c for c in range(256)
+              if not (c < 128 and (chr(c).isalnum() or chr(c) in "_.-~"))},
+    HTML: {ord("&"): b"&amp;", ord("<"): b"&lt;", ord(">"): b"&gt;", ord('"'): b"&quot;",
+           ord("'"): b"&#x27;"},
+    ESCAPED: {ord("\\"): b"\\\\", ord('"'): b'\\"'},
+    QP: {ord("="): b"=3D"},
+}
+
+
+def _punct(layer: str, text: bytes) -> bytes:
+    table = _PUNCT[layer]
+    return b"".join(table.get(c, bytes([c])) for c in text)
 
 
 def _partial(prefix: bytes) -> list[tuple[bytes, str]]:
@@ -169,7 +205,7 @@ def derive_seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[SeedSpec, ...]
 
     def add(text: bytes, layer: str, align: int) -> bytes | None:
         text = text[:SEED_CHARS]
-        if len(text) < SEED_MIN and text not in SHORT:
+        if len(text) < SEED_MIN and text not in (*SHORT, *ZLIB_SHORT, *ZLIB_AGAIN):
             return None
         out.setdefault((text, layer), (text, layer, align))
         return text
@@ -190,8 +226,8 @@ def derive_seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[SeedSpec, ...]
         for text, magic in level:
             for form, layer, align in _forms(text, magic, every=True):
                 add(form, layer, align)
-            for form, _layer, _align in _forms(text, magic, every=False):
-                if len(form) >= SEED_MIN or form in SHORT:  # a magic: still its start
+            for form, _layer, _align in _forms(text, magic, every=True):
+                if len(form) >= SEED_MIN or form in SHORT or form in ZLIB_SHORT:  # a magic
                     nxt.append((form[:SEED_CHARS], magic))
         level = list(dict.fromkeys(nxt))
     return tuple(out.values())

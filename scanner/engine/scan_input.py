@@ -312,12 +312,14 @@ def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
             to_findings(scan_stream(detector, [data.getvalue(), b""]), origin, encoding,
                         outcome, binary=True)
     else:
+        budget = detector.budget()
         if kind in _LAYERED:  # nested deeper than MAX_NESTING: say so, and still
             outcome.errors.append(ScanIssue(  # look at the bytes as they are
                 "source", f"{origin.path or '-'}: more than {MAX_NESTING} layers of "
                 f"{kind} inside each other: not unpacked further; the scan of it is "
                 "incomplete", origin.path))
-        to_findings(scan_stream(detector, stream), origin, encoding, outcome,
+            budget.deep_said = True  # the layer decoder's limit is this same line
+        to_findings(scan_stream(detector, stream, budget=budget), origin, encoding, outcome,
                     binary=kind == "binary")
 
 

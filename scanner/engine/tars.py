@@ -161,10 +161,12 @@ class Entry:
     type: bytes
     size: int
     pos: int  # offset of its data in the source
+    link: str = ""  # a symlink's or hard link's target (a name: content, like the name)
 
 
 def _pax(data: bytes) -> dict[str, bytes]:
-    """``LEN key=value\\n`` records; only ``path`` and ``size`` matter here."""
+    """``LEN key=value\\n`` records; only ``path``, ``linkpath`` and ``size`` matter
+    here."""
     out: dict[str, bytes] = {}
     pos = 0
     while pos < len(data):
@@ -195,6 +197,7 @@ def entries(src: Source) -> Iterator[Entry]:
     """Each entry of a tar in order. The caller reads as much of an entry's data as it
     wants before asking for the next; the rest is skipped here."""
     long_name: bytes | None = None
+    long_link: bytes | None = None
     pax: dict[str, bytes] = {}
     while True:
         block = src.read(BLOCK)
@@ -218,6 +221,8 @@ def entries(src: Source) -> Iterator[Entry]:
             src.skip(padded)
             if kind == b"L":
                 long_name = data.split(b"\0", 1)[0]
+            elif kind == b"K":
+                long_link = data.split(b"\0", 1)[0]
             elif kind == b"x":
                 pax = _pax(data)
             continue
@@ -227,6 +232,7 @@ def entries(src: Source) -> Iterator[Entry]:
             if prefix:
                 raw = prefix + b"/" + raw
         raw = pax.get("path", long_name or raw)
+        link = pax.get("linkpath", long_link or block[157:257].split(b"\0", 1)[0])
         if "size" in pax:
             try:
                 size = int(pax["size"])
@@ -234,9 +240,13 @@ def entries(src: Source) -> Iterator[Entry]:
                 raise SourceError("tar has a bad pax size; not read further") from None
             padded = -size % BLOCK
         start = src.pos
-        yield Entry(_name(raw), kind, size, start)
+        yield Entry(_name(raw), kind, size, start,
+                    link.decode("utf-8", "surrogateescape") if kind in b"12" and kind else "")
         src.skip(size - (src.pos - start) + padded)
-        long_name, pax = None, {}
+        if src.pos < start + size:  # a header claiming more bytes than there are
+            raise SourceError(f"tar is truncated (a member claims {size} bytes; the "
+                              f"tar ends {size - (src.pos - start)} bytes short of it)")
+        long_name, long_link, pax = None, None, {}
 
 
 def whiteout(name: str) -> str | None:
@@ -289,6 +299,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     from scanner.engine.names import member_names
 
     names: list[tuple[str, str]] = []
+    links: list[tuple[str, str, str]] = []  # (display, fingerprint path, target)
     folders: set[str] = set()
     gone: list[str] = []
     count = 0
@@ -306,6 +317,10 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
             names += member_names(origin.path or "-",
                                   origin.fingerprint_path or origin.path or "-", entry.name,
                                   folders)
+            if entry.link:
+                links.append((member_path(origin.path, entry.name),
+                              member_path(origin.fingerprint_path or origin.path,
+                                          entry.name), entry.link))
             deleted = whiteout(entry.name)
             if deleted is not None:
                 gone.append(deleted)
@@ -323,6 +338,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
             parts.failure = issue(origin.path or "-", exc)
     kept = parts.finish() if parts is not None else walk.finish()
     _name_findings(members.detector, names, outcome)
+    _link_findings(members.detector, links, origin, outcome)
     if gone:
         outcome.whiteouts[origin.path or "-"] = gone
     return dict(kept)
@@ -380,7 +396,8 @@ class _Walk:
                 span.add(entry, detector, members, origin, outcome)
                 return
         data = src.read(entry.size)
-        if len(data) < entry.size:
+        if len(data) < entry.size:  # what there is is scanned, then the tar ends
+            _guard(members.held, data, _sub(origin, entry), outcome)
             raise SourceError("tar is truncated (a member is cut short)")
         if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and self.kept_size < KEEP_ALL
                 and _maybe_image_json(entry.name)):
@@ -499,7 +516,10 @@ class _Span:
     def add(self, entry: Entry, detector: Detector, members: Members, origin: Origin,
             outcome: Any) -> None:
         at = self.src.at()
-        if at + entry.size > self.src.base + self.src.end:
+        if at + entry.size > self.src.base + self.src.end:  # what there is is scanned
+            self.flush(detector, members, origin, outcome)
+            data = bytes(self.src.mm[at : self.src.base + self.src.end])
+            _guard(members.held, data, _sub(origin, entry), outcome)
             raise SourceError("tar is truncated (a member is cut short)")
         if self.members and (at - self.hi > self.GAP or self.hi - self.lo >= REGION):
             self.flush(detector, members, origin, outcome)
@@ -626,3 +646,26 @@ def _name_findings(detector: Detector, names: list[tuple[str, str]], outcome: An
     found, suppressed, _ = path_findings(detector, names)
     outcome.findings += found
     outcome.suppressed += suppressed
+
+
+def _link_findings(detector: Detector, links: list[tuple[str, str, str]], origin: Origin,
+                   outcome: Any) -> None:
+    """A link's target is a name written into the tar (``ln -s cendis_pat_… x``): as
+    leaked as a member's name. Reported at the link member, ``location`` ``link``."""
+    if not links:
+        return
+    from scanner.engine.names import scan_names
+    from scanner.finding import Finding
+
+    found = scan_names(detector, [target for _, _, target in links])
+    for i, hits in sorted(found.items()):
+        display, fp, _ = links[i]
+        for hit in hits:
+            if hit.suppressed:
+                outcome.suppressed += 1
+                continue
+            outcome.findings.append(Finding(
+                rule_id=hit.rule_id, confidence=hit.confidence, path=display,
+                line=None, column=None, offset=hit.offset, encoding=hit.encoding,
+                redacted=hit.redacted, secret_sha256=hit.secret_sha256,
+                source=origin.source, location="link", fingerprint_path=fp))

@@ -49,7 +49,7 @@ def _location(f: Finding) -> dict[str, Any]:
     artifact = {"uri": uri, "uriBaseId": "%SRCROOT%"}
     logical = ([{"fullyQualifiedName": inside, "kind": "resource"}]
                if inside is not None else None)
-    if f.location in ("path", "author", "committer"):  # the name itself, not a place in it
+    if f.location in ("path", "link", "author", "committer"):  # the name itself, not a place in it
         return {"physicalLocation": {"artifactLocation": artifact}}
     region: dict[str, Any]
     if f.line is None:

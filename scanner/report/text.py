@@ -23,6 +23,8 @@ def where(f: Finding) -> str:
     commit = f"{f.commit[:12]} " if f.commit else ""
     if f.location == "path":
         return f"{commit}{f.path} (in the name)"
+    if f.location == "link":
+        return f"{f.path} (in the link's target)"
     if f.location == "ref":
         return f"{f.path} (ref name)"
     if f.location in ("author", "committer", "tagger"):
