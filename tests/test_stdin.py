@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from conftest import CLI
 
-from scanner.engine.inputs import CHUNK
+from scanner.engine.inputs import CHUNK, STEP
+from scanner.engine.limits import LOOKBEHIND
 
 
 def test_dash_scans_stdin(scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
@@ -149,3 +150,95 @@ def test_a_long_stream_reuses_its_memory(tmp_path: Path, tail: str,
     pages = size // resource.getpagesize()
     assert faults < pages // 3, (faults, pages)  # was about one fault per page read
     assert peak_kb < 100 << 10
+
+
+#: Where the plain-stream reader's first two steps end (it keeps LOOKBEHIND bytes).
+STEP_ENDS = (LOOKBEHIND + STEP, LOOKBEHIND + 2 * STEP)
+
+
+def _placed(pieces: list[tuple[int, bytes]], size: int, *, newlines: bool) -> bytes:
+    """``size`` bytes of filler (log lines with multi-byte characters, or one line
+    without a newline) with each piece written at its offset."""
+    line = "2026-01-01 INFO café served in 3 ms · ok\n".encode()
+    if not newlines:
+        line = line.replace(b"\n", b" ")
+    data = bytearray((line * (size // len(line) + 1))[:size])
+    for at, piece in pieces:
+        data[at : at + len(piece)] = piece
+    return bytes(data)
+
+
+@pytest.mark.parametrize("form", ["plain", "base64", "one long line"])
+@pytest.mark.parametrize("delta", [-60, -47, -1, 0, 1, 30])
+def test_stdin_finds_what_the_file_holds_across_read_steps(
+        form: str, delta: int, scan: Any, tmp_path: Path,
+        make_token: Callable[[], str]) -> None:
+    """Tokens across the places where the stream reader moves its buffer: the same
+    findings (lines, columns, offsets, encodings) as the same bytes read as a file."""
+    pieces = []
+    for end in STEP_ENDS:
+        token = make_token().encode()
+        text = base64.b64encode(b"user:" + token) if form == "base64" else token
+        pieces.append((end + delta, b" " + text + b" "))
+    data = _placed(pieces, STEP_ENDS[-1] + (1 << 20), newlines=form != "one long line")
+    (tmp_path / "same.log").write_bytes(data)
+    status, streamed, _ = scan(["-"], input=data)
+    _, stored, _ = scan([str(tmp_path / "same.log")])
+    assert status == 1
+
+    def where(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(f["line"], f["column"], f["offset"], f["encoding"], f["secret_sha256"])
+                for f in report["findings"]]
+
+    assert len(where(streamed)) == 2
+    assert where(streamed) == where(stored)
+
+
+def test_stdin_without_readinto_reads_the_same(make_token: Callable[[], str]) -> None:
+    """A caller's stream that only has ``read`` (a socket wrapper, a custom reader), and
+    one that returns short reads, give what a file object gives."""
+    import io
+
+    import scanner
+
+    rules = scanner.load_rules()
+    token = make_token().encode()
+    data = _placed([(STEP_ENDS[0] - 5, b" " + token + b" ")], STEP_ENDS[0] + 4096,
+                   newlines=True)
+
+    class ReadOnly:
+        def __init__(self, data: bytes, most: int) -> None:
+            self.f, self.most = io.BytesIO(data), most
+
+        def read(self, n: int = -1) -> bytes:
+            return self.f.read(min(n, self.most) if n >= 0 else self.most)
+
+    expected = scanner.scan_stream(io.BytesIO(data), rules).findings
+    assert [(f.line, f.column) for f in expected] == [
+        (data.count(b"\n", 0, STEP_ENDS[0]) + 1,
+         len(data[data.rfind(b"\n", 0, STEP_ENDS[0] - 4) + 1 : STEP_ENDS[0] - 4]
+             .decode()) + 1)]
+    for most in (1 << 30, 65536, 4097):
+        got = scanner.scan_stream(ReadOnly(data, most), rules).findings  # type: ignore[arg-type]
+        assert got == expected
+
+
+def test_a_stdin_pipe_is_widened() -> None:
+    """Where the system allows it (Linux), the pipe stdin reads grows to hold a step
+    (at most ``/proc/sys/fs/pipe-max-size``), so reads and writes meet less often;
+    anything else (a file, a closed descriptor) is left alone without an error."""
+    import fcntl
+    import io
+
+    from scanner.engine.inputs import widen_pipe
+
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("no pipe sizes on this system")
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as reader, os.fdopen(w, "wb"):
+        before = fcntl.fcntl(r, fcntl.F_GETPIPE_SZ)
+        widen_pipe(reader)
+        assert fcntl.fcntl(r, fcntl.F_GETPIPE_SZ) == max(before, min(STEP, limit))
+    widen_pipe(io.BytesIO(b"x"))
+    widen_pipe(reader)  # closed

@@ -14,7 +14,7 @@ import itertools
 import mmap
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,10 +32,12 @@ from scanner.engine.inputs import (
     kind_of,
     locate,
     scan_buffer,
+    scan_reader,
     scan_stream,
     search,
     steady_heap,
     utf16_to_utf8,
+    widen_pipe,
 )
 from scanner.engine.tars import (
     WHOLE,
@@ -137,7 +139,12 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
     if kind == "tar" and seekable and _scan_mapped_tar(detector, f, origin, outcome,
                                                        gzip_limit, fanout):
         return
-    if kind in _LAYERED or kind.startswith("utf-16") or not seekable:
+    if not seekable and kind in ("text", "binary"):
+        # A plain stream (stdin): read in place into one reused buffer.
+        widen_pipe(f)
+        to_findings(scan_reader(detector, f, head, _tally(outcome), lines=not binary),
+                    origin, None, outcome, binary=binary)
+    elif kind in _LAYERED or kind.startswith("utf-16") or not seekable:
         if not seekable and sys.platform == "linux":
             steady_heap()  # a stream is read in pieces: reuse their memory
         _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
@@ -340,6 +347,13 @@ def scan_bytes(detector: Detector, data: bytes, origin: Origin, *,
     scan_input(detector, io.BytesIO(data), origin, outcome, seekable=len(data) <= READ_WHOLE,
                gzip_limit=gzip_limit)
     return outcome
+
+
+def _tally(outcome: Outcome) -> Callable[[int], None]:
+    def add(n: int) -> None:
+        outcome.bytes += n
+
+    return add
 
 
 def _count(stream: Iterable[bytes], outcome: Outcome) -> Iterator[bytes]:
