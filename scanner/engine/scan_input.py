@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scanner.engine import newlines
 from scanner.engine.archives import IN_MEMORY, Bounded, scan_zip
 from scanner.engine.detect import Detector
 from scanner.engine.images import name_images
@@ -419,7 +420,7 @@ def count_segment(segment: Segment) -> int:
                 got = f.readinto(view[: min(len(buf), hi - lo)])
                 if not got:
                     break
-                total += buf.count(b"\n", 0, got)
+                total += newlines.count(buf, 0, got)
                 lo += got
     return total
 
