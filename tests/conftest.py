@@ -162,6 +162,80 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: The ceiling on every wait for a process or server to be ready. A poll's safety net,
+#: never a timing assertion: on a loaded machine (2 cores, several runs) a start-up can
+#: take many seconds, and that is not a failure; only never getting ready is.
+READY_TIMEOUT = 60.0
+_POLL = 0.02  # seconds between polls
+
+
+def _not_ready(what: str, proc: subprocess.Popen[bytes] | None, log: Path | None) -> str:
+    tail = log.read_text(errors="replace")[-800:] if log is not None and log.exists() else ""
+    if proc is not None and proc.poll() is not None:
+        return f"{what}: the process exited ({proc.returncode}) before it was ready\n{tail}"
+    return f"{what}: not ready after {READY_TIMEOUT:g} s\n{tail}"
+
+
+def wait_until(ready: Callable[[], bool], what: str, *,
+               proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+               timeout: float = READY_TIMEOUT) -> None:
+    """Poll ``ready()`` until it is true (the one wait every test uses for a process or
+    server to come up); fail at once if ``proc`` exits, or after ``timeout``."""
+    import time as wall
+
+    end = wall.monotonic() + timeout
+    while not ready():
+        assert proc is None or proc.poll() is None, _not_ready(what, proc, log)
+        assert wall.monotonic() < end, _not_ready(what, proc, log)
+        wall.sleep(_POLL)  # polled: a real process starting
+
+
+async def async_wait_until(ready: Callable[[], Any], what: str, *,
+                           proc: subprocess.Popen[bytes] | None = None,
+                           log: Path | None = None, timeout: float = READY_TIMEOUT) -> None:
+    """:func:`wait_until` in an event loop (servers in the same loop answer meanwhile):
+    ``ready()`` may return a bool or an awaitable of one."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        answer = ready()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return
+        assert proc is None or proc.poll() is None, _not_ready(what, proc, log)
+        assert loop.time() < end, _not_ready(what, proc, log)
+        await asyncio.sleep(_POLL)  # polled: a real process or background task starting
+
+
+def http_answers(url: str, status: int | None = 200) -> bool:
+    """``url`` answers (with ``status``, or any status when None): for :func:`wait_until`."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return status is None or resp.status == status
+    except urllib.error.HTTPError as exc:
+        return status is None or exc.code == status
+    except OSError:
+        return False
+
+
+async def async_http_answers(url: str, status: int = 200) -> bool:
+    """``url`` answers ``status``: for :func:`async_wait_until`."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            return resp.status == status
+    except (aiohttp.ClientError, OSError):
+        return False
+
+
 @pytest.fixture
 def time() -> Any:
     """An injected clock and sleep (tests/standin.py's ``FakeTime``): sleeping advances

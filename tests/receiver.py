@@ -5,7 +5,6 @@ and a grep of files for whole tokens."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -15,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import SPEC
+from conftest import READY_TIMEOUT, SPEC, async_wait_until
 
 from scanner.dev.cendis_api import STATE as STANDIN
 from scanner.dev.cendis_api import StandInToken
@@ -68,13 +67,23 @@ class Rig:
     def notified(self) -> list[dict[str, Any]]:
         return self.standin[STANDIN].notifications
 
-    async def settle(self, done: Callable[[], bool], timeout: float = 30.0) -> None:
-        """Wait (polling, no fixed sleep) until ``done()``."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not done():
-            assert loop.time() < end, "timed out waiting for the receiver"
-            await asyncio.sleep(0.01)  # polled: the receiver's background tasks do real I/O
+    async def settle(self, done: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+        """Wait (polling, no fixed sleep) until ``done()``: the receiver's background
+        tasks do real I/O."""
+        await async_wait_until(done, "the receiver", timeout=timeout)
+
+    async def keys_loaded(self) -> None:
+        """Until the partner keys are loaded (the receiver's readiness). A first fetch
+        that failed on a loaded machine (the tests' fetch timeout is short) is retried
+        the way the next delivery would retry it (:meth:`KeyCache.refresh_if_due`),
+        not an hour later by the refresh timer."""
+        cache = self.key_cache
+
+        def loaded() -> bool:
+            cache.refresh_if_due()
+            return bool(cache.loaded)
+
+        await self.settle(loaded)
 
     async def quiet(self) -> None:
         """Until the revoke queue is empty (the revoker writes in the background)."""
@@ -133,7 +142,7 @@ def make_rig_factory(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path,
         client = await aiohttp_client(TestServer(app))
         rig = Rig(client, keys, standin, partner, db, tokens)
         if wait_keys:
-            await rig.settle(lambda: rig.key_cache.loaded)
+            await rig.keys_loaded()
         return rig
 
     return factory

@@ -4,12 +4,14 @@ Playwright for Python, against the receiver on loopback over a real SQLite trail
 No browser is downloaded (``playwright install`` is never run): Playwright starts the
 system's chromium by ``executable_path``. Without it these tests skip with one line; under
 CI (``CI=true``) that is a failure. The screenshots of the overview, the list and an
-incident page at 1280 and 390 px are written to ``docs/screenshots/`` (the README shows
-one).
+incident page at 1280 and 390 px are written to the test's temporary folder: a test run
+never writes into the repository. With ``CENDIS_UPDATE_SCREENSHOTS=1`` they are written
+to ``docs/screenshots/`` instead (the README shows one), to refresh them on purpose.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +30,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "docs" / "screenshots"
+#: Set to 1 to refresh the screenshots in docs/screenshots/ (otherwise: tmp_path).
+UPDATE_SHOTS = "CENDIS_UPDATE_SCREENSHOTS"
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
@@ -234,17 +238,19 @@ async def test_keyboard_and_screen_reader_basics(browser: Any, site: Any,
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 async def test_screenshots_and_no_sideways_scroll(browser: Any, site: Any,
-                                                  tokens: dict[str, str], width: str) -> None:
+                                                  tokens: dict[str, str], width: str,
+                                                  tmp_path: Path) -> None:
     w, h = WIDTHS[width]
     page = await browser.new_page(viewport={"width": w, "height": h})
     await sign_in(page, site.base, tokens["triager"])
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = SHOTS if os.environ.get(UPDATE_SHOTS) == "1" else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
     for name, path in (("overview", "/dashboard/"), ("list", "/dashboard/incidents"),
                        ("incident", "/dashboard/incidents/1")):
         await page.goto(site.base + path)
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 1, (name, width, overflow)  # wide tables scroll in their box
-        shot = SHOTS / f"{name}-{w}.png"
+        shot = shots / f"{name}-{w}.png"
         await page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 5000

@@ -9,14 +9,13 @@ import os
 import re
 import stat
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CLI, free_port
+from conftest import CLI, free_port, http_answers, wait_until
 
 from scanner.token import TokenCheck, check
 
@@ -32,13 +31,7 @@ def standin(args: list[str], stdout: int | Path) -> Iterator[tuple[str, subproce
                             stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(400):
-            assert proc.poll() is None, "the stand-in exited"
-            try:
-                urllib.request.urlopen(url + "/_calls", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.025)  # polled: a real stand-in process starting
+        wait_until(lambda: http_answers(url + "/_calls"), "dev cendis-api", proc=proc)
         yield url, proc
     finally:
         proc.terminate()

@@ -8,7 +8,6 @@ import io
 import json
 import random
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, assert_no_leak, free_port, keep_standin_journal, run
+from conftest import (
+    CLI,
+    assert_no_leak,
+    free_port,
+    http_answers,
+    keep_standin_journal,
+    run,
+    wait_until,
+)
 
 from scanner.cendis.client import credential_from
 from scanner.dev import seed as seeds
@@ -65,14 +72,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, token_registry: set[str],
                             stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_calls", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise AssertionError("the stand-in exited") from None
-                time.sleep(0.05)  # polled: a real `dev cendis-api` process starting
+        wait_until(lambda: http_answers(url + "/_calls"), "dev cendis-api", proc=proc,
+                   log=captured_dir / "standin-cli.log")
         yield Api(url, credential, admin, weak, live, unknown)
         keep_standin_journal({route: json.loads(urllib.request.urlopen(
             url + route, timeout=5).read()) for route in ("/_requests", "/_calls")})

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import CLI, keep_output
+from conftest import CLI, READY_TIMEOUT, keep_output
 from pgtools import fresh_schema, require
 from receiver import CREDENTIAL, PARTNERS, WHSEC, assert_tokens_nowhere
 from sweeptools import Origin, isolated_git, sha, write_config  # noqa: F401 - the autouse fixture
@@ -48,7 +48,7 @@ from scanner.sweep.run import select
 
 REPORT_TOKEN = "report-token-for-tests-0123456789"
 GITHUB, ACME = "/partners/github", "/partners/acme"
-DRAIN = 20.0  # seconds: every acknowledged token revoked by then, 503 bursts and all
+DRAIN = READY_TIMEOUT  # a poll's ceiling: every acknowledged token revoked by then
 
 
 @dataclass
@@ -222,7 +222,7 @@ def _jobs(tokens: list[str], partner: PartnerKey, rng: random.Random) -> list[Jo
 
 
 async def _load(fleet: Fleet, jobs: list[Job], *, workers: int = 6, kill_at: float = 0.4,
-                budget: float = 15.0) -> tuple[list[str], int]:
+                budget: float = READY_TIMEOUT) -> tuple[list[str], int]:
     """The jobs by ``workers`` concurrent senders, Cendis answering 503 in bursts, and
     receiver 0 ``kill -9``ed once ``kill_at`` of the jobs are done. Returns the tokens
     acknowledged, and how many revoke calls Cendis had received when the kill landed."""

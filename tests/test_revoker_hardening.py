@@ -18,7 +18,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import time as wall_time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -27,7 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import CLI, free_port, keep_output
+from conftest import CLI, async_http_answers, async_wait_until, free_port, keep_output
 from receiver import CREDENTIAL, PARTNERS, Rig
 from receiver import test_config as receiver_config
 from standin import FakeTime, calls, faults, start
@@ -487,14 +486,8 @@ async def test_serve_survives_hostile_answers_and_stops_cleanly(
                 async with session.get(url + path) as resp:
                     return resp.status, await resp.text()
 
-            for _ in range(500):
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if (await get("/readyz"))[0] == 200:
-                        break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.02)  # polled: a real serve process
+            await async_wait_until(lambda: async_http_answers(url + "/readyz"),
+                                   "serve /readyz", proc=proc, log=log)
             hashes = [TokenRef.from_token(t).sha256 for t in tokens]
             # Twice a token as a list (the batch's contract broken), then a 429 of 1e12 s.
             state.faults.answer_next = 2
@@ -506,14 +499,12 @@ async def test_serve_survives_hostile_answers_and_stops_cleanly(
                     "Github-Public-Key-Identifier": partner.key_id,
                     "Github-Public-Key-Signature": partner.sign(body)}) as resp:
                 assert resp.status == 200
-            deadline = wall_time.monotonic() + 20
-            while len(state.calls) < 2:  # two broken answers (backoff: 0.5-1 s, 1-2 s)
-                assert wall_time.monotonic() < deadline, state.calls
-                await asyncio.sleep(0.01)  # polled: a real serve process
+            # two broken answers (backoff: 0.5-1 s, 1-2 s), polled on a real serve process
+            await async_wait_until(lambda: len(state.calls) >= 2, "two revoke calls",
+                                   proc=proc, log=log)
             state.faults.rate_limit_next, state.faults.retry_after = 1, "1e12"
-            while len(state.calls) < 3:
-                assert wall_time.monotonic() < deadline, state.calls
-                await asyncio.sleep(0.05)  # polled: a real serve process
+            await async_wait_until(lambda: len(state.calls) >= 3, "a third revoke call",
+                                   proc=proc, log=log)
             await asyncio.sleep(1.0)  # a real serve process, watched for a spin in real time
             assert len(state.calls) == 3  # waiting out the (bounded) hour: no spin
             status, text = await get("/readyz")

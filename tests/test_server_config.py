@@ -149,11 +149,10 @@ def test_serve_starts_with_the_readme_example(tmp_path: Path) -> None:
     import json
     import os
     import subprocess
-    import time
     import urllib.error
     import urllib.request
 
-    from conftest import CLI, free_port, keep_output
+    from conftest import CLI, free_port, http_answers, keep_output, wait_until
 
     config = tmp_path / "receiver.toml"
     config.write_text(readme_receiver_toml())
@@ -169,15 +168,9 @@ def test_serve_starts_with_the_readme_example(tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(400):
-            assert proc.poll() is None, log.read_text()
-            try:
-                body = json.loads(urllib.request.urlopen(url + "/healthz", timeout=2).read())
-                break
-            except OSError:
-                time.sleep(0.025)  # polled: a real serve process starting
-        else:
-            raise AssertionError("serve did not answer /healthz: " + log.read_text())
+        wait_until(lambda: http_answers(url + "/healthz"), "serve /healthz", proc=proc,
+                   log=log)
+        body = json.loads(urllib.request.urlopen(url + "/healthz", timeout=10).read())
         assert body == {"ok": True}
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + "/incidents", timeout=2)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import CLI, free_port, keep_output
+from conftest import CLI, async_http_answers, async_wait_until, free_port, keep_output
 from receiver import CREDENTIAL, PARTNERS, assert_tokens_nowhere
 
 from scanner.dev.cendis_api import STATE as STANDIN
@@ -31,17 +31,9 @@ async def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], s
                             stdin=subprocess.DEVNULL,
                             env={**__import__("os").environ, "CENDIS_TOKEN": CREDENTIAL})
     url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            assert proc.poll() is None, log.read_text()
-            try:
-                async with session.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.02)  # polled: a real serve process starting
-    raise AssertionError("serve did not become ready: " + log.read_text()[-500:])
+    await async_wait_until(lambda: async_http_answers(url + "/readyz"), "serve /readyz",
+                           proc=proc, log=log)
+    return proc, url
 
 
 async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp_path: Path,
@@ -89,11 +81,8 @@ async def test_kill_9_while_reports_arrive_then_restart(aiohttp_server: Any, tmp
     proc, url = await _start(args, log)
     try:
         want = {secret_sha256(t.encode()) for t in acked}
-        for _ in range(500):
-            if want <= state.revoked:
-                break
-            await asyncio.sleep(0.02)  # polled: a real serve process revoking
-        assert want <= state.revoked
+        await async_wait_until(lambda: want <= state.revoked,
+                               "every acknowledged token revoked", proc=proc, log=log)
         conn = sqlite3.connect(db)
         stored = {row[0] for row in conn.execute("select sha256 from incidents")}
         conn.close()

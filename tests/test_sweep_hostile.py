@@ -135,9 +135,7 @@ TRANSPORTS = ["ext::sh -c touch% {marker}", "fd::0", "fd::3,4", "foo::bar",
 def test_only_the_sweep_transports_are_accepted(tmp_path: Path, url: str) -> None:
     marker = tmp_path / "pwned"
     config = write_config(tmp_path, [url.format(marker=marker)])
-    started = time.monotonic()
-    line = one_line(cli(tmp_path, str(config)))
-    assert time.monotonic() - started < 30
+    line = one_line(cli(tmp_path, str(config)))  # a hang fails on cli's timeout
     assert "a sweep fetches only over https, ssh, git, file" in line
     assert not marker.exists()
 
@@ -149,10 +147,8 @@ def test_gits_own_allow_list_refuses_remote_helpers(tmp_path: Path, url: str) ->
     command runs, no descriptor is waited on."""
     marker = tmp_path / "pwned"
     mirror = Mirror(tmp_path / "cache" / "m.git", url.format(marker=marker))
-    started = time.monotonic()
     with pytest.raises(GitError, match=r"transport '\w+' not allowed"):
-        mirror.fetch(timeout=20)
-    assert time.monotonic() - started < 15
+        mirror.fetch(timeout=20)  # a descriptor waited on would be a timeout, not this
     assert not marker.exists()
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import stat
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -198,9 +197,7 @@ def test_a_bad_report_to_url_is_one_line_before_sweeping(
                           b64=base64.b64encode(token.encode()).decode().rstrip("="))
     (tmp_path / "a.log").write_text(f"auth {make_token()}\n")
     config = write_config(tmp_path, logs=["a.log"])
-    started = time.monotonic()
-    line = one_line(cli(tmp_path, str(config), "--report-to", url))
-    assert time.monotonic() - started < 30
+    line = one_line(cli(tmp_path, str(config), "--report-to", url))  # a hang: cli's timeout
     assert "bad --report-to URL" in line and words in line, line
     assert "internal" not in line and "Name or service" not in line
     nothing_of(token, line)
@@ -281,9 +278,7 @@ def test_a_logs_state_that_is_no_regular_file_is_set_aside_unread(
     os.replace(state, state.with_name("saved.json"))
     make(state)
 
-    started = time.monotonic()
-    proc = cli(tmp_path, str(config), "--format", "json")
-    assert time.monotonic() - started < 30
+    proc = cli(tmp_path, str(config), "--format", "json")  # blocking on it: cli's timeout
     assert proc.returncode == 1, proc.err  # type: ignore[attr-defined]
     (row,) = json.loads(proc.stdout)["sources"]
     assert not row["errors"]
@@ -348,9 +343,7 @@ def test_a_glob_that_matches_no_regular_file_skips_it_and_says_so(
         (logs / "other.log").symlink_to("/dev/zero")
     config = write_config(tmp_path, logs=["logs/*.log"])
 
-    started = time.monotonic()
-    proc = cli(tmp_path, str(config), "--format", "json")
-    assert time.monotonic() - started < 30
+    proc = cli(tmp_path, str(config), "--format", "json")  # blocking on it: cli's timeout
     assert proc.returncode == 1, proc.err  # type: ignore[attr-defined]
     (row,) = json.loads(proc.stdout)["sources"]
     assert [f["secret_sha256"] for f in row["findings"]] == [sha(token)]
