@@ -338,14 +338,18 @@ async def test_key_rotation_and_etag(rig_factory: RigFactory, time: FakeTime) ->
     assert state.not_modified >= 1  # the refetch was conditional
 
 
-async def test_a_1000_record_report_is_acknowledged_fast(rig: Rig, make_token: Any) -> None:
+async def test_a_1000_record_report_is_acknowledged_before_any_revoke(
+        rig: Rig, make_token: Any) -> None:
+    """The view verifies, records and answers; revoking is the background revoker's.
+    With the revoker stopped, a 1000-record report is still acknowledged and recorded
+    whole, and nothing was revoked inline (the bench times it: bench/webhook_load.py)."""
+    rig.revoker.stop()
     tokens = [make_token() for _ in range(1000)]
-    start = wall_time.perf_counter()
     status, _ = await rig.report(tokens)
-    elapsed = wall_time.perf_counter() - start
-    assert status == 200 and elapsed < 2.0, elapsed  # the bench asserts <= 1 s
+    assert status == 200
     listed = await (await rig.client.get("/incidents?limit=1000", headers=READER)).json()
     assert len(listed) == 1000
+    assert rig.calls == [] and rig.revoked() == set()
     assert_tokens_nowhere(tokens, rig.db.parent)
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -261,23 +260,24 @@ def test_a_sparse_log_is_read_by_its_data_only(tmp_path: Path,
     log = tmp_path / "big.log"
     head = f"start {early}\n".encode()
     head += b"".join(b"%-63d\n" % i for i in range(8192 // 64))[: 8192 - len(head) - 1] + b"\n"
-    with open(log, "wb") as f:  # whole blocks of lines, then a 4 GiB hole, then a line
+    hole = 1 << 40  # 1 TiB: read byte by byte it would outlast the CLI's timeout
+    with open(log, "wb") as f:  # whole blocks of lines, then a 1 TiB hole, then a line
         f.write(head)
-        f.seek(4 << 30)
-        f.write(f"\nend {late}\n".encode())
+        try:
+            f.seek(hole)
+            f.write(f"\nend {late}\n".encode())
+        except OSError as exc:  # a file system without files this large
+            pytest.skip(f"no 1 TiB sparse file here: {exc}")
     with open(log, "rb") as f:
-        if len(data_extents(f.fileno(), 0, 4 << 30)) != 1:
+        if len(data_extents(f.fileno(), 0, hole)) != 1:
             pytest.skip("this file system does not report holes (SEEK_DATA)")
     config = write_config(tmp_path, logs=["big.log"])
-    started = time.monotonic()
-    status, report, _ = sweep_json(tmp_path, config)
-    took = time.monotonic() - started
+    status, report, _ = sweep_json(tmp_path, config)  # reading the hole: a timeout
     row = report["sources"][0]
-    assert status == 1 and row["seconds"] < 1.0, row["seconds"]
-    assert took < 10  # the whole CLI run, start-up included
+    assert status == 1
     lines = {f["secret_sha256"]: (f["line"], f["offset"]) for f in row["findings"]}
     assert lines[sha(early)] == (1, len("start "))
-    assert lines[sha(late)] == (head.count(b"\n") + 2, (4 << 30) + len("\nend "))
+    assert lines[sha(late)] == (head.count(b"\n") + 2, hole + len("\nend "))
     # Appended after the hole: only the new line is read.
     with open(log, "a") as f:
         f.write("more\n")
