@@ -133,20 +133,21 @@ def test_untagged_image_and_a_clean_image(scan: Any, tmp_path: Path,
 
 def test_layer_bomb_is_one_error_line(cli: Any, tmp_path: Path,
                                       make_token: Callable[[], str]) -> None:
-    """A layer that decompresses past --max-decompressed: one error line naming the
-    layer, exit 2; the other layers and the config are still scanned."""
+    """A layer that decompresses past --max-decompressed (one budget for the whole
+    image: every layer spends from it): one error line naming the layer, exit 2; the
+    layers before it and the config are still scanned."""
     token = make_token()
-    files, digests = oci_layout("acme/api:1.4", [{"big.bin": bytes(8 << 20)},
-                                                 {"app/.env": f"T={token}\n".encode()}], [])
+    files, digests = oci_layout("acme/api:1.4", [{"app/.env": f"T={token}\n".encode()},
+                                                 {"big.bin": bytes(8 << 20)}], [])
     (tmp_path / "b.tar").write_bytes(tar_bytes(files))
     proc = cli(["scan", str(tmp_path / "b.tar"), "--max-decompressed", "4M", "--format",
                 "json"])
     assert proc.returncode == 2
     errors = [line for line in proc.err.splitlines() if "error" in line]
-    assert errors == [f"cendis-scan: error: {tmp_path}/b.tar!blobs/sha256/{digests[0]}: "
+    assert errors == [f"cendis-scan: error: {tmp_path}/b.tar!blobs/sha256/{digests[1]}: "
                       "gzip expands beyond 4 MiB; not scanned further"]
     [f] = json.loads(proc.stdout)["findings"]
-    assert f["path"].endswith(f"!sha256:{digests[1][:12]}!app/.env")
+    assert f["path"].endswith(f"!sha256:{digests[0][:12]}!app/.env")
 
 
 def test_sarif_names_the_image(cli: Any, tmp_path: Path, make_token: Callable[[], str],

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import IO, Any
 
+from scanner.engine.layers import Budget
 from scanner.errors import SourceError
 from scanner.result import issue
 
@@ -26,16 +27,16 @@ IN_MEMORY = 64 << 20
 
 
 class Bounded:
-    """A member being read, counted against what the archive may still expand to."""
+    """A member being read, its bytes spent from the input's budget (shared by every
+    layer nested in the input: a zip of zips is bounded like one zip)."""
 
-    def __init__(self, f: IO[bytes], room: int, limit: int):
-        self.f, self.room, self.limit, self.count = f, room, limit, 0
+    def __init__(self, f: IO[bytes], budget: Budget):
+        self.f, self.budget, self.count = f, budget, 0
 
     def read(self, n: int = -1, /) -> bytes:
-        data = self.f.read(n if n >= 0 else self.room + 1)
+        data = self.f.read(n if n >= 0 else max(0, self.budget.left) + 1)
         self.count += len(data)
-        if self.count > self.room:
-            raise SourceError(f"zip expands beyond {self.limit >> 20} MiB; not scanned further")
+        self.budget.spend(len(data), "zip")
         return data
 
 
@@ -43,7 +44,7 @@ def member_path(path: str | None, name: str) -> str:
     return f"{path or '-'}!{name}"
 
 
-def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
+def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
              scan_member: Callable[[Bounded, Any], None], detector: Any = None) -> bool:
     """Scan each member with ``scan_member(reader, member_origin)``, and with
     ``detector`` the members' names and their folders' (names are content, as in a
@@ -60,7 +61,6 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
     if detector is not None:
         _name_findings(detector, origin, [i.filename for i in listed[:MAX_MEMBERS]],
                        outcome)
-    room = limit
     for info in members[:MAX_MEMBERS]:
         fp = origin.fingerprint_path
         sub = replace(origin, path=member_path(origin.path, info.filename),
@@ -68,9 +68,7 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
                       size=info.file_size)
         try:
             with archive.open(info) as m:
-                reader = Bounded(m, room, limit)
-                scan_member(reader, sub)
-                room -= reader.count
+                scan_member(Bounded(m, budget), sub)
         except SourceError:
             raise
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,

@@ -570,7 +570,8 @@ def _guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome:
     except Broken:
         raise
     except (SourceError, OSError, EOFError, ValueError, RuntimeError) as exc:
-        outcome.errors.append(issue(sub.path or "-", exc))
+        if not getattr(exc, "quiet", False):  # (quiet: the input's budget, said already)
+            outcome.errors.append(issue(sub.path or "-", exc))
 
 
 def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Entry]], origin: Origin,

@@ -1,0 +1,80 @@
+"""Bounds that must hold however an input is built (issue 20's hostile pass): the
+decompressed-size limit across nesting, and damaged streams (a truncated zip, zstd,
+gzip, bzip2 or xz) that keep what is readable and say what is lost, from a file and
+from stdin."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imagetools import tar_bytes, zip_bytes
+
+#: Each leaf member: 1.5 MiB of zeros (a few KB compressed), under the 4 MiB limit the
+#: tests set; the input as a whole expands to several times that.
+LEAF = bytes(3 << 19)
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def _leaves(first: bytes) -> dict[str, bytes]:
+    return {"a/.env": first, **{f"z{i}.bin": LEAF for i in range(4)}}
+
+
+def _nested(shape: str, env: bytes) -> bytes:
+    """A small input that expands to ~30 MiB only through its nesting: no one member
+    or stream in it is past the limit on its own."""
+    inner = _leaves(env)
+    if shape == "zip-of-zips":
+        return zip_bytes({"in0.zip": zip_bytes(inner),
+                          **{f"in{i}.zip": zip_bytes(_leaves(b"")) for i in range(1, 5)}})
+    if shape == "tar-of-gz":
+        return tar_bytes({"a/.env": env, **{f"m{i}.log.gz": gzip.compress(LEAF * 2)
+                                            for i in range(8)}})
+    if shape == "tgz-of-tgz":
+        return gzip.compress(tar_bytes({
+            "in0.tgz": gzip.compress(tar_bytes(inner)),
+            **{f"in{i}.tgz": gzip.compress(tar_bytes(_leaves(b""))) for i in range(1, 5)}}))
+    if shape == "txz-of-zips":
+        return lzma.compress(tar_bytes({"in0.zip": zip_bytes(inner),
+                                        **{f"in{i}.zip": zip_bytes(_leaves(b""))
+                                           for i in range(1, 5)}}))
+    if shape == "zip-of-tzst":
+        return zip_bytes({"in0.tzst": _zstd(tar_bytes(inner)),
+                          **{f"in{i}.tbz": bz2.compress(tar_bytes(_leaves(b"")))
+                             for i in range(1, 5)}})
+    raise AssertionError(shape)
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+@pytest.mark.parametrize("shape", ["zip-of-zips", "tar-of-gz", "tgz-of-tgz", "txz-of-zips",
+                                   "zip-of-tzst"])
+def test_the_decompressed_limit_holds_across_nesting(shape: str, source: str, scan: Any,
+                                                     tmp_path: Path,
+                                                     make_token: Callable[[], str]) -> None:
+    """One budget per input, spent by every layer nested in it: a bomb built of many
+    members each under the limit is one "expands beyond" line (exit 2), and what came
+    before the limit was reached is still reported."""
+    token = make_token()
+    data = _nested(shape, f"T={token}\n".encode())
+    (tmp_path / "x.bin").write_bytes(data)
+    args = ["-"] if source == "stdin" else [str(tmp_path / "x.bin")]
+    status, report, proc = scan([*args, "--max-decompressed", "4M"],
+                                input=data if source == "stdin" else None)
+    assert status == 2
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert len(errors) == 1, proc.err
+    assert "expands beyond 4 MiB; not scanned further" in errors[0]
+    assert [f["path"].rsplit("!", 1)[-1] for f in report["findings"]] == ["a/.env"]
+    # The same input under the default limit: everything read, no error.
+    status, report, proc = scan(args, input=data if source == "stdin" else None)
+    assert status == 1 and "error" not in proc.err, proc.err
