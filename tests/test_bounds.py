@@ -8,12 +8,15 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from imagetools import tar_bytes, zip_bytes
+
+from scanner.token import secret_sha256
 
 #: Each leaf member: 1.5 MiB of zeros (a few KB compressed), under the 4 MiB limit the
 #: tests set; the input as a whole expands to several times that.
@@ -78,3 +81,67 @@ def test_the_decompressed_limit_holds_across_nesting(shape: str, source: str, sc
     # The same input under the default limit: everything read, no error.
     status, report, proc = scan(args, input=data if source == "stdin" else None)
     assert status == 1 and "error" not in proc.err, proc.err
+
+
+#: Incompressible filler (hex of random bytes): what is lost when a stream is cut.
+NOISE = os.urandom(300_000).hex().encode()
+
+
+def sha(token: str) -> str:
+    return secret_sha256(token.encode())
+
+
+def _cut(data: bytes, at: float = 0.7) -> bytes:
+    return data[: int(len(data) * at)]
+
+
+#: How each damaged input is made from (a text with the token first, a tar with it in
+#: its first member): (damaged bytes, what the one error line says).
+DAMAGED: dict[str, Callable[[bytes, bytes], tuple[bytes, str]]] = {
+    "log.gz": lambda text, _: (_cut(gzip.compress(text)), "truncated"),
+    "log.bz2": lambda text, _: (_cut(bz2.compress(text, 1)), "truncated"),
+    "log.xz": lambda text, _: (_cut(lzma.compress(text)), "truncated"),
+    "log.zst": lambda text, _: (_cut(_zstd(text), 0.5), "truncated"),
+    "tgz": lambda _, tar: (_cut(gzip.compress(tar)), "truncated"),
+    "tbz": lambda _, tar: (_cut(bz2.compress(tar, 1)), "truncated"),
+    "txz": lambda _, tar: (_cut(lzma.compress(tar)), "truncated"),
+    "tzst": lambda _, tar: (_cut(_zstd(tar), 0.99), "truncated"),
+    "zip-30": lambda text, _: (_cut(zip_bytes(_files(text)), 0.3), "truncated"),
+    "zip-99": lambda text, _: (_cut(zip_bytes(_files(text)), 0.99), "truncated"),
+    "stored-zip": lambda text, _: (_cut(zip_bytes(_files(text), deflate=False), 0.8),
+                                   "truncated"),
+    "gz-then-garbage": lambda text, _: (gzip.compress(text) + b"not gzip at all, junk",
+                                        "not valid gzip"),
+    "gz-in-cut-tgz": lambda text, _: (_cut(gzip.compress(tar_bytes(
+        {"a.log.gz": gzip.compress(text), "b.bin": NOISE}))), "truncated"),
+}
+
+def _files(text: bytes) -> dict[str, bytes]:
+    return {"a/.env": text[:200], "b.txt": NOISE, "c.txt": NOISE}
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+def test_a_damaged_stream_is_one_error_and_its_readable_part_is_scanned(
+        kind: str, source: str, scan: Any, tmp_path: Path,
+        make_token: Callable[[], str]) -> None:
+    token = make_token()
+    env = f"T={token}\n".encode()
+    data, says = DAMAGED[kind](env + NOISE, tar_bytes({"a/.env": env, "b.txt": NOISE,
+                                                      "c.txt": NOISE}))
+    (tmp_path / "in.bin").write_bytes(data)
+    args = ["-"] if source == "stdin" else [str(tmp_path / "in.bin")]
+    status, report, proc = scan(args, input=data if source == "stdin" else None)
+    assert status == 2
+    errors = [line for line in proc.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and says in errors[0], proc.err
+    assert [f["secret_sha256"] for f in report["findings"]] == [sha(token)]
+
+
+@pytest.mark.parametrize("data", [b"\x28\xb5\x2f\xfd", b"\x1f\x8b\x08\x00\x00",
+                                  b"PK\x03\x04\x14\x00\x00\x00\x08\x00"])
+def test_a_bare_magic_number_is_a_truncated_error(data: bytes, scan: Any,
+                                                  tmp_path: Path) -> None:
+    (tmp_path / "m.bin").write_bytes(data)
+    status, _, proc = scan([str(tmp_path / "m.bin")])
+    assert status == 2 and "truncated" in proc.err, proc.err

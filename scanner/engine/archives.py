@@ -45,7 +45,7 @@ def member_path(path: str | None, name: str) -> str:
 
 
 def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
-             scan_member: Callable[[Bounded, Any], None], detector: Any = None) -> bool:
+             scan_member: Callable[[Any, Any], None], detector: Any = None) -> bool:
     """Scan each member with ``scan_member(reader, member_origin)``, and with
     ``detector`` the members' names and their folders' (names are content, as in a
     tar). False when ``f`` is not a readable zip (the caller scans it as plain bytes
@@ -57,7 +57,7 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
         listed = archive.infolist()
         members = [i for i in listed if not i.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        return False
+        return _scan_local(f, origin, outcome, budget, scan_member, detector)
     if detector is not None:
         _name_findings(detector, origin, [i.filename for i in listed[:MAX_MEMBERS]],
                        outcome)
@@ -78,6 +78,33 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
     if len(members) > MAX_MEMBERS:
         outcome.errors.append(issue(origin.path or "-", SourceError(
             f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
+    return True
+
+
+def _scan_local(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
+                scan_member: Callable[[Any, Any], None], detector: Any) -> bool:
+    """A zip without a central directory (cut short): its members from their local
+    headers, then one error for the zip. False when it holds no local header."""
+    from scanner.engine.zip_local import scan_local
+
+    def sub_origin(name: str, size: int) -> Any:
+        fp = origin.fingerprint_path
+        return replace(origin, path=member_path(origin.path, name),
+                       fingerprint_path=None if fp is None else member_path(fp, name),
+                       size=size)
+
+    try:
+        names = scan_local(f, origin, outcome, budget, MAX_MEMBERS, scan_member, sub_origin)
+    except (zlib.error, OSError, ValueError, EOFError) as exc:
+        names = []
+        outcome.errors.append(issue(origin.path or "-", SourceError(f"cannot read: {exc}")))
+    if names is None:
+        return False
+    if detector is not None:
+        _name_findings(detector, origin, names, outcome)
+    outcome.errors.append(issue(origin.path or "-", SourceError(
+        f"zip is truncated (no central directory): {len(names)} members read from "
+        "their local headers, the rest lost")))
     return True
 
 

@@ -91,15 +91,7 @@ class _Chunks:
         return True
 
 
-def _reader(kind: str, raw: _Chunks) -> Any:
-    if kind == "bzip2":
-        import bz2
-
-        return bz2.BZ2File(raw)  # type: ignore[call-overload]
-    if kind == "xz":
-        import lzma
-
-        return lzma.LZMAFile(raw)  # type: ignore[arg-type]
+def _zstd_reader(raw: _Chunks) -> Any:
     try:
         import zstandard
     except ImportError:
@@ -119,24 +111,52 @@ def decompress(kind: str, chunks: Iterable[bytes], limit: Any) -> Iterator[bytes
     from scanner.engine.layers import Budget
 
     budget = Budget(limit) if isinstance(limit, int) else limit
-    frames = _Frames(chunks) if kind == "zstd" else None
-    reader = _reader(kind, _Chunks(chunks if frames is None else frames))
+    if kind != "zstd":
+        yield from _incremental(kind, chunks, budget)
+        return
+    frames = _Frames(chunks)
+    reader = _zstd_reader(_Chunks(frames))
     while True:
         try:
             out = reader.read(STEP)
         except SourceError:
             raise
-        except Exception as exc:  # OSError, EOFError, lzma.LZMAError, ZstdError
-            text = str(exc)
-            if "end-of-stream" in text or "truncated" in text.lower():
-                raise SourceError(f"{kind} stream is truncated") from None
+        except Exception as exc:  # ZstdError
             raise SourceError(f"not valid {kind}: {exc}") from None
         if not out:
-            if frames is not None and frames.cut():
+            if frames.cut():
                 raise SourceError(f"{kind} stream is truncated")
             return
         budget.spend(len(out), kind)
         yield out
+
+
+def _incremental(kind: str, chunks: Iterable[bytes], budget: Any) -> Iterator[bytes]:
+    """bzip2 or xz through the decompressor objects, not the file readers: those lose
+    the last piece they decompressed when the stream turns out to be cut short."""
+    import bz2
+    import lzma
+
+    def make() -> Any:
+        return bz2.BZ2Decompressor() if kind == "bzip2" else lzma.LZMADecompressor()
+
+    d, fed = make(), False
+    for chunk in chunks:
+        data = chunk
+        while data or not d.needs_input:
+            try:
+                out = d.decompress(data, STEP)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                raise SourceError(f"not valid {kind}: {exc}") from None
+            data, fed = b"", True
+            if out:
+                budget.spend(len(out), kind)
+                yield out
+            if d.eof:  # the next stream (xz pads between them with zeros)
+                data = d.unused_data.lstrip(b"\0") if kind == "xz" else d.unused_data
+                d, fed = make(), False
+    if fed and not d.eof:
+        raise SourceError(f"{kind} stream is truncated")
 
 
 class _Frames:
