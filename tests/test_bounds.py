@@ -145,3 +145,20 @@ def test_a_bare_magic_number_is_a_truncated_error(data: bytes, scan: Any,
     (tmp_path / "m.bin").write_bytes(data)
     status, _, proc = scan([str(tmp_path / "m.bin")])
     assert status == 2 and "truncated" in proc.err, proc.err
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "index.json", "repositories",
+                                    "blobs/sha256/" + "a" * 64])
+@pytest.mark.parametrize("nesting", [b"[" * 100_000, b'{"a":' * 100_000,
+                                     b"[" * 990 + b"]" * 990])
+def test_deeply_nested_json_is_not_an_image_manifest(member: str, nesting: bytes, scan: Any,
+                                                     tmp_path: Path,
+                                                     make_token: Callable[[], str]) -> None:
+    """JSON too deep to decode (or just deep) in an image's well-known names: the tar
+    is not an image then, and is scanned as a plain tar (no internal error)."""
+    token = make_token()
+    (tmp_path / "m.tar").write_bytes(tar_bytes({member: nesting,
+                                                "app/.env": f"T={token}\n".encode()}))
+    status, report, proc = scan([str(tmp_path / "m.tar")])
+    assert status == 1 and "error" not in proc.err, proc.err
+    assert [f["path"] for f in report["findings"]] == [f"{tmp_path}/m.tar!app/.env"]
