@@ -162,3 +162,41 @@ def test_deeply_nested_json_is_not_an_image_manifest(member: str, nesting: bytes
     status, report, proc = scan([str(tmp_path / "m.tar")])
     assert status == 1 and "error" not in proc.err, proc.err
     assert [f["path"] for f in report["findings"]] == [f"{tmp_path}/m.tar!app/.env"]
+
+
+def _patched(data: bytes, flag: int = 0, method: int | None = None,
+             damage: bool = False) -> bytes:
+    """A one-member zip with its headers' flags or method changed (an encrypted member,
+    an unknown method) or its deflate data overwritten."""
+    out = bytearray(data)
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        p = out.find(sig)
+        out[p + at] |= flag
+        if method is not None:
+            out[p + at + 2 : p + at + 4] = method.to_bytes(2, "little")
+    if damage:
+        out[40:60] = b"\xff" * 20
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("damage", "says"), [
+    ({"flag": 1}, "the member is encrypted (a password is needed)"),
+    ({"method": 77}, "the member's compression method (77) is not supported"),
+    ({"damage": True}, "the member's compressed data is damaged or cut short"),
+])
+def test_an_unreadable_zip_member_is_one_clean_line(damage: dict[str, Any], says: str,
+                                                    scan: Any, tmp_path: Path,
+                                                    make_token: Callable[[], str]) -> None:
+    """The line names the member (its token redacted) and says why in words of our
+    own: no ZipInfo repr (whose ``=73``-like runs the redaction step decoded as
+    quoted-printable)."""
+    token = make_token()
+    name = f"sec_{token}.env"
+    data = zip_bytes({name: b"x=1\n" + NOISE[:2000]})
+    (tmp_path / "e.zip").write_bytes(_patched(data, **damage))
+    status, report, proc = scan([str(tmp_path / "e.zip")])
+    assert status == 2
+    [line] = [line for line in proc.err.splitlines() if "error" in line]
+    assert line.startswith(f"cendis-scan: error: {tmp_path}/e.zip!sec_{token[:15]}")
+    assert line.endswith(f".env: cannot read: {says}"), line
+    assert [f["location"] for f in report["findings"]] == ["path"]  # the name's token

@@ -73,12 +73,27 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
             raise
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
                 OSError, ValueError) as exc:
-            # An encrypted member, an unknown compression method, a corrupt stream.
-            outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {exc}")))
+            # An encrypted member, an unknown compression method, a corrupt stream: said
+            # in words of our own (zipfile's quote the member's ZipInfo, name and all).
+            outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {_why(info, exc)}")))
     if len(members) > MAX_MEMBERS:
         outcome.errors.append(issue(origin.path or "-", SourceError(
             f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
     return True
+
+
+def _why(info: Any, exc: BaseException) -> str:
+    """Why a zip member cannot be read, in one short line that quotes nothing of the
+    member (its name is the error's path already, redacted there)."""
+    if info.flag_bits & 1:
+        return "the member is encrypted (a password is needed)"
+    if isinstance(exc, NotImplementedError):
+        return f"the member's compression method ({info.compress_type}) is not supported"
+    import zipfile
+
+    if isinstance(exc, zlib.error | EOFError | zipfile.BadZipFile):
+        return "the member's compressed data is damaged or cut short"
+    return f"the member is damaged ({type(exc).__name__})"
 
 
 def _scan_local(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
