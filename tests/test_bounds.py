@@ -200,3 +200,46 @@ def test_an_unreadable_zip_member_is_one_clean_line(damage: dict[str, Any], says
     assert line.startswith(f"cendis-scan: error: {tmp_path}/e.zip!sec_{token[:15]}")
     assert line.endswith(f".env: cannot read: {says}"), line
     assert [f["location"] for f in report["findings"]] == ["path"]  # the name's token
+
+
+def _chain(layers: list[str], env: bytes) -> bytes:
+    """``env`` under ``layers`` (innermost first): gzip, xz, tar (as x.env or as the
+    member ``in``), zip."""
+    data, name = env, ".env"
+    for layer in layers:
+        if layer == "gzip":
+            data = gzip.compress(data)
+        elif layer == "xz":
+            data = lzma.compress(data)
+        elif layer == "tar":
+            data = tar_bytes({name: data})
+        else:
+            data = zip_bytes({name: data})
+        name = "in"
+    return data
+
+
+@pytest.mark.parametrize("layers", [
+    ["gzip"] * 5,
+    ["zip"] * 5,
+    ["tar", "gzip", "tar", "gzip", "tar", "gzip"],
+    ["zip", "tar", "xz", "zip", "tar", "gzip"],
+])
+def test_the_nesting_limit_says_which_layers(layers: list[str], scan: Any, tmp_path: Path,
+                                             make_token: Callable[[], str]) -> None:
+    """Past 4 container layers: one line naming the chain as it is (mixed kinds too:
+    not "layers of tar" for a chain with two tars in it), and saying what is true of the
+    innermost: searched as it is (a token the text decoder still opens there is
+    reported), not unpacked."""
+    token = make_token()
+    (tmp_path / "d.bin").write_bytes(_chain(layers, f"T={token}\n".encode()))
+    status, report, proc = scan([str(tmp_path / "d.bin")])
+    assert status in (1, 2)
+    [line] = [line for line in proc.err.splitlines() if "error" in line]
+    outer = list(reversed(layers))
+    chain = "+".join(outer[:5])
+    assert f"more than 4 layers of {chain} inside each other: the innermost {outer[4]} is " \
+           "not unpacked, only searched as it is" in line, line
+    assert "not unpacked further" not in line
+    for f in report["findings"]:  # what the decoder still opened is named in full
+        assert f["encoding"].startswith(chain), f

@@ -355,8 +355,9 @@ def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
             if kind in _LAYERED:  # nested deeper than MAX_NESTING: say so, and still
                 outcome.errors.append(ScanIssue(  # look at the bytes as they are
                     "source", f"{origin.path or '-'}: more than {MAX_NESTING} layers of "
-                    f"{kind} inside each other: not unpacked further; the scan of it is "
-                    "incomplete", origin.path))
+                    f"{_plus(encoding, kind)} inside each other: the innermost {kind} is "
+                    "not unpacked, only searched as it is (encodings in it included); the "
+                    "scan of it may be incomplete", origin.path))
                 budget.deep_said = True  # the layer decoder's limit is this same line
             to_findings(scan_stream(detector, stream, budget=budget), origin, encoding,
                         outcome, binary=kind == "binary")
