@@ -70,6 +70,8 @@ def kind_of(head: bytes) -> str:
         return "utf-16-be"
     if b"\0" not in head:
         return "text"
+    if head.count(0) <= 0.4 * max(1, (len(head) & ~1) // 2):
+        return "binary"  # too few NULs for either UTF-16 test below (no slices made)
     sample = head[: len(head) & ~1]
     odd, even = sample[1::2].count(0), sample[0::2].count(0)
     half = max(1, len(sample) // 2)
