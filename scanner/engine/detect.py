@@ -239,7 +239,7 @@ class Detector:
         (index -> zlib ``wbits``). Two or three bytes long, they turn up every few tens
         of KB of binary data; what they start holds something only where it inflates,
         which a region search (an image's members) can test before it pays for a full
-        scan of the member (see :func:`scanner.engine.tars.marked`)."""
+        scan of the member (see :func:`scanner.engine.marks.marked`)."""
         if self._inflate_only is None:
             out: dict[int, int] = {}
             for i, text in enumerate(self.literals() if self.prefilter is not None else ()):

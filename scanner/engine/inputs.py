@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import codecs
 import errno
+import functools
 import mmap
 import os
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scanner.engine import newlines
 from scanner.engine.limits import LOOKAHEAD, LOOKBEHIND
@@ -78,6 +79,8 @@ def kind_of(head: bytes) -> str:
         return "utf-16-be"
     if b"\0" not in head:
         return "text"
+    if head.count(0) <= 0.4 * max(1, (len(head) & ~1) // 2):
+        return "binary"  # too few NULs for either UTF-16 test below (no slices made)
     sample = head[: len(head) & ~1]
     odd, even = sample[1::2].count(0), sample[0::2].count(0)
     half = max(1, len(sample) // 2)
@@ -407,19 +410,37 @@ def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
         raise SourceError("not valid gzip: the stream is truncated")
 
 
+@functools.cache
+def _whole_inflater() -> tuple[Any, tuple[type[Exception], ...]]:
+    """python-isal's zlib when it is installed: it inflates a whole gzip about twice as
+    fast (an image's tens of thousands of small ``.gz`` files: 1.2 s of CPU with zlib,
+    0.6 s with it). Only here: a whole member either inflates to its end or is None
+    (then zlib reads it again in :func:`gunzip` and says what is wrong), and on that
+    both agree byte for byte; their partial output and error texts differ, so the
+    streamed and bounded-window inflaters stay on zlib. Imported on first use (the
+    hook never needs it)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib, (zlib.error,)
+    isal_error: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # (its stub)
+    return isal_zlib, (zlib.error, isal_error)
+
+
 def gunzip_whole(data: bytes, limit: int) -> bytes | None:
     """A small gzip (several members too, as :func:`gunzip` reads them) decompressed in
     one call per member: an image holds tens of thousands of ``.gz`` files, and a
     stream of pieces costs each one more than its inflating does. None when it is
     damaged, truncated or holds more than ``limit`` bytes: :func:`gunzip` then reads it
     and says so, or streams it."""
+    inflater, errors = _whole_inflater()
     out: list[bytes] = []
     total = 0
     while data:
-        d = zlib.decompressobj(wbits=47)
+        d = inflater.decompressobj(wbits=47)
         try:
             piece = d.decompress(data, limit + 1 - total)
-        except zlib.error:
+        except errors:
             return None
         total += len(piece)
         if total > limit or not d.eof:

@@ -40,6 +40,7 @@ from scanner.engine.inputs import (
     utf16_to_utf8,
     widen_pipe,
 )
+from scanner.engine.tar_parts import Parts, scan_part
 from scanner.engine.tars import (
     WHOLE,
     Entry,
@@ -47,7 +48,6 @@ from scanner.engine.tars import (
     Members,
     Source,
     Streamed,
-    scan_part,
     scan_tar,
 )
 from scanner.engine.unpack import decompress
@@ -212,11 +212,14 @@ def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: 
         else:
             _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1, fanout)
 
-    def split(tar: Mapped, part: list[Entry], where: Origin) -> Any:
+    def send(tar: Mapped, part: list[Entry], where: Origin) -> Any:
         assert fanout is not None
         return fanout.pool.submit(
             scan_tar_part, fanout.rules, (detector.max_decompressed, detector.decode_window),
             where.fs_path, (tar.base, tar.base + tar.end), part, where, encoding, limit, depth)
+
+    def split(tar: Mapped, where: Origin, out: Any, members: Members) -> Parts:
+        return Parts(tar, where, out, members, send)
 
     return Members(detector, held, streamed, kind_of, small_gzip, nested,
                    None if fanout is None else split)
