@@ -232,11 +232,11 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
     container image (``manifest.json``, ``index.json``), its findings renamed after the
     image and layer they are in. With ``fanout``, a large mapped tar's members are
     scanned by worker processes (and ``outcome`` gets their outcomes in order)."""
-    since = len(outcome.findings)
+    since, errors_since = len(outcome.findings), len(outcome.errors)
     kept = scan_tar(src, origin, outcome,
                     _members(detector, outcome, encoding, limit, depth, fanout))
     if kept:
-        name_images(outcome, since, origin, kept)
+        name_images(outcome, since, origin, kept, errors_since)
 
 
 def scan_tar_part(rules: list[Any], settings: tuple[int, int], fs_path: str,
