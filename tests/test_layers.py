@@ -465,3 +465,41 @@ def test_zlib_under_base64_or_hex(tmp_path: Path, make_token: Callable[[], str],
     [f] = report["findings"]
     assert f["encoding"] == outer.split("-")[0] + "+zlib"
     assert (f["offset"], f["secret_sha256"]) == (len(lead), secret_sha256(token))
+
+
+#: How an inflated layer is embedded in a text file (issue 20 hostile pass, item 3).
+INFLATED_UNDER: dict[str, Callable[[bytes], bytes]] = {
+    "base64+gzip": lambda b: base64.b64encode(gzip.compress(b)),
+    "base64+zlib": lambda b: base64.b64encode(zlib.compress(b)),
+    "hex+gzip": lambda b: gzip.compress(b).hex().encode(),
+    "gzip": lambda b: b"raw bytes follow: " + gzip.compress(b),
+}
+
+
+@pytest.mark.parametrize("at_mib", [4.2, 9.5])
+@pytest.mark.parametrize("stack", sorted(INFLATED_UNDER))
+def test_an_embedded_compressed_layer_is_read_past_4_mib(
+        tmp_path: Path, make_token: Callable[[], str], stack: str, at_mib: float) -> None:
+    """A gzip or zlib layer inside a text is inflated and scanned as a stream up to the
+    input's budget, not cut at the span read around a seed."""
+    token = make_token()
+    filler = b"".join(b"%08d lorem ipsum dolor sit amet\n" % i
+                      for i in range(int(at_mib * (1 << 20)) // 33 + 1))
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b'x = "' + INFLATED_UNDER[stack](filler + f"TOKEN={token}\n".encode())
+                     + b'"\n')
+    status, report = run_json(["scan", str(path)], timeout=120)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        (stack, secret_sha256(token))]
+
+
+@pytest.mark.parametrize("stack", sorted(INFLATED_UNDER))
+def test_an_embedded_layer_past_the_budget_is_one_error_line(
+        tmp_path: Path, stack: str) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(INFLATED_UNDER[stack](b"\0" * (8 << 20)) + b"\n")
+    proc = run(["scan", str(path), "--max-decompressed", "2M"], timeout=60)
+    lines = [ln for ln in proc.err.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.err
+    assert "expand beyond 2 MiB" in lines[0]

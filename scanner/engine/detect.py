@@ -356,6 +356,8 @@ class Detector:
         """Take the seed's layer off around ``p`` and scan what it held, one layer
         deeper; the hits are placed where the layer's encoded text starts."""
         assert needle.seed is not None
+        if needle.seed.layer in (layers.GZIP, layers.ZLIB):
+            return self._inflated(buf, p, needle, depth, budget)
         layer = layers.peel(buf, p, needle.seed, budget)
         if layer is None:
             return []
@@ -363,6 +365,33 @@ class Detector:
             budget.too_deep()
             return []
         inner = self.scan_text(layer.data, depth=depth + 1, budget=budget)
+        return self._wrap(buf, p, needle, layer, inner)
+
+    def _inflated(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
+                  ) -> list[Hit]:
+        """A gzip or zlib stream inside the input, inflated and scanned as a stream
+        (LOOKBEHIND bytes kept before each piece, LOOKAHEAD after, as for stdin): a
+        token anywhere in it is found, up to the input's budget, in constant memory."""
+        assert needle.seed is not None
+        stream = layers.Inflated(buf, p, needle.seed.layer, budget)
+        inner: list[Hit] = []
+        window, scanned = b"", 0  # scanned: offset in window up to which seeds were sought
+        pieces = iter(stream)
+        piece = next(pieces, None)
+        if piece is not None and depth >= MAX_LAYERS:
+            budget.too_deep()
+            return []
+        while piece is not None:
+            window += piece
+            piece = next(pieces, None)
+            limit = len(window) if piece is None else len(window) - LOOKAHEAD
+            if limit > scanned:
+                inner += self.scan(window, scanned, limit, deep=True, depth=depth + 1,
+                                   budget=budget)
+                scanned = limit
+            drop = max(0, scanned - LOOKBEHIND)
+            window, scanned = window[drop:], scanned - drop
+        layer = layers.Layer(needle.seed.layer, b"", p, stream.end)
         return self._wrap(buf, p, needle, layer, inner)
 
     def _wrap(self, buf: Buffer, p: int, needle: Needle, layer: layers.Layer,
