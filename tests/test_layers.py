@@ -503,3 +503,30 @@ def test_an_embedded_layer_past_the_budget_is_one_error_line(
     lines = [ln for ln in proc.err.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.err
     assert "expand beyond 2 MiB" in lines[0]
+
+
+@pytest.mark.parametrize("stack", [("hex",), ("percent",), ("escaped",), ("html", "base64")],
+                         ids="+".join)
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_file_honours_the_decode_window_as_stdin_does(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...], how: str
+        ) -> None:
+    """``--decode-window`` bounds the deep forms in a regular file exactly as in a
+    stream (hostile pass, item 14: a file searched its first 32 MiB region whatever the
+    window): past a 1K window the form is not found, inside a 64K one it is, and the
+    prefix and its base64 are found past any window."""
+    token, plain = make_token(), make_token()
+    path = tmp_path / "win.log"
+    path.write_bytes(b"2025-03-03 INFO ok\n" * 600 + _body(stack, token)
+                     + f"plain: {plain}\n".encode())
+    assert path.stat().st_size > 11 << 10
+
+    def found(window: str) -> set[str]:
+        args = ["scan", "-" if how == "stdin" else str(path), "--decode-window", window]
+        status, report = run_json(args, input=path.read_bytes() if how == "stdin" else None,
+                                  timeout=120)
+        assert status == 1, report.get("errors")
+        return {f["secret_sha256"] for f in report["findings"]}
+
+    assert found("1K") == {secret_sha256(plain)}
+    assert found("64K") == found("all") == {secret_sha256(token), secret_sha256(plain)}
