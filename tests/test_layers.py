@@ -530,3 +530,36 @@ def test_a_file_honours_the_decode_window_as_stdin_does(
 
     assert found("1K") == {secret_sha256(plain)}
     assert found("64K") == found("all") == {secret_sha256(token), secret_sha256(plain)}
+
+
+#: How deep layers are found (README, "How deep"): text layers up to 3 over the token,
+#: and up to 3 over a gzip or zlib layer, which starts the count again (4 in all).
+SEEN_DEEP = [("base64",) * 3, ("hex",) * 3, ("percent", "base64", "hex"),
+             ("base64", "base64", "base64", "gzip"), ("base64", "gzip", "base64", "base64"),
+             ("hex", "percent", "base64", "gzip"), ("base64", "base64", "gzip", "hex"),
+             ("percent", "base64", "percent", "base64")]
+#: Four text layers straight over the token: no seed is that deep (documented).
+UNSEEN_DEEP = [("base64",) * 4, ("hex",) * 4, ("base64", "hex") * 2]
+
+
+@pytest.mark.parametrize("stack", SEEN_DEEP, ids="+".join)
+def test_the_documented_depths_are_found(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...]) -> None:
+    token = make_token()
+    path = tmp_path / "deep.txt"
+    path.write_bytes(_body(stack, token))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        ("+".join(stack), secret_sha256(token))]
+
+
+@pytest.mark.parametrize("stack", UNSEEN_DEEP, ids="+".join)
+def test_four_text_layers_over_the_token_are_not_seen_as_documented(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...]) -> None:
+    """The README says so (seeds 4 deep would slow every scan): a change that finds
+    these must update it, and this test."""
+    path = tmp_path / "deep.txt"
+    path.write_bytes(_body(stack, make_token()))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert (status, report["findings"], report.get("errors", [])) == (0, [], [])
