@@ -563,3 +563,24 @@ def test_four_text_layers_over_the_token_are_not_seen_as_documented(
     path.write_bytes(_body(stack, make_token()))
     status, report = run_json(["scan", str(path)], timeout=60)
     assert (status, report["findings"], report.get("errors", [])) == (0, [], [])
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("lead", [8, 14, 20, 27, 33, 40, 44, 46, 48, 50, 51, 52])
+def test_quoted_printable_with_a_soft_break_inside_the_token(
+        tmp_path: Path, make_token: Callable[[], str], lead: int, newline: bytes) -> None:
+    """``quopri`` wraps at 76 columns with ``=`` + newline: the break falls inside the
+    prefix or the body depending on what comes before the token (hostile pass, item 4)."""
+    import quopri
+
+    token = make_token()
+    text = quopri.encodestring(b"Authorization: token " + b"x" * lead + b" "
+                               + token.encode() + b" T\n")
+    assert b"=\n" in text and token.encode() not in text
+    path = tmp_path / "mail.eml"
+    path.write_bytes(b"Content-Transfer-Encoding: quoted-printable\n\n"
+                     + text.replace(b"\n", newline))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["confidence"], f["secret_sha256"])
+            for f in report["findings"]] == [("qp", "confirmed", secret_sha256(token))]

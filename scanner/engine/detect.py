@@ -338,6 +338,11 @@ class Detector:
               ) -> list[Hit]:
         if needle.role == "layer":
             return self._layer(buf, p, needle, depth, budget)
+        if needle.role == "plain" and _soft_break_after(buf, p, needle):
+            soft = Needle(needle.text, None, (), "layer", seed=Seed(needle.text, layers.QP))
+            hits = self._layer(buf, p, soft, depth, budget)
+            if hits:
+                return hits
         hit = self._resolve(buf, p, needle)
         return [] if hit is None else [hit]
 
@@ -488,6 +493,18 @@ def _unique(hits: list[Hit]) -> list[Hit]:
                 out.append(h)
         return out
     return hits
+
+
+def _soft_break_after(buf: Buffer, p: int, needle: Needle) -> bool:
+    """A quoted-printable soft line break (``=`` ending the line) right after the body
+    run of a plain prefix at ``p``: the encoder cut the token there (76 columns), so the
+    token is read with quoted-printable taken off, from the prefix on."""
+    assert needle.rule is not None
+    body_at = p + len(needle.text)
+    m = needle.rule.run.match(bytes(buf[body_at : body_at + MAX_RUN]))
+    after = body_at + (len(m.group(0)) if m else 0)
+    tail = bytes(buf[after : after + 3])
+    return tail[:2] == b"=\n" or tail == b"=\r\n"
 
 
 def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:
