@@ -584,3 +584,27 @@ def test_quoted_printable_with_a_soft_break_inside_the_token(
     assert status == 1, report.get("errors")
     assert [(f["encoding"], f["confidence"], f["secret_sha256"])
             for f in report["findings"]] == [("qp", "confirmed", secret_sha256(token))]
+
+
+@pytest.mark.parametrize("level", [0, 9], ids=["stored", "best"])
+@pytest.mark.parametrize("stack", [("gzip",) * 2, ("gzip",) * 3, ("gzip",) * 4,
+                                   ("gzip", "zlib"), ("zlib", "gzip", "gzip"),
+                                   ("gzip", "base64", "gzip")], ids="+".join)
+def test_a_layer_kept_verbatim_inside_another_is_one_finding(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...], level: int
+        ) -> None:
+    """Compressing compressed data stores it: the inner stream (and the token) is in the
+    file as it is, inside the outer one's span. One finding, named by the outermost
+    path (hostile pass, item 11: two layers gave it twice, four layers four times)."""
+    token = make_token()
+    text = f"TOKEN={token}\n".encode()
+    make = {"gzip": lambda b: gzip.compress(b, compresslevel=level),
+            "zlib": lambda b: zlib.compress(b, level), "base64": base64.b64encode}
+    for name in reversed(stack):
+        text = make[name](text)
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b"some text then raw: " + text + b"\nend\n")
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        ("+".join(stack), secret_sha256(token))]

@@ -481,18 +481,39 @@ class Detector:
 
 def _unique(hits: list[Hit]) -> list[Hit]:
     """Hits sorted by offset, each token once per place (two seeds may reach the same
-    token through the same layer)."""
+    token through the same layer), and once per occurrence: a layer that keeps an inner
+    one verbatim (a stored deflate block holds an inner gzip, or the token itself) gives
+    the token from inside its own span too, which only the outermost path names."""
     if len(hits) > 1:
         seen: set[tuple[str, int, str, str]] = set()
-        out = []
-        for h in sorted(hits, key=lambda h: h.offset):
+        out: list[Hit] = []
+        for h in sorted(hits, key=lambda h: (h.offset, -h.end)):
             here = ("at", h.offset, h.secret_sha256, h.encoding)
             there = ("end", h.end, h.secret_sha256, h.encoding)
-            if here not in seen and there not in seen:
-                seen.update((here, there))
-                out.append(h)
+            if here in seen or there in seen:
+                continue
+            seen.update((here, there))
+            near = range(max(0, len(out) - 8), len(out))
+            if any(_covers(out[i], h) for i in near):
+                continue
+            covered = [i for i in near if _covers(h, out[i])]
+            if covered:  # the same span read through more of its layers
+                out[covered[0]] = h
+                continue
+            out.append(h)
         return out
     return hits
+
+
+def _covers(outer: Hit, inner: Hit) -> bool:
+    """``inner`` is ``outer``'s token found again within ``outer``'s encoded text through
+    only some of its layers (a stored deflate block keeps an inner gzip, its base64 or
+    the token itself as it is): the same occurrence, which ``outer`` names in full."""
+    if (inner.secret_sha256 != outer.secret_sha256 or inner.encoding == outer.encoding
+            or not outer.offset <= inner.offset <= inner.end <= outer.end):
+        return False
+    want = iter(outer.encoding.split("+"))
+    return inner.encoding == "plain" or all(n in want for n in inner.encoding.split("+"))
 
 
 def _soft_break_after(buf: Buffer, p: int, needle: Needle) -> bool:
