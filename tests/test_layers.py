@@ -608,3 +608,28 @@ def test_a_layer_kept_verbatim_inside_another_is_one_finding(
     assert status == 1, report.get("errors")
     assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
         ("+".join(stack), secret_sha256(token))]
+
+
+@pytest.mark.parametrize("layer", ["plain", "gzip"])
+@pytest.mark.parametrize("width", [16, 20, 28, 64, 76])
+@pytest.mark.parametrize("align", [0, 1, 2])
+def test_wrapped_base64_is_placed_where_its_run_starts(
+        tmp_path: Path, make_token: Callable[[], str], layer: str, width: int, align: int
+        ) -> None:
+    """token-format.md: a token inside base64 is at the line where the encoded run
+    starts, whether base64 holds it directly or holds its gzip (hostile pass, item 21:
+    the direct one was placed at the line of the token's characters)."""
+    import textwrap
+
+    token = make_token()
+    inner = b"A" * align + f"some config\nTOKEN={token}\nmore\n".encode() + b"B" * 200
+    if layer == "gzip":
+        inner = gzip.compress(inner)
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(inner).decode(), width))
+    path = tmp_path / "blob.txt"
+    path.write_text("header line\nsecond: x\n" + wrapped + "\n", newline="")
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    [f] = report["findings"]
+    assert (f["line"], f["column"], f["offset"], f["secret_sha256"]) == (
+        3, 1, len("header line\nsecond: x\n"), secret_sha256(token))
