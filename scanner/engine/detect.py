@@ -27,6 +27,7 @@ from scanner.engine.limits import (  # noqa: F401  (re-exported: callers read th
     CONTEXT,
     DECODE_SPAN,
     DEEP_LIMIT,
+    LAYER_SPAN,
     LOOKAHEAD,
     LOOKBEHIND,
     MAX_LAYERS,
@@ -376,9 +377,15 @@ class Detector:
                   ) -> list[Hit]:
         """A gzip or zlib stream inside the input, inflated and scanned as a stream
         (LOOKBEHIND bytes kept before each piece, LOOKAHEAD after, as for stdin): a
-        token anywhere in it is found, up to the input's budget, in constant memory."""
+        token anywhere in it is found, up to the input's budget, in constant memory.
+        But a zlib stream in the input's own bytes (``x\x9c``: PNG pixels, PDF pages,
+        git pack objects, none of them written to hide text) is read to LAYER_SPAN only,
+        as before: inflating each to the budget made the clean git/git tree 2.5 s
+        slower and its test pack (t5004/big-pack.zip) an error."""
         assert needle.seed is not None
-        stream = layers.Inflated(buf, p, needle.seed.layer, budget)
+        raw_zlib = needle.seed.layer == layers.ZLIB and depth == 0
+        stream = layers.Inflated(buf, p, needle.seed.layer, budget,
+                                 cap=LAYER_SPAN if raw_zlib else None)
         inner: list[Hit] = []
         window, scanned = b"", 0  # scanned: offset in window up to which seeds were sought
         pieces = iter(stream)

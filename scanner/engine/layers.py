@@ -180,8 +180,11 @@ class Inflated:
     anywhere in what the input's budget allows is found, not only in its first
     LAYER_SPAN bytes."""
 
-    def __init__(self, buf: Any, p: int, name: str, budget: Budget, piece: int = 1 << 20):
+    def __init__(self, buf: Any, p: int, name: str, budget: Budget, piece: int = 1 << 20,
+                 cap: int | None = None):
         self.buf, self.p, self.name, self.budget, self.piece = buf, p, name, budget, piece
+        #: Inflated bytes past which the stream is left unread (None: the budget's).
+        self.cap = cap
         self.end = p
         self.size = 0
 
@@ -191,7 +194,7 @@ class Inflated:
         pos, step, hi = self.p, 4096, len(buf)
         pending = b""
         try:
-            while not d.eof:
+            while not d.eof and (self.cap is None or self.size < self.cap):
                 if d.unconsumed_tail:
                     piece = d.decompress(d.unconsumed_tail, self.piece)
                 elif pos < hi:
