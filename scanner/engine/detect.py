@@ -299,19 +299,19 @@ class Detector:
             budget = self.budget()
         if self.prefilter is not None:
             return self._scan_prefiltered(buf, start, end, deep, depth, budget)
-        hits: list[Hit] = []
+        hits: list[list[Hit]] = []  # one list per literal taken
         if deep:
             stop = min(len(buf), end + self._longest - 1)
             for p in [start + q for q in self._deep_starts(buf, start, stop, end)]:
                 for n in self._at(buf, p):
-                    hits += self._take(buf, p, n, depth, budget)
+                    hits.append(self._take(buf, p, n, depth, budget))
         else:
             for needle in self.always:
                 text = needle.text
                 stop = min(len(buf), end + len(text) - 1)
                 p = buf.find(text, start, stop)
                 while p != -1:
-                    hits += self._take(buf, p, needle, depth, budget)
+                    hits.append(self._take(buf, p, needle, depth, budget))
                     p = buf.find(text, p + 1, stop)
         return iter(_unique(hits))
 
@@ -323,16 +323,16 @@ class Detector:
         assert db is not None
         stop = min(len(buf), end + db.longest - 1)
         found = [(p, i) for p, i in db.find(buf, start, stop) if p < end]
-        hits: list[Hit] = []
+        hits: list[list[Hit]] = []  # one list per literal taken
         if deep:
             for p in sorted({p for p, _ in found}):
                 for needle in self._at(buf, p):
-                    hits += self._take(buf, p, needle, depth, budget)
+                    hits.append(self._take(buf, p, needle, depth, budget))
         else:
             always_at = self._always_at
             todo = sorted((n, p) for p, i in found for n in always_at.get(i, ()))
             for index, at in todo:
-                hits += self._take(buf, at, self.always[index], depth, budget)
+                hits.append(self._take(buf, at, self.always[index], depth, budget))
         return iter(_unique(hits))
 
     def _take(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
@@ -486,30 +486,34 @@ class Detector:
         return b64.decode(run, jp, k, DECODE_SPAN)
 
 
-def _unique(hits: list[Hit]) -> list[Hit]:
+def _unique(groups: list[list[Hit]]) -> list[Hit]:
     """Hits sorted by offset, each token once per place (two seeds may reach the same
     token through the same layer), and once per occurrence: a layer that keeps an inner
     one verbatim (a stored deflate block holds an inner gzip, or the token itself) gives
-    the token from inside its own span too, which only the outermost path names."""
-    if len(hits) > 1:
+    the token from inside its own span too, which only the outermost path names.
+    ``groups``: the hits of each literal taken; those of one layer are distinct
+    occurrences inside it (a Helm release holds the token twice, under different
+    layers), already made unique where they were found."""
+    if sum(map(len, groups)) > 1:
         seen: set[tuple[str, int, str, str]] = set()
-        out: list[Hit] = []
-        for h in sorted(hits, key=lambda h: (h.offset, -h.end)):
+        out: list[tuple[Hit, int]] = []
+        tagged = [(h, g) for g, group in enumerate(groups) for h in group]
+        for h, g in sorted(tagged, key=lambda t: (t[0].offset, -t[0].end)):
             here = ("at", h.offset, h.secret_sha256, h.encoding)
             there = ("end", h.end, h.secret_sha256, h.encoding)
             if here in seen or there in seen:
                 continue
             seen.update((here, there))
             near = range(max(0, len(out) - 8), len(out))
-            if any(_covers(out[i], h) for i in near):
+            if any(out[i][1] != g and _covers(out[i][0], h) for i in near):
                 continue
-            covered = [i for i in near if _covers(h, out[i])]
+            covered = [i for i in near if out[i][1] != g and _covers(h, out[i][0])]
             if covered:  # the same span read through more of its layers
-                out[covered[0]] = h
+                out[covered[0]] = (h, g)
                 continue
-            out.append(h)
-        return out
-    return hits
+            out.append((h, g))
+        return [h for h, _ in out]
+    return [h for group in groups for h in group]
 
 
 def _covers(outer: Hit, inner: Hit) -> bool:
