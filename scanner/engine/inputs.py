@@ -155,12 +155,25 @@ def search(detector: Detector, buf: Buffer, start: int = 0, end: int | None = No
     budget = detector.budget()
     for a, b in _clip(extents, start, end):
         for lo in range(a, b, REGION):
-            hits += detector.scan(buf, lo, min(b, lo + REGION),
-                                  deep=lo < detector.decode_window, budget=budget)
+            hits += windowed(detector, buf, lo, min(b, lo + REGION), 0, budget)
             if release is not None and lo - LOOKBEHIND > PAGE:
                 release(mmap.MADV_DONTNEED, 0, (lo - LOOKBEHIND) & ~(PAGE - 1))
     hits.sort(key=lambda h: h.offset)
     return hits
+
+
+def windowed(detector: Detector, buf: Buffer, lo: int, hi: int, base: int, budget: Budget
+             ) -> Iterator[Hit]:
+    """:meth:`Detector.scan` of ``buf[lo:hi]`` (``base``: the input's offset of
+    ``buf[0]``) with the deep plan up to exactly the decode window and the shallow one
+    past it, whatever the region's size: a file, a stream and any chunking of either
+    agree on what is found (a region that merely started inside the window used to be
+    searched deep to its end, 32 MiB for a file)."""
+    cut = min(max(lo, detector.decode_window - base), hi)
+    if cut > lo:
+        yield from detector.scan(buf, lo, cut, deep=True, budget=budget)
+    if hi > cut:
+        yield from detector.scan(buf, cut, hi, deep=False, budget=budget)
 
 
 def locate(buf: Buffer, hits: list[Hit], start: int = 0, *, lines: bool = True,
@@ -237,8 +250,7 @@ def scan_stream(detector: Detector, chunks: Iterable[bytes],
         limit = base + len(window) - LOOKAHEAD if chunk else base + len(window)
         if limit <= scanned:
             continue
-        for hit in detector.scan(window, scanned - base, limit - base,
-                                 deep=scanned < detector.decode_window, budget=budget):
+        for hit in windowed(detector, window, scanned - base, limit - base, base, budget):
             at = hit.offset  # relative to window; a base64 run may start before the
             if at >= counted - base:  # last hit's place
                 line += newlines.count(window, counted - base, at)
@@ -289,8 +301,8 @@ def scan_reader(detector: Detector, f: Readable, head: bytes, tally: Callable[[i
                 tally(got)
             limit = base + filled if eof else base + filled - LOOKAHEAD
             if limit > scanned:
-                for hit in detector.scan(buf, scanned - base, limit - base,
-                                         deep=scanned < detector.decode_window, budget=budget):
+                for hit in windowed(detector, buf, scanned - base, limit - base, base,
+                                    budget):
                     at = hit.offset  # relative to buf
                     column = None
                     if lines:  # a base64 run may start before the last hit's place

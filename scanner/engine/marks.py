@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from scanner.engine.detect import Detector
 
 #: Input bytes of a gzip or zlib magic tried by :func:`marked`: no more than the first
-#: piece :func:`scanner.engine.layers.peel` inflates (4096 bytes), so an error here is
+#: piece :class:`scanner.engine.layers.Inflated` reads (4096 bytes), so an error here is
 #: an error there too, before any output.
 PROBE_IN = 1024
 #: Output allowed to the probe: an error before this much came out is one for peel too
-#: (it allows at least this much: a fresh input's budget, LAYER_SPAN).
+#: (it allows at least this much: a fresh input's budget).
 PROBE_OUT = 64 << 10
 
 
