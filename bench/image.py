@@ -75,10 +75,15 @@ def _whiteout_layer() -> bytes:
     return out.getvalue()
 
 
+def planted() -> list[str]:
+    """The tokens :func:`build` plants (seeded: the same for an image built earlier)."""
+    rng = random.Random(SEED)
+    return [common.make_token(rng) for _ in range(3)]
+
+
 def build(path: Path, size: int, gz: bool) -> int:
     """Write the image tarball; return the number of planted tokens."""
-    rng = random.Random(SEED)
-    tokens = [common.make_token(rng) for _ in range(3)]
+    tokens = planted()
     work = Path(tempfile.mkdtemp(prefix="bench-image-", dir=path.parent))
     try:
         layers = []
@@ -165,10 +170,19 @@ def main() -> None:
     common.report("cendis-scan scan", [r.wall for r in scan], size)
     common.report_rss("cendis-scan scan", [r.peak_rss_kb for r in scan])
     found = common.summary(scan[-1]).get("findings")
-    print(f"findings: {found}; exit status {scan[-1].rc}")
-    if scan[-1].rc != 1:
-        sys.exit("bench: the planted tokens were not found")
-
+    errors = [ln for ln in scan[-1].stderr.decode("utf-8", "replace").splitlines()
+              if ": error: " in ln]
+    print(f"findings: {found}; errors: {len(errors)}; exit status {scan[-1].rc}")
+    if args.image is None:
+        # Exit 2 is not a failure here: /usr/share holds .tar.gz files nested past the
+        # tar-depth limit (each one error line). What counts is every planted token.
+        try:
+            seen = {f.get("secret_sha256") for f in json.loads(scan[-1].stdout)["findings"]}
+        except (ValueError, KeyError, TypeError):
+            seen = set()
+        missing = [t for t in planted() if common.token_sha256(t) not in seen]
+        if missing:
+            sys.exit(f"bench: {len(missing)} of the planted tokens were not found")
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,11 @@ class Finding:
     date: str | None = None
     location: str | None = None  # "file" | "commit-message" for git findings
     occurrences: int | None = None
+    # Inside a container image: (the image's reference, the layer's ``sha256:<12>`` or
+    # None for the config), for SARIF's properties: the path alone cannot say where the
+    # reference starts when the image tarball is itself a member (``a.zip!i.tar!ref!…``)
+    # or its reference holds a ``!``. Not part of the JSON shape (the path says it).
+    image: tuple[str, str | None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Redacted at birth: every free-text field (a path, a git identity, a variable
@@ -100,11 +105,11 @@ class Finding:
                 self.commit or "", self.secret_sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape (version 1): every field but ``fingerprint_path``, plus the
-        fingerprint; enums as their string values."""
+        """The JSON shape (version 1): every field but ``fingerprint_path`` and
+        ``image``, plus the fingerprint; enums as their string values."""
         data: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
-            if name != "fingerprint_path":
+            if name not in ("fingerprint_path", "image"):
                 value = getattr(self, name)
                 data[name] = value.value if isinstance(value, StrEnum) else value
         data["fingerprint"] = self.fingerprint

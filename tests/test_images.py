@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from imagetools import docker_save, oci_layout, sha, tar_bytes, write_folder
+from imagetools import docker_save, oci_layout, sha, tar_bytes, write_folder, zip_bytes
 
 from scanner.token import secret_sha256 as _sha
 
@@ -131,23 +131,139 @@ def test_untagged_image_and_a_clean_image(scan: Any, tmp_path: Path,
     assert f["path"].startswith(f"{tmp_path}/u.tar!sha256:{config_hex[:12]}!sha256:")
 
 
-def test_layer_bomb_is_one_error_line(cli: Any, tmp_path: Path,
-                                      make_token: Callable[[], str]) -> None:
-    """A layer that decompresses past --max-decompressed (one budget for the whole
-    image: every layer spends from it): one error line naming the layer, exit 2; the
-    layers before it and the config are still scanned."""
+@pytest.mark.parametrize("form", ["folder", "tarball", "stdin", "docker-untagged"])
+def test_an_untagged_image_is_named_by_its_config_digest(
+        form: str, scan: Any, tmp_path: Path, make_token: Callable[[], str]) -> None:
+    """No name in the index (nor RepoTags): the image is ``sha256:`` and 12 hex digits
+    of its config, the image ID ``docker images`` shows, in every layout (never the
+    manifest's digest)."""
     token = make_token()
-    files, digests = oci_layout("acme/api:1.4", [{"app/.env": f"T={token}\n".encode()},
-                                                 {"big.bin": bytes(8 << 20)}], [])
-    (tmp_path / "b.tar").write_bytes(tar_bytes(files))
-    proc = cli(["scan", str(tmp_path / "b.tar"), "--max-decompressed", "4M", "--format",
-                "json"])
+    files, digests = oci_layout("", [{"a/.env": f"T={token}\n".encode()}], [])
+    index = json.loads(files["index.json"])
+    manifest = json.loads(files[f"blobs/sha256/{index['manifests'][0]['digest'][7:]}"])
+    config = manifest["config"]["digest"][7:]
+    if form == "docker-untagged":
+        files["manifest.json"] = json.dumps([{
+            "Config": f"blobs/sha256/{config}", "RepoTags": None,
+            "Layers": [f"blobs/sha256/{d}" for d in digests]}]).encode()
+    if form == "folder":
+        write_folder(tmp_path / "oci", files)
+        status, report, _ = scan([str(tmp_path / "oci")])
+        prefix = f"{tmp_path}/oci"
+    elif form == "stdin":
+        status, report, _ = scan(["-"], input=tar_bytes(files))
+        prefix = "<stdin>"
+    else:
+        (tmp_path / "u.tar").write_bytes(tar_bytes(files))
+        status, report, _ = scan([str(tmp_path / "u.tar")])
+        prefix = f"{tmp_path}/u.tar"
+    [f] = report["findings"]
+    assert f["path"] == f"{prefix}!sha256:{config[:12]}!sha256:{digests[0][:12]}!a/.env"
+    assert status == 1
+
+
+def _wrap(tmp_path: Path, files: dict[str, bytes], container: str) -> tuple[Path, str]:
+    """The image tarball of ``files`` as a file, or as a member of a zip or a tgz:
+    (what to scan, the path the image's findings start with)."""
+    image = tar_bytes(files)
+    if container == "zip":
+        (tmp_path / "w.zip").write_bytes(zip_bytes({"images/api.tar": image}))
+        return tmp_path / "w.zip", f"{tmp_path}/w.zip!images/api.tar"
+    if container == "tgz":
+        (tmp_path / "w.tgz").write_bytes(gzip.compress(tar_bytes({"x/api.tar": image})))
+        return tmp_path / "w.tgz", f"{tmp_path}/w.tgz!x/api.tar"
+    (tmp_path / "b.tar").write_bytes(image)
+    return tmp_path / "b.tar", f"{tmp_path}/b.tar"
+
+
+# (Not in a tgz: tgz, tar, gzip layer, tar is past scan_input.MAX_NESTING.)
+@pytest.mark.parametrize("container", ["tar", "zip"])
+@pytest.mark.parametrize("bomb", ["lowest", "top"])
+def test_layer_bomb_is_one_error_line(cli: Any, tmp_path: Path, container: str, bomb: str,
+                                      make_token: Callable[[], str]) -> None:
+    """A layer that decompresses past --max-decompressed: one error line naming the
+    layer as findings name it (image and layer, not the blob's path), exit 2; the layers
+    before it and the config are still scanned (one budget for the whole input: the
+    layers after it are not unpacked)."""
+    token = make_token()
+    layers = [{"big.bin": bytes(8 << 20)}, {"app/.env": f"T={token}\n".encode()}]
+    if bomb == "top":
+        layers.reverse()
+    files, digests = oci_layout("acme/api:1.4", layers, [])
+    path, prefix = _wrap(tmp_path, files, container)
+    proc = cli(["scan", str(path), "--max-decompressed", "4M", "--format", "json"])
     assert proc.returncode == 2
+    bad, good = digests if bomb == "lowest" else digests[::-1]
     errors = [line for line in proc.err.splitlines() if "error" in line]
-    assert errors == [f"cendis-scan: error: {tmp_path}/b.tar!blobs/sha256/{digests[1]}: "
+    assert errors == [f"cendis-scan: error: {prefix}!acme/api:1.4!sha256:{bad[:12]}: "
                       "gzip expands beyond 4 MiB; not scanned further"]
-    [f] = json.loads(proc.stdout)["findings"]
-    assert f["path"].endswith(f"!sha256:{digests[0][:12]}!app/.env")
+    assert "blobs/sha256" not in proc.stdout.decode()
+    found = [f["path"] for f in json.loads(proc.stdout)["findings"]]
+    assert found == ([] if bomb == "lowest" else
+                     [f"{prefix}!acme/api:1.4!sha256:{good[:12]}!app/.env"])
+
+
+@pytest.mark.parametrize("container", ["tar", "zip", "tgz"])
+@pytest.mark.parametrize("layout", ["legacy", "oci"])
+def test_sarif_image_and_layer_when_the_image_is_a_member(
+        cli: Any, tmp_path: Path, container: str, layout: str, no_leak: Any,
+        sarif_schema: dict[str, Any], make_token: Callable[[], str]) -> None:
+    """``properties.image`` is the image's reference and ``layer`` the layer's digest
+    (null for the config) wherever the image tarball is: on disk or a member of a zip
+    or tgz (``w.zip!images/api.tar!acme/api:1.4!sha256:…``); the artifact is the file
+    on disk."""
+    t = [make_token() for _ in range(4)]
+    digests = docker_save(tmp_path / "i.tar", "acme/api:1.4", _layers(t),
+                          [f"CENDIS_TOKEN={t[3]}"], layout=layout)
+    files = {}
+    with tarfile.open(tmp_path / "i.tar") as tar:
+        for m in tar:
+            files[m.name] = tar.extractfile(m).read()  # type: ignore[union-attr]
+    (tmp_path / "i.tar").unlink()
+    path, prefix = _wrap(tmp_path, files, container)
+    proc = cli(["scan", path.name, "--format", "sarif"], cwd=tmp_path)
+    no_leak(proc.stdout, proc.stderr)
+    doc = json.loads(proc.stdout)
+    jsonschema.Draft7Validator(sarif_schema).validate(doc)
+    results = doc["runs"][0]["results"]
+    assert len(results) == 5  # 3 in layers, the config's Env and history
+    short = {sha: f"sha256:{sha[:12]}" for sha in digests}
+    for r in results:
+        [loc] = r["locations"]
+        assert loc["physicalLocation"]["artifactLocation"]["uri"] == path.name
+        inside = loc["logicalLocations"][0]["fullyQualifiedName"]
+        rel = prefix[len(str(tmp_path)) + 1:]  # b.tar, w.zip!images/api.tar, ...
+        assert f"{path.name}!{inside}".startswith(f"{rel}!acme/api:1.4!")
+        props = r["properties"]
+        assert props["image"] == "acme/api:1.4", props
+        if inside.endswith("!config"):
+            assert props["layer"] is None
+        else:
+            assert props["layer"] in short.values()
+            assert f"!acme/api:1.4!{props['layer']}!" in f"!{inside}"
+
+
+@pytest.mark.parametrize("container", ["tar", "zip"])
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_token_in_a_layer_members_name_is_a_name(
+        scan: Any, cli: Any, tmp_path: Path, container: str, where: str,
+        make_token: Callable[[], str]) -> None:
+    """A token in the name of a file (or folder) inside a layer is reported as a name
+    (``location`` path, no line, the offset where it starts in the shown path, "(in the
+    name)"), as in a plain tar or zip, renamed after the image like any finding."""
+    token = make_token()
+    member = f"notes-{token}.txt" if where == "file" else f"srv/d-{token}/a.txt"
+    files, digests = oci_layout("acme/api:1.4", [{member: b"clean\n"}], [])
+    path, prefix = _wrap(tmp_path, files, container)
+    status, report, _ = scan([str(path)])
+    assert status == 1
+    [f] = report["findings"]
+    layer = f"{prefix}!acme/api:1.4!sha256:{digests[0][:12]}!"
+    assert f["path"].startswith(layer) and "blobs/" not in f["path"]
+    assert (f["location"], f["line"], f["secret_sha256"]) == ("path", None, hashed(token))
+    assert f["path"].encode()[f["offset"]:].startswith(token[:15].encode())
+    text = cli(["scan", str(path)]).stdout.decode()
+    assert "(in the name)" in text and ":offset" not in text
 
 
 def test_sarif_names_the_image(cli: Any, tmp_path: Path, make_token: Callable[[], str],

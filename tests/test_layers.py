@@ -465,3 +465,171 @@ def test_zlib_under_base64_or_hex(tmp_path: Path, make_token: Callable[[], str],
     [f] = report["findings"]
     assert f["encoding"] == outer.split("-")[0] + "+zlib"
     assert (f["offset"], f["secret_sha256"]) == (len(lead), secret_sha256(token))
+
+
+#: How an inflated layer is embedded in a text file (issue 20 hostile pass, item 3).
+INFLATED_UNDER: dict[str, Callable[[bytes], bytes]] = {
+    "base64+gzip": lambda b: base64.b64encode(gzip.compress(b)),
+    "base64+zlib": lambda b: base64.b64encode(zlib.compress(b)),
+    "hex+gzip": lambda b: gzip.compress(b).hex().encode(),
+    "gzip": lambda b: b"raw bytes follow: " + gzip.compress(b),
+}
+
+
+@pytest.mark.parametrize("at_mib", [4.2, 9.5])
+@pytest.mark.parametrize("stack", sorted(INFLATED_UNDER))
+def test_an_embedded_compressed_layer_is_read_past_4_mib(
+        tmp_path: Path, make_token: Callable[[], str], stack: str, at_mib: float) -> None:
+    """A gzip or zlib layer inside a text is inflated and scanned as a stream up to the
+    input's budget, not cut at the span read around a seed."""
+    token = make_token()
+    filler = b"".join(b"%08d lorem ipsum dolor sit amet\n" % i
+                      for i in range(int(at_mib * (1 << 20)) // 33 + 1))
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b'x = "' + INFLATED_UNDER[stack](filler + f"TOKEN={token}\n".encode())
+                     + b'"\n')
+    status, report = run_json(["scan", str(path)], timeout=120)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        (stack, secret_sha256(token))]
+
+
+@pytest.mark.parametrize("stack", sorted(INFLATED_UNDER))
+def test_an_embedded_layer_past_the_budget_is_one_error_line(
+        tmp_path: Path, stack: str) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(INFLATED_UNDER[stack](b"\0" * (8 << 20)) + b"\n")
+    proc = run(["scan", str(path), "--max-decompressed", "2M"], timeout=60)
+    lines = [ln for ln in proc.err.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.err
+    assert "expand beyond 2 MiB" in lines[0]
+
+
+@pytest.mark.parametrize("stack", [("hex",), ("percent",), ("escaped",), ("html", "base64")],
+                         ids="+".join)
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_file_honours_the_decode_window_as_stdin_does(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...], how: str
+        ) -> None:
+    """``--decode-window`` bounds the deep forms in a regular file exactly as in a
+    stream (hostile pass, item 14: a file searched its first 32 MiB region whatever the
+    window): past a 1K window the form is not found, inside a 64K one it is, and the
+    prefix and its base64 are found past any window."""
+    token, plain = make_token(), make_token()
+    path = tmp_path / "win.log"
+    path.write_bytes(b"2025-03-03 INFO ok\n" * 600 + _body(stack, token)
+                     + f"plain: {plain}\n".encode())
+    assert path.stat().st_size > 11 << 10
+
+    def found(window: str) -> set[str]:
+        args = ["scan", "-" if how == "stdin" else str(path), "--decode-window", window]
+        status, report = run_json(args, input=path.read_bytes() if how == "stdin" else None,
+                                  timeout=120)
+        assert status == 1, report.get("errors")
+        return {f["secret_sha256"] for f in report["findings"]}
+
+    assert found("1K") == {secret_sha256(plain)}
+    assert found("64K") == found("all") == {secret_sha256(token), secret_sha256(plain)}
+
+
+#: How deep layers are found (README, "How deep"): text layers up to 3 over the token,
+#: and up to 3 over a gzip or zlib layer, which starts the count again (4 in all).
+SEEN_DEEP = [("base64",) * 3, ("hex",) * 3, ("percent", "base64", "hex"),
+             ("base64", "base64", "base64", "gzip"), ("base64", "gzip", "base64", "base64"),
+             ("hex", "percent", "base64", "gzip"), ("base64", "base64", "gzip", "hex"),
+             ("percent", "base64", "percent", "base64")]
+#: Four text layers straight over the token: no seed is that deep (documented).
+UNSEEN_DEEP = [("base64",) * 4, ("hex",) * 4, ("base64", "hex") * 2]
+
+
+@pytest.mark.parametrize("stack", SEEN_DEEP, ids="+".join)
+def test_the_documented_depths_are_found(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...]) -> None:
+    token = make_token()
+    path = tmp_path / "deep.txt"
+    path.write_bytes(_body(stack, token))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        ("+".join(stack), secret_sha256(token))]
+
+
+@pytest.mark.parametrize("stack", UNSEEN_DEEP, ids="+".join)
+def test_four_text_layers_over_the_token_are_not_seen_as_documented(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...]) -> None:
+    """The README says so (seeds 4 deep would slow every scan): a change that finds
+    these must update it, and this test."""
+    path = tmp_path / "deep.txt"
+    path.write_bytes(_body(stack, make_token()))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert (status, report["findings"], report.get("errors", [])) == (0, [], [])
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("lead", [8, 14, 20, 27, 33, 40, 44, 46, 48, 50, 51, 52])
+def test_quoted_printable_with_a_soft_break_inside_the_token(
+        tmp_path: Path, make_token: Callable[[], str], lead: int, newline: bytes) -> None:
+    """``quopri`` wraps at 76 columns with ``=`` + newline: the break falls inside the
+    prefix or the body depending on what comes before the token (hostile pass, item 4)."""
+    import quopri
+
+    token = make_token()
+    text = quopri.encodestring(b"Authorization: token " + b"x" * lead + b" "
+                               + token.encode() + b" T\n")
+    assert b"=\n" in text and token.encode() not in text
+    path = tmp_path / "mail.eml"
+    path.write_bytes(b"Content-Transfer-Encoding: quoted-printable\n\n"
+                     + text.replace(b"\n", newline))
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["confidence"], f["secret_sha256"])
+            for f in report["findings"]] == [("qp", "confirmed", secret_sha256(token))]
+
+
+@pytest.mark.parametrize("level", [0, 9], ids=["stored", "best"])
+@pytest.mark.parametrize("stack", [("gzip",) * 2, ("gzip",) * 3, ("gzip",) * 4,
+                                   ("gzip", "zlib"), ("zlib", "gzip", "gzip"),
+                                   ("gzip", "base64", "gzip")], ids="+".join)
+def test_a_layer_kept_verbatim_inside_another_is_one_finding(
+        tmp_path: Path, make_token: Callable[[], str], stack: tuple[str, ...], level: int
+        ) -> None:
+    """Compressing compressed data stores it: the inner stream (and the token) is in the
+    file as it is, inside the outer one's span. One finding, named by the outermost
+    path (hostile pass, item 11: two layers gave it twice, four layers four times)."""
+    token = make_token()
+    text = f"TOKEN={token}\n".encode()
+    make = {"gzip": lambda b: gzip.compress(b, compresslevel=level),
+            "zlib": lambda b: zlib.compress(b, level), "base64": base64.b64encode}
+    for name in reversed(stack):
+        text = make[name](text)
+    path = tmp_path / "blob.txt"
+    path.write_bytes(b"some text then raw: " + text + b"\nend\n")
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    assert [(f["encoding"], f["secret_sha256"]) for f in report["findings"]] == [
+        ("+".join(stack), secret_sha256(token))]
+
+
+@pytest.mark.parametrize("layer", ["plain", "gzip"])
+@pytest.mark.parametrize("width", [16, 20, 28, 64, 76])
+@pytest.mark.parametrize("align", [0, 1, 2])
+def test_wrapped_base64_is_placed_where_its_run_starts(
+        tmp_path: Path, make_token: Callable[[], str], layer: str, width: int, align: int
+        ) -> None:
+    """token-format.md: a token inside base64 is at the line where the encoded run
+    starts, whether base64 holds it directly or holds its gzip (hostile pass, item 21:
+    the direct one was placed at the line of the token's characters)."""
+    import textwrap
+
+    token = make_token()
+    inner = b"A" * align + f"some config\nTOKEN={token}\nmore\n".encode() + b"B" * 200
+    if layer == "gzip":
+        inner = gzip.compress(inner)
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(inner).decode(), width))
+    path = tmp_path / "blob.txt"
+    path.write_text("header line\nsecond: x\n" + wrapped + "\n", newline="")
+    status, report = run_json(["scan", str(path)], timeout=60)
+    assert status == 1, report.get("errors")
+    [f] = report["findings"]
+    assert (f["line"], f["column"], f["offset"], f["secret_sha256"]) == (
+        3, 1, len("header line\nsecond: x\n"), secret_sha256(token))

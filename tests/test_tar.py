@@ -378,3 +378,65 @@ def test_a_token_in_a_link_target_is_reported(fmt: str, link: str, place: str, k
     [f] = report["findings"]
     assert (f["path"], f["location"], f["secret_sha256"]) == (
         f"{path}!app/ln", "link", sha(token))
+
+
+def _gzip_members(token: Callable[[], str]) -> tuple[dict[str, bytes], list[str]]:
+    """Small gzip members of every shape the whole-member inflater meets: whole, two
+    members, zero-padded, damaged (CRC, a flipped byte), cut short, a bomb past the
+    bound, zlib rather than gzip; the names where a token must be found."""
+    import zlib
+
+    t = [token() for _ in range(6)]
+    good = gzip.compress(f"A=1\nTOKEN={t[0]}\n".encode() * 50)
+    crc = bytearray(gzip.compress(f"K={t[1]}\n".encode()))
+    crc[-8] ^= 0xFF
+    flipped = bytearray(gzip.compress(b"clean line\n" * 2000 + f"K={t[2]}\n".encode()))
+    flipped[len(flipped) // 2] ^= 0x55
+    members = {
+        "good.gz": good,
+        "two.gz": gzip.compress(b"first\n") + gzip.compress(f"T={t[3]}\n".encode()),
+        "padded.gz": gzip.compress(f"T={t[4]}\n".encode()) + bytes(512),
+        "crc.gz": bytes(crc),
+        "flipped.gz": bytes(flipped),
+        "cut.gz": good[: len(good) // 2],
+        "bomb.gz": gzip.compress(bytes(3 << 20)),
+        "deflate.z": zlib.compress(f"T={t[5]}\n".encode()),
+        "after.env": f"T={t[0]}\n".encode(),
+    }
+    return members, ["good.gz", "two.gz", "padded.gz", "deflate.z", "after.env"]
+
+
+@pytest.mark.parametrize("form", ["tar", "tgz"])
+def test_small_gzip_members_same_with_and_without_isal(form: str, cli: Any, no_leak: Any,
+                                                       tmp_path: Path,
+                                                       make_token: Callable[[], str]
+                                                       ) -> None:
+    """Whole small gzip members inflate with python-isal when it is installed, zlib
+    when not (inputs.gunzip_whole): findings, errors (a damaged or cut member, a bomb
+    past --max-decompressed is one line) and exit status are the same either way."""
+    pytest.importorskip("isal")
+    members, expected = _gzip_members(make_token)
+    data = tar_bytes(members)
+    (tmp_path / "m.tar").write_bytes(gzip.compress(data) if form == "tgz" else data)
+    hide = tmp_path / "hide" / "isal"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ModuleNotFoundError('hidden for the test')\n")
+    runs = {}
+    for name, env in (("isal", {}), ("zlib", {"PYTHONPATH": str(hide.parent) + os.pathsep
+                                              + os.environ.get("PYTHONPATH", "")})):
+        proc = cli(["scan", str(tmp_path / "m.tar"), "--max-decompressed", "2M",
+                    "--format", "json"], env=env)
+        no_leak(proc.stdout, proc.stderr)
+        report = json.loads(proc.stdout)
+        report["summary"].pop("seconds", None)  # (how long it took)
+        runs[name] = (proc.returncode, report, proc.err)
+    assert runs["isal"] == runs["zlib"]
+    status, report, err = runs["isal"]
+    assert status == 2
+    assert sorted({f["path"].rpartition("!")[2] for f in report["findings"]}) == sorted(
+        expected)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert f"cendis-scan: error: {tmp_path / 'm.tar!bomb.gz'}: gzip expands beyond 2 MiB; " \
+        "not scanned further" in errors
+    assert {line.split(": ")[2].rpartition("!")[2] for line in errors} == {
+        "bomb.gz", "crc.gz", "flipped.gz", "cut.gz"}

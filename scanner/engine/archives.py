@@ -11,6 +11,7 @@ size of a nested archive or of a non-seekable one, which is read into memory
 
 from __future__ import annotations
 
+import stat
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,6 +25,8 @@ from scanner.result import issue
 MAX_MEMBERS = 10_000
 #: A zip that is not a seekable file (a member, a pipe) is read into memory up to this.
 IN_MEMORY = 64 << 20
+#: A symlink member's target is read up to this (PATH_MAX): a name, not content.
+LINK_MAX = 4096
 
 
 class Bounded:
@@ -61,6 +64,7 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
     if detector is not None:
         _name_findings(detector, origin, [i.filename for i in listed[:MAX_MEMBERS]],
                        outcome)
+    links: list[tuple[str, str, str]] = []  # (display, fingerprint path, target)
     for info in members[:MAX_MEMBERS]:
         fp = origin.fingerprint_path
         sub = replace(origin, path=member_path(origin.path, info.filename),
@@ -68,7 +72,15 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
                       size=info.file_size)
         try:
             with archive.open(info) as m:
-                scan_member(Bounded(m, budget), sub)
+                reader = Bounded(m, budget)
+                if detector is not None and _is_link(info):
+                    # Its bytes are the target: a name, reported at the link (location
+                    # ``link``) as in a tar, not as a line of content.
+                    target = reader.read(LINK_MAX)
+                    links.append((sub.path or "-", sub.fingerprint_path or sub.path or "-",
+                                  target.decode("utf-8", "surrogateescape")))
+                else:
+                    scan_member(reader, sub)
         except SourceError:
             raise
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
@@ -76,6 +88,12 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
             # An encrypted member, an unknown compression method, a corrupt stream: said
             # in words of our own (zipfile's quote the member's ZipInfo, name and all).
             outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {_why(info, exc)}")))
+    if links:
+        from scanner.engine.names import link_findings
+
+        found, suppressed = link_findings(detector, links, origin.source)
+        outcome.findings += found
+        outcome.suppressed += suppressed
     if len(members) > MAX_MEMBERS:
         outcome.errors.append(issue(origin.path or "-", SourceError(
             f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
@@ -121,6 +139,12 @@ def _scan_local(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
         f"zip is truncated (no central directory): {len(names)} members read from "
         "their local headers, the rest lost")))
     return True
+
+
+def _is_link(info: Any) -> bool:
+    """A symlink member: made on Unix (``create_system`` 3) with the mode ``S_IFLNK``
+    in the high half of ``external_attr``, as ``zip -y`` and Info-ZIP write it."""
+    return bool(info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16))
 
 
 def _name_findings(detector: Any, origin: Any, names: list[str], outcome: Any) -> None:

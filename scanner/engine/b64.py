@@ -169,8 +169,8 @@ def _padded(chars: bytes) -> bytes:
 def decode(run: Run, jp: int, k: int, span: int) -> tuple[bytes, int, int, int] | None:
     """Decode the run around a needle at joined index ``jp`` with byte alignment ``k``.
 
-    Returns (decoded, where the needle's text starts in it, the buffer offset of the
-    segment holding the needle's first group, the buffer offset where decoding stopped).
+    Returns (decoded, where the needle's text starts in it, the buffer offset where the
+    run starts, the buffer offset where decoding stopped).
     The 4-character grouping comes from the needle itself, so the run's start never
     has to be found first.
     """
@@ -184,7 +184,9 @@ def decode(run: Run, jp: int, k: int, span: int) -> tuple[bytes, int, int, int] 
         decoded = binascii.a2b_base64(chars)
     except binascii.Error:
         return None
-    origin = run.offsets[run.segment(g)]
+    # Where the run starts (its first line when wrapped): the place the spec reports,
+    # as a layer of base64 does (token-format.md, "for a token inside base64").
+    origin = run.offsets[0]
     return decoded, (g - lo) // 4 * 3 + k, origin, run.to_buf(hi)
 
 

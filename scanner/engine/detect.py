@@ -27,6 +27,7 @@ from scanner.engine.limits import (  # noqa: F401  (re-exported: callers read th
     CONTEXT,
     DECODE_SPAN,
     DEEP_LIMIT,
+    LAYER_SPAN,
     LOOKAHEAD,
     LOOKBEHIND,
     MAX_LAYERS,
@@ -239,7 +240,7 @@ class Detector:
         (index -> zlib ``wbits``). Two or three bytes long, they turn up every few tens
         of KB of binary data; what they start holds something only where it inflates,
         which a region search (an image's members) can test before it pays for a full
-        scan of the member (see :func:`scanner.engine.tars.marked`)."""
+        scan of the member (see :func:`scanner.engine.marks.marked`)."""
         if self._inflate_only is None:
             out: dict[int, int] = {}
             for i, text in enumerate(self.literals() if self.prefilter is not None else ()):
@@ -298,19 +299,19 @@ class Detector:
             budget = self.budget()
         if self.prefilter is not None:
             return self._scan_prefiltered(buf, start, end, deep, depth, budget)
-        hits: list[Hit] = []
+        hits: list[list[Hit]] = []  # one list per literal taken
         if deep:
             stop = min(len(buf), end + self._longest - 1)
             for p in [start + q for q in self._deep_starts(buf, start, stop, end)]:
                 for n in self._at(buf, p):
-                    hits += self._take(buf, p, n, depth, budget)
+                    hits.append(self._take(buf, p, n, depth, budget))
         else:
             for needle in self.always:
                 text = needle.text
                 stop = min(len(buf), end + len(text) - 1)
                 p = buf.find(text, start, stop)
                 while p != -1:
-                    hits += self._take(buf, p, needle, depth, budget)
+                    hits.append(self._take(buf, p, needle, depth, budget))
                     p = buf.find(text, p + 1, stop)
         return iter(_unique(hits))
 
@@ -322,22 +323,27 @@ class Detector:
         assert db is not None
         stop = min(len(buf), end + db.longest - 1)
         found = [(p, i) for p, i in db.find(buf, start, stop) if p < end]
-        hits: list[Hit] = []
+        hits: list[list[Hit]] = []  # one list per literal taken
         if deep:
             for p in sorted({p for p, _ in found}):
                 for needle in self._at(buf, p):
-                    hits += self._take(buf, p, needle, depth, budget)
+                    hits.append(self._take(buf, p, needle, depth, budget))
         else:
             always_at = self._always_at
             todo = sorted((n, p) for p, i in found for n in always_at.get(i, ()))
             for index, at in todo:
-                hits += self._take(buf, at, self.always[index], depth, budget)
+                hits.append(self._take(buf, at, self.always[index], depth, budget))
         return iter(_unique(hits))
 
     def _take(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
               ) -> list[Hit]:
         if needle.role == "layer":
             return self._layer(buf, p, needle, depth, budget)
+        if needle.role == "plain" and _soft_break_after(buf, p, needle):
+            soft = Needle(needle.text, None, (), "layer", seed=Seed(needle.text, layers.QP))
+            hits = self._layer(buf, p, soft, depth, budget)
+            if hits:
+                return hits
         hit = self._resolve(buf, p, needle)
         return [] if hit is None else [hit]
 
@@ -356,6 +362,8 @@ class Detector:
         """Take the seed's layer off around ``p`` and scan what it held, one layer
         deeper; the hits are placed where the layer's encoded text starts."""
         assert needle.seed is not None
+        if needle.seed.layer in (layers.GZIP, layers.ZLIB):
+            return self._inflated(buf, p, needle, depth, budget)
         layer = layers.peel(buf, p, needle.seed, budget)
         if layer is None:
             return []
@@ -363,6 +371,39 @@ class Detector:
             budget.too_deep()
             return []
         inner = self.scan_text(layer.data, depth=depth + 1, budget=budget)
+        return self._wrap(buf, p, needle, layer, inner)
+
+    def _inflated(self, buf: Buffer, p: int, needle: Needle, depth: int, budget: Budget
+                  ) -> list[Hit]:
+        """A gzip or zlib stream inside the input, inflated and scanned as a stream
+        (LOOKBEHIND bytes kept before each piece, LOOKAHEAD after, as for stdin): a
+        token anywhere in it is found, up to the input's budget, in constant memory.
+        But a zlib stream in the input's own bytes (``x\x9c``: PNG pixels, PDF pages,
+        git pack objects, none of them written to hide text) is read to LAYER_SPAN only,
+        as before: inflating each to the budget made the clean git/git tree 2.5 s
+        slower and its test pack (t5004/big-pack.zip) an error."""
+        assert needle.seed is not None
+        raw_zlib = needle.seed.layer == layers.ZLIB and depth == 0
+        stream = layers.Inflated(buf, p, needle.seed.layer, budget,
+                                 cap=LAYER_SPAN if raw_zlib else None)
+        inner: list[Hit] = []
+        window, scanned = b"", 0  # scanned: offset in window up to which seeds were sought
+        pieces = iter(stream)
+        piece = next(pieces, None)
+        if piece is not None and depth >= MAX_LAYERS:
+            budget.too_deep()
+            return []
+        while piece is not None:
+            window += piece
+            piece = next(pieces, None)
+            limit = len(window) if piece is None else len(window) - LOOKAHEAD
+            if limit > scanned:
+                inner += self.scan(window, scanned, limit, deep=True, depth=depth + 1,
+                                   budget=budget)
+                scanned = limit
+            drop = max(0, scanned - LOOKBEHIND)
+            window, scanned = window[drop:], scanned - drop
+        layer = layers.Layer(needle.seed.layer, b"", p, stream.end)
         return self._wrap(buf, p, needle, layer, inner)
 
     def _wrap(self, buf: Buffer, p: int, needle: Needle, layer: layers.Layer,
@@ -445,20 +486,57 @@ class Detector:
         return b64.decode(run, jp, k, DECODE_SPAN)
 
 
-def _unique(hits: list[Hit]) -> list[Hit]:
+def _unique(groups: list[list[Hit]]) -> list[Hit]:
     """Hits sorted by offset, each token once per place (two seeds may reach the same
-    token through the same layer)."""
-    if len(hits) > 1:
+    token through the same layer), and once per occurrence: a layer that keeps an inner
+    one verbatim (a stored deflate block holds an inner gzip, or the token itself) gives
+    the token from inside its own span too, which only the outermost path names.
+    ``groups``: the hits of each literal taken; those of one layer are distinct
+    occurrences inside it (a Helm release holds the token twice, under different
+    layers), already made unique where they were found."""
+    if sum(map(len, groups)) > 1:
         seen: set[tuple[str, int, str, str]] = set()
-        out = []
-        for h in sorted(hits, key=lambda h: h.offset):
+        out: list[tuple[Hit, int]] = []
+        tagged = [(h, g) for g, group in enumerate(groups) for h in group]
+        for h, g in sorted(tagged, key=lambda t: (t[0].offset, -t[0].end)):
             here = ("at", h.offset, h.secret_sha256, h.encoding)
             there = ("end", h.end, h.secret_sha256, h.encoding)
-            if here not in seen and there not in seen:
-                seen.update((here, there))
-                out.append(h)
-        return out
-    return hits
+            if here in seen or there in seen:
+                continue
+            seen.update((here, there))
+            near = range(max(0, len(out) - 8), len(out))
+            if any(out[i][1] != g and _covers(out[i][0], h) for i in near):
+                continue
+            covered = [i for i in near if out[i][1] != g and _covers(h, out[i][0])]
+            if covered:  # the same span read through more of its layers
+                out[covered[0]] = (h, g)
+                continue
+            out.append((h, g))
+        return [h for h, _ in out]
+    return [h for group in groups for h in group]
+
+
+def _covers(outer: Hit, inner: Hit) -> bool:
+    """``inner`` is ``outer``'s token found again within ``outer``'s encoded text through
+    only some of its layers (a stored deflate block keeps an inner gzip, its base64 or
+    the token itself as it is): the same occurrence, which ``outer`` names in full."""
+    if (inner.secret_sha256 != outer.secret_sha256 or inner.encoding == outer.encoding
+            or not outer.offset <= inner.offset <= inner.end <= outer.end):
+        return False
+    want = iter(outer.encoding.split("+"))
+    return inner.encoding == "plain" or all(n in want for n in inner.encoding.split("+"))
+
+
+def _soft_break_after(buf: Buffer, p: int, needle: Needle) -> bool:
+    """A quoted-printable soft line break (``=`` ending the line) right after the body
+    run of a plain prefix at ``p``: the encoder cut the token there (76 columns), so the
+    token is read with quoted-printable taken off, from the prefix on."""
+    assert needle.rule is not None
+    body_at = p + len(needle.text)
+    m = needle.rule.run.match(bytes(buf[body_at : body_at + MAX_RUN]))
+    after = body_at + (len(m.group(0)) if m else 0)
+    tail = bytes(buf[after : after + 3])
+    return tail[:2] == b"=\n" or tail == b"=\r\n"
 
 
 def _line_around(buf: Buffer, lo: int, hi: int) -> bytes:

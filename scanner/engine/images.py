@@ -123,7 +123,9 @@ def _oci(kept: Mapping[str, bytes]) -> list[Image]:
             config = _hex(_dict(blob.get("config")).get("digest"))
             layers = [(f"blobs/sha256/{h}", h) for d in blob["layers"]
                       if isinstance(d, dict) and (h := _hex(d.get("digest")))]
-            images.append(Image(str(name or f"sha256:{digest[:SHORT]}"),
+            # Untagged: named by the config's digest, the image ID ``docker images``
+            # shows (as for the legacy layout), not the manifest's.
+            images.append(Image(str(name or f"sha256:{(config or digest)[:SHORT]}"),
                                 None if config is None else f"blobs/sha256/{config}", layers))
 
     walk(index, None, 0)
@@ -136,9 +138,20 @@ def read_images(kept: Mapping[str, bytes]) -> list[Image]:
     return _docker(kept) or _oci(kept)
 
 
-def _rename(path: str, prefix: str, sep: str, names: dict[str, tuple[str, int]]
-            ) -> tuple[str, str, int] | None:
-    """(new path, member, layer position) for a path inside a known member, else None."""
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """What a member of an image is shown as: ``ref!sha256:<12>`` (a layer, at
+    ``position`` from the lowest) or ``ref!config`` (position -1)."""
+
+    shown: str
+    position: int
+    image: tuple[str, str | None]  # (reference, layer or None): Finding.image
+
+
+def _rename(path: str, prefix: str, sep: str, names: dict[str, _Named]
+            ) -> tuple[str, str, _Named] | None:
+    """(new path, path inside the member, what the member is named) for a path inside a
+    known member, else None."""
     if not path.startswith(prefix + sep):
         return None
     rest = path[len(prefix) + len(sep):]
@@ -146,27 +159,29 @@ def _rename(path: str, prefix: str, sep: str, names: dict[str, tuple[str, int]]
     named = names.get(member)
     if named is None:
         return None
-    shown, position = named
-    return f"{prefix}!{shown}{bang}{inner}", inner, position
+    return f"{prefix}!{named.shown}{bang}{inner}", inner, named
 
 
-def apply(outcome: Any, since: int, origin: Origin, images: list[Image], sep: str = "!"
-          ) -> None:
+def apply(outcome: Any, since: int, origin: Origin, images: list[Image], sep: str = "!",
+          errors_since: int = 0) -> None:
     """Rename the findings ``outcome`` gained since index ``since`` inside ``origin``
     (the tarball, or the folder with ``sep`` ``/``) after their image and layer, and
-    note those a later layer deletes."""
+    note those a later layer deletes; and the errors gained since ``errors_since`` (a
+    layer that is a bomb is named like its findings, not by its blob's path)."""
     from scanner.scrub import scrub
 
     if not images:
         return
-    names: dict[str, tuple[str, int]] = {}
+    names: dict[str, _Named] = {}
     owner: dict[str, tuple[Image, int]] = {}
     for image in images:
+        ref = scrub(image.ref)
         if image.config and image.config not in names:
-            names[image.config] = (f"{image.ref}!config", -1)
+            names[image.config] = _Named(f"{image.ref}!config", -1, (ref, None))
         for i, (member, digest) in enumerate(image.layers):
             if member not in names:
-                names[member] = (f"{image.ref}!sha256:{digest[:SHORT]}", i)
+                layer = f"sha256:{digest[:SHORT]}"
+                names[member] = _Named(f"{image.ref}!{layer}", i, (ref, layer))
                 owner[member] = (image, i)
     raw_prefix = origin.path or "-"
     prefix, fp_prefix = scrub(raw_prefix), scrub(origin.fingerprint_path or raw_prefix)
@@ -176,19 +191,33 @@ def apply(outcome: Any, since: int, origin: Origin, images: list[Image], sep: st
         if moved is None:
             out.append(f)
             continue
-        path, inner, position = moved
+        path, inner, named = moved
         member = (f.path or "")[len(prefix) + len(sep):].partition("!")[0]
         fp = _rename(f.fingerprint_path or "", fp_prefix, sep, names)
         note = f.note
-        if position >= 0:
+        if named.position >= 0:
             deleted_by = _deleted_by(outcome.whiteouts, raw_prefix + sep, owner[member],
                                      inner.partition("!")[0])
             if deleted_by is not None:
                 note = (f"deleted in a later layer (sha256:{deleted_by[:SHORT]}), but still "
                         "in the image: anyone who pulls it can read the earlier layer")
+        # A token in a member's name stays a name (``location`` path, its offset moved
+        # with the name's new beginning), a link's target a link; content is "image".
+        location, offset = f.location, f.offset
+        if location == "path":
+            offset += len(path.encode()) - len((f.path or "").encode())
+        elif location != "link":
+            location = "image"
         out.append(replace(f, path=path, fingerprint_path=None if fp is None else fp[0],
-                           location="image", note=note))
+                           location=location, offset=offset, note=note,
+                           image=named.image))
     outcome.findings = out
+    for i in range(errors_since, len(outcome.errors)):
+        error = outcome.errors[i]
+        moved = _rename(error.path or "", prefix, sep, names)
+        if moved is not None and error.message.startswith(error.path or ""):
+            outcome.errors[i] = replace(error, path=moved[0], message=moved[0]
+                                        + error.message[len(error.path or ""):])
 
 
 def _deleted_by(whiteouts: dict[str, list[str]], lead: str, at: tuple[Image, int],
@@ -204,11 +233,11 @@ def _deleted_by(whiteouts: dict[str, list[str]], lead: str, at: tuple[Image, int
     return None
 
 
-def name_images(outcome: Any, since: int, origin: Origin, kept: Mapping[str, bytes]
-                ) -> None:
-    """After a tar is scanned: if it is an image, its findings renamed (see
+def name_images(outcome: Any, since: int, origin: Origin, kept: Mapping[str, bytes],
+                errors_since: int = 0) -> None:
+    """After a tar is scanned: if it is an image, its findings and errors renamed (see
     :func:`apply`)."""
-    apply(outcome, since, origin, read_images(kept))
+    apply(outcome, since, origin, read_images(kept), errors_since=errors_since)
 
 
 class _Folder(Mapping[str, bytes]):

@@ -25,6 +25,7 @@ import html
 import html.entities
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,14 +131,13 @@ class Layer:
 
 def peel(buf: Any, p: int, seed: Seed, budget: Budget) -> Layer | None:
     """Take ``seed.layer`` off the region around a seed found at ``p``; None when the
-    region does not decode."""
+    region does not decode. gzip and zlib are not taken here but streamed
+    (:class:`Inflated`)."""
     lo, hi = max(0, p - LAYER_SPAN), min(len(buf), p + LAYER_SPAN)
     if seed.text in ZLIB_SHORT and not zlib_start(buf, p, seed.text in ZLIB_B64):
         return None
     if seed.layer == BASE64:
         layer = _base64(buf, p, seed, lo, hi)
-    elif seed.layer in (GZIP, ZLIB):
-        layer = _inflate(buf, p, seed.layer, hi, budget)
     elif seed.layer == HEX:
         layer = _hex(buf, p, p if seed.text in ZLIB_HEX else lo, hi)  # zlib: a run's start
     else:
@@ -193,36 +193,53 @@ def _base64(buf: Any, p: int, seed: Seed, lo: int, hi: int) -> Layer | None:
     return Layer(BASE64, data, run.to_buf(first), run.ends[-1])
 
 
-def _inflate(buf: Any, p: int, name: str, hi: int, budget: Budget) -> Layer | None:
+class Inflated:
     """gzip or zlib from a magic number found inside an input (a whole gzip file is
-    streamed by :mod:`scanner.engine.scan_input` instead): at most LAYER_SPAN bytes of
-    it are read, so a pack file's or an image's streams cost little; more than the
-    input's budget is a bomb."""
-    d = zlib.decompressobj(wbits=31 if name == GZIP else 15)
-    cap = min(LAYER_SPAN, max(0, budget.left))
-    out: list[bytes] = []
-    size, pos, step = 0, p, 4096
-    try:
-        while pos < hi and not d.eof and size <= cap:
-            piece = d.decompress(bytes(buf[pos : min(hi, pos + step)]), cap - size + 1)
-            out.append(piece)
-            size += len(piece)
-            if d.unconsumed_tail:
-                break  # past the cap
-            pos += step
-            step = min(step * 4, 1 << 20)
-    except zlib.error:
-        if not out:
-            return None
-    data = b"".join(out)
-    if size > cap:
-        if cap == budget.left:
-            budget.take(size)  # raises: a bomb
-        data = data[:cap]
-    if len(data) < 8:
-        return None
-    end = min(hi, pos) - len(d.unused_data)
-    return Layer(name, data, p, end)
+    streamed by :mod:`scanner.engine.scan_input` instead), inflated a piece at a time:
+    iterating gives the pieces (at most ``piece`` bytes each, every one taken from the
+    input's budget, so a bomb is one error and memory stays one piece), and afterwards
+    :attr:`end` is where the compressed stream ended in the buffer. The caller scans
+    the pieces as a stream (:meth:`scanner.engine.detect.Detector._layer`): a token
+    anywhere in what the input's budget allows is found, not only in its first
+    LAYER_SPAN bytes."""
+
+    def __init__(self, buf: Any, p: int, name: str, budget: Budget, piece: int = 1 << 20,
+                 cap: int | None = None):
+        self.buf, self.p, self.name, self.budget, self.piece = buf, p, name, budget, piece
+        #: Inflated bytes past which the stream is left unread (None: the budget's).
+        self.cap = cap
+        self.end = p
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        buf, budget = self.buf, self.budget
+        d = zlib.decompressobj(wbits=31 if self.name == GZIP else 15)
+        pos, step, hi = self.p, 4096, len(buf)
+        pending = b""
+        try:
+            while not d.eof and (self.cap is None or self.size < self.cap):
+                if d.unconsumed_tail:
+                    piece = d.decompress(d.unconsumed_tail, self.piece)
+                elif pos < hi:
+                    chunk = bytes(buf[pos : min(hi, pos + step)])
+                    pos += len(chunk)
+                    step = min(step * 4, 1 << 20)
+                    piece = d.decompress(chunk, self.piece)
+                else:
+                    break
+                if not piece:
+                    continue
+                if self.size == 0 and len(pending) + len(piece) < 8:
+                    pending += piece  # too short to tell a stream from chance yet
+                    continue
+                piece, pending = pending + piece, b""
+                self.size += len(piece)
+                budget.take(len(piece))  # raises past the input's budget: a bomb
+                self.end = pos - len(d.unused_data) - len(d.unconsumed_tail)
+                yield piece
+        except zlib.error:
+            pass  # what inflated before the damage has been given
+        self.end = pos - len(d.unused_data) - len(d.unconsumed_tail)
 
 
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
@@ -325,4 +342,5 @@ def _unescaped(name: str, window: bytes) -> bytes:
     return pattern.sub(one, window)
 
 
-__all__ = ["Budget", "Layer", "MAX_LAYERS", "Seed", "Spent", "peel", "seeds", "texts"]
+__all__ = ["Budget", "Inflated", "Layer", "MAX_LAYERS", "Seed", "Spent", "peel", "seeds",
+           "texts"]

@@ -19,7 +19,8 @@ DECODE_SPAN = 1024
 MAX_LAYERS = 4
 #: SEED_DEPTH (layers a seed literal is computed through) lives with the seeds, in
 #: :mod:`scanner.engine.literals` (standard library only), and is re-exported here.
-#: How far around a seed a layer's encoded text is read (a Helm release's base64).
+#: How far around a seed a layer's encoded text is read (a Helm release's base64);
+#: a gzip or zlib layer is inflated past it, as a stream (:class:`layers.Inflated`).
 LAYER_SPAN = 4 << 20
 #: Every seed of every layer is looked for in the first DEEP_LIMIT bytes of an input
 #: (``ScanOptions.decode_window``, ``--decode-window``); past it, the prefix, its base64

@@ -186,6 +186,15 @@ def _partial(prefix: bytes) -> list[tuple[bytes, str]]:
     return out
 
 
+def soft_breaks(prefix: bytes) -> list[bytes]:
+    """The prefix with a quoted-printable soft line break (``=`` at a line's end, LF or
+    CRLF) after each of its characters but the last: an encoder wrapping at 76 columns
+    cuts a token anywhere, and nothing else of quoted-printable need be in the text. (A
+    break after the prefix, inside the token's body, is seen from the prefix itself.)"""
+    return [prefix[:i] + nl + prefix[i:] for i in range(1, len(prefix))
+            for nl in (b"=\n", b"=\r\n")]
+
+
 def seed_specs(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[SeedSpec, ...]:
     """Every seed for one rule prefix; the plain prefix itself is not one (the detector
     reads it directly). Each layer's every variant (both base64 alphabets, upper and
@@ -218,6 +227,8 @@ def derive_seeds(prefix: bytes, depth: int = SEED_DEPTH) -> tuple[SeedSpec, ...]
                 needle = b64_needle(text[:SEED_CHARS], k)
                 add(needle, BASE64, k)
                 add(needle.translate(TO_URLSAFE), BASE64, k)
+    for text in soft_breaks(prefix):
+        add(text, QP, -1)
     out.setdefault((GZIP_MAGIC, GZIP), (GZIP_MAGIC, GZIP, -1))
     for header in ZLIB_MAGICS:
         out.setdefault((header, ZLIB), (header, ZLIB, -1))

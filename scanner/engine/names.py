@@ -144,6 +144,28 @@ def member_names(path: str, fp_path: str, member: str, folders: set[str]
     return out
 
 
+def link_findings(detector: Detector, links: Sequence[tuple[str, str, str]],
+                  source: SourceKind) -> tuple[list[Finding], int]:
+    """Findings for the tokens in links' targets ((display, fingerprint path, target)
+    of each link member): a target is a name written into the archive (``ln -s
+    cendis_pat_… x``), as leaked as a member's name, reported at the link, ``location``
+    ``link``, with the offset in the target. Returns (findings, suppressed hits)."""
+    findings: list[Finding] = []
+    suppressed = 0
+    for i, hits in sorted(scan_names(detector, [target for _, _, target in links]).items()):
+        display, fp, _ = links[i]
+        for hit in hits:
+            if hit.suppressed:
+                suppressed += 1
+                continue
+            findings.append(Finding(
+                rule_id=hit.rule_id, confidence=hit.confidence, path=display, line=None,
+                column=None, offset=hit.offset, encoding=hit.encoding,
+                redacted=hit.redacted, secret_sha256=hit.secret_sha256, source=source,
+                location="link", fingerprint_path=fp))
+    return findings, suppressed
+
+
 def ref_findings(detector: Detector, refs: Sequence[bytes]) -> list[Finding]:
     """Tokens in ref names (branches, tags, a push's remote ref): names are pushed and
     published like content. ``path`` is the redacted ref name, ``location`` ``ref``."""

@@ -42,6 +42,7 @@ from scanner.engine.inputs import (
     widen_pipe,
 )
 from scanner.engine.layers import Budget, Spent
+from scanner.engine.tar_parts import Parts, scan_part
 from scanner.engine.tars import (
     WHOLE,
     Entry,
@@ -49,7 +50,6 @@ from scanner.engine.tars import (
     Members,
     Source,
     Streamed,
-    scan_part,
     scan_tar,
 )
 from scanner.engine.unpack import Cut, decompress
@@ -220,12 +220,15 @@ def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: 
         else:
             _scan_tar(detector, inner, sub, outcome, layers, limit, depth + 1, fanout)
 
-    def split(tar: Mapped, part: list[Entry], where: Origin) -> Any:
+    def send(tar: Mapped, part: list[Entry], where: Origin) -> Any:
         assert fanout is not None
         return fanout.pool.submit(
             scan_tar_part, fanout.rules, (detector.max_decompressed, detector.decode_window),
             where.fs_path, (tar.base, tar.base + tar.end), part, where, encoding,
             (limit.limit, limit.left), depth)
+
+    def split(tar: Mapped, where: Origin, out: Any, members: Members) -> Parts:
+        return Parts(tar, where, out, members, send)
 
     return Members(detector, held, streamed, kind_of, small_gzip, nested,
                    None if fanout is None else split)
@@ -238,11 +241,11 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
     container image (``manifest.json``, ``index.json``), its findings renamed after the
     image and layer they are in. With ``fanout``, a large mapped tar's members are
     scanned by worker processes (and ``outcome`` gets their outcomes in order)."""
-    since = len(outcome.findings)
+    since, errors_since = len(outcome.findings), len(outcome.errors)
     kept = scan_tar(src, origin, outcome,
                     _members(detector, outcome, encoding, limit, depth, fanout))
     if kept:
-        name_images(outcome, since, origin, kept)
+        name_images(outcome, since, origin, kept, errors_since)
 
 
 def scan_tar_part(rules: list[Any], settings: tuple[int, int], fs_path: str,

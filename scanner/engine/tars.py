@@ -22,11 +22,11 @@ million empty members is one error line after a fraction of a second), header me
 from __future__ import annotations
 
 import mmap
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scanner.engine.marks import marked
 from scanner.engine.unpack import BLOCK, header_ok, number
 from scanner.errors import SourceError
 from scanner.result import issue
@@ -51,9 +51,8 @@ CHUNK = 1 << 20
 #: A mapped tar's pages are given back this often, so a 1 GB image is not 1 GB of RSS.
 RELEASE = 64 << 20
 #: A mapped tar at least this large is split across worker processes (when the caller
-#: has them): parts of PART bytes or PART_MEMBERS members.
+#: has them: :mod:`scanner.engine.tar_parts`).
 SPLIT_MIN = 64 << 20
-PART, PART_MEMBERS = 24 << 20, 4000
 #: Small JSON members kept for the image reader (manifests, configs, indexes).
 KEEP_ONE, KEEP_ALL = 1 << 20, 16 << 20
 
@@ -280,9 +279,20 @@ class Members:
     #: A tar member that is itself a plain tar (an image's layer), scanned in place
     #: from the mapping (else it is streamed: copied a piece at a time).
     nested: Callable[[Mapped, Origin], None] | None = None
-    #: Hands a part of a large mapped tar (its file members) to a worker process: a
-    #: future of (outcome, kept JSON members) as :func:`scan_part` makes them.
-    split: Callable[[Mapped, list[Entry], Origin], Any] | None = None
+    #: The splitter of a large mapped tar (:class:`scanner.engine.tar_parts.Parts`):
+    #: its file members go to worker processes.
+    split: Callable[[Mapped, Origin, Any, Members], Splitter] | None = None
+
+
+class Splitter(Protocol):
+    """Takes a split tar's file members in order; :meth:`finish` merges what the
+    workers made and returns the kept JSON members. ``failure``: the tar's own error,
+    said after its members'."""
+
+    failure: Any
+
+    def add(self, entry: Entry) -> None: ...
+    def finish(self) -> list[tuple[str, bytes]]: ...
 
 
 def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
@@ -305,9 +315,9 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     count = 0
     split = members.split if (isinstance(src, Mapped) and src.end >= SPLIT_MIN
                               and members.detector.prefilter is not None) else None
-    walk = _Walk(src, origin, outcome, members)
-    parts = _Parts(src, origin, outcome, members) if (split is not None
-                                                      and isinstance(src, Mapped)) else None
+    walk = Walk(src, origin, outcome, members)
+    parts = split(src, origin, outcome, members) if (split is not None
+                                                     and isinstance(src, Mapped)) else None
     try:
         for entry in entries(src):
             count += 1
@@ -330,7 +340,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
             if parts is not None:
                 parts.add(entry)
             else:
-                walk.member(entry)
+                walk.add(entry)
     except SourceError as exc:
         if parts is None:
             outcome.errors.append(issue(origin.path or "-", exc))
@@ -344,21 +354,7 @@ def scan_tar(src: Source, origin: Origin, outcome: Any, members: Members
     return dict(kept)
 
 
-def scan_part(src: Mapped, part: list[Entry], origin: Origin, outcome: Any,
-              members: Members) -> list[tuple[str, bytes]]:
-    """A worker's share of a split tar (:func:`scan_tar`): these file members, each
-    scanned as :func:`scan_tar` would; returns the JSON members kept, in order."""
-    walk = _Walk(src, origin, outcome, members)
-    try:
-        for entry in part:
-            src.pos = entry.pos
-            walk.member(entry)
-    except SourceError as exc:
-        outcome.errors.append(issue(origin.path or "-", exc))
-    return walk.finish()
-
-
-class _Walk:
+class Walk:
     """The members of one tar with bytes of their own, as :func:`scan_tar` reads them:
     small plain ones searched together (in place when mapped), the rest scanned one by
     one."""
@@ -371,20 +367,20 @@ class _Walk:
         self.kept: list[tuple[str, bytes]] = []
         self.kept_size = 0
         self.prefilter = self.detector.prefilter is not None
-        self.span = _Span(src) if self.prefilter and isinstance(src, Mapped) else None
+        self.span = Span(src) if self.prefilter and isinstance(src, Mapped) else None
 
-    def member(self, entry: Entry) -> None:
+    def add(self, entry: Entry) -> None:
         src, origin, outcome, members = self.src, self.origin, self.outcome, self.members
         detector, span = self.detector, self.span
         if entry.size > WHOLE:
             if (span is not None and members.nested is not None
                     and members.kind_of(span.head(entry.size)) == "tar"):
                 span.flush(detector, members, origin, outcome)
-                _guard(members.nested, span.member(entry.size),
-                       _sub(origin, entry), outcome)
+                guard(members.nested, span.member(entry.size),
+                       sub_origin(origin, entry), outcome)
                 return
-            _guard(members.streamed, src.chunks(entry.size),
-                   _sub(origin, entry), outcome)
+            guard(members.streamed, src.chunks(entry.size),
+                   sub_origin(origin, entry), outcome)
             return
         if span is not None:  # a mapped tar: plain members are searched in place
             head = span.head(entry.size)
@@ -397,7 +393,7 @@ class _Walk:
                 return
         data = src.read(entry.size)
         if len(data) < entry.size:  # what there is is scanned, then the tar ends
-            _guard(members.held, data, _sub(origin, entry), outcome)
+            guard(members.held, data, sub_origin(origin, entry), outcome)
             raise SourceError("tar is truncated (a member is cut short)")
         if (len(data) <= KEEP_ONE and data[:1] in (b"{", b"[") and self.kept_size < KEEP_ALL
                 and _maybe_image_json(entry.name)):
@@ -416,7 +412,7 @@ class _Walk:
                 _search_held(detector, self.held, origin, members, outcome)
                 self.held, self.size = [], 0
         else:
-            _guard(members.held, data, _sub(origin, entry), outcome)
+            guard(members.held, data, sub_origin(origin, entry), outcome)
 
     def finish(self) -> list[tuple[str, bytes]]:
         """Search what is still held; the kept JSON members, in order."""
@@ -428,63 +424,7 @@ class _Walk:
         return self.kept
 
 
-class _Parts:
-    """A split tar's file members, sent to workers a part at a time and merged back in
-    order; a member that is a large tar itself (a layer) is scanned here, in its place
-    in that order (after the parts before it are merged), and split in turn."""
-
-    def __init__(self, src: Mapped, origin: Origin, outcome: Any, members: Members):
-        assert members.split is not None
-        self.src, self.origin, self.outcome, self.members = src, origin, outcome, members
-        self.split = members.split
-        self.sent: list[Any] = []  # futures of (outcome, kept), not merged yet
-        self.part: list[Entry] = []
-        self.size = 0
-        self.kept: list[tuple[str, bytes]] = []
-        self.kept_size = 0
-        self.failure: Any = None  # the tar's own error, said after its members'
-
-    def add(self, entry: Entry) -> None:
-        if entry.size > WHOLE and self.members.nested is not None:
-            at = self.src.base + entry.pos
-            if self.members.kind_of(self.src.mm[at : at + min(entry.size, 8192)]) == "tar":
-                self._send()
-                self._merge()
-                self.src.pos = entry.pos
-                _guard(self.members.nested, _Span(self.src).member(entry.size),
-                       _sub(self.origin, entry), self.outcome)
-                return
-        self.part.append(entry)
-        self.size += entry.size + BLOCK
-        if self.size >= PART or len(self.part) >= PART_MEMBERS:
-            self._send()
-
-    def _send(self) -> None:
-        if self.part:
-            self.sent.append(self.split(self.src, self.part, self.origin))
-            self.part, self.size = [], 0
-
-    def _merge(self) -> None:
-        """The parts sent so far, merged in order; their JSON kept as one reader would
-        have kept it (each part kept at least that much)."""
-        for future in self.sent:
-            got, kept = future.result()
-            self.outcome.merge(got)
-            for name, data in kept:
-                if self.kept_size < KEEP_ALL:
-                    self.kept.append((name, data))
-                    self.kept_size += len(data)
-        self.sent = []
-
-    def finish(self) -> list[tuple[str, bytes]]:
-        self._send()
-        self._merge()
-        if self.failure is not None:
-            self.outcome.errors.append(self.failure)
-        return self.kept
-
-
-class _Span:
+class Span:
     """Consecutive plain members of a mapped tar, searched in place with one literal
     pass (headers and padding between them included: a literal there marks nothing);
     only a member where a literal lies gets the full scan, read then."""
@@ -519,7 +459,7 @@ class _Span:
         if at + entry.size > self.src.base + self.src.end:  # what there is is scanned
             self.flush(detector, members, origin, outcome)
             data = bytes(self.src.mm[at : self.src.base + self.src.end])
-            _guard(members.held, data, _sub(origin, entry), outcome)
+            guard(members.held, data, sub_origin(origin, entry), outcome)
             raise SourceError("tar is truncated (a member is cut short)")
         if self.members and (at - self.hi > self.GAP or self.hi - self.lo >= REGION):
             self.flush(detector, members, origin, outcome)
@@ -537,7 +477,7 @@ class _Span:
         for i in sorted(marked(detector, self.src.mm, self.lo, self.hi, self.starts, ends)):
             end, entry = self.members[i]
             data = bytes(self.src.mm[self.starts[i] : end])
-            _guard(members.held, data, _sub(origin, entry), outcome)
+            guard(members.held, data, sub_origin(origin, entry), outcome)
         self.starts, self.members = [], []
 
 
@@ -548,7 +488,7 @@ def _sub_paths(origin: Origin, entry: Entry) -> tuple[str, str | None]:
             None if fp is None else member_path(fp, entry.name))
 
 
-def _sub(origin: Origin, entry: Entry) -> Origin:
+def sub_origin(origin: Origin, entry: Entry) -> Origin:
     """A member's origin, made only for a member that is scanned in full (most of an
     image's are searched and never need one)."""
     path, fp = _sub_paths(origin, entry)
@@ -561,7 +501,7 @@ def _maybe_image_json(name: str) -> bool:
             or name.endswith(".json") or name.startswith("blobs/"))
 
 
-def _guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome: Any
+def guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome: Any
            ) -> None:
     """One member's failure (a corrupt gzip inside, a bomb) is an error for that member;
     the tar goes on. A failure of the tar's own stream ends the tar."""
@@ -586,56 +526,7 @@ def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Entry]], ori
     region = b"\n".join(searched for searched, _, _ in held)
     for i in sorted(marked(detector, region, 0, len(region), starts, ends)):
         _, data, entry = held[i]
-        _guard(members.held, data, _sub(origin, entry), outcome)
-
-
-#: Input bytes of a gzip or zlib magic tried by :func:`marked`: no more than the first
-#: piece :func:`scanner.engine.layers.peel` inflates (4096 bytes), so an error here is
-#: an error there too, before any output.
-PROBE_IN = 1024
-#: Output allowed to the probe: an error before this much came out is one for peel too
-#: (it allows at least this much: a fresh input's budget, LAYER_SPAN).
-PROBE_OUT = 64 << 10
-
-
-def marked(detector: Detector, buf: Any, lo: int, hi: int, starts: list[int],
-           ends: list[int]) -> set[int]:
-    """The members (data at ``[starts[i], ends[i])`` of ``buf``) where a literal of the
-    prefilter lies in ``buf[lo:hi]``: those get the full scan. A place where only a gzip
-    or zlib magic number is (``x\\x9c``: every few tens of KB of binary data) marks its
-    member only when the bytes after it start to inflate: where they do not, the full
-    scan's decoder would find nothing there either (same first bytes, same error), so
-    a binary member costs no second scan for a magic that opens nothing."""
-    from bisect import bisect_right
-
-    assert detector.prefilter is not None
-    magic = detector.inflate_only()
-    out: set[int] = set()
-    found = detector.prefilter.find(buf, lo, hi)
-    n = 0
-    while n < len(found):
-        p = found[n][0]
-        kinds = set()
-        while n < len(found) and found[n][0] == p:
-            kinds.add(magic.get(found[n][1], 0))
-            n += 1
-        i = bisect_right(starts, p) - 1
-        if i < 0 or i in out or p >= ends[i]:
-            continue  # (a literal across a member's end is not in the member)
-        if 0 not in kinds and len(kinds) == 1 and detector.max_decompressed >= PROBE_OUT \
-                and not _inflates(buf, p, ends[i], kinds.pop()):
-            continue
-        out.add(i)
-    return out
-
-
-def _inflates(buf: Any, p: int, end: int, wbits: int) -> bool:
-    try:
-        zlib.decompressobj(wbits=wbits).decompress(bytes(buf[p : min(end, p + PROBE_IN)]),
-                                                  PROBE_OUT)
-    except zlib.error:
-        return False
-    return True
+        guard(members.held, data, sub_origin(origin, entry), outcome)
 
 
 def _name_findings(detector: Detector, names: list[tuple[str, str]], outcome: Any) -> None:

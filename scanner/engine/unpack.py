@@ -58,7 +58,7 @@ def number(field: bytes) -> int | None:
 def header_ok(block: bytes) -> bool:
     """A tar header block: its checksum (the byte sum with the checksum field as
     spaces) matches. What sniffing calls a tar; a zero block is not one."""
-    if len(block) < BLOCK or not block.strip(b"\0"):
+    if len(block) < BLOCK or (block[0] == 0 and block.count(0) == len(block)):
         return False
     stored = number(block[148:156])
     if stored is None:

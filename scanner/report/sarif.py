@@ -41,25 +41,26 @@ def _location(f: Finding) -> dict[str, Any]:
     # percent-encodes the real bytes of the name instead.
     path = f.path
     inside: str | None = None
-    if f.location == "image" and path and "!" in path:
-        # An image: the artifact is the tarball (or OCI folder) on disk; the image
-        # reference, layer and path inside it are a logical location.
+    if path and "!" in path:
+        # Inside an archive (or an image): the artifact is the file on disk, and the
+        # path inside it (members, image reference, layer) a logical location. Never
+        # URI path segments: a member named ``../../etc/passwd`` would make
+        # ``a.tar%21../../etc/passwd``, which any URI normaliser turns into
+        # ``etc/passwd``, another file.
         path, _, inside = path.partition("!")
     uri = quote(unescape_bytes(path), safe="/") if path else ".git/COMMIT_EDITMSG"
     artifact = {"uri": uri, "uriBaseId": "%SRCROOT%"}
-    logical = ([{"fullyQualifiedName": inside, "kind": "resource"}]
-               if inside is not None else None)
+    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact}}
+    if inside is not None:
+        location["logicalLocations"] = [{"fullyQualifiedName": inside, "kind": "resource"}]
     if f.location in ("path", "link", "author", "committer"):  # the name itself, not a place in it
-        return {"physicalLocation": {"artifactLocation": artifact}}
+        return location
     region: dict[str, Any]
     if f.line is None:
         region = {"byteOffset": f.offset}
     else:
         region = {"startLine": f.line, "startColumn": f.column or 1}
-    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact,
-                                                     "region": region}}
-    if logical is not None:
-        location["logicalLocations"] = logical
+    location["physicalLocation"]["region"] = region
     return location
 
 
@@ -77,10 +78,8 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
         value = getattr(f, key)
         if value is not None:
             props[key] = value
-    if f.location == "image" and f.path:
-        parts = f.path.split("!")
-        props["image"] = parts[1] if len(parts) > 1 else None
-        props["layer"] = parts[2] if len(parts) > 2 and parts[2] != "config" else None
+    if f.image is not None:
+        props["image"], props["layer"] = f.image
     return {
         "ruleId": f.rule_id,
         "ruleIndex": index[f.rule_id],
