@@ -243,3 +243,27 @@ def test_the_nesting_limit_says_which_layers(layers: list[str], scan: Any, tmp_p
     assert "not unpacked further" not in line
     for f in report["findings"]:  # what the decoder still opened is named in full
         assert f["encoding"].startswith(chain), f
+
+
+@pytest.mark.parametrize("bomb", ["gz", "zip", "xz", "big-gz"])
+@pytest.mark.parametrize("outer", ["tar", "tgz"])
+def test_members_before_a_bomb_keep_their_findings(bomb: str, outer: str, scan: Any,
+                                                   tmp_path: Path,
+                                                   make_token: Callable[[], str]) -> None:
+    """Small gzip members are searched together (later than they are read): one that
+    comes before a bomb is still scanned in full, though the bomb spends the input's
+    budget; a plain member after it too."""
+    tokens = [make_token() for _ in range(3)]
+    zeros = bytes(5 << 20)
+    blown = {"gz": gzip.compress(zeros), "zip": zip_bytes({"z": zeros}),
+             "xz": lzma.compress(zeros), "big-gz": gzip.compress(NOISE * 4 + zeros)}[bomb]
+    data = tar_bytes({"a.log.gz": gzip.compress(f"T={tokens[0]}\n".encode()),
+                      "b.log.gz": gzip.compress(f"T={tokens[1]}\n".encode()),
+                      f"bomb.{bomb}": blown, "c.env": f"T={tokens[2]}\n".encode()})
+    (tmp_path / "t.bin").write_bytes(gzip.compress(data) if outer == "tgz" else data)
+    status, report, proc = scan([str(tmp_path / "t.bin"), "--max-decompressed", "4M"])
+    assert status == 2
+    [line] = [line for line in proc.err.splitlines() if "error" in line]
+    assert "expands beyond 4 MiB" in line
+    found = sorted(f["secret_sha256"] for f in report["findings"])
+    assert found == sorted(sha(t) for t in tokens), found
