@@ -129,7 +129,8 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
         _scan_mapped(detector, f, origin, outcome, binary=False)
         return
     with contextlib.suppress(Spent):  # the one error line was said where it ran out
-        _scan_input(detector, f, origin, outcome, seekable, Budget(gzip_limit), fanout)
+        _scan_input(detector, f, origin, outcome, seekable,
+                    Budget.for_input(gzip_limit, origin.size if seekable else None), fanout)
 
 
 def _scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
