@@ -49,8 +49,10 @@ def _scan_parser(sub: argparse._SubParsersAction, command: Command) -> None:
                       help="skip files that .gitignore files ignore (default: scan them: "
                            ".env files are usually git-ignored)")
     scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
-                      help="a gzip input that inflates past SIZE (bytes, or with K, M or G: "
-                           "64M) is an error, not scanned further (default: 1G)")
+                      help="an input whose compressed layers (gzip, zip, tar.xz, nested or "
+                           "not) expand past SIZE (bytes, or with K, M or G: 64M), or past 32 "
+                           "times its own size if that is more, is an error, not scanned "
+                           "further (default: 1G)")
     scan.add_argument("--decode-window", type=decode_window, default=None, metavar="SIZE",
                       help="look for every encoded form (hex, escapes, layers in any order) "
                            "in the first SIZE bytes of each input, or 'all' (default: 8M; "

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import IO, Any
 
+from scanner.engine.layers import Budget
 from scanner.errors import SourceError
 from scanner.result import issue
 
@@ -29,16 +30,16 @@ LINK_MAX = 4096
 
 
 class Bounded:
-    """A member being read, counted against what the archive may still expand to."""
+    """A member being read, its bytes spent from the input's budget (shared by every
+    layer nested in the input: a zip of zips is bounded like one zip)."""
 
-    def __init__(self, f: IO[bytes], room: int, limit: int):
-        self.f, self.room, self.limit, self.count = f, room, limit, 0
+    def __init__(self, f: IO[bytes], budget: Budget):
+        self.f, self.budget, self.count = f, budget, 0
 
     def read(self, n: int = -1, /) -> bytes:
-        data = self.f.read(n if n >= 0 else self.room + 1)
+        data = self.f.read(n if n >= 0 else max(0, self.budget.left) + 1)
         self.count += len(data)
-        if self.count > self.room:
-            raise SourceError(f"zip expands beyond {self.limit >> 20} MiB; not scanned further")
+        self.budget.spend(len(data), "zip")
         return data
 
 
@@ -46,8 +47,8 @@ def member_path(path: str | None, name: str) -> str:
     return f"{path or '-'}!{name}"
 
 
-def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
-             scan_member: Callable[[Bounded, Any], None], detector: Any = None) -> bool:
+def scan_zip(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
+             scan_member: Callable[[Any, Any], None], detector: Any = None) -> bool:
     """Scan each member with ``scan_member(reader, member_origin)``, and with
     ``detector`` the members' names and their folders' (names are content, as in a
     tar). False when ``f`` is not a readable zip (the caller scans it as plain bytes
@@ -59,11 +60,10 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
         listed = archive.infolist()
         members = [i for i in listed if not i.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        return False
+        return _scan_local(f, origin, outcome, budget, scan_member, detector)
     if detector is not None:
         _name_findings(detector, origin, [i.filename for i in listed[:MAX_MEMBERS]],
                        outcome)
-    room = limit
     links: list[tuple[str, str, str]] = []  # (display, fingerprint path, target)
     for info in members[:MAX_MEMBERS]:
         fp = origin.fingerprint_path
@@ -72,7 +72,7 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
                       size=info.file_size)
         try:
             with archive.open(info) as m:
-                reader = Bounded(m, room, limit)
+                reader = Bounded(m, budget)
                 if detector is not None and _is_link(info):
                     # Its bytes are the target: a name, reported at the link (location
                     # ``link``) as in a tar, not as a line of content.
@@ -81,13 +81,13 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
                                   target.decode("utf-8", "surrogateescape")))
                 else:
                     scan_member(reader, sub)
-                room -= reader.count
         except SourceError:
             raise
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
                 OSError, ValueError) as exc:
-            # An encrypted member, an unknown compression method, a corrupt stream.
-            outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {exc}")))
+            # An encrypted member, an unknown compression method, a corrupt stream: said
+            # in words of our own (zipfile's quote the member's ZipInfo, name and all).
+            outcome.errors.append(issue(sub.path, SourceError(f"cannot read: {_why(info, exc)}")))
     if links:
         from scanner.engine.names import link_findings
 
@@ -97,6 +97,47 @@ def scan_zip(f: IO[bytes], origin: Any, outcome: Any, limit: int,
     if len(members) > MAX_MEMBERS:
         outcome.errors.append(issue(origin.path or "-", SourceError(
             f"zip holds {len(members)} members; only the first {MAX_MEMBERS} scanned")))
+    return True
+
+
+def _why(info: Any, exc: BaseException) -> str:
+    """Why a zip member cannot be read, in one short line that quotes nothing of the
+    member (its name is the error's path already, redacted there)."""
+    if info.flag_bits & 1:
+        return "the member is encrypted (a password is needed)"
+    if isinstance(exc, NotImplementedError):
+        return f"the member's compression method ({info.compress_type}) is not supported"
+    import zipfile
+
+    if isinstance(exc, zlib.error | EOFError | zipfile.BadZipFile):
+        return "the member's compressed data is damaged or cut short"
+    return f"the member is damaged ({type(exc).__name__})"
+
+
+def _scan_local(f: IO[bytes], origin: Any, outcome: Any, budget: Budget,
+                scan_member: Callable[[Any, Any], None], detector: Any) -> bool:
+    """A zip without a central directory (cut short): its members from their local
+    headers, then one error for the zip. False when it holds no local header."""
+    from scanner.engine.zip_local import scan_local
+
+    def sub_origin(name: str, size: int) -> Any:
+        fp = origin.fingerprint_path
+        return replace(origin, path=member_path(origin.path, name),
+                       fingerprint_path=None if fp is None else member_path(fp, name),
+                       size=size)
+
+    try:
+        names = scan_local(f, origin, outcome, budget, MAX_MEMBERS, scan_member, sub_origin)
+    except (zlib.error, OSError, ValueError, EOFError) as exc:
+        names = []
+        outcome.errors.append(issue(origin.path or "-", SourceError(f"cannot read: {exc}")))
+    if names is None:
+        return False
+    if detector is not None:
+        _name_findings(detector, origin, names, outcome)
+    outcome.errors.append(issue(origin.path or "-", SourceError(
+        f"zip is truncated (no central directory): {len(names)} members read from "
+        "their local headers, the rest lost")))
     return True
 
 

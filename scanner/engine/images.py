@@ -49,7 +49,7 @@ def _json(raw: bytes | None) -> Any:
         return None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: no manifest
         return None
 
 

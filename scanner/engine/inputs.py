@@ -396,9 +396,12 @@ def _rechunk(chunks: Iterable[bytes], size_wanted: int) -> Iterator[bytes]:
     yield b""
 
 
-def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
-    """Decompress (multi-member) gzip in bounded pieces; past ``limit`` it is a bomb."""
-    total = 0
+def gunzip(chunks: Iterable[bytes], limit: int | Budget = GZIP_LIMIT) -> Iterator[bytes]:
+    """Decompress (multi-member) gzip in bounded pieces; past ``limit`` (the input's
+    :class:`~scanner.engine.layers.Budget`, shared by every layer nested in it) it is a
+    bomb. A stream cut short or followed by garbage: what came out is yielded first,
+    then one SourceError."""
+    budget = _budget(limit)
     d = zlib.decompressobj(wbits=47)
     fed = False
     for chunk in chunks:
@@ -409,9 +412,7 @@ def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
                 out = d.decompress(data, CHUNK)
             except zlib.error as exc:
                 raise SourceError(f"not valid gzip: {exc}") from None
-            total += len(out)
-            if total > limit:
-                raise SourceError(f"gzip expands beyond {limit >> 20} MiB; not scanned further")
+            budget.spend(len(out), "gzip")
             yield out
             if d.eof:
                 data = d.unused_data.lstrip(b"\0")
@@ -419,7 +420,14 @@ def gunzip(chunks: Iterable[bytes], limit: int = GZIP_LIMIT) -> Iterator[bytes]:
             else:
                 data = d.unconsumed_tail
     if fed and not d.eof:
+        yield d.flush()  # what the cut member still holds
         raise SourceError("not valid gzip: the stream is truncated")
+
+
+def _budget(limit: int | Budget) -> Budget:
+    from scanner.engine.layers import Budget
+
+    return Budget(limit) if isinstance(limit, int) else limit
 
 
 @functools.cache

@@ -63,11 +63,33 @@ class Seed:
     align: int = -1  # base64: byte alignment of the seed's text (-1: a run's start)
 
 
+class Spent(SourceError):
+    """The input's budget was already spent and said so (:meth:`Budget.spend`): what
+    is still compressed in it is skipped quietly (one error line per input, not one per
+    member)."""
+
+    quiet = True
+
+
+#: An input may expand to this many times its own size when that is more than the
+#: limit: a registry image of gzip layers (about 3:1) is read whole however large it is,
+#: while a small bomb (42.zip: 17 KB to 4.5 PB) is still cut at the limit.
+RATIO = 32
+
+
 class Budget:
     """Decoded bytes one input may still produce across all of its layers."""
 
-    def __init__(self, limit: int, *, deep_said: bool = False):
-        self.limit, self.left = limit, limit
+    @classmethod
+    def for_input(cls, limit: int, size: int | None) -> Budget:
+        """The budget of an input of ``size`` bytes (None or 0: a stream, whose size is
+        not known: ``limit``)."""
+        return cls(max(limit, RATIO * (size or 0)))
+
+    def __init__(self, limit: int, *, deep_said: bool = False, left: int | None = None):
+        self.limit, self.left = limit, limit if left is None else left
+        #: The input's containers expanded past the limit and one error said so.
+        self.spent = False
         #: The input was already reported as nested too deep (by the stream unpacker,
         #: :mod:`scanner.engine.scan_input`): a layer past MAX_LAYERS is then skipped
         #: quietly, so the input gets one error line, not two.
@@ -79,6 +101,19 @@ class Budget:
             self.deep_said = True
             raise SourceError(f"more than {MAX_LAYERS} layers of encoding inside each "
                               "other: not decoded further")
+
+    def spend(self, n: int, what: str) -> None:
+        """``n`` bytes came out of a container layer (gzip, bzip2, xz, zstd, a zip
+        member) anywhere in the input, however deeply nested: one budget for all of
+        them, so a zip of zips or a tar of gzips is bounded like one gzip. Past the
+        limit: one SourceError (the input's one error line), then :class:`Spent`."""
+        if self.spent:
+            raise Spent("decompressed size limit already reported")
+        self.left -= n
+        if self.left < 0:
+            self.spent = True
+            raise SourceError(f"{what} expands beyond {self.limit >> 20} MiB; "
+                              "not scanned further")
 
     def take(self, n: int) -> None:
         self.left -= n
@@ -319,4 +354,5 @@ def _unescaped(name: str, window: bytes) -> bytes:
     return pattern.sub(one, window)
 
 
-__all__ = ["Budget", "Inflated", "Layer", "MAX_LAYERS", "Seed", "peel", "seeds", "texts"]
+__all__ = ["Budget", "Inflated", "Layer", "MAX_LAYERS", "RATIO", "Seed", "Spent", "peel",
+           "seeds", "texts"]

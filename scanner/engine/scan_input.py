@@ -9,6 +9,7 @@ lines of a large file that was searched in parallel pieces.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import mmap
@@ -40,6 +41,7 @@ from scanner.engine.inputs import (
     utf16_to_utf8,
     widen_pipe,
 )
+from scanner.engine.layers import Budget, Spent
 from scanner.engine.tar_parts import Parts, scan_part
 from scanner.engine.tars import (
     WHOLE,
@@ -50,7 +52,7 @@ from scanner.engine.tars import (
     Streamed,
     scan_tar,
 )
-from scanner.engine.unpack import decompress
+from scanner.engine.unpack import Cut, decompress
 from scanner.finding import Finding
 from scanner.result import GZIP_LIMIT, ScanIssue, issue
 from scanner.sources.origin import Origin, Readable
@@ -126,19 +128,26 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
     if origin.end is not None:  # a range of a large plain file, already sniffed
         _scan_mapped(detector, f, origin, outcome, binary=False)
         return
+    with contextlib.suppress(Spent):  # the one error line was said where it ran out
+        _scan_input(detector, f, origin, outcome, seekable,
+                    Budget.for_input(gzip_limit, origin.size if seekable else None), fanout)
+
+
+def _scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
+                seekable: bool, budget: Budget, fanout: Fanout | None) -> None:
     head = f.read(SNIFF)
     kind = kind_of(head)
     binary = kind == "binary"
     if kind == "zip" and seekable and isinstance(f, io.IOBase) and f.seekable():
         size = f.seek(0, io.SEEK_END)
         f.seek(0)
-        if _scan_archive(detector, f, origin, outcome, None, gzip_limit, 1):
+        if _scan_archive(detector, f, origin, outcome, None, budget, 1):
             outcome.bytes += size
             return
         f.seek(len(head))
         kind, binary = "binary", True
     if kind == "tar" and seekable and _scan_mapped_tar(detector, f, origin, outcome,
-                                                       gzip_limit, fanout):
+                                                       budget, fanout):
         return
     if not seekable and kind in ("text", "binary"):
         # A plain stream (stdin): read in place into one reused buffer.
@@ -149,7 +158,7 @@ def scan_input(detector: Detector, f: Readable, origin: Origin, outcome: Outcome
         if not seekable and sys.platform == "linux":
             steady_heap()  # a stream is read in pieces: reuse their memory
         _scan_chunks(detector, _count(_chunks(f, head), outcome), origin, outcome, None,
-                     gzip_limit, 0)
+                     budget, 0)
     elif origin.size <= READ_WHOLE:
         buf = head + f.read(-1)
         outcome.bytes += len(buf)
@@ -174,7 +183,7 @@ class Fanout:
 
 
 def _scan_mapped_tar(detector: Detector, f: Readable, origin: Origin, outcome: Outcome,
-                     limit: int, fanout: Fanout | None = None) -> bool:
+                     limit: Budget, fanout: Fanout | None = None) -> bool:
     """A tar that is a regular file (a ``docker save`` tarball, a backup): mapped, its
     members read in place. False when ``f`` cannot be mapped (then it is streamed)."""
     try:
@@ -191,7 +200,7 @@ def _scan_mapped_tar(detector: Detector, f: Readable, origin: Origin, outcome: O
     return True
 
 
-def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: int,
+def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: Budget,
              depth: int, fanout: Fanout | None) -> Members:
     """How the members of a tar ``depth`` layers deep are scanned (here or, for a
     part of a split tar, in a worker: the same either way)."""
@@ -204,7 +213,7 @@ def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: 
         _scan_chunks(detector, chunks, sub, outcome, layers, limit, depth)
 
     def small_gzip(data: bytes) -> bytes | None:
-        return gunzip_whole(data, min(limit, WHOLE))
+        return _gunzip_whole(data, limit)
 
     def nested(inner: Mapped, sub: Origin) -> None:
         if depth >= MAX_NESTING:
@@ -216,7 +225,8 @@ def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: 
         assert fanout is not None
         return fanout.pool.submit(
             scan_tar_part, fanout.rules, (detector.max_decompressed, detector.decode_window),
-            where.fs_path, (tar.base, tar.base + tar.end), part, where, encoding, limit, depth)
+            where.fs_path, (tar.base, tar.base + tar.end), part, where, encoding,
+            (limit.limit, limit.left), depth)
 
     def split(tar: Mapped, where: Origin, out: Any, members: Members) -> Parts:
         return Parts(tar, where, out, members, send)
@@ -226,7 +236,7 @@ def _members(detector: Detector, outcome: Outcome, encoding: str | None, limit: 
 
 
 def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
-              encoding: str | None, limit: int, depth: int, fanout: Fanout | None = None
+              encoding: str | None, limit: Budget, depth: int, fanout: Fanout | None = None
               ) -> None:
     """Each member of a tar as an input one layer deeper; then, if the tar is a
     container image (``manifest.json``, ``index.json``), its findings renamed after the
@@ -241,22 +251,27 @@ def _scan_tar(detector: Detector, src: Source, origin: Origin, outcome: Outcome,
 
 def scan_tar_part(rules: list[Any], settings: tuple[int, int], fs_path: str,
                   span: tuple[int, int], part: list[Entry], origin: Origin,
-                  encoding: str | None, limit: int, depth: int
+                  encoding: str | None, limit: tuple[int, int], depth: int
                   ) -> tuple[Outcome, list[tuple[str, bytes]]]:
     """A worker's part of a split tar (the tar at ``span`` of the file ``fs_path``):
     what :func:`_scan_tar` would have made of these members; self-contained (rules
-    travel with it)."""
+    travel with it). ``limit``: the input's decompression limit and what was left of
+    it when the part was sent (each part in flight may spend that much)."""
     max_decompressed, window = settings
     detector = Detector(rules, max_decompressed=max_decompressed, decode_window=window)
     outcome = Outcome()
     with open(fs_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        kept = scan_part(Mapped(mm, *span), part, origin, outcome,
-                         _members(detector, outcome, encoding, limit, depth, None))
+        try:
+            kept = scan_part(Mapped(mm, *span), part, origin, outcome,
+                             _members(detector, outcome, encoding,
+                                      Budget(limit[0], left=limit[1]), depth, None))
+        except Spent:
+            kept = []
     return outcome, kept
 
 
 def _scan_held(detector: Detector, data: bytes, origin: Origin, outcome: Outcome,
-               encoding: str | None, limit: int, depth: int) -> None:
+               encoding: str | None, limit: Budget, depth: int) -> None:
     """A member held whole (at most tars.WHOLE): text or binary is scanned as the one
     buffer it is (lines counted only up to a hit, no stream windows), a small gzip is
     inflated in one call and looked at again; anything else as a stream."""
@@ -266,12 +281,23 @@ def _scan_held(detector: Detector, data: bytes, origin: Origin, outcome: Outcome
                     outcome, binary=kind == "binary")
         return
     if kind == "gzip" and depth < MAX_NESTING:
-        plain = gunzip_whole(data, min(limit, WHOLE))
+        plain = _gunzip_whole(data, limit)
         if plain is not None:
             _scan_held(detector, plain, origin, outcome, _plus(encoding, "gzip"), limit,
                        depth + 1)
             return
     _scan_chunks(detector, [data], origin, outcome, encoding, limit, depth)
+
+
+def _gunzip_whole(data: bytes, budget: Budget) -> bytes | None:
+    """A small gzip member inflated in one call, its bytes spent from the input's
+    budget (None: too large or damaged; the streamed reader then says what is wrong)."""
+    if budget.spent:
+        return None
+    plain = gunzip_whole(data, min(budget.left, WHOLE))
+    if plain is not None:  # within what is left: spending cannot fail here
+        budget.spend(len(plain), "gzip")
+    return plain
 
 
 def _plus(encoding: str | None, layer: str) -> str:
@@ -293,49 +319,61 @@ def _peek(chunks: Iterable[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
 
 
 def _scan_chunks(detector: Detector, chunks: Iterable[bytes], origin: Origin,
-                 outcome: Outcome, encoding: str | None, limit: int, depth: int) -> None:
+                 outcome: Outcome, encoding: str | None, limit: Budget, depth: int) -> None:
     """A stream, sniffed again after every layer that is taken off (up to MAX_NESTING
     layers, each bounded by ``limit`` decompressed bytes)."""
-    head, stream = _peek(chunks, SNIFF)
-    kind = kind_of(head)
-    if kind == "gzip" and depth < MAX_NESTING:
-        _scan_chunks(detector, gunzip(stream, limit), origin, outcome, _plus(encoding, "gzip"),
-                     limit, depth + 1)
-    elif kind in ("bzip2", "xz", "zstd") and depth < MAX_NESTING:
-        _scan_chunks(detector, decompress(kind, stream, limit), origin, outcome,
-                     _plus(encoding, kind), limit, depth + 1)
-    elif kind == "tar" and depth < MAX_NESTING:
-        _scan_tar(detector, Streamed(stream), origin, outcome, encoding, limit, depth + 1)
-    elif kind.startswith("utf-16"):
-        to_findings(scan_stream(detector, utf16_to_utf8(stream, kind)), origin,
-                    _plus(encoding, "utf-16"), outcome)
-    elif kind == "zip" and depth < MAX_NESTING:
-        pieces, size = [], 0
-        for piece in stream:
-            pieces.append(piece)
-            size += len(piece)
-            if size > IN_MEMORY:  # too large to hold: its bytes are scanned as they are
-                rest = itertools.chain(pieces, stream)
-                to_findings(scan_stream(detector, rest), origin, encoding, outcome, binary=True)
-                return
-        data = io.BytesIO(b"".join(pieces))
-        if not _scan_archive(detector, data, origin, outcome, encoding, limit, depth + 1):
-            to_findings(scan_stream(detector, [data.getvalue(), b""]), origin, encoding,
-                        outcome, binary=True)
-    else:
-        budget = detector.budget()
-        if kind in _LAYERED:  # nested deeper than MAX_NESTING: say so, and still
-            outcome.errors.append(ScanIssue(  # look at the bytes as they are
-                "source", f"{origin.path or '-'}: more than {MAX_NESTING} layers of "
-                f"{kind} inside each other: not unpacked further; the scan of it is "
-                "incomplete", origin.path))
-            budget.deep_said = True  # the layer decoder's limit is this same line
-        to_findings(scan_stream(detector, stream, budget=budget), origin, encoding, outcome,
-                    binary=kind == "binary")
+    cut = Cut(chunks)
+    head, stream = _peek(cut, SNIFF)
+    said = len(outcome.errors)
+    try:
+        kind = kind_of(head)
+        if kind == "gzip" and depth < MAX_NESTING:
+            _scan_chunks(detector, gunzip(stream, limit), origin, outcome,
+                         _plus(encoding, "gzip"), limit, depth + 1)
+        elif kind in ("bzip2", "xz", "zstd") and depth < MAX_NESTING:
+            _scan_chunks(detector, decompress(kind, stream, limit), origin, outcome,
+                         _plus(encoding, kind), limit, depth + 1)
+        elif kind == "tar" and depth < MAX_NESTING:
+            _scan_tar(detector, Streamed(stream), origin, outcome, encoding, limit, depth + 1)
+        elif kind.startswith("utf-16"):
+            to_findings(scan_stream(detector, utf16_to_utf8(stream, kind)), origin,
+                        _plus(encoding, "utf-16"), outcome)
+        elif kind == "zip" and depth < MAX_NESTING:
+            pieces, size = [], 0
+            for piece in stream:
+                pieces.append(piece)
+                size += len(piece)
+                if size > IN_MEMORY:  # too large to hold: its bytes are scanned as they are
+                    rest = itertools.chain(pieces, stream)
+                    to_findings(scan_stream(detector, rest), origin, encoding, outcome,
+                                binary=True)
+                    break
+            else:
+                data = io.BytesIO(b"".join(pieces))
+                if not _scan_archive(detector, data, origin, outcome, encoding, limit,
+                                     depth + 1):
+                    to_findings(scan_stream(detector, [data.getvalue(), b""]), origin,
+                                encoding, outcome, binary=True)
+        else:
+            budget = detector.budget()
+            if kind in _LAYERED:  # nested deeper than MAX_NESTING: say so, and still
+                outcome.errors.append(ScanIssue(  # look at the bytes as they are
+                    "source", f"{origin.path or '-'}: more than {MAX_NESTING} layers of "
+                    f"{_plus(encoding, kind)} inside each other: the innermost {kind} is "
+                    "not unpacked, only searched as it is (encodings in it included); the "
+                    "scan of it may be incomplete", origin.path))
+                budget.deep_said = True  # the layer decoder's limit is this same line
+            to_findings(scan_stream(detector, stream, budget=budget), origin, encoding,
+                        outcome, binary=kind == "binary")
+    finally:
+        if cut.error is not None:  # the stream failed: its error, not the consequences
+            outcome.errors[said:] = [e for e in outcome.errors[said:]  # (a cut tar)
+                                     if e.path != origin.path]
+    cut.check()
 
 
 def _scan_archive(detector: Detector, f: io.IOBase, origin: Origin, outcome: Outcome,
-                  encoding: str | None, limit: int, depth: int) -> bool:
+                  encoding: str | None, limit: Budget, depth: int) -> bool:
     def member(reader: Bounded, sub: Origin) -> None:
         _scan_chunks(detector, _chunks(reader, b""), sub, outcome, _plus(encoding, "zip"),
                      limit, depth)

@@ -368,6 +368,7 @@ class Walk:
         self.kept_size = 0
         self.prefilter = self.detector.prefilter is not None
         self.span = Span(src) if self.prefilter and isinstance(src, Mapped) else None
+        self.inflated = False  # a gzip member's inflated text is held
 
     def add(self, entry: Entry) -> None:
         src, origin, outcome, members = self.src, self.origin, self.outcome, self.members
@@ -379,6 +380,7 @@ class Walk:
                 guard(members.nested, span.member(entry.size),
                        sub_origin(origin, entry), outcome)
                 return
+            self._paid()
             guard(members.streamed, src.chunks(entry.size),
                    sub_origin(origin, entry), outcome)
             return
@@ -404,15 +406,24 @@ class Walk:
         if kind == "gzip" and members.gunzip is not None:
             plain = members.gunzip(data)  # its text searched with the others
             if plain is not None and members.kind_of(plain[:8192]) in ("text", "binary"):
-                searched = plain
+                searched, self.inflated = plain, True
         if searched is not None:
             self.held.append((searched, data, entry))
             self.size += len(searched) + 1
             if self.size >= REGION:
                 _search_held(detector, self.held, origin, members, outcome)
-                self.held, self.size = [], 0
+                self.held, self.size, self.inflated = [], 0, False
         else:
+            self._paid()
             guard(members.held, data, sub_origin(origin, entry), outcome)
+
+    def _paid(self) -> None:
+        """Held gzip members (inflated once to be searched, and again if marked) are
+        scanned before a member that may spend the rest of the input's decompressed
+        budget: a bomb after them does not cost them their findings."""
+        if self.inflated:
+            _search_held(self.detector, self.held, self.origin, self.members, self.outcome)
+            self.held, self.size, self.inflated = [], 0, False
 
     def finish(self) -> list[tuple[str, bytes]]:
         """Search what is still held; the kept JSON members, in order."""
@@ -510,7 +521,8 @@ def guard(scan: Callable[[Any, Origin], None], data: Any, sub: Origin, outcome: 
     except Broken:
         raise
     except (SourceError, OSError, EOFError, ValueError, RuntimeError) as exc:
-        outcome.errors.append(issue(sub.path or "-", exc))
+        if not getattr(exc, "quiet", False):  # (quiet: the input's budget, said already)
+            outcome.errors.append(issue(sub.path or "-", exc))
 
 
 def _search_held(detector: Detector, held: list[tuple[bytes, bytes, Entry]], origin: Origin,

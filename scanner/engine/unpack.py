@@ -91,15 +91,7 @@ class _Chunks:
         return True
 
 
-def _reader(kind: str, raw: _Chunks) -> Any:
-    if kind == "bzip2":
-        import bz2
-
-        return bz2.BZ2File(raw)  # type: ignore[call-overload]
-    if kind == "xz":
-        import lzma
-
-        return lzma.LZMAFile(raw)  # type: ignore[arg-type]
+def _zstd_reader(raw: _Chunks) -> Any:
     try:
         import zstandard
     except ImportError:
@@ -109,22 +101,144 @@ def _reader(kind: str, raw: _Chunks) -> Any:
         raw, read_across_frames=True)  # type: ignore[arg-type]
 
 
-def decompress(kind: str, chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+def decompress(kind: str, chunks: Iterable[bytes], limit: Any) -> Iterator[bytes]:
     """The decompressed stream (several concatenated streams too, as ``bzip2 -c a b``
-    and ``xz`` write them) in pieces of at most STEP; past ``limit`` bytes out it is a
-    bomb: one SourceError, and nothing more is read."""
-    reader = _reader(kind, _Chunks(chunks))
-    total = 0
+    and ``xz`` write them) in pieces of at most STEP; past ``limit`` (the input's
+    :class:`~scanner.engine.layers.Budget`, or a byte count) it is a bomb: one
+    SourceError, and nothing more is read. A stream cut short: what came out first,
+    then one SourceError saying so (zstd's reader ends quietly there: its frames are
+    walked alongside, :class:`_Frames`)."""
+    from scanner.engine.layers import Budget
+
+    budget = Budget(limit) if isinstance(limit, int) else limit
+    if kind != "zstd":
+        yield from _incremental(kind, chunks, budget)
+        return
+    frames = _Frames(chunks)
+    reader = _zstd_reader(_Chunks(frames))
     while True:
         try:
             out = reader.read(STEP)
         except SourceError:
             raise
-        except Exception as exc:  # OSError, EOFError, lzma.LZMAError, ZstdError
+        except Exception as exc:  # ZstdError
             raise SourceError(f"not valid {kind}: {exc}") from None
         if not out:
+            if frames.cut():
+                raise SourceError(f"{kind} stream is truncated")
             return
-        total += len(out)
-        if total > limit:
-            raise SourceError(f"{kind} expands beyond {limit >> 20} MiB; not scanned further")
+        budget.spend(len(out), kind)
         yield out
+
+
+def _incremental(kind: str, chunks: Iterable[bytes], budget: Any) -> Iterator[bytes]:
+    """bzip2 or xz through the decompressor objects, not the file readers: those lose
+    the last piece they decompressed when the stream turns out to be cut short."""
+    import bz2
+    import lzma
+
+    def make() -> Any:
+        return bz2.BZ2Decompressor() if kind == "bzip2" else lzma.LZMADecompressor()
+
+    d, fed = make(), False
+    for chunk in chunks:
+        data = chunk
+        while data or not d.needs_input:
+            try:
+                out = d.decompress(data, STEP)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                raise SourceError(f"not valid {kind}: {exc}") from None
+            data, fed = b"", True
+            if out:
+                budget.spend(len(out), kind)
+                yield out
+            if d.eof:  # the next stream (xz pads between them with zeros)
+                data = d.unused_data.lstrip(b"\0") if kind == "xz" else d.unused_data
+                d, fed = make(), False
+    if fed and not d.eof:
+        raise SourceError(f"{kind} stream is truncated")
+
+
+class _Frames:
+    """The chunks of a zstd stream, passed on unchanged while its frames are walked
+    (magic, header, block headers: a few bytes per 128 KiB block), so that a stream
+    cut inside a frame is known at its end."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.it = iter(chunks)
+        self.pending = b""  # bytes not walked yet
+        self.need = 0  # bytes to pass over before the next header
+        self.state = "magic"  # what the next header is: magic, block (other: not zstd)
+        self.checksum = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.it:
+            self._walk(chunk)
+            yield chunk
+
+    def _walk(self, chunk: bytes) -> None:
+        if self.state == "other":
+            return
+        skip = min(self.need, len(chunk))
+        self.need -= skip
+        self.pending += chunk[skip:]
+        while not self.need and self.pending and self._step():
+            pass
+
+    def _step(self) -> bool:
+        """Read one header from :attr:`pending`; False when more bytes are needed."""
+        p = self.pending
+        if self.state == "magic":
+            if len(p) < 5:
+                return False
+            if 0x184D2A50 <= int.from_bytes(p[:4], "little") <= 0x184D2A5F:  # skippable
+                return self._take(8, int.from_bytes(p[4:8], "little"), "magic")
+            if p[:4] != b"\x28\xb5\x2f\xfd":
+                self.state, self.pending = "other", b""  # the decompressor says what
+                return False
+            fhd = p[4]
+            size = (1 + (not fhd & 0x20) + (0, 1, 2, 4)[fhd & 3]
+                    + (1 if fhd & 0x20 and not fhd >> 6 else (0, 2, 4, 8)[fhd >> 6]))
+            self.checksum = 4 if fhd & 4 else 0
+            return self._take(4 + size, 0, "block")
+        if len(p) < 3:
+            return False
+        head = int.from_bytes(p[:3], "little")
+        body = 1 if (head >> 1) & 3 == 1 else head >> 3
+        if head & 1:  # the last block, then the checksum
+            return self._take(3, body + self.checksum, "magic")
+        return self._take(3, body, "block")
+
+    def _take(self, header: int, body: int, then: str) -> bool:
+        if len(self.pending) < header:
+            return False
+        rest = self.pending[header:]
+        skip = min(body, len(rest))
+        self.pending, self.need, self.state = rest[skip:], body - skip, then
+        return True
+
+    def cut(self) -> bool:
+        """The input ended inside a frame."""
+        return self.state != "other" and bool(self.need or self.pending
+                                                or self.state != "magic")
+
+
+class Cut:
+    """A stream of chunks that ends where its source fails (a truncated gzip, a bomb,
+    garbage after a valid member): what came before the failure is read and scanned
+    like any stream, and :meth:`check` raises the failure afterwards (one error line,
+    the readable part's findings kept)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.it = iter(chunks)
+        self.error: SourceError | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.it
+        except SourceError as exc:  # Spent too: said already, raised again by check()
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
