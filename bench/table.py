@@ -149,21 +149,29 @@ def main() -> None:
                 fh.write("\nSee bench/README.md for how the scanner is measured.\n")
             (work / "deploy.env").write_text("CENDIS_URL=https://api.example\n")
             common.git("add", edited, "deploy.env", cwd=work)
+            # The hook as `install-hook` writes it (it starts Python with -S -P); the
+            # console script, what the pre-commit framework runs, is a row of its own.
+            subprocess.run([*cli, "install-hook"], cwd=work, check=True,
+                           stdout=subprocess.DEVNULL)
+            hook = ["sh", str(work / ".git" / "hooks" / "pre-commit")]
             for label, content in (("clean", None), ("with a token", "token")):
                 if content:
                     token = common.make_token(random.Random())
                     (work / "deploy.env").write_text(f"CENDIS_TOKEN={token}\n")
                     common.git("add", "deploy.env", cwd=work)
                 m = max(n, 10)
-                ours = med([*cli, "git", ".", "--staged"], m, cwd=work)
+                ours = med(hook, m, cwd=work)
+                console = med([*cli, "git", ".", "--staged"], m, cwd=work)
                 kf = p["kingfisher"] and med(kingfisher(p, ".", out, "--staged"), m, cwd=work)
                 gl = p["gitleaks"] and med(gitleaks(p, ["git", "--pre-commit", "--staged"],
                                                     ".", out), m, cwd=work)
                 bl = p["betterleaks"] and med(betterleaks(p, ["git", "--staged"], ".", out), m,
                                               cwd=work)
-                rows.append((f"2-file staged change in git/git, {label}", fmt(ours),
-                             fmt(kf or None), fmt(gl or None), fmt(bl or None), "–",
-                             "<= Kingfisher"))
+                rows.append((f"2-file staged change in git/git, {label}: installed hook",
+                             fmt(ours), fmt(kf or None), fmt(gl or None), fmt(bl or None),
+                             "–", "<= Kingfisher"))
+                rows.append((f"2-file staged change in git/git, {label}: console script",
+                             fmt(console), "", "", "", "–", "–"))
             floor = med([common.cli_python(cli), "-c", "pass"], 10)
             print(f"python -c pass: {fmt(floor)}", flush=True)
         if "history" not in skip:
