@@ -5,7 +5,7 @@ not at the next timer), a graceful :meth:`Worker.stop` between units of work, a
 :attr:`Worker.stopping` flag the supervisor reads, a run loop that rests between turns
 (cut short by a wake), and a supervisor that logs, counts and restarts a crashed loop
 with backoff. What a turn does and how it retries (its backoff, its ``Retry-After``
-rules) stays each worker's own.
+rules) stays each worker's own; the shape of a backoff (:func:`backoff`) is shared.
 
 Time is a parameter: the clock and the sleep are injected, so tests run hours of
 waiting without sleeping. Standard library only (a core module).
@@ -23,6 +23,14 @@ from scanner.errors import short
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
+
+
+def backoff(attempts: int, base: float, cap: float, rng: Any) -> float:
+    """The wait before retry number ``attempts + 1``: exponential from ``base``, capped
+    at ``cap``, with jitter in its upper half (``rng``: the injected randomness), so
+    that workers of several hosts that failed together do not retry together."""
+    ceiling = min(cap, base * 2 ** min(attempts, 30))
+    return float(ceiling * (0.5 + 0.5 * rng.random()))
 
 
 class Worker:

@@ -40,7 +40,7 @@ from scanner.cendis.contract import RETRY_AFTER_MAX, RETRY_AFTER_MIN
 from scanner.cendis.errors import CendisError
 from scanner.incidents.models import QueueEntry, RevokeOutcome, Status
 from scanner.incidents.store import Store, claim_owner
-from scanner.worker import Worker
+from scanner.worker import Worker, backoff
 from scanner.worker import supervise as _supervise
 
 log = logging.getLogger(__name__)
@@ -275,10 +275,9 @@ class Revoker(Worker):
         return Step.WAITED
 
     def _backoff(self) -> float:
-        """Exponential with full jitter in its upper half, capped; no retry limit."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** min(self.failures, 30))
+        """The next wait (:func:`~scanner.worker.backoff`); no retry limit."""
         self.failures += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return backoff(self.failures - 1, self.base_delay, self.max_delay, self._rng)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds`` (the injected sleep), but never past a drain's deadline: a

@@ -55,7 +55,7 @@ from scanner.notify.config import ChannelConfig, NotifyConfig
 from scanner.notify.delivery import DeliveryError, Sender
 from scanner.notify.message import Message, build_message
 from scanner.notify.senders import make_sender
-from scanner.worker import Worker
+from scanner.worker import Worker, backoff
 from scanner.worker import supervise as _supervise
 
 log = logging.getLogger(__name__)
@@ -259,9 +259,7 @@ class Dispatcher(Worker):
         return out
 
     def _backoff(self, attempts: int) -> float:
-        """Exponential from ``base_delay``, capped, with jitter in its upper half."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempts, 30))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return backoff(attempts, self.base_delay, self.max_delay, self._rng)
 
     def _count(self, channel: str, outcome: str, n: int) -> None:
         key = (channel, outcome)
